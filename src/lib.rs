@@ -1,0 +1,38 @@
+//! scir: Self-Consistent Internal Rewards.
+//!
+//! A model writes responses, judges them with two of its own internal reward
+//! models (the DPO implicit reward and itself as LLM-as-a-judge), keeps the
+//! pairs where the two agree, and trains with DPO plus a loss that makes the
+//! two agree more. Each iteration runs as a DAG of cached stages that exchange
+//! Parquet tables and checkpoints on disk.
+//!
+//! Layout (one concept per module):
+//!
+//! ```text
+//! cli/      the command line (clap); `main.rs` only calls `cli::main`
+//! config    pipeline.yaml: strict parsing, validation into a runtime plan
+//! dag       stages x iterations x arms unrolled into tasks
+//! cache     content-addressed task keys (BLAKE3 over canonical JSON)
+//! store     the object store, atomic commit, public view, verify, gc
+//! lock      kernel-released file locks
+//! runlog    run records
+//! sched     the executor
+//! stage     the contract every stage implements
+//! table     byte-deterministic Parquet writing and reading
+//! sql       `scir sql`: DataFusion over the public tables
+//! model/    the Llama-family decoder, checkpoints, text, generation, training
+//! world/    the built-in synthetic world (its gold scorer is for eval only)
+//! stages/   (top-level folder) one file per pipeline stage
+//! ```
+
+pub mod cli;
+pub mod error;
+pub mod model;
+pub mod sql;
+pub mod table;
+pub mod world;
+
+#[path = "../stages/mod.rs"]
+pub mod stages;
+
+pub use error::Error;

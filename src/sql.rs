@@ -1,0 +1,1 @@
+//! `scir sql`: DataFusion over the public tables and run records.

@@ -1,0 +1,1 @@
+//! Byte-deterministic Parquet writing and reading.

@@ -1,0 +1,1 @@
+//! The built-in synthetic world. Its gold scorer is used only by eval.

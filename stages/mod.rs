@@ -1,0 +1,1 @@
+//! One file per pipeline stage; this module is the registry.
