@@ -76,9 +76,10 @@ PAIRS = [
     ("The quick brown fox", " jumps over the lazy dog."),
     ("Write a list: ", "1. apples\n2. pears"),
     ("Ünïcödé test — ok?", " Yes ✓"),
+    ("Say: he", "llo world"),  # joint tokenisation merges across the seam (see trl_joint)
 ]
 GREEDY_PROMPTS = [0, 1, 2, 3]  # indices into PAIRS
-BATCH_ROWS = [0, 1, 2, 3, 4, 5]  # rows of the padded batch (indices into PAIRS)
+BATCH_ROWS = [0, 1, 2, 3, 4, 5, 6]  # rows of the padded batch (indices into PAIRS)
 
 WORDS = (
     "the a an and or of to in on at with for from by is are was were be been sort sorted "
@@ -298,6 +299,18 @@ def greedy(model, prompt_ids: list[int], eos_id: int, pad_id: int):
     return gen, min(margins)
 
 
+def trl_joint_seam(tok, prompt: str, response: str) -> tuple[list[int], list[int]]:
+    """How TRL 1.16's DPOTrainer splits a non-conversational pair: EOS appended as text, prompt
+    and prompt+completion tokenised separately (with special tokens), the completion starting
+    where the two diverge (TRL's own `_tokenize` and `common_prefix_length`)."""
+    from trl.data_utils import _tokenize, common_prefix_length
+
+    p_ids = _tokenize(tok, prompt)["input_ids"]
+    pc_ids = _tokenize(tok, prompt + response + tok.eos_token)["input_ids"]
+    n = common_prefix_length(p_ids, pc_ids)
+    return list(p_ids[:n]), list(pc_ids[n:])
+
+
 def strip_after_eos(ids: list[int], eos_id: int) -> list[int]:
     return ids[: ids.index(eos_id) + 1] if eos_id in ids else ids
 
@@ -365,6 +378,7 @@ def model_reference(name: str, spec, model, tok, raw_tok_path: Path) -> dict:
         assert raw.encode(response, add_special_tokens=False).ids == r_ids, (response, r_ids)
         tl = token_logprobs(model, p_ids + r_ids, len(p_ids))
         tl_eos = token_logprobs(model, p_ids + r_ids + [eos_id], len(p_ids))
+        joint_p, joint_c = trl_joint_seam(tok, prompt, response)
         pairs.append(
             {
                 "prompt": prompt,
@@ -375,6 +389,12 @@ def model_reference(name: str, spec, model, tok, raw_tok_path: Path) -> dict:
                 "logprob": f(math.fsum(tl)),
                 "token_logprobs_eos": tl_eos,
                 "logprob_eos": f(math.fsum(tl_eos)),
+                "trl_joint": {
+                    "prompt_ids": joint_p,
+                    "completion_ids": joint_c,
+                    "same_as_separate": joint_p + joint_c == p_ids + r_ids + [eos_id],
+                    "logprob": f(math.fsum(token_logprobs(model, joint_p + joint_c, len(joint_p)))),
+                },
             }
         )
 
