@@ -347,7 +347,7 @@ def greedy_batch(model, prompts: list[list[int]], eos_id: int, pad_id: int):
     return ids, mask, gens
 
 
-def chat_reference(tok, raw):
+def chat_reference(model, tok, raw):
     text = tok.apply_chat_template(CHAT_CONVERSATION, add_generation_prompt=True, tokenize=False)
     ids = tok.apply_chat_template(CHAT_CONVERSATION, add_generation_prompt=True, tokenize=True)
     if isinstance(ids, dict) or hasattr(ids, "keys"):
@@ -355,12 +355,15 @@ def chat_reference(tok, raw):
     plain = tok(text, add_special_tokens=False)["input_ids"]
     assert list(ids) == plain, "apply_chat_template ids differ from encode(text, add_special_tokens=False)"
     assert raw.encode(text, add_special_tokens=False).ids == plain, "tokenizers and transformers disagree"
+    with torch.no_grad():
+        last = torch.log_softmax(model(torch.tensor([plain])).logits[0, -1].float(), dim=-1)
     return {
         "messages": CHAT_CONVERSATION,
         "add_generation_prompt": True,
         "text": text,
         "ids": list(ids),
         "ids_with_special_tokens": tok(text, add_special_tokens=True)["input_ids"],
+        "next_token_logprobs": [f(v) for v in last],
     }
 
 
@@ -474,7 +477,7 @@ def model_reference(name: str, spec, model, tok, raw_tok_path: Path) -> dict:
         },
     }
     if spec["chat"] is not None:
-        ref["chat_template"] = dict(chat_reference(tok, raw), stored_in=spec["chat"])
+        ref["chat_template"] = dict(chat_reference(model, tok, raw), stored_in=spec["chat"])
     return ref
 
 
