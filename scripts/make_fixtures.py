@@ -179,12 +179,15 @@ MODELS = {
     ),
     "mistral_gqa": dict(
         arch="mistral",
-        config=dict(num_key_value_heads=2, tie_word_embeddings=False, rope_theta=50000.0, rms_norm_eps=1e-5, sliding_window=None),
+        config=dict(
+            num_key_value_heads=2, tie_word_embeddings=False, rope_theta=50000.0, rms_norm_eps=1e-5, sliding_window=None
+        ),
         dtype="float32",
         chat="jinja_file",
         legacy_config=False,
         eos_row_gain=1.6,
-        about="Mistral, GQA 4 heads / 2 kv heads, untied, f32, ChatML template in chat_template.jinja (transformers' default layout)",
+        about="Mistral, GQA 4 heads / 2 kv heads, untied, f32, ChatML template in chat_template.jinja "
+        "(transformers' default layout)",
     ),
     "llama_gqa_bf16": dict(
         arch="llama",
@@ -192,7 +195,8 @@ MODELS = {
         dtype="bfloat16",
         chat=None,
         legacy_config=True,
-        about="Llama, multi-query (4 heads / 1 kv head), untied, stored in bf16, config.json in the transformers 4.x layout (top-level rope_theta, torch_dtype)",
+        about="Llama, multi-query (4 heads / 1 kv head), untied, stored in bf16, config.json in the "
+        "transformers 4.x layout (top-level rope_theta, torch_dtype)",
     ),
 }
 
@@ -324,8 +328,8 @@ def padded_batch(model, rows: list[list[int]], starts: list[int], pad_id: int):
         logits = model(torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.float()
     lp = torch.log_softmax(logits, dim=-1)
     sums = []
-    for b, (r, s) in enumerate(zip(rows, starts)):
-        sums.append(f(sum(lp[b, t - 1, r[t]] for t in range(s, len(r)))))
+    for b, (r, s) in enumerate(zip(rows, starts, strict=True)):
+        sums.append(f(math.fsum(f(lp[b, t - 1, r[t]]) for t in range(s, len(r)))))
     return ids, mask, sums
 
 
@@ -423,12 +427,14 @@ def model_reference(name: str, spec, model, tok, raw_tok_path: Path) -> dict:
     rows = [pairs[i]["prompt_ids"] + pairs[i]["response_ids"] + [eos_id] for i in BATCH_ROWS]
     starts = [len(pairs[i]["prompt_ids"]) for i in BATCH_ROWS]
     b_ids, b_mask, b_sums = padded_batch(model, rows, starts, pad_id)
-    diffs = [abs(s - pairs[i]["logprob_eos"]) / abs(pairs[i]["logprob_eos"]) for s, i in zip(b_sums, BATCH_ROWS)]
+    diffs = [
+        abs(s - pairs[i]["logprob_eos"]) / abs(pairs[i]["logprob_eos"]) for s, i in zip(b_sums, BATCH_ROWS, strict=True)
+    ]
     assert max(diffs) < LOGPROB_RTOL, diffs
 
     gb_prompts = [pairs[i]["prompt_ids"] for i in GREEDY_PROMPTS]
     gb_ids, gb_mask, gb_gens = greedy_batch(model, gb_prompts, eos_id, pad_id)
-    for g, single in zip(gb_gens, greedy_out):
+    for g, single in zip(gb_gens, greedy_out, strict=True):
         assert g == single["generated_ids"], (name, g, single["generated_ids"])
 
     cfg = model.config
