@@ -20,11 +20,13 @@ and `diff -r` to check reproducibility).
 Usage:
   python scripts/make_fixtures.py --out tests/fixtures
   python scripts/make_fixtures.py --check-scir-checkpoint DIR [--ids 1,5,9 | --prompt P --response R [--eos]]
+                                 [--expect-logprob X [--rtol 1e-4]]
 
 The second form loads a checkpoint that scir saved, with AutoModelForCausalLM +
 AutoTokenizer, runs one forward pass and prints a JSON object with the logits and
 log-probs (same field names as `scir model logprobs --json`), so scir's numbers can be
-compared with transformers'.
+compared with transformers'; with --expect-logprob it exits 1 when the sum differs by more
+than --rtol (relative).
 
 Library versions: scripts/requirements-fixtures.txt (install into a venv outside the repo:
 `python3 -m venv /root/.cache/scir-venv && /root/.cache/scir-venv/bin/pip install -r
@@ -720,6 +722,10 @@ def check_checkpoint(args) -> None:
         "logits": [[f(v) for v in row] for row in logits],
     }
     print(json.dumps(out, allow_nan=False))
+    if args.expect_logprob is not None:
+        err = abs(out["logprob"] - args.expect_logprob) / max(abs(out["logprob"]), 1e-12)
+        if err > args.rtol:
+            sys.exit(f"logprob mismatch: transformers {out['logprob']!r}, expected {args.expect_logprob!r}")
 
 
 # --- main ---------------------------------------------------------------------------------
@@ -733,6 +739,10 @@ def main() -> None:
     ap.add_argument("--prompt", help="with --check-scir-checkpoint: prompt text (encoded with special tokens)")
     ap.add_argument("--response", help="with --check-scir-checkpoint: response text (without special tokens)")
     ap.add_argument("--eos", action="store_true", help="with --check-scir-checkpoint: append EOS to the response")
+    ap.add_argument(
+        "--expect-logprob", type=float, help="with --check-scir-checkpoint: exit 1 unless logprob matches (e.g. scir's)"
+    )
+    ap.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance for --expect-logprob")
     args = ap.parse_args()
 
     torch.set_num_threads(1)
