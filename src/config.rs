@@ -201,17 +201,30 @@ pub fn parse(path: &Path, text: &str) -> anyhow::Result<PipelineFile> {
         .into());
     }
     let options = serde_saphyr::options! { strict_booleans: true };
-    serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-        let (line, col) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-        user_err!(
-            "{}:{line}:{col}: {}\nFix the pipeline file at that place; every key must be one scir \
-             knows, written once.",
-            path.display(),
-            e
-        )
-        .into()
-    })
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| yaml_error(path, &e))
 }
+
+/// `file:line:col: message` plus the library's source snippet, user-worded.
+fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> anyhow::Error {
+    let (line, col) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+    let name = path.display().to_string();
+    let rendered = e.render_with_options(serde_saphyr::render_options! {
+        formatter: &serde_saphyr::UserMessageFormatter,
+        source_name: Some(&name),
+    });
+    user_err!(
+        "{name}:{line}:{col}: {}\nFix the pipeline file at that place (`scir run --help` and the \
+         README describe pipeline.yaml).",
+        rendered
+            .trim_end()
+            .trim_start_matches("error: ")
+            .trim_start_matches(&format!("line {line} column {col}: "))
+            .replace(DUPLICATE_KEY_HINT, "")
+    )
+    .into()
+}
+
+const DUPLICATE_KEY_HINT: &str = ", set DuplicateKeyPolicy in Options if acceptable";
 
 fn validate(
     path: &Path,

@@ -210,6 +210,10 @@ pub fn run(
         tasks,
     };
     runlog::write(&run_dir, &record)?;
+    if !failed {
+        // Every staging dir was renamed into the store; failed ones stay for `scir gc`.
+        let _ = std::fs::remove_dir_all(store.tmp_dir().join(&run_id));
+    }
     Ok(record)
 }
 

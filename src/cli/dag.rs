@@ -14,7 +14,6 @@ use crate::stage::Registry;
 ///
 ///   scir dag --format dot | dot -Tsvg > dag.svg
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment)]
 pub struct DagArgs {
     #[command(flatten)]
     pub pipeline: PipelineArg,
@@ -42,7 +41,7 @@ pub fn run(args: &DagArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
         Format::Dot => dot(&dag),
         Format::Mermaid => mermaid(&dag),
     };
-    print!("{text}");
+    outln!("{}", text.trim_end());
     Ok(ExitCode::SUCCESS)
 }
 

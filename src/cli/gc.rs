@@ -26,7 +26,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub fn run(args: &GcArgs) -> anyhow::Result<ExitCode> {
     let store = Store::new(&args.store.artifacts);
     if !store.internal().exists() {
-        println!("nothing to collect in {}", store.root.display());
+        outln!("nothing to collect in {}", store.root.display());
         return Ok(ExitCode::SUCCESS);
     }
     let me = Holder {
@@ -43,7 +43,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<ExitCode> {
     } else {
         "removed"
     };
-    println!(
+    outln!(
         "{verb} {} objects and {} staging dirs ({:.1} MiB); kept {} objects",
         r.objects,
         r.tmp_dirs,

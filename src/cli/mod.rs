@@ -13,6 +13,14 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::stage::Registry;
 
+/// `println!` that ignores a closed stdout (`scir runs | head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 pub mod dag;
 pub mod gc;
 pub mod model;
@@ -38,16 +46,57 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Bring the pipeline's tasks up to date (cached: only what changed runs).
+    ///
+    /// Every task (stage@iteration) has a key computed from its stage's version,
+    /// its own resolved params, its seed and the content digests of its inputs.
+    /// A task whose key has an object in the store is a hit and does not run.
+    ///
+    /// Examples:
+    ///   scir run                                 everything in ./pipeline.yaml
+    ///   scir run --stage train --iter 2          train@2 and what it needs
+    ///   scir run --stage generate --downstream   generate and everything after it
+    ///   scir run --dry-run                       what would run, and why
+    ///   scir run --json | jq '.tasks[].status'   the run record as JSON
+    ///
+    /// Exit status: 0 ok, 1 a task failed, 2 bad input (pipeline file, flags).
+    #[command(verbatim_doc_comment)]
     Run(run::RunArgs),
     /// Show which tasks are fresh or stale, and why.
+    ///
+    /// A stale task's reason compares the key material it would have now with
+    /// the one of the object refs point at (what the last run produced).
+    /// `--explain TASK` prints that comparison field by field, e.g.
+    ///
+    ///   scir status --explain train@1
+    ///     params.lr: 0.0001 → 0.0003
+    #[command(verbatim_doc_comment)]
     Status(status::StatusArgs),
     /// Show the unrolled DAG of tasks (ascii, dot or mermaid).
+    ///
+    /// One node per task (stage@iteration), edges from each input to its user,
+    /// labelled with the input slot. Tasks shared by several arms are one node
+    /// listing all of them.
+    ///
+    ///   scir dag --format dot | dot -Tsvg > dag.svg
+    #[command(verbatim_doc_comment)]
     Dag(dag::DagArgs),
-    /// List run records, or show one.
+    /// List run records, or show one (`scir runs show latest`).
+    ///
+    /// Records are JSON files under artifacts/.scir/runs/<id>/run.json, one per
+    /// `scir run`, with every task's key, status (ran, hit, failed, skipped),
+    /// reason, seconds, row counts and log file. `scir sql` queries them too.
     Runs(runs::RunsArgs),
     /// Re-hash every object in the store against its manifest.
+    ///
+    /// Catches bit rot and edits of committed files. Exits 1 when something is
+    /// damaged; `--fix` removes damaged objects so the next run recomputes them.
+    /// A run never feeds a damaged object to a task: it re-hashes inputs first.
     Verify(verify::VerifyArgs),
-    /// Remove objects no ref points at and staging dirs of finished runs.
+    /// Remove objects no ref points at, and staging dirs of finished runs.
+    ///
+    /// Objects of the latest run of every task (refs.json) are kept; results of
+    /// older params or code versions are removed. Staging dirs of a run that is
+    /// still alive are never touched.
     Gc(gc::GcArgs),
     /// Query every artifact table with SQL (DataFusion).
     Sql(sql::SqlArgs),

@@ -26,7 +26,6 @@ use crate::store::Store;
 ///   scir run --stage generate --downstream   generate and everything after it
 ///   scir run --dry-run                       what would run, and why
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment)]
 pub struct RunArgs {
     #[command(flatten)]
     pub pipeline: PipelineArg,
@@ -87,7 +86,7 @@ pub fn run(args: &RunArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
     }
     let record = sched::run(&store, &pipeline, &dag, &opts)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&record)?);
+        outln!("{}", serde_json::to_string_pretty(&record)?);
     } else {
         print_human(&record);
     }
@@ -107,7 +106,7 @@ fn print_human(record: &RunRecord) {
         } else {
             format!("  ({})", t.reason)
         };
-        println!(
+        outln!(
             "{:<7} {:<24} [{}] {}{detail}",
             t.status,
             t.task,
@@ -116,7 +115,7 @@ fn print_human(record: &RunRecord) {
         );
     }
     let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    println!(
+    outln!(
         "run {} {}: {}",
         record.run_id,
         record.status,
@@ -149,7 +148,7 @@ fn dry_run(store: &Store, dag: &Dag, opts: &RunOptions) -> anyhow::Result<()> {
                 }
             }
         };
-        println!(
+        outln!(
             "{what:<4} {:<24} [{}] {why}",
             node.task,
             node.arms.join(",")

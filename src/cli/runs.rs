@@ -39,7 +39,7 @@ pub fn run(args: &RunsArgs) -> anyhow::Result<ExitCode> {
     match &args.command {
         None => {
             for r in &records {
-                println!(
+                outln!(
                     "{}  {:<6}  {}  {}",
                     r.run_id,
                     r.status,
@@ -48,7 +48,7 @@ pub fn run(args: &RunsArgs) -> anyhow::Result<ExitCode> {
                 );
             }
             if records.is_empty() {
-                println!("no runs in {}", store.root.display());
+                outln!("no runs in {}", store.root.display());
             }
         }
         Some(RunsCmd::Show { id, json }) => {
@@ -65,7 +65,7 @@ pub fn run(args: &RunsArgs) -> anyhow::Result<ExitCode> {
                 .into());
             };
             if *json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 show(&r);
             }
@@ -86,17 +86,20 @@ fn counts(r: &RunRecord) -> String {
 }
 
 fn show(r: &RunRecord) {
-    println!(
+    outln!(
         "run {} ({}) {} → {}",
-        r.run_id, r.status, r.started_at, r.finished_at
+        r.run_id,
+        r.status,
+        r.started_at,
+        r.finished_at
     );
-    println!(
+    outln!(
         "pipeline {} ({})",
         r.pipeline,
         short_key(&r.pipeline_digest)
     );
     for t in &r.tasks {
-        println!(
+        outln!(
             "  {:<7} {:<24} [{}] {:>8.2}s {} {}",
             t.status,
             t.task,

@@ -22,7 +22,6 @@ use crate::user_err;
 ///   scir status --explain train@1
 ///     params.lr: 0.0001 → 0.0003
 #[derive(Debug, Args)]
-#[command(verbatim_doc_comment)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub pipeline: PipelineArg,
@@ -65,14 +64,14 @@ pub fn run(args: &StatusArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
     let stale = lines.iter().filter(|l| !l.fresh).count();
     for (node, line) in dag.nodes.iter().zip(&lines) {
         let word = if line.fresh { "fresh" } else { "stale" };
-        println!(
+        outln!(
             "{word:<5} {:<24} [{}] {}",
             node.task,
             node.arms.join(","),
             line.reason
         );
     }
-    println!("{} tasks, {stale} stale", lines.len());
+    outln!("{} tasks, {stale} stale", lines.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -152,23 +151,23 @@ fn explain(dag: &Dag, lines: &[Line], task: &str, arm: Option<&str>) -> anyhow::
         )
         .into());
     };
-    println!(
+    outln!(
         "{} [{}] (kind {} v{})",
         node.task,
         node.arms.join(","),
         node.spec.stage.kind(),
         node.spec.stage.version()
     );
-    println!(
+    outln!(
         "  {}: {}",
         if line.fresh { "fresh" } else { "stale" },
         line.reason
     );
     for d in &line.diff {
-        println!("    {d}");
+        outln!("    {d}");
     }
     for (slot, up) in &node.inputs {
-        println!("  input {slot} ← {}", dag.nodes[*up].task);
+        outln!("  input {slot} ← {}", dag.nodes[*up].task);
     }
     Ok(ExitCode::SUCCESS)
 }

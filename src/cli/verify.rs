@@ -25,7 +25,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let store = Store::new(&args.store.artifacts);
     let (n, problems) = maintain::verify(&store)?;
     for p in &problems {
-        println!("damaged {}: {}", short_key(&p.key), p.what);
+        outln!("damaged {}: {}", short_key(&p.key), p.what);
     }
     if args.fix && !problems.is_empty() {
         let me = Holder {
@@ -40,10 +40,10 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         keys.dedup();
         for key in keys {
             maintain::quarantine(&store, key)?;
-            println!("removed {}", short_key(key));
+            outln!("removed {}", short_key(key));
         }
     }
-    println!("{n} objects checked, {} problems", problems.len());
+    outln!("{n} objects checked, {} problems", problems.len());
     Ok(if problems.is_empty() || args.fix {
         ExitCode::SUCCESS
     } else {
