@@ -25,10 +25,18 @@
 //! stages/   (top-level folder) one file per pipeline stage
 //! ```
 
+pub mod cache;
 pub mod cli;
+pub mod config;
+pub mod dag;
 pub mod error;
+pub mod lock;
 pub mod model;
+pub mod runlog;
+pub mod sched;
 pub mod sql;
+pub mod stage;
+pub mod store;
 pub mod table;
 pub mod world;
 

@@ -1,1 +1,8 @@
+//! The one integration-test binary; one module per area.
 
+mod config;
+mod engine;
+mod engine_crash;
+mod engine_smoke;
+mod engine_stages;
+mod util;

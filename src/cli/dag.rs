@@ -1,0 +1,101 @@
+//! `scir dag`: the unrolled DAG of tasks.
+
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use super::PipelineArg;
+use crate::dag::Dag;
+use crate::stage::Registry;
+
+/// Show the unrolled DAG: one node per task (stage@iteration), edges from
+/// each input to its user, labelled with the input slot. Tasks shared by
+/// several arms are one node listing all of them.
+///
+///   scir dag --format dot | dot -Tsvg > dag.svg
+#[derive(Debug, Args)]
+pub struct DagArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Ascii)]
+    pub format: Format,
+    /// Accepted for symmetry with the other commands (the DAG needs no artifacts).
+    #[arg(long, value_name = "DIR", default_value = "artifacts", hide = true)]
+    pub artifacts: std::path::PathBuf,
+}
+
+/// `scir dag --format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Ascii,
+    Dot,
+    Mermaid,
+}
+
+/// Run `scir dag`.
+pub fn run(args: &DagArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
+    let (_, dag) = super::load(&args.pipeline.pipeline, registry)?;
+    let text = match args.format {
+        Format::Ascii => ascii(&dag),
+        Format::Dot => dot(&dag),
+        Format::Mermaid => mermaid(&dag),
+    };
+    outln!("{}", text.trim_end());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn label(dag: &Dag, i: usize) -> String {
+    let n = &dag.nodes[i];
+    if dag.arms.len() > 1 {
+        format!("{} [{}]", n.task, n.arms.join(","))
+    } else {
+        n.task.clone()
+    }
+}
+
+/// One line per task in topological order, with its inputs.
+pub fn ascii(dag: &Dag) -> String {
+    let mut out = String::new();
+    for (i, n) in dag.nodes.iter().enumerate() {
+        out.push_str(&format!(
+            "{}  ({}: {})\n",
+            label(dag, i),
+            n.spec.stage.kind(),
+            n.spec.stage.about()
+        ));
+        for (slot, up) in &n.inputs {
+            out.push_str(&format!("    {slot} ← {}\n", label(dag, *up)));
+        }
+    }
+    out
+}
+
+/// Graphviz.
+pub fn dot(dag: &Dag) -> String {
+    let mut out = String::from("digraph scir {\n  rankdir=LR;\n  node [shape=box];\n");
+    for i in 0..dag.nodes.len() {
+        out.push_str(&format!("  n{i} [label={:?}];\n", label(dag, i)));
+    }
+    for (i, n) in dag.nodes.iter().enumerate() {
+        for (slot, up) in &n.inputs {
+            out.push_str(&format!("  n{up} -> n{i} [label={slot:?}];\n"));
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// Mermaid flowchart.
+pub fn mermaid(dag: &Dag) -> String {
+    let mut out = String::from("flowchart LR\n");
+    for i in 0..dag.nodes.len() {
+        out.push_str(&format!("  n{i}[\"{}\"]\n", label(dag, i)));
+    }
+    for (i, n) in dag.nodes.iter().enumerate() {
+        for (slot, up) in &n.inputs {
+            out.push_str(&format!("  n{up} -->|{slot}| n{i}\n"));
+        }
+    }
+    out
+}

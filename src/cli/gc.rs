@@ -1,0 +1,54 @@
+//! `scir gc`: drop what nothing needs.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::StoreArgs;
+use crate::lock::{self, Holder, Wait};
+use crate::store::{Store, maintain};
+
+/// Remove objects that no ref points at (the results of older params or
+/// code versions) and staging dirs of finished or killed runs. Objects of the
+/// latest run of every task are kept; a running run is never disturbed.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only report what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Run `scir gc`.
+pub fn run(args: &GcArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::new(&args.store.artifacts);
+    if !store.internal().exists() {
+        outln!("nothing to collect in {}", store.root.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let me = Holder {
+        run_id: "gc".into(),
+        pid: std::process::id(),
+        doing: "collecting garbage".into(),
+    };
+    let _g = lock::acquire(&store.global_lock(), &me, Wait::Block, &|m| {
+        eprintln!("{m}")
+    })?;
+    let r = maintain::gc(&store, args.dry_run)?;
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    outln!(
+        "{verb} {} objects and {} staging dirs ({:.1} MiB); kept {} objects",
+        r.objects,
+        r.tmp_dirs,
+        r.bytes as f64 / MIB,
+        r.kept
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,158 @@
+//! `scir run`: bring tasks up to date.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::{PipelineArg, StoreArgs, short_key};
+use crate::dag::Dag;
+use crate::lock::Wait;
+use crate::runlog::{RunRecord, status};
+use crate::sched::{self, RunOptions};
+use crate::stage::Registry;
+use crate::store::Store;
+
+/// Bring the pipeline's tasks up to date.
+///
+/// Every task (stage@iteration) has a key computed from its stage's version,
+/// its own resolved params, its seed and the content digests of its inputs. A
+/// task whose key has an object in the store is a hit and does not run.
+/// Examples:
+///
+///   scir run                                 everything in ./pipeline.yaml
+///   scir run --stage train --iter 2          train@2 and what it needs
+///   scir run --stage generate --downstream   generate and everything after it
+///   scir run --dry-run                       what would run, and why
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArg,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only this stage's tasks (and, unless --single, what they need).
+    #[arg(long, value_name = "STAGE")]
+    pub stage: Option<String>,
+    /// Only tasks at this iteration (0 for stages that run once).
+    #[arg(long, value_name = "N")]
+    pub iter: Option<u32>,
+    /// Run only the selected tasks; their upstream objects must already exist.
+    #[arg(long)]
+    pub single: bool,
+    /// Also run every task that depends on the selected ones.
+    #[arg(long)]
+    pub downstream: bool,
+    /// Recompute the selected tasks even when their object exists (downstream
+    /// reruns only if the bytes change).
+    #[arg(long)]
+    pub force: bool,
+    /// Print what would run and why; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// After a failure, keep running tasks that do not depend on it.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Fail instead of waiting when another run holds a lock.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print the run record as JSON on stdout (progress goes nowhere).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run `scir run`.
+pub fn run(args: &RunArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
+    let (pipeline, dag) = super::load(&args.pipeline.pipeline, registry)?;
+    let store = Store::new(&args.store.artifacts);
+    let opts = RunOptions {
+        stage: args.stage.clone(),
+        iter: args.iter,
+        single: args.single,
+        downstream: args.downstream,
+        force: args.force,
+        keep_going: args.keep_going,
+        wait: if args.no_wait {
+            Wait::NoWait
+        } else {
+            Wait::Block
+        },
+        show_progress: !args.json && std::io::stderr().is_terminal(),
+        argv: std::env::args().collect(),
+    };
+    if args.dry_run {
+        dry_run(&store, &dag, &opts)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let record = sched::run(&store, &pipeline, &dag, &opts)?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        print_human(&record);
+    }
+    Ok(if record.status == "ok" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_human(record: &RunRecord) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &record.tasks {
+        *counts.entry(t.status.as_str()).or_default() += 1;
+        let detail = if t.status == status::HIT {
+            String::new()
+        } else {
+            format!("  ({})", t.reason)
+        };
+        outln!(
+            "{:<7} {:<24} [{}] {}{detail}",
+            t.status,
+            t.task,
+            t.arm,
+            short_key(&t.key)
+        );
+    }
+    let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    outln!(
+        "run {} {}: {}",
+        record.run_id,
+        record.status,
+        summary.join(", ")
+    );
+}
+
+/// What would run: a task is a hit when its object exists for the key
+/// computed from existing upstream objects; otherwise it runs.
+fn dry_run(store: &Store, dag: &Dag, opts: &RunOptions) -> anyhow::Result<()> {
+    let sel = sched::select(dag, opts)?;
+    let mut memo = BTreeMap::new();
+    for (i, node) in dag.nodes.iter().enumerate() {
+        if !sel.in_plan[i] {
+            continue;
+        }
+        let forced = opts.force && sel.named[i];
+        let found = sched::probe(store, dag, i, &mut memo);
+        let (what, why) = match (&found, forced) {
+            (_, true) => ("run", "forced".to_string()),
+            (Some(m), false) => ("hit", short_key(&m.key).to_string()),
+            (None, false) => {
+                let stale_up = node
+                    .inputs
+                    .values()
+                    .find(|u| memo.get(u).is_some_and(Option::is_none));
+                match stale_up {
+                    Some(u) => ("run", format!("upstream {} runs", dag.nodes[*u].task)),
+                    None => ("run", "no object for its key".to_string()),
+                }
+            }
+        };
+        outln!(
+            "{what:<4} {:<24} [{}] {why}",
+            node.task,
+            node.arms.join(",")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! The contract every stage implements, and what a running task may touch.
+//!
+//! A stage is a `&'static dyn Stage` in a [`Registry`] (kind name → stage).
+//! The engine never calls a stage's code except through this trait, and takes
+//! the registry as a parameter, so tests inject their own stages.
+//!
+//! ```text
+//!   pipeline.yaml params ──resolve_params──▶ canonical JSON ──▶ cache key
+//!                                                 │
+//!   upstream objects (by input slot) ─────────────┤
+//!                                                 ▼
+//!                       run(&mut TaskContext) ──▶ staging dir
+//!                          write_table(name, batch)   → <name>.parquet
+//!                          checkpoint_dir()           → checkpoint/
+//! ```
+//!
+//! Invariants the engine enforces after `run` returns `Ok`:
+//! every declared table was written with exactly its declared schema (which
+//! contains an `iteration` Int32 column), a declared checkpoint directory is
+//! non-empty, and nothing undeclared was written at the top of the staging dir.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::table;
+
+/// Name of the column every table carries.
+pub const ITERATION_COLUMN: &str = "iteration";
+/// Name of the checkpoint directory inside an object.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+
+/// kind name → stage implementation.
+pub type Registry = BTreeMap<&'static str, &'static dyn Stage>;
+
+/// What an input slot carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotKind {
+    /// The tables of an upstream task.
+    Tables,
+    /// The checkpoint directory of an upstream task (a model).
+    Checkpoint,
+}
+
+/// One named input of a stage kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    pub name: &'static str,
+    pub kind: SlotKind,
+}
+
+/// What a task of a stage writes.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// Table name → its exact Arrow schema (with an `iteration` column).
+    pub tables: Vec<(String, SchemaRef)>,
+    /// Whether the task writes a checkpoint directory (Hugging Face layout).
+    pub checkpoint: bool,
+}
+
+/// A typed params error: the field path inside `params` and the message.
+#[derive(Debug, Clone)]
+pub struct ParamError {
+    /// Dotted path inside the stage's params (`""` for the params as a whole).
+    pub path: String,
+    pub message: String,
+}
+
+/// The implementation of one stage kind.
+pub trait Stage: Send + Sync {
+    /// The kind name used in `pipeline.yaml` (`kind:` or the stage's name).
+    fn kind(&self) -> &'static str;
+    /// Bump when the stage's output for the same inputs changes; enters the key.
+    fn version(&self) -> u32;
+    /// One line describing the stage (shown by `scir dag`).
+    fn about(&self) -> &'static str;
+    /// Typed params from the raw YAML value (with defaults), as canonical JSON.
+    /// Usually `resolve_typed::<MyParams>(raw)`.
+    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError>;
+    /// The input slots; every one must be bound (explicitly or by default).
+    fn inputs(&self) -> &'static [Slot] {
+        &[]
+    }
+    /// Bindings (slot → reference such as `model@k-1`) for slots the YAML
+    /// leaves unbound, computed from the resolved params.
+    fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    /// Declared outputs for the resolved params.
+    fn outputs(&self, params: &serde_json::Value) -> Outputs;
+    /// Files outside the store that the task reads (relative to the pipeline
+    /// file's directory); their content digests enter the key.
+    fn external_files(&self, _params: &serde_json::Value) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// Compute the outputs into `ctx`'s staging directory.
+    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()>;
+}
+
+impl std::fmt::Debug for dyn Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.kind())
+    }
+}
+
+/// Deserialize raw params into `P` (denying unknown fields, applying
+/// defaults) and serialize them back: the canonical params of a task.
+pub fn resolve_typed<P: DeserializeOwned + Serialize>(
+    raw: serde_json::Value,
+) -> Result<serde_json::Value, ParamError> {
+    let raw = if raw.is_null() {
+        serde_json::json!({})
+    } else {
+        raw
+    };
+    let typed: P = serde_path_to_error::deserialize(raw).map_err(|e| ParamError {
+        path: path_string(e.path()),
+        message: e.inner().to_string(),
+    })?;
+    serde_json::to_value(&typed).map_err(|e| ParamError {
+        path: String::new(),
+        message: e.to_string(),
+    })
+}
+
+fn path_string(path: &serde_path_to_error::Path) -> String {
+    let s = path.to_string();
+    if s == "." { String::new() } else { s }
+}
+
+/// An upstream artifact as a running task sees it.
+#[derive(Debug, Clone)]
+pub struct InputArtifact {
+    /// The upstream task (`sft@0`).
+    pub task: String,
+    /// Table name → path of the object's Parquet file.
+    pub tables: BTreeMap<String, PathBuf>,
+    /// The object's checkpoint directory, when it has one.
+    pub checkpoint: Option<PathBuf>,
+}
+
+impl InputArtifact {
+    /// The path of one upstream table, or an error naming what exists.
+    pub fn table(&self, name: &str) -> anyhow::Result<&Path> {
+        self.tables.get(name).map(PathBuf::as_path).ok_or_else(|| {
+            let have: Vec<&str> = self.tables.keys().map(String::as_str).collect();
+            anyhow::anyhow!(
+                "{} has no table {name:?} (it has: {})",
+                self.task,
+                have.join(", ")
+            )
+        })
+    }
+}
+
+/// A written table, as recorded in the manifest.
+#[derive(Debug, Clone)]
+pub struct WrittenTable {
+    pub rows: u64,
+    pub digest: String,
+    pub bytes: u64,
+}
+
+/// Everything a running task may read and write.
+pub struct TaskContext {
+    /// `stage@k`.
+    pub task: String,
+    /// The iteration (0 for stages that run once).
+    pub iteration: u32,
+    /// The task's derived seed (part of its key).
+    pub seed: u64,
+    /// Resolved params (canonical JSON); see [`TaskContext::params`].
+    pub params: serde_json::Value,
+    /// Upstream artifacts by input slot.
+    pub inputs: BTreeMap<String, InputArtifact>,
+    /// Directory of the pipeline file (external files are relative to it).
+    pub pipeline_dir: PathBuf,
+    pub(crate) staging: PathBuf,
+    pub(crate) declared: Outputs,
+    pub(crate) written: BTreeMap<String, WrittenTable>,
+    pub(crate) log: File,
+    pub(crate) show_progress: bool,
+}
+
+impl TaskContext {
+    /// The params as the stage's typed struct.
+    pub fn params<P: DeserializeOwned>(&self) -> anyhow::Result<P> {
+        Ok(serde_json::from_value(self.params.clone())?)
+    }
+
+    /// The input bound to `slot`.
+    pub fn input(&self, slot: &str) -> anyhow::Result<&InputArtifact> {
+        self.inputs
+            .get(slot)
+            .ok_or_else(|| anyhow::anyhow!("{}: no input bound to slot {slot:?}", self.task))
+    }
+
+    /// Write one declared table (byte-deterministic Parquet, digested while written).
+    pub fn write_table(&mut self, name: &str, batch: &RecordBatch) -> anyhow::Result<()> {
+        let Some((_, schema)) = self.declared.tables.iter().find(|(n, _)| n == name) else {
+            anyhow::bail!(
+                "{}: table {name:?} is not among the stage's declared outputs",
+                self.task
+            );
+        };
+        table::check_schema(name, schema, &batch.schema())?;
+        if self.written.contains_key(name) {
+            anyhow::bail!("{}: table {name:?} written twice", self.task);
+        }
+        let path = self.staging.join(table::file_name(name));
+        let info = table::write(&path, std::slice::from_ref(batch))?;
+        self.written.insert(
+            name.to_string(),
+            WrittenTable {
+                rows: info.rows,
+                digest: info.digest,
+                bytes: info.bytes,
+            },
+        );
+        Ok(())
+    }
+
+    /// The directory to write a checkpoint into (created on first call).
+    pub fn checkpoint_dir(&self) -> anyhow::Result<PathBuf> {
+        if !self.declared.checkpoint {
+            anyhow::bail!(
+                "{}: the stage does not declare a checkpoint output",
+                self.task
+            );
+        }
+        let dir = self.staging.join(CHECKPOINT_DIR);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// A scratch path inside the staging dir that is not part of the outputs.
+    pub fn scratch_dir(&self) -> anyhow::Result<PathBuf> {
+        let dir = self.staging.join(SCRATCH_DIR);
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// Append a line to the task's log file.
+    pub fn log(&mut self, line: &str) {
+        // A failing log write must not fail the task.
+        let _ = writeln!(self.log, "{line}");
+    }
+
+    /// A progress bar for `len` steps (hidden when not on a terminal or with --json).
+    pub fn progress(&self, len: u64, what: &str) -> ProgressBar {
+        if !self.show_progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(len);
+        let style = ProgressStyle::with_template(PROGRESS_TEMPLATE)
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_message(format!("{} {what}", self.task));
+        bar
+    }
+}
+
+/// Scratch space a stage may use; removed before commit.
+pub const SCRATCH_DIR: &str = "scratch";
+const PROGRESS_TEMPLATE: &str = "{msg:30} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}";
