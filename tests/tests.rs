@@ -5,4 +5,6 @@ mod engine;
 mod engine_crash;
 mod engine_smoke;
 mod engine_stages;
+mod sql;
 mod util;
+mod world;

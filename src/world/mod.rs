@@ -1,79 +1,66 @@
-//! The built-in synthetic world. Its gold scorer is used only by eval.
+//! The built-in synthetic world: a pure, deterministic data generator for the
+//! default pipeline (no downloads). Its gold scorer ([`gold`]) is for eval
+//! only.
 //!
-//! STAND-IN (engine branch): a minimal, deterministic version of the API the
-//! DATA helper provides (`WorldParams`, `generate`, `table_schemas`), so the
-//! engine can run the `world` stage end to end. Replaced at merge.
+//! The task family: rearrange 6–12 letters (`sort`, `rsort`, `reverse`;
+//! [`TaskKind`]). Prompts are plain text, `sort: qwdbe\n`, and the answer is
+//! `bdeqw` followed by `<eos>` ([`format`]); the tiny model reads them one
+//! character per token ([`tokenizer`]).
+//!
+//! [`generate`] returns five tables, in this order, each with `iteration`
+//! (Int32) and `id` (Int64, the row number, stable for given params) first,
+//! then `task` (the keyword) and `prompt`:
+//!
+//! ```text
+//! prompts       iteration 1..=N: the prompt pool, prompts_per_iteration rows per iteration
+//! ift           iteration 0: + response, noisy   (instruction demos; a fraction corrupted)
+//! eft           iteration 0: + mode (pointwise|pairwise), response_a, response_b (NULL when
+//!               pointwise), label (score token "1".."L" or verdict "A"/"B"), noisy (label wrong)
+//! eval_prompts  iteration 0: held-out prompts
+//! gold_pairs    iteration 0: + response_a, response_b, gold_a, gold_b, label ("A"/"B")
+//!               held-out, gold-labelled: EVAL ONLY, never an input of training
+//! ```
+//!
+//! Invariants: every prompt is distinct across all tables (held-out sets are
+//! disjoint from training data); the same params give identical batches;
+//! each row draws from its own random stream, so changing one count leaves
+//! the other tables' rows in place (see [`tables`]).
 
-use std::sync::Arc;
+pub mod format;
+pub mod gold;
+mod noise;
+pub mod params;
+mod rng;
+pub mod tables;
+pub mod tokenizer;
 
-use arrow::array::{Int32Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use serde::{Deserialize, Serialize};
 
-/// Knobs of the world.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorldParams {
-    /// Number of prompts in the pool.
-    pub prompts: u32,
-    /// Number of held-out prompts.
-    pub heldout: u32,
-}
+pub use params::{TaskKind, WorldParams};
+pub use tokenizer::tokenizer;
 
-impl Default for WorldParams {
-    fn default() -> Self {
-        WorldParams {
-            prompts: 16,
-            heldout: 4,
-        }
-    }
-}
-
-fn prompt_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int32, false),
-        Field::new("prompt", DataType::Utf8, false),
-    ]))
-}
-
-/// The tables the world produces, with their schemas.
-pub fn table_schemas() -> Vec<(String, SchemaRef)> {
-    vec![
-        ("prompts".into(), prompt_schema()),
-        ("heldout_prompts".into(), prompt_schema()),
-    ]
-}
-
-fn prompts(n: u32, offset: u32) -> anyhow::Result<RecordBatch> {
-    let ids: Vec<i32> = (0..n)
-        .map(|i| i32::try_from(i + offset))
-        .collect::<Result<_, _>>()?;
-    let text: Vec<String> = ids
-        .iter()
-        .map(|i| {
-            let letters: String = (0..(3 + i % 5))
-                .map(|j| (b'a' + ((i * 7 + j * 3) % 26) as u8) as char)
-                .collect();
-            format!("sort: {letters}")
-        })
-        .collect();
-    Ok(RecordBatch::try_new(
-        prompt_schema(),
-        vec![
-            Arc::new(Int32Array::from(ids)),
-            Arc::new(StringArray::from(text)),
-        ],
-    )?)
-}
-
-/// Generate every table of the world.
-pub fn generate(params: &WorldParams) -> anyhow::Result<Vec<(String, RecordBatch)>> {
+/// Generate every table of the world: `(name, batch)` in the order of
+/// [`table_schemas`]. Bad params are a user error naming the field.
+pub fn generate(p: &WorldParams) -> anyhow::Result<Vec<(String, RecordBatch)>> {
+    p.validate()?;
+    let mut world = tables::World::new(p);
+    // Held-out sets claim their prompts first (see `tables`).
+    let eval_prompts = world.eval_prompts()?;
+    let gold_pairs = world.gold_pairs()?;
+    let prompts = world.prompts()?;
+    let ift = world.ift()?;
+    let eft = world.eft()?;
     Ok(vec![
-        ("prompts".into(), prompts(params.prompts, 0)?),
-        (
-            "heldout_prompts".into(),
-            prompts(params.heldout, params.prompts)?,
-        ),
+        (tables::PROMPTS.to_string(), prompts),
+        (tables::IFT.to_string(), ift),
+        (tables::EFT.to_string(), eft),
+        (tables::EVAL_PROMPTS.to_string(), eval_prompts),
+        (tables::GOLD_PAIRS.to_string(), gold_pairs),
     ])
+}
+
+/// Name and schema of every table [`generate`] returns, in the same order.
+pub fn table_schemas() -> Vec<(String, SchemaRef)> {
+    tables::schemas()
 }
