@@ -159,3 +159,29 @@ fn no_wait_names_the_lock_holder_and_a_waiter_proceeds_after_the_holder_dies() {
     let r = p.run_ok(&["--no-wait"]);
     assert_eq!(r.status, "ok");
 }
+
+#[test]
+fn gc_during_a_run_keeps_its_staging_dir_and_committed_objects() {
+    let p = Project::new(CHAIN);
+    p.set_mode("gen@1", "wait");
+    let child = p.spawn("", "run", &[], &[]);
+    wait_for(&p.path("reached.gen@1"));
+    let store = scir::store::Store::new(&p.artifacts());
+    let staging_before = snapshot(&store.tmp_dir()).len();
+    assert_eq!(p.cmd("gc", &[]).unwrap(), ExitCode::SUCCESS);
+    assert_eq!(
+        store.object_keys().unwrap().len(),
+        2,
+        "src@0 and base@0 kept"
+    );
+    assert!(
+        std::fs::read_dir(store.tmp_dir()).unwrap().count() == 1,
+        "the live run's staging dir kept"
+    );
+    assert!(snapshot(&store.tmp_dir()).len() >= staging_before);
+    std::fs::write(p.path("go.gen@1"), "").unwrap();
+    let (code, err) = finish(child);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(p.cmd("verify", &[]).unwrap(), ExitCode::SUCCESS);
+    assert!(p.counts().values().all(|n| *n == 1));
+}
