@@ -185,3 +185,31 @@ fn gc_during_a_run_keeps_its_staging_dir_and_committed_objects() {
     assert_eq!(p.cmd("verify", &[]).unwrap(), ExitCode::SUCCESS);
     assert!(p.counts().values().all(|n| *n == 1));
 }
+
+#[test]
+fn status_explain_names_the_changed_field() {
+    let p = Project::new(CHAIN);
+    p.run_ok(&[]);
+    p.write_pipeline(&CHAIN.replace(
+        "train: { kind: ckpt,",
+        "train: { kind: ckpt, params: { scale: 2 },",
+    ));
+    let out = p
+        .spawn("", "status", &["--explain", "train@1"], &[])
+        .wait_with_output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("stale") && stdout.contains("params.scale: 1 → 2"),
+        "{stdout}"
+    );
+    let out = p.spawn("", "status", &[], &[]).wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("upstream train@1 is stale"), "{stdout}");
+    assert!(stdout.contains("6 tasks, 3 stale"), "{stdout}");
+}
