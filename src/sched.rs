@@ -24,7 +24,7 @@ use crate::lock::{self, Holder, Wait};
 use crate::runlog::{self, RunRecord, TaskRecord, status};
 use crate::store::maintain::RUN_LOCK;
 use crate::store::{Manifest, Store, view};
-use crate::{table, user_err};
+use crate::user_err;
 
 mod exec;
 mod select;
@@ -55,10 +55,14 @@ enum State {
 }
 
 /// The key material of `node` given its inputs' manifests.
-pub fn material(node: &Node, inputs: &BTreeMap<String, &Manifest>) -> anyhow::Result<KeyMaterial> {
+pub fn material(
+    store: &Store,
+    node: &Node,
+    inputs: &BTreeMap<String, &Manifest>,
+) -> anyhow::Result<KeyMaterial> {
     let mut externals = BTreeMap::new();
     for (name, path) in &node.spec.externals {
-        externals.insert(name.clone(), table::digest_file(path)?);
+        externals.insert(name.clone(), store.stat.digest(path)?);
     }
     Ok(KeyMaterial {
         scheme: KEY_SCHEME,
@@ -92,7 +96,7 @@ pub fn probe(
         ups.insert(slot.clone(), probe(store, dag, *up, memo)?);
     }
     let refs: BTreeMap<String, &Manifest> = ups.iter().map(|(s, m)| (s.clone(), m)).collect();
-    let found = material(node, &refs)
+    let found = material(store, node, &refs)
         .ok()
         .and_then(|m| store.manifest(&m.key()));
     memo.insert(i, found.clone());
@@ -163,6 +167,7 @@ pub fn run(
         tasks,
     };
     runlog::write(&run.run_dir, &record)?;
+    store.stat.save()?;
     if !failed {
         // Every staging dir was renamed into the store; failed ones stay for `scir gc`.
         let _ = std::fs::remove_dir_all(store.tmp_dir().join(&run.run_id));
@@ -256,7 +261,7 @@ impl Run<'_> {
         }
         let inputs: BTreeMap<String, &Manifest> =
             inputs.iter().map(|(s, m)| (s.clone(), m)).collect();
-        let material = material(node, &inputs)?;
+        let material = material(self.store, node, &inputs)?;
         let key = material.key();
         let forced = self.opts.force && self.sel.named[i];
         let (manifest, status, reason) = match self.store.manifest(&key).filter(|_| !forced) {
