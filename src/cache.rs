@@ -25,6 +25,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod statcache;
+
 /// Version of the key scheme; bump to invalidate every object.
 pub const KEY_SCHEME: u32 = 1;
 const KEY_DOMAIN: &[u8] = b"scir.key\0";

@@ -14,6 +14,7 @@
 //! already exist (the error names the command that builds them).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::cache::{KEY_SCHEME, KeyMaterial};
@@ -23,7 +24,7 @@ use crate::lock::{self, Holder, Wait};
 use crate::runlog::{self, RunRecord, TaskRecord, status};
 use crate::store::maintain::RUN_LOCK;
 use crate::store::{Manifest, Store, view};
-use crate::{table, user_err};
+use crate::user_err;
 
 mod exec;
 mod select;
@@ -54,10 +55,14 @@ enum State {
 }
 
 /// The key material of `node` given its inputs' manifests.
-pub fn material(node: &Node, inputs: &BTreeMap<String, &Manifest>) -> anyhow::Result<KeyMaterial> {
+pub fn material(
+    store: &Store,
+    node: &Node,
+    inputs: &BTreeMap<String, &Manifest>,
+) -> anyhow::Result<KeyMaterial> {
     let mut externals = BTreeMap::new();
     for (name, path) in &node.spec.externals {
-        externals.insert(name.clone(), table::digest_file(path)?);
+        externals.insert(name.clone(), store.stat.digest(path)?);
     }
     Ok(KeyMaterial {
         scheme: KEY_SCHEME,
@@ -91,7 +96,7 @@ pub fn probe(
         ups.insert(slot.clone(), probe(store, dag, *up, memo)?);
     }
     let refs: BTreeMap<String, &Manifest> = ups.iter().map(|(s, m)| (s.clone(), m)).collect();
-    let found = material(node, &refs)
+    let found = material(store, node, &refs)
         .ok()
         .and_then(|m| store.manifest(&m.key()));
     memo.insert(i, found.clone());
@@ -114,93 +119,45 @@ pub fn run(
     store.init()?;
     let started_at = runlog::now_rfc3339();
     let (run_id, run_dir) = runlog::create_run_dir(&store.runs_dir(), &started_at)?;
-    let me = Holder {
-        run_id: run_id.clone(),
-        pid: std::process::id(),
-        doing: "running".into(),
-    };
+    let me = holder(&run_id, "running".into());
     let _alive = lock::acquire(&run_dir.join(RUN_LOCK), &me, Wait::NoWait, &|_| {})?;
+    let run = Run {
+        store,
+        pipeline,
+        dag,
+        opts,
+        sel,
+        run_id,
+        run_dir,
+    };
     let mut states = vec![State::Pending; dag.nodes.len()];
     let mut memo = BTreeMap::new();
     let mut tasks = Vec::new();
     let mut stopped_by: Option<String> = None;
-    for (i, node) in dag.nodes.iter().enumerate() {
-        if !sel.in_plan[i] {
-            continue;
-        }
+    for i in (0..dag.nodes.len()).filter(|i| run.sel.in_plan[*i]) {
         let started = Instant::now();
-        let outcome = step(
-            store,
-            pipeline,
-            dag,
-            opts,
-            &sel,
-            &run_id,
-            &run_dir,
-            i,
-            &states,
-            &mut memo,
-            &stopped_by,
-        );
-        let (state, st, reason, key) = match outcome {
+        let outcome = match run.step(i, &states, &mut memo, stopped_by.as_deref()) {
             Ok(o) => o,
             Err(e) if is_user_error(&e) => return Err(e),
             Err(e) => {
                 eprintln!("error: {e:#}");
-                (
-                    State::Failed,
-                    status::FAILED,
-                    format!("{e:#}"),
-                    String::new(),
-                )
+                Outcome::failed(format!("{e:#}"), String::new())
             }
         };
-        if matches!(state, State::Failed) && !opts.keep_going && stopped_by.is_none() {
-            stopped_by = Some(node.task.clone());
+        if matches!(outcome.state, State::Failed) && !opts.keep_going && stopped_by.is_none() {
+            stopped_by = Some(dag.nodes[i].task.clone());
         }
-        let rows = match &state {
-            State::Done(m) => m.tables.iter().map(|(n, t)| (n.clone(), t.rows)).collect(),
-            _ => BTreeMap::new(),
-        };
-        let ran =
-            matches!(st, status::RAN | status::FAILED) && run_dir.join(log_name(node)).exists();
-        let log = if ran {
-            run_dir.join(log_name(node)).display().to_string()
-        } else {
-            String::new()
-        };
-        for (a, arm) in node.arms.iter().enumerate() {
-            let (st, reason) = if a > 0 && st == status::RAN {
-                (
-                    status::HIT,
-                    format!("same task as arm {:?} (computed once)", node.arms[0]),
-                )
-            } else {
-                (st, reason.clone())
-            };
-            tasks.push(TaskRecord {
-                task: node.task.clone(),
-                stage: node.stage.clone(),
-                iteration: node.iteration,
-                arm: arm.clone(),
-                key: key.clone(),
-                status: st.to_string(),
-                reason,
-                seconds: started.elapsed().as_secs_f64(),
-                rows: rows.clone(),
-                log: log.clone(),
-            });
-        }
-        states[i] = state;
+        tasks.extend(run.records(i, &outcome, started.elapsed().as_secs_f64()));
+        states[i] = outcome.state;
     }
     let failed = states
         .iter()
         .any(|s| matches!(s, State::Failed | State::Skipped));
-    if !failed && sel.everything {
-        finish_full_run(store, dag, &states, &run_id)?;
+    if !failed && run.sel.everything {
+        finish_full_run(store, dag, &states, &run.run_id)?;
     }
     let record = RunRecord {
-        run_id: run_id.clone(),
+        run_id: run.run_id.clone(),
         started_at,
         finished_at: runlog::now_rfc3339(),
         argv: opts.argv.clone(),
@@ -209,10 +166,11 @@ pub fn run(
         status: if failed { "failed" } else { "ok" }.to_string(),
         tasks,
     };
-    runlog::write(&run_dir, &record)?;
+    runlog::write(&run.run_dir, &record)?;
+    store.stat.save()?;
     if !failed {
         // Every staging dir was renamed into the store; failed ones stay for `scir gc`.
-        let _ = std::fs::remove_dir_all(store.tmp_dir().join(&run_id));
+        let _ = std::fs::remove_dir_all(store.tmp_dir().join(&run.run_id));
     }
     Ok(record)
 }
@@ -221,121 +179,250 @@ fn is_user_error(e: &anyhow::Error) -> bool {
     crate::error::exit_code(e) == 2
 }
 
+fn holder(run_id: &str, doing: String) -> Holder {
+    Holder {
+        run_id: run_id.to_string(),
+        pid: std::process::id(),
+        doing,
+    }
+}
+
 /// `<task>.<first arm>.log`.
 pub fn log_name(node: &Node) -> String {
     format!("{}.{}.log", node.task, node.arms[0])
 }
 
-type StepOutcome = (State, &'static str, String, String);
+/// Everything one run shares between its tasks.
+struct Run<'a> {
+    store: &'a Store,
+    pipeline: &'a Pipeline,
+    dag: &'a Dag,
+    opts: &'a RunOptions,
+    sel: Selection,
+    run_id: String,
+    run_dir: PathBuf,
+}
 
-#[allow(clippy::too_many_arguments)]
-fn step(
-    store: &Store,
-    pipeline: &Pipeline,
-    dag: &Dag,
-    opts: &RunOptions,
-    sel: &Selection,
-    run_id: &str,
-    run_dir: &std::path::Path,
-    i: usize,
-    states: &[State],
-    memo: &mut BTreeMap<usize, Option<Manifest>>,
-    stopped_by: &Option<String>,
-) -> anyhow::Result<StepOutcome> {
-    let node = &dag.nodes[i];
-    let mut inputs: BTreeMap<String, Manifest> = BTreeMap::new();
-    for (slot, up) in &node.inputs {
-        let m = match &states[*up] {
-            State::Done(m) => (**m).clone(),
-            State::Failed | State::Skipped => {
-                let why = format!("upstream {} did not complete", dag.nodes[*up].task);
-                return Ok((State::Skipped, status::SKIPPED, why, String::new()));
-            }
-            State::Pending => probe(store, dag, *up, memo)
-                .ok_or_else(|| missing_upstream(pipeline, store, &dag.nodes[*up]))?,
-        };
-        inputs.insert(slot.clone(), m);
+/// How one node ended.
+struct Outcome {
+    state: State,
+    status: &'static str,
+    reason: String,
+    key: String,
+}
+
+impl Outcome {
+    fn failed(reason: String, key: String) -> Outcome {
+        Outcome {
+            state: State::Failed,
+            status: status::FAILED,
+            reason,
+            key,
+        }
     }
-    if let Some(first) = stopped_by {
-        let why = format!(
-            "not run: the run stopped after {first} failed (--keep-going runs independent tasks)"
-        );
-        return Ok((State::Skipped, status::SKIPPED, why, String::new()));
+    fn skipped(reason: String) -> Outcome {
+        Outcome {
+            state: State::Skipped,
+            status: status::SKIPPED,
+            reason,
+            key: String::new(),
+        }
     }
-    let input_refs: BTreeMap<String, &Manifest> =
-        inputs.iter().map(|(s, m)| (s.clone(), m)).collect();
-    let material = material(node, &input_refs)?;
-    let key = material.key();
-    let forced = opts.force && sel.named[i];
-    let (manifest, st, reason) = match store.manifest(&key).filter(|_| !forced) {
-        Some(m) => (m, status::HIT, "object exists".to_string()),
-        None => {
-            let me = Holder {
-                run_id: run_id.into(),
-                pid: std::process::id(),
-                doing: format!("computing {}", node.task),
+}
+
+impl Run<'_> {
+    /// Bring node `i` up to date (hit, run, or skip).
+    fn step(
+        &self,
+        i: usize,
+        states: &[State],
+        memo: &mut BTreeMap<usize, Option<Manifest>>,
+        stopped_by: Option<&str>,
+    ) -> anyhow::Result<Outcome> {
+        let (node, dag) = (&self.dag.nodes[i], self.dag);
+        let mut inputs: BTreeMap<String, Manifest> = BTreeMap::new();
+        for (slot, up) in &node.inputs {
+            let m = match &states[*up] {
+                State::Done(m) => (**m).clone(),
+                State::Failed | State::Skipped => {
+                    let why = format!("upstream {} did not complete", dag.nodes[*up].task);
+                    return Ok(Outcome::skipped(why));
+                }
+                State::Pending => probe(self.store, dag, *up, memo)
+                    .ok_or_else(|| missing_upstream(self.pipeline, self.store, &dag.nodes[*up]))?,
             };
-            let note = |msg: &str| eprintln!("{}: {msg}", node.task);
-            let _held = lock::acquire(&store.key_lock(&key), &me, opts.wait, &note)?;
-            match store.manifest(&key).filter(|_| !forced) {
-                Some(m) => (m, status::HIT, "computed by a concurrent run".to_string()),
-                None => {
-                    let reason = if forced {
-                        "forced".to_string()
-                    } else {
-                        why_run(store, node)
-                    };
-                    if opts.show_progress {
-                        eprintln!("running {} ({reason})", node.task);
-                    }
-                    let t = exec::TaskRun {
-                        store,
-                        run_id,
-                        node,
-                        material: &material,
-                        key: &key,
-                        inputs: input_refs,
-                        pipeline_dir: &pipeline.dir,
-                        log: run_dir.join(log_name(node)),
-                        show_progress: opts.show_progress,
-                        replace: forced,
-                    };
-                    match exec::execute(&t) {
-                        Ok(m) => (m, status::RAN, reason),
-                        Err(e) => {
-                            eprintln!("error: {e:#}");
-                            return Ok((State::Failed, status::FAILED, format!("{e:#}"), key));
-                        }
-                    }
+            inputs.insert(slot.clone(), m);
+        }
+        if let Some(first) = stopped_by {
+            return Ok(Outcome::skipped(format!(
+                "not run: the run stopped after {first} failed (--keep-going runs independent \
+                 tasks)"
+            )));
+        }
+        let inputs: BTreeMap<String, &Manifest> =
+            inputs.iter().map(|(s, m)| (s.clone(), m)).collect();
+        let material = material(self.store, node, &inputs)?;
+        let key = material.key();
+        let forced = self.opts.force && self.sel.named[i];
+        let (manifest, status, reason) = match self.store.manifest(&key).filter(|_| !forced) {
+            Some(m) => (m, status::HIT, "object exists".to_string()),
+            None => {
+                let me = holder(&self.run_id, format!("computing {}", node.task));
+                let note = |msg: &str| eprintln!("{}: {msg}", node.task);
+                let lock_path = self.store.key_lock(&key);
+                let _held = lock::acquire(&lock_path, &me, self.opts.wait, &note)?;
+                match self.store.manifest(&key).filter(|_| !forced) {
+                    Some(m) => (m, status::HIT, "computed by a concurrent run".to_string()),
+                    None => match self.execute(node, &material, &key, inputs, forced) {
+                        Ok(done) => done,
+                        Err(e) => return Ok(Outcome::failed(format!("{e:#}"), key)),
+                    },
                 }
             }
-        }
-    };
-    publish(store, run_id, node, &key)?;
-    Ok((State::Done(Box::new(manifest)), st, reason, key))
-}
+        };
+        publish(self.store, &self.run_id, node, &key)?;
+        Ok(Outcome {
+            state: State::Done(Box::new(manifest)),
+            status,
+            reason,
+            key,
+        })
+    }
 
-/// Why a node without an object must run: compared with what refs point at.
-fn why_run(store: &Store, node: &Node) -> String {
-    let arm = &node.arms[0];
-    let refs = store.read_refs().unwrap_or_default();
-    match refs
-        .get(arm)
-        .and_then(|t| t.get(&node.task))
-        .and_then(|k| store.manifest(k))
-    {
-        None => "no object".to_string(),
-        Some(_) => "no object for the current key (see `scir status --explain`)".to_string(),
+    /// Run a node's stage and commit; holds the key's lock.
+    fn execute(
+        &self,
+        node: &Node,
+        material: &KeyMaterial,
+        key: &str,
+        inputs: BTreeMap<String, &Manifest>,
+        forced: bool,
+    ) -> anyhow::Result<(Manifest, &'static str, String)> {
+        let reason = if forced {
+            "forced".to_string()
+        } else {
+            why_run(self.store, node, material)
+        };
+        if self.opts.show_progress {
+            eprintln!("running {} ({reason})", node.task);
+        }
+        let t = exec::TaskRun {
+            store: self.store,
+            run_id: &self.run_id,
+            node,
+            material,
+            key,
+            inputs,
+            pipeline_dir: &self.pipeline.dir,
+            log: self.run_dir.join(log_name(node)),
+            show_progress: self.opts.show_progress,
+            replace: forced,
+        };
+        let spinner = task_spinner(self.opts.show_progress, &node.task);
+        let result = exec::execute(&t);
+        spinner.finish_and_clear();
+        match result {
+            Ok(m) => Ok((m, status::RAN, reason)),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                Err(e)
+            }
+        }
+    }
+
+    /// One record per arm that lists node `i` (later arms of a computed node: `hit`).
+    fn records(&self, i: usize, o: &Outcome, seconds: f64) -> Vec<TaskRecord> {
+        let node = &self.dag.nodes[i];
+        let rows: BTreeMap<String, u64> = match &o.state {
+            State::Done(m) => m.tables.iter().map(|(n, t)| (n.clone(), t.rows)).collect(),
+            _ => BTreeMap::new(),
+        };
+        let log_path = self.run_dir.join(log_name(node));
+        let ran = matches!(o.status, status::RAN | status::FAILED) && log_path.exists();
+        let log = if ran {
+            log_path.display().to_string()
+        } else {
+            String::new()
+        };
+        let mut out = Vec::new();
+        for (a, arm) in node.arms.iter().enumerate() {
+            let (status, reason) = if a > 0 && o.status == status::RAN {
+                (
+                    status::HIT,
+                    format!("same task as arm {:?} (computed once)", node.arms[0]),
+                )
+            } else {
+                (o.status, o.reason.clone())
+            };
+            out.push(TaskRecord {
+                task: node.task.clone(),
+                stage: node.stage.clone(),
+                iteration: node.iteration,
+                arm: arm.clone(),
+                key: o.key.clone(),
+                status: status.to_string(),
+                reason,
+                seconds,
+                rows: rows.clone(),
+                log: log.clone(),
+            });
+        }
+        out
     }
 }
+
+/// Why a node without an object must run: its key material compared with
+/// that of the object refs point at (the last result of this task).
+fn why_run(store: &Store, node: &Node, now: &KeyMaterial) -> String {
+    let refs = store.read_refs().unwrap_or_default();
+    let old = node
+        .arms
+        .iter()
+        .find_map(|a| refs.get(a)?.get(&node.task))
+        .and_then(|k| store.manifest(k));
+    let Some(old) = old else {
+        return "no object".to_string();
+    };
+    let diff = crate::cache::diff(&old.material, now);
+    if diff.is_empty() {
+        return "no object (removed?)".to_string();
+    }
+    let shown: Vec<&str> = diff
+        .iter()
+        .take(REASON_FIELDS)
+        .map(String::as_str)
+        .collect();
+    let more = diff.len().saturating_sub(REASON_FIELDS);
+    let tail = if more > 0 {
+        format!("; +{more} more")
+    } else {
+        String::new()
+    };
+    format!("changed: {}{tail}", shown.join("; "))
+}
+
+/// How many changed key fields a reason lists.
+const REASON_FIELDS: usize = 3;
+
+/// A spinner with the task's name and elapsed time (hidden unless on a terminal).
+fn task_spinner(show: bool, task: &str) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.set_message(task.to_string());
+    bar.enable_steady_tick(SPINNER_TICK);
+    bar
+}
+
+const SPINNER_TICK: std::time::Duration = std::time::Duration::from_millis(120);
 
 /// Point refs of every arm of `node` at `key` and republish, under the global lock.
 fn publish(store: &Store, run_id: &str, node: &Node, key: &str) -> anyhow::Result<()> {
-    let me = Holder {
-        run_id: run_id.into(),
-        pid: std::process::id(),
-        doing: format!("publishing {}", node.task),
-    };
+    let me = holder(run_id, format!("publishing {}", node.task));
     let _g = lock::acquire(&store.global_lock(), &me, Wait::Block, &|_| {})?;
     if store.manifest(key).is_none() {
         anyhow::bail!(
@@ -356,11 +443,7 @@ fn publish(store: &Store, run_id: &str, node: &Node, key: &str) -> anyhow::Resul
 
 /// After a complete run: refs hold exactly this plan's tasks; prune the view.
 fn finish_full_run(store: &Store, dag: &Dag, states: &[State], run_id: &str) -> anyhow::Result<()> {
-    let me = Holder {
-        run_id: run_id.into(),
-        pid: std::process::id(),
-        doing: "publishing".into(),
-    };
+    let me = holder(run_id, "publishing".into());
     let _g = lock::acquire(&store.global_lock(), &me, Wait::Block, &|_| {})?;
     let mut refs = crate::store::Refs::new();
     for (node, state) in dag.nodes.iter().zip(states) {

@@ -28,10 +28,12 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::cache::statcache::StatCache;
 use crate::cache::{self, KeyMaterial};
 
 pub mod maintain;
@@ -85,6 +87,8 @@ pub type Refs = BTreeMap<String, BTreeMap<String, String>>;
 #[derive(Debug, Clone)]
 pub struct Store {
     pub root: PathBuf,
+    /// Digests of external files (see [`crate::cache::statcache`]).
+    pub stat: Arc<StatCache>,
 }
 
 /// How a commit ended.
@@ -99,8 +103,10 @@ pub enum Committed {
 impl Store {
     /// The store at `root` (nothing is created until [`Store::init`]).
     pub fn new(root: &Path) -> Store {
+        let stat = StatCache::new(root.join(INTERNAL).join("statcache.json"));
         Store {
             root: root.to_path_buf(),
+            stat: Arc::new(stat),
         }
     }
     pub fn internal(&self) -> PathBuf {

@@ -270,6 +270,17 @@ mod tests {
         assert_eq!(read_verified(&a, &ia.digest).unwrap()[0], batch());
     }
 
+    /// Catches accidental changes of `created_by`, compression or layout:
+    /// each would change every digest and rerun every downstream task.
+    #[test]
+    fn golden_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = write(&dir.path().join("a.parquet"), &[batch()]).unwrap();
+        assert_eq!(info.digest, GOLDEN_DIGEST);
+    }
+
+    const GOLDEN_DIGEST: &str = "f056164b92ac87d0ad92243ae91aaf448c3369f6c2f661cbeda1c0d377060546";
+
     #[test]
     fn created_by_is_pinned() {
         let dir = tempfile::tempdir().unwrap();

@@ -401,3 +401,29 @@ fn status_dag_and_runs_commands_work() {
     let err = p.cmd("status", &["--explain", "nope@1"]).unwrap_err();
     assert_eq!(scir::error::exit_code(&err), 2);
 }
+
+#[test]
+fn an_input_file_edited_while_the_task_runs_is_not_committed() {
+    let chain = CHAIN.replace(
+        "params: { rows: 3, value: 1 }",
+        "params: { file: data.txt }",
+    );
+    let p = Project::new(&chain);
+    std::fs::write(p.path("data.txt"), "abc").unwrap();
+    p.set_mode("src@0", "rewrite");
+    assert_eq!(p.cmd("run", &[]).unwrap(), ExitCode::from(1));
+    let r = p.last_record().unwrap();
+    let src = r.tasks.iter().find(|t| t.task == "src@0").unwrap();
+    assert_eq!(src.status, "failed");
+    assert!(
+        src.reason.contains("changed while the task ran"),
+        "{}",
+        src.reason
+    );
+    assert!(
+        scir::store::Store::new(&p.artifacts())
+            .object_keys()
+            .unwrap()
+            .is_empty()
+    );
+}

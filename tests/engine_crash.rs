@@ -159,3 +159,57 @@ fn no_wait_names_the_lock_holder_and_a_waiter_proceeds_after_the_holder_dies() {
     let r = p.run_ok(&["--no-wait"]);
     assert_eq!(r.status, "ok");
 }
+
+#[test]
+fn gc_during_a_run_keeps_its_staging_dir_and_committed_objects() {
+    let p = Project::new(CHAIN);
+    p.set_mode("gen@1", "wait");
+    let child = p.spawn("", "run", &[], &[]);
+    wait_for(&p.path("reached.gen@1"));
+    let store = scir::store::Store::new(&p.artifacts());
+    let staging_before = snapshot(&store.tmp_dir()).len();
+    assert_eq!(p.cmd("gc", &[]).unwrap(), ExitCode::SUCCESS);
+    assert_eq!(
+        store.object_keys().unwrap().len(),
+        2,
+        "src@0 and base@0 kept"
+    );
+    assert!(
+        std::fs::read_dir(store.tmp_dir()).unwrap().count() == 1,
+        "the live run's staging dir kept"
+    );
+    assert!(snapshot(&store.tmp_dir()).len() >= staging_before);
+    std::fs::write(p.path("go.gen@1"), "").unwrap();
+    let (code, err) = finish(child);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(p.cmd("verify", &[]).unwrap(), ExitCode::SUCCESS);
+    assert!(p.counts().values().all(|n| *n == 1));
+}
+
+#[test]
+fn status_explain_names_the_changed_field() {
+    let p = Project::new(CHAIN);
+    p.run_ok(&[]);
+    p.write_pipeline(&CHAIN.replace(
+        "train: { kind: ckpt,",
+        "train: { kind: ckpt, params: { scale: 2 },",
+    ));
+    let out = p
+        .spawn("", "status", &["--explain", "train@1"], &[])
+        .wait_with_output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("stale") && stdout.contains("params.scale: 1 → 2"),
+        "{stdout}"
+    );
+    let out = p.spawn("", "status", &[], &[]).wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("upstream train@1 is stale"), "{stdout}");
+    assert!(stdout.contains("6 tasks, 3 stale"), "{stdout}");
+}

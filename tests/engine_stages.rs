@@ -3,7 +3,8 @@
 //! Every task appends `<task>` to `<pipeline dir>/count` when it starts, so a
 //! test can count executions. A file `<pipeline dir>/mode.<task>` makes that
 //! task misbehave: `fail`, `panic`, `no_output`, `extra` (an undeclared file),
-//! `schema` (a table with the wrong schema), `block` (write half a file, touch
+//! `schema` (a table with the wrong schema), `rewrite` (append to the
+//! external `data.txt` while running), `block` (write half a file, touch
 //! `reached.<task>`, then hang until killed) or `wait` (touch `reached.<task>`,
 //! then wait for `go.<task>`).
 //!
@@ -86,6 +87,13 @@ fn control(ctx: &mut TaskContext) -> anyhow::Result<bool> {
             let b = RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from(vec![1]))])?;
             scir::table::write(&staging.join("nums.parquet"), &[b])?;
             Ok(true)
+        }
+        "rewrite" => {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.join("data.txt"))?;
+            writeln!(f, "edited while the task ran")?;
+            Ok(false)
         }
         "block" => {
             std::fs::write(staging.join("nums.parquet"), b"PAR1 half a file")?;

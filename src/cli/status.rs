@@ -108,7 +108,7 @@ fn status_of(
         .filter_map(|(s, u)| memo.get(u).cloned().flatten().map(|m| (s.clone(), m)))
         .collect();
     let refs: BTreeMap<String, &Manifest> = ups.iter().map(|(s, m)| (s.clone(), m)).collect();
-    let now: Option<KeyMaterial> = sched::material(node, &refs).ok();
+    let now: Option<KeyMaterial> = sched::material(store, node, &refs).ok();
     match (old, now) {
         (None, _) => Line {
             fresh: false,
