@@ -1,1 +1,2 @@
-
+mod loss;
+mod train;
