@@ -1,2 +1,3 @@
 mod loss;
+mod model;
 mod train;
