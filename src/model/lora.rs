@@ -22,8 +22,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
+
+use super::decoder::Decoder;
 
 /// One LoRA adapter attached to one linear layer.
 #[derive(Debug, Clone)]
@@ -224,6 +227,70 @@ impl LoraSet {
             );
         }
         Ok(Self { config, adapters })
+    }
+
+    /// Fresh adapters (see [`LoraSet::init`]) for the decoder's targeted projections,
+    /// attached to them. The decoder's `Adapters::On` forward then uses them; `Off` is the
+    /// base model.
+    pub fn attach(config: LoraConfig, decoder: &mut Decoder, dtype: DType) -> Result<Self> {
+        let device = decoder.device().clone();
+        let dims: Vec<(String, usize, usize)> = decoder
+            .linears_mut()
+            .into_iter()
+            .map(|(n, l)| (n, l.dims().0, l.dims().1))
+            .collect();
+        let set = Self::init(
+            config,
+            dims.iter().map(|(n, i, o)| (n.as_str(), *i, *o)),
+            dtype,
+            &device,
+        )?;
+        set.attach_to(decoder)?;
+        Ok(set)
+    }
+
+    /// Attach these adapters (e.g. from [`LoraSet::load_peft`]) to the decoder's projections
+    /// of the same names; an adapter whose module is missing or has other dimensions is an
+    /// error. Projections without an adapter get none.
+    pub fn attach_to(&self, decoder: &mut Decoder) -> Result<()> {
+        let mut linears = decoder.linears_mut();
+        for (module, ad) in &self.adapters {
+            let Some((_, lin)) = linears.iter().find(|(n, _)| n == module) else {
+                bail!(crate::user_err!(
+                    "LoRA adapter for `{module}`, which the model does not have"
+                ));
+            };
+            let (inp, out) = lin.dims();
+            if ad.a.dims() != [ad.rank(), inp] || ad.b.dims() != [out, ad.rank()] {
+                bail!(crate::user_err!(
+                    "LoRA adapter for `{module}` has A {:?}, B {:?}; the layer is {out}×{inp}",
+                    ad.a.dims(),
+                    ad.b.dims()
+                ));
+            }
+        }
+        for (name, lin) in linears.iter_mut() {
+            lin.set_lora(self.adapters.get(name.as_str()).cloned());
+        }
+        Ok(())
+    }
+
+    /// Merge every adapter into its base weight `<module>.weight` held as a `Var` in
+    /// `varmap` (a model loaded trainable), for export with the model's own `save`.
+    /// Detach the adapters afterwards (or run `Adapters::Off`), else they count twice.
+    pub fn merge_into_varmap(&self, varmap: &VarMap) -> Result<()> {
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| crate::internal_err!("VarMap lock poisoned"))?;
+        for (module, ad) in &self.adapters {
+            let key = format!("{module}.weight");
+            let var = data
+                .get(&key)
+                .with_context(|| format!("LoRA merge: no trainable base weight {key}"))?;
+            var.set(&ad.merged_weight(var.as_tensor())?)?;
+        }
+        Ok(())
     }
 
     /// The config the set was made with.

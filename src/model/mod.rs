@@ -21,6 +21,7 @@
 //! optim       AdamW with saveable state, grad accumulation, clipping
 //! schedule    learning-rate schedules (transformers' formulas)
 //! train_state checkpoints that resume bit-identically
+//! trainer     Stepper (accumulate → clip → schedule → AdamW), verdict logit gaps
 //! ```
 
 pub mod attention;
@@ -43,6 +44,7 @@ pub mod schedule;
 pub mod score;
 pub mod tokenizer;
 pub mod train_state;
+pub mod trainer;
 
 pub use batch::{Batch, Padding};
 pub use chat::Message;
