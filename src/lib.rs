@@ -20,6 +20,7 @@
 //! stage     the contract every stage implements
 //! table     byte-deterministic Parquet writing and reading
 //! sql       `scir sql`: DataFusion over the public tables
+//! loss/     DPO, the IRM/GRM preferences, consistency losses, selection rule
 //! model/    the Llama-family decoder, checkpoints, text, generation, training
 //! world/    the built-in synthetic world (its gold scorer is for eval only)
 //! stages/   (top-level folder) one file per pipeline stage
@@ -31,6 +32,7 @@ pub mod config;
 pub mod dag;
 pub mod error;
 pub mod lock;
+pub mod loss;
 pub mod model;
 pub mod runlog;
 pub mod sched;

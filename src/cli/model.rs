@@ -1,12 +1,158 @@
-//! `scir model …`: inspect, score with and generate from a checkpoint.
+//! `scir model …`: inspect, score with and generate from a checkpoint, and benchmark.
+//!
+//! Token ids are `encode(prompt, special tokens) ++ encode(response, no special tokens)`
+//! (+ EOS with `--eos`), with no chat template. `--json` prints one JSON object on stdout.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use candle_core::Device;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::model::generate::{GenerateParams, Sampler, generate};
+use crate::model::score::{Pair, response_logprobs_vec};
+use crate::model::{Adapters, Model, Weights};
 
 #[derive(Debug, Subcommand)]
-pub enum ModelCmd {}
+pub enum ModelCmd {
+    /// Architecture, parameter count, vocabulary and dtype of a checkpoint.
+    Info(InfoArgs),
+    /// Sum of the response tokens' log-probabilities given the prompt.
+    Logprobs(LogprobsArgs),
+    /// Generate a continuation of a prompt.
+    Generate(GenerateArgs),
+    /// Print generation tokens/s and training-step times for built-in sizes.
+    Bench(crate::model::bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// A Hugging Face model directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogprobsArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The prompt (encoded with special tokens).
+    #[arg(long)]
+    pub prompt: String,
+    /// The response (encoded without special tokens).
+    #[arg(long)]
+    pub response: String,
+    /// Append the EOS token to the response.
+    #[arg(long)]
+    pub eos: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The prompt (encoded with special tokens).
+    #[arg(long)]
+    pub prompt: String,
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: usize,
+    /// Always take the most likely token.
+    #[arg(long, conflicts_with_all = ["temperature", "top_p"])]
+    pub greedy: bool,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Seed of the sampling RNG.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(cmd: &ModelCmd) -> anyhow::Result<ExitCode> {
-    match *cmd {}
+    match cmd {
+        ModelCmd::Info(a) => info(a),
+        ModelCmd::Logprobs(a) => logprobs(a),
+        ModelCmd::Generate(a) => gen_cmd(a),
+        ModelCmd::Bench(a) => crate::model::bench::run(a),
+    }
+    .map(|()| ExitCode::SUCCESS)
+}
+
+fn info(a: &InfoArgs) -> anyhow::Result<()> {
+    let m = Model::load(&a.model, Weights::Frozen, &Device::Cpu)?;
+    let c = m.config();
+    let v = json!({
+        "architecture": c.arch.class_name(),
+        "model_type": c.arch.model_type(),
+        "parameters": m.param_count(),
+        "vocab_size": c.vocab_size,
+        "tokenizer_vocab_size": m.text.tokenizer().get_vocab_size(true),
+        "dtype": m.source_dtype,
+        "hidden_size": c.hidden_size,
+        "layers": c.num_layers,
+        "heads": c.num_heads,
+        "kv_heads": c.num_kv_heads,
+        "head_dim": c.head_dim,
+        "tied_embeddings": c.tie_word_embeddings,
+        "chat_template": m.text.chat_template().is_some(),
+    });
+    if a.json {
+        println!("{v}");
+    } else {
+        for (k, val) in v.as_object().expect("an object literal") {
+            println!("{k:<22}{val}");
+        }
+    }
+    Ok(())
+}
+
+fn logprobs(a: &LogprobsArgs) -> anyhow::Result<()> {
+    let m = Model::load(&a.model, Weights::Frozen, &Device::Cpu)?;
+    let pair = Pair {
+        prompt: m.text.encode_prompt(&a.prompt)?,
+        response: m.text.encode_response(&a.response, a.eos)?,
+    };
+    let tokens = pair.response.len();
+    let lp = response_logprobs_vec(&m.decoder, &[pair], m.text.pad_id(), Adapters::On, 1)?[0];
+    if a.json {
+        println!("{}", json!({"logprob": lp, "tokens": tokens}));
+    } else {
+        println!("logprob {lp} over {tokens} response tokens");
+    }
+    Ok(())
+}
+
+fn gen_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
+    let m = Model::load(&a.model, Weights::Frozen, &Device::Cpu)?;
+    let sampler = if a.greedy {
+        Sampler::Greedy
+    } else {
+        Sampler::Sample {
+            temperature: a.temperature,
+            top_p: a.top_p,
+        }
+    };
+    let params = GenerateParams {
+        max_new_tokens: a.max_new_tokens,
+        sampler,
+        stop_ids: m.text.stop_ids().to_vec(),
+        pad_id: m.text.pad_id(),
+    };
+    let prompt = m.text.encode_prompt(&a.prompt)?;
+    let out = generate(&m.decoder, &[prompt], &[a.seed], &params, Adapters::On)?.remove(0);
+    let text = m.text.decode(&out.token_ids, true)?;
+    if a.json {
+        println!("{}", json!({"text": text, "token_ids": out.token_ids}));
+    } else {
+        println!("{text}");
+    }
+    Ok(())
 }

@@ -1,3 +1,56 @@
 //! The Llama-family decoder, checkpoints, text, generation, scoring and training.
+//!
+//! ```text
+//! config      config.json → validated ModelConfig; presets for models made from scratch
+//! params      parameter names/shapes per config; deterministic initialiser
+//! linear      Linear with an optional LoRA hook (Adapters::On/Off)
+//! rms_norm    RMSNorm (differentiable)
+//! rope        rotary embeddings (differentiable, per-row positions)
+//! attention   grouped-query attention
+//! mlp         SwiGLU
+//! decoder     the decoder: Batch → logits (b, t, vocab)
+//! batch       padded batches (left for generation, right for scoring)
+//! kv_cache    the explicit KV cache for generation
+//! checkpoint  Hugging Face directories ↔ Model (load f32/f16/bf16, save f32)
+//! tokenizer   tokenizer + special tokens + the TRL prompt/response seam
+//! chat        chat templates (minijinja)
+//! generate    batched sampling with per-row seeds
+//! score       response log-probs and judge verdict probabilities
+//! bench       `scir model bench`
+//! lora        LoRA adapters (training)
+//! optim       AdamW with saveable state, grad accumulation, clipping
+//! schedule    learning-rate schedules (transformers' formulas)
+//! train_state checkpoints that resume bit-identically
+//! trainer     Stepper (accumulate → clip → schedule → AdamW), verdict logit gaps
+//! ```
 
+pub mod attention;
+pub mod batch;
+pub mod bench;
+pub mod chat;
+pub mod checkpoint;
+pub mod config;
+pub mod decoder;
+pub mod generate;
+pub mod kv_cache;
+pub mod linear;
 pub mod lora;
+pub mod mlp;
+pub mod optim;
+pub mod params;
+pub mod rms_norm;
+pub mod rope;
+pub mod schedule;
+pub mod score;
+pub mod tokenizer;
+pub mod train_state;
+pub mod trainer;
+
+pub use batch::{Batch, Padding};
+pub use chat::Message;
+pub use checkpoint::{Model, Weights};
+pub use config::{Arch, ModelConfig, Preset};
+pub use decoder::Decoder;
+pub use kv_cache::KvCache;
+pub use linear::{Adapters, Linear};
+pub use tokenizer::Text;

@@ -1,0 +1,147 @@
+//! `scir model bench`: generation tokens/s and forward+backward time of one training step,
+//! for the built-in tiny config and a ~30 M-parameter config, on random weights and a
+//! synthetic word-level vocabulary. A benchmark, not a test: numbers depend on the machine.
+//!
+//! The training step is the DPO-style quantity: summed response log-probs of `batch`
+//! sequences of `seq_len` tokens (first token as prompt), mean, backward through every
+//! weight. The optimiser update is not included.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use candle_core::Device;
+use clap::Args;
+use serde_json::{Value, json};
+use tokenizers::Tokenizer;
+use tokenizers::models::wordlevel::WordLevel;
+
+use super::checkpoint::Model;
+use super::config::Preset;
+use super::generate::{GenerateParams, Sampler, generate};
+use super::linear::Adapters;
+use super::score::{Pair, response_logprobs};
+
+/// Vocabulary of the benchmark tokenizer (sets the embedding size of the 30 M config).
+const BENCH_VOCAB: usize = 8192;
+/// Seed of the random weights and inputs.
+const BENCH_SEED: u64 = 1;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Rows per generation batch and per training step.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Prompt length for generation; sequence length for the training step.
+    #[arg(long, default_value_t = 64)]
+    pub seq_len: usize,
+    /// New tokens per row (greedy, no early stop).
+    #[arg(long, default_value_t = 32)]
+    pub new_tokens: usize,
+    /// Timed training steps (after one warm-up step).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A word-level tokenizer with ids `0..vocab` (`t0`, `t1`, …), for benchmarks and tests.
+pub fn synthetic_tokenizer(vocab: usize) -> anyhow::Result<Tokenizer> {
+    let map: HashMap<String, u32> = (0..vocab as u32).map(|i| (format!("t{i}"), i)).collect();
+    let model = WordLevel::builder()
+        .vocab(map.into_iter().collect())
+        .unk_token("t0".into())
+        .build()
+        .map_err(|e| anyhow::anyhow!("word-level tokenizer: {e}"))?;
+    Ok(Tokenizer::new(model))
+}
+
+/// Deterministic pseudo-random ids in `1..vocab` (no RNG state shared with anything).
+fn ids(n: usize, vocab: usize, salt: usize) -> Vec<u32> {
+    (0..n)
+        .map(|i| (1 + (i * 7919 + salt * 104_729) % (vocab - 1)) as u32)
+        .collect()
+}
+
+fn bench_one(preset: Preset, a: &BenchArgs) -> anyhow::Result<Value> {
+    let dev = Device::Cpu;
+    let tok = synthetic_tokenizer(BENCH_VOCAB)?;
+    let m = Model::from_scratch(tok, json!({}), preset, BENCH_SEED, &dev)?;
+    let prompts: Vec<Vec<u32>> = (0..a.batch)
+        .map(|r| ids(a.seq_len, BENCH_VOCAB, r))
+        .collect();
+    let params = GenerateParams {
+        max_new_tokens: a.new_tokens,
+        sampler: Sampler::Greedy,
+        stop_ids: vec![],
+        pad_id: 0,
+    };
+    let seeds = vec![0; a.batch];
+    let start = Instant::now();
+    let out = generate(&m.decoder, &prompts, &seeds, &params, Adapters::On)?;
+    let gen_s = start.elapsed().as_secs_f64();
+    let generated: usize = out.iter().map(|g| g.token_ids.len()).sum();
+    let items: Vec<Pair> = prompts
+        .iter()
+        .map(|p| Pair {
+            prompt: p[..1].to_vec(),
+            response: p[1..].to_vec(),
+        })
+        .collect();
+    let mut times = Vec::with_capacity(a.steps);
+    for step in 0..=a.steps {
+        let start = Instant::now();
+        let loss = response_logprobs(&m.decoder, &items, 0, Adapters::On)?
+            .mean_all()?
+            .neg()?;
+        let grads = loss.backward()?;
+        anyhow::ensure!(
+            grads.get(m.tensors()[0].1.as_ref()).is_some(),
+            "no gradient reached the embeddings"
+        );
+        if step > 0 {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let step_ms = 1000.0 * times.iter().sum::<f64>() / times.len().max(1) as f64;
+    Ok(json!({
+        "preset": format!("{preset:?}"),
+        "parameters": m.param_count(),
+        "generate_tokens_per_s": generated as f64 / gen_s,
+        "train_step_ms": step_ms,
+        "batch": a.batch,
+        "seq_len": a.seq_len,
+        "new_tokens": a.new_tokens,
+    }))
+}
+
+/// Run the benchmark for both presets and print the results.
+pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.batch > 0 && a.seq_len > 1,
+        "--batch must be ≥ 1 and --seq-len ≥ 2"
+    );
+    let results = [Preset::Tiny, Preset::Small30M]
+        .into_iter()
+        .map(|p| bench_one(p, a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if a.json {
+        println!(
+            "{}",
+            json!({ "threads": rayon::current_num_threads(), "results": results })
+        );
+        return Ok(());
+    }
+    for r in &results {
+        println!(
+            "{:<9} {:>11} params  generate {:>8.1} tok/s  train step (fwd+bwd, {}x{}) {:>9.1} ms",
+            r["preset"].as_str().unwrap_or("?"),
+            r["parameters"],
+            r["generate_tokens_per_s"].as_f64().unwrap_or(0.0),
+            a.batch,
+            a.seq_len,
+            r["train_step_ms"].as_f64().unwrap_or(0.0),
+        );
+    }
+    Ok(())
+}

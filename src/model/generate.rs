@@ -1,0 +1,170 @@
+//! Batched generation with the KV cache: greedy or temperature + top-p sampling, a maximum
+//! number of new tokens, stop at EOS, and per-row seeds.
+//!
+//! Prompts are left-padded so every row's next-token logits sit in the last column; the
+//! prefill fills the cache, then one token per row per step. Each row draws from its own
+//! ChaCha RNG seeded with the row's seed, one uniform number per sampled token, so a row's
+//! tokens depend only on its prompt, its seed and the model — not on the other rows, the
+//! batch size or the thread count. Ties (greedy argmax, top-p order) break towards the
+//! lower token id. A row that hits a stop id keeps it as its last token and is then fed
+//! padding until all rows are done (its output is not extended).
+
+use candle_core::{IndexOp, Result, Tensor};
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use rand_distr::{Distribution, StandardUniform};
+
+use super::batch::{Batch, Padding};
+use super::decoder::Decoder;
+use super::linear::Adapters;
+use crate::user_err;
+
+/// How the next token is chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampler {
+    /// The most likely token.
+    Greedy,
+    /// Sample from `softmax(logits / temperature)` restricted to the top-p nucleus.
+    Sample { temperature: f64, top_p: f64 },
+}
+
+/// Generation settings shared by every row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateParams {
+    pub max_new_tokens: usize,
+    pub sampler: Sampler,
+    /// Generation of a row stops after any of these ids.
+    pub stop_ids: Vec<u32>,
+    /// Fed for left padding and for finished rows (never attended to / never returned).
+    pub pad_id: u32,
+}
+
+/// One row's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// Generated ids only (the stop id included when one was produced).
+    pub token_ids: Vec<u32>,
+    /// True if the row ended on a stop id (false: it ran out of `max_new_tokens`).
+    pub stopped: bool,
+}
+
+/// Generate for each prompt with its seed (`prompts.len() == seeds.len()`).
+pub fn generate(
+    dec: &Decoder,
+    prompts: &[Vec<u32>],
+    seeds: &[u64],
+    params: &GenerateParams,
+    adapters: Adapters,
+) -> anyhow::Result<Vec<Generated>> {
+    anyhow::ensure!(
+        prompts.len() == seeds.len(),
+        "{} prompts but {} seeds",
+        prompts.len(),
+        seeds.len()
+    );
+    if let Sampler::Sample { temperature, top_p } = params.sampler {
+        if !(temperature > 0.0 && temperature.is_finite()) {
+            anyhow::bail!(user_err!(
+                "temperature must be positive and finite (use greedy for 0), got {temperature}"
+            ));
+        }
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            anyhow::bail!(user_err!("top_p must be in (0, 1], got {top_p}"));
+        }
+    }
+    let mut rngs: Vec<ChaCha8Rng> = seeds
+        .iter()
+        .map(|&s| ChaCha8Rng::seed_from_u64(s))
+        .collect();
+    let mut out: Vec<Generated> = prompts
+        .iter()
+        .map(|_| Generated {
+            token_ids: vec![],
+            stopped: false,
+        })
+        .collect();
+    if params.max_new_tokens == 0 {
+        return Ok(out);
+    }
+    let batch = Batch::padded(prompts, params.pad_id, Padding::Left)?;
+    let mut cache = dec.new_cache(prompts.len());
+    let mut logits = last_column(&dec.forward(&batch, Some(&mut cache), adapters)?)?;
+    for step in 0..params.max_new_tokens {
+        let rows = logits.to_vec2::<f32>()?;
+        let mut next = Vec::with_capacity(rows.len());
+        for ((row, rng), g) in rows.iter().zip(&mut rngs).zip(&mut out) {
+            if g.stopped {
+                next.push(params.pad_id);
+                continue;
+            }
+            let tok = pick(row, params.sampler, rng);
+            g.token_ids.push(tok);
+            g.stopped = params.stop_ids.contains(&tok);
+            next.push(tok);
+        }
+        if step + 1 == params.max_new_tokens || out.iter().all(|g| g.stopped) {
+            break;
+        }
+        logits = last_column(&dec.forward(&Batch::step(&next), Some(&mut cache), adapters)?)?;
+    }
+    Ok(out)
+}
+
+/// `(b, t, vocab)` → `(b, vocab)` at the last position, detached.
+fn last_column(logits: &Tensor) -> Result<Tensor> {
+    let t = logits.dim(1)?;
+    logits.i((.., t - 1, ..))?.detach().contiguous()
+}
+
+/// The next token for one row.
+pub fn pick(logits: &[f32], sampler: Sampler, rng: &mut ChaCha8Rng) -> u32 {
+    match sampler {
+        Sampler::Greedy => argmax(logits),
+        Sampler::Sample { temperature, top_p } => {
+            let u: f64 = StandardUniform.sample(rng);
+            sample_top_p(logits, temperature, top_p, u)
+        }
+    }
+}
+
+/// Index of the largest logit (lowest index on ties).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Sample with uniform `u ∈ [0, 1)` from the top-p nucleus of `softmax(logits / t)`.
+pub fn sample_top_p(logits: &[f32], temperature: f64, top_p: f64, u: f64) -> u32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let weights: Vec<f64> = logits
+        .iter()
+        .map(|&x| ((x as f64 - max) / temperature).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
+    let mut kept = 0;
+    let mut mass = 0.0;
+    for &i in &order {
+        mass += weights[i] / total;
+        kept += 1;
+        if mass >= top_p {
+            break;
+        }
+    }
+    let nucleus = &order[..kept];
+    let nucleus_total: f64 = nucleus.iter().map(|&i| weights[i]).sum();
+    let mut target = u * nucleus_total;
+    for &i in nucleus {
+        target -= weights[i];
+        if target < 0.0 {
+            return i as u32;
+        }
+    }
+    nucleus[kept - 1] as u32
+}

@@ -1,0 +1,167 @@
+//! The decoder's parameter layout: every tensor name (Hugging Face naming) and shape a
+//! [`ModelConfig`] implies, and the deterministic from-scratch initialiser.
+//!
+//! Names mirror checkpoints: `model.embed_tokens.weight`, `model.layers.{i}.self_attn.q_proj.weight`
+//! (`(num_heads·head_dim, hidden)`), `…k_proj/v_proj` (`(num_kv_heads·head_dim, hidden)`),
+//! `…o_proj` (`(hidden, num_heads·head_dim)`), `…mlp.gate_proj/up_proj` (`(inter, hidden)`),
+//! `…mlp.down_proj` (`(hidden, inter)`), `…input_layernorm/post_attention_layernorm.weight`
+//! (`(hidden,)`), `model.norm.weight`, and `lm_head.weight` (`(vocab, hidden)`) unless tied.
+//!
+//! Initialisation (as transformers: normal(0, 0.02) matrices, ones norms, zero biases) draws
+//! from a ChaCha stream seeded by `(seed, tensor name)`, so each tensor's values depend only
+//! on the seed and its name, not on the order tensors are made in.
+
+use candle_core::{Device, Tensor};
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use rand_distr::{Distribution, Normal};
+
+use super::config::ModelConfig;
+
+/// Standard deviation of initial matrices (transformers' `initializer_range`).
+pub const INIT_STD: f32 = 0.02;
+
+/// How a parameter starts when made from scratch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitKind {
+    Normal,
+    Ones,
+    Zeros,
+}
+
+/// One parameter tensor of the decoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub init: InitKind,
+}
+
+impl ParamSpec {
+    fn new(name: String, shape: &[usize], init: InitKind) -> Self {
+        ParamSpec {
+            name,
+            shape: shape.to_vec(),
+            init,
+        }
+    }
+
+    /// Number of scalars.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+fn linear(out: &mut Vec<ParamSpec>, name: &str, o: usize, i: usize, bias: bool) {
+    out.push(ParamSpec::new(
+        format!("{name}.weight"),
+        &[o, i],
+        InitKind::Normal,
+    ));
+    if bias {
+        out.push(ParamSpec::new(
+            format!("{name}.bias"),
+            &[o],
+            InitKind::Zeros,
+        ));
+    }
+}
+
+/// Every parameter of a model with this config, in checkpoint order.
+pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
+    let (h, d, inter) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
+    let (q_out, kv_out) = (cfg.num_heads * d, cfg.num_kv_heads * d);
+    let mut out = vec![ParamSpec::new(
+        "model.embed_tokens.weight".into(),
+        &[cfg.vocab_size, h],
+        InitKind::Normal,
+    )];
+    for i in 0..cfg.num_layers {
+        let p = format!("model.layers.{i}");
+        let norm = |n: &str| ParamSpec::new(format!("{p}.{n}.weight"), &[h], InitKind::Ones);
+        out.push(norm("input_layernorm"));
+        linear(
+            &mut out,
+            &format!("{p}.self_attn.q_proj"),
+            q_out,
+            h,
+            cfg.qkv_bias,
+        );
+        linear(
+            &mut out,
+            &format!("{p}.self_attn.k_proj"),
+            kv_out,
+            h,
+            cfg.qkv_bias,
+        );
+        linear(
+            &mut out,
+            &format!("{p}.self_attn.v_proj"),
+            kv_out,
+            h,
+            cfg.qkv_bias,
+        );
+        linear(
+            &mut out,
+            &format!("{p}.self_attn.o_proj"),
+            h,
+            q_out,
+            cfg.o_bias,
+        );
+        out.push(norm("post_attention_layernorm"));
+        linear(
+            &mut out,
+            &format!("{p}.mlp.gate_proj"),
+            inter,
+            h,
+            cfg.mlp_bias,
+        );
+        linear(
+            &mut out,
+            &format!("{p}.mlp.up_proj"),
+            inter,
+            h,
+            cfg.mlp_bias,
+        );
+        linear(
+            &mut out,
+            &format!("{p}.mlp.down_proj"),
+            h,
+            inter,
+            cfg.mlp_bias,
+        );
+    }
+    out.push(ParamSpec::new(
+        "model.norm.weight".into(),
+        &[h],
+        InitKind::Ones,
+    ));
+    if !cfg.tie_word_embeddings {
+        linear(&mut out, "lm_head", cfg.vocab_size, h, false);
+    }
+    out
+}
+
+/// Total number of scalars (tied embeddings counted once).
+pub fn param_count(cfg: &ModelConfig) -> usize {
+    param_specs(cfg).iter().map(ParamSpec::numel).sum()
+}
+
+/// The initial value of one parameter: depends only on `seed` and the spec.
+pub fn init_tensor(spec: &ParamSpec, seed: u64, dev: &Device) -> candle_core::Result<Tensor> {
+    match spec.init {
+        InitKind::Ones => Tensor::ones(spec.shape.as_slice(), candle_core::DType::F32, dev),
+        InitKind::Zeros => Tensor::zeros(spec.shape.as_slice(), candle_core::DType::F32, dev),
+        InitKind::Normal => {
+            let mut key = [0u8; 32];
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(&seed.to_le_bytes());
+            hasher.update(spec.name.as_bytes());
+            key.copy_from_slice(hasher.finalize().as_bytes());
+            let mut rng = ChaCha8Rng::from_seed(key);
+            let normal = Normal::new(0.0f32, INIT_STD).expect("a positive standard deviation");
+            let data: Vec<f32> = (0..spec.numel()).map(|_| normal.sample(&mut rng)).collect();
+            Tensor::from_vec(data, spec.shape.as_slice(), dev)
+        }
+    }
+}

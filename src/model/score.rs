@@ -1,0 +1,129 @@
+//! Scoring with the model: the quantities the reward models and training need.
+//!
+//! - [`response_logprobs`]: for items `(prompt ids, response ids)` the sum over response
+//!   tokens of `log p(token | everything before it)`, shape `(b,)`. The prompt is masked;
+//!   an EOS the caller appended to the response counts like any response token. This is the
+//!   DPO / implicit-reward quantity. Right padding; batched = one by one.
+//! - [`verdict_probs`]: for judge prompts, `softmax(l_A, l_B)` of the logits of two given
+//!   token ids at each prompt's last position, shape `(b, 2)`. The LLM-as-a-judge quantity.
+//!
+//! Both return differentiable tensors (graphs through any `Var`s); the `_vec` versions run
+//! in chunks and return plain numbers.
+
+use candle_core::{D, DType, Tensor};
+
+use super::batch::{Batch, Padding};
+use super::decoder::Decoder;
+use super::linear::Adapters;
+
+/// A prompt and a response, as token ids (EOS already appended to the response if wanted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub prompt: Vec<u32>,
+    pub response: Vec<u32>,
+}
+
+/// Sum of response-token log-probs per item, `(b,)` f32.
+pub fn response_logprobs(
+    dec: &Decoder,
+    items: &[Pair],
+    pad_id: u32,
+    adapters: Adapters,
+) -> anyhow::Result<Tensor> {
+    if let Some(i) = items.iter().position(|p| p.prompt.is_empty()) {
+        anyhow::bail!(crate::user_err!(
+            "item {i}: the prompt has no tokens, so the first response token cannot be scored"
+        ));
+    }
+    let seqs: Vec<Vec<u32>> = items
+        .iter()
+        .map(|p| [p.prompt.as_slice(), &p.response].concat())
+        .collect();
+    let batch = Batch::padded(&seqs, pad_id, Padding::Right)?;
+    let (b, t) = (batch.batch_size(), batch.seq_len());
+    let mut targets = vec![0u32; b * t];
+    let mut weights = vec![0f32; b * t];
+    for (r, (item, seq)) in items.iter().zip(&seqs).enumerate() {
+        // Position i predicts token i + 1; response tokens are at prompt.len()..seq.len().
+        for i in item.prompt.len() - 1..seq.len() - 1 {
+            targets[r * t + i] = seq[i + 1];
+            weights[r * t + i] = 1.0;
+        }
+    }
+    let dev = dec.device();
+    let logits = dec.forward(&batch, None, adapters)?;
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let targets = Tensor::from_vec(targets, (b, t, 1), dev)?;
+    let picked = logp.gather(&targets, 2)?.squeeze(2)?;
+    let weights = Tensor::from_vec(weights, (b, t), dev)?;
+    Ok((picked * weights)?.sum(1)?)
+}
+
+/// `softmax(l_a, l_b)` at each prompt's last position, `(b, 2)` f32.
+pub fn verdict_probs(
+    dec: &Decoder,
+    prompts: &[Vec<u32>],
+    (a, b_tok): (u32, u32),
+    pad_id: u32,
+    adapters: Adapters,
+) -> anyhow::Result<Tensor> {
+    let vocab = dec.config().vocab_size as u32;
+    anyhow::ensure!(
+        a < vocab && b_tok < vocab,
+        "verdict token ids {a}, {b_tok} outside the vocabulary ({vocab})"
+    );
+    let batch = Batch::padded(prompts, pad_id, Padding::Right)?;
+    let (b, t) = (batch.batch_size(), batch.seq_len());
+    let dev = dec.device();
+    let hidden = dec.hidden(&batch, None, adapters)?;
+    let h = hidden.dim(2)?;
+    let last: Vec<u32> = batch
+        .lengths()
+        .iter()
+        .enumerate()
+        .map(|(r, &n)| (r * t + n - 1) as u32)
+        .collect();
+    let last = Tensor::from_vec(last, b, dev)?;
+    let at_last = hidden.reshape((b * t, h))?.index_select(&last, 0)?;
+    let logits = dec.logits(&at_last, adapters)?;
+    let pair = logits.index_select(&Tensor::new(&[a, b_tok], dev)?, 1)?;
+    Ok(candle_nn::ops::softmax(&pair, D::Minus1)?)
+}
+
+/// [`response_logprobs`] in chunks of `chunk` items, as numbers.
+pub fn response_logprobs_vec(
+    dec: &Decoder,
+    items: &[Pair],
+    pad_id: u32,
+    adapters: Adapters,
+    chunk: usize,
+) -> anyhow::Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(items.len());
+    for part in items.chunks(chunk.max(1)) {
+        out.extend(
+            response_logprobs(dec, part, pad_id, adapters)?
+                .detach()
+                .to_vec1::<f32>()?,
+        );
+    }
+    Ok(out)
+}
+
+/// [`verdict_probs`] in chunks of `chunk` prompts, as `[p_a, p_b]` numbers.
+pub fn verdict_probs_vec(
+    dec: &Decoder,
+    prompts: &[Vec<u32>],
+    tokens: (u32, u32),
+    pad_id: u32,
+    adapters: Adapters,
+    chunk: usize,
+) -> anyhow::Result<Vec<[f32; 2]>> {
+    let mut out = Vec::with_capacity(prompts.len());
+    for part in prompts.chunks(chunk.max(1)) {
+        let rows = verdict_probs(dec, part, tokens, pad_id, adapters)?
+            .detach()
+            .to_dtype(DType::F32)?;
+        out.extend(rows.to_vec2::<f32>()?.into_iter().map(|r| [r[0], r[1]]));
+    }
+    Ok(out)
+}

@@ -1,0 +1,228 @@
+//! The decoder: shapes, batched = one by one, cache = no cache, gradients everywhere.
+
+use candle_core::{D, IndexOp, Tensor};
+use scir::model::score::{Pair, response_logprobs, response_logprobs_vec, verdict_probs_vec};
+use scir::model::{Adapters, Batch, Padding};
+
+use super::common::{enc, family, max_rel, tiny};
+
+#[test]
+fn logits_cover_every_position() {
+    let m = tiny(1);
+    let batch = Batch::padded(
+        &[enc(&m.text, "hello"), enc(&m.text, "hi")],
+        0,
+        Padding::Right,
+    )
+    .unwrap();
+    let logits = m.decoder.forward(&batch, None, Adapters::On).unwrap();
+    assert_eq!(logits.dims(), &[2, 6, m.config().vocab_size]);
+}
+
+fn pairs(m: &scir::model::Model) -> Vec<Pair> {
+    let t = &m.text;
+    [
+        ("Q: 2+2?", "4"),
+        ("Tell me a story.", "once upon a time"),
+        ("x", "yz yz yz yz"),
+    ]
+    .iter()
+    .map(|(p, r)| Pair {
+        prompt: enc(t, p),
+        response: t.encode_response(r, true).unwrap(),
+    })
+    .collect()
+}
+
+#[test]
+fn batched_scores_equal_one_by_one() {
+    for m in family(3) {
+        let items = pairs(&m);
+        let together = response_logprobs_vec(&m.decoder, &items, 0, Adapters::On, 8).unwrap();
+        let alone = response_logprobs_vec(&m.decoder, &items, 0, Adapters::On, 1).unwrap();
+        assert!(
+            max_rel(&together, &alone) < 1e-5,
+            "{together:?} vs {alone:?}"
+        );
+        assert!(together.iter().all(|x| x.is_finite() && *x < 0.0));
+        let judge: Vec<Vec<u32>> = items.iter().map(|p| p.prompt.clone()).collect();
+        let v8 = verdict_probs_vec(&m.decoder, &judge, (3, 4), 0, Adapters::On, 8).unwrap();
+        let v1 = verdict_probs_vec(&m.decoder, &judge, (3, 4), 0, Adapters::On, 1).unwrap();
+        for (a, b) in v8.iter().zip(&v1) {
+            assert!((a[0] - b[0]).abs() < 1e-5 && (a[0] + a[1] - 1.0).abs() < 1e-5);
+        }
+    }
+}
+
+/// The log-prob sum equals the log-softmax of a single unpadded forward, computed by hand.
+#[test]
+fn logprob_is_sum_over_response_tokens() {
+    let m = tiny(2);
+    let prompt = enc(&m.text, "ab");
+    let response = m.text.encode_response("cd", true).unwrap();
+    let seq = [prompt.clone(), response.clone()].concat();
+    let logits = m
+        .decoder
+        .forward(
+            &Batch::padded(std::slice::from_ref(&seq), 0, Padding::Right).unwrap(),
+            None,
+            Adapters::On,
+        )
+        .unwrap();
+    let logp = candle_nn::ops::log_softmax(&logits.i(0).unwrap(), D::Minus1)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let want: f32 = (prompt.len()..seq.len())
+        .map(|i| logp[i - 1][seq[i] as usize])
+        .sum();
+    let got = response_logprobs_vec(&m.decoder, &[Pair { prompt, response }], 0, Adapters::On, 1)
+        .unwrap()[0];
+    assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+}
+
+/// Step-by-step logits through the KV cache equal the full-sequence logits.
+#[test]
+fn kv_cache_matches_full_forward() {
+    for m in family(4) {
+        let seqs = vec![enc(&m.text, "hello world"), enc(&m.text, "hey")];
+        let full = m
+            .decoder
+            .forward(
+                &Batch::padded(&seqs, 0, Padding::Left).unwrap(),
+                None,
+                Adapters::On,
+            )
+            .unwrap();
+        let mut cache = m.decoder.new_cache(2);
+        let left = Batch::padded(
+            &[seqs[0][..5].to_vec(), seqs[1][..1].to_vec()],
+            0,
+            Padding::Left,
+        )
+        .unwrap();
+        // Continue each row with its remaining tokens one step at a time, where both have some.
+        m.decoder
+            .forward(&left, Some(&mut cache), Adapters::On)
+            .unwrap();
+        let step = Batch::step(&[seqs[0][5], seqs[1][1]]);
+        let got = m
+            .decoder
+            .forward(&step, Some(&mut cache), Adapters::On)
+            .unwrap();
+        let alone0 = m
+            .decoder
+            .forward(
+                &Batch::padded(&[seqs[0][..6].to_vec()], 0, Padding::Left).unwrap(),
+                None,
+                Adapters::On,
+            )
+            .unwrap();
+        let alone1 = m
+            .decoder
+            .forward(
+                &Batch::padded(&[seqs[1][..2].to_vec()], 0, Padding::Left).unwrap(),
+                None,
+                Adapters::On,
+            )
+            .unwrap();
+        let a = got.i((0, 0)).unwrap().to_vec1::<f32>().unwrap();
+        let b = got.i((1, 0)).unwrap().to_vec1::<f32>().unwrap();
+        let (a0, b0) = (
+            alone0.i((0, 5)).unwrap().to_vec1::<f32>().unwrap(),
+            alone1.i((0, 1)).unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert!(max_rel(&a, &a0) < 1e-5, "{}", max_rel(&a, &a0));
+        assert!(max_rel(&b, &b0) < 1e-5, "{}", max_rel(&b, &b0));
+        assert_eq!(full.dims()[1], seqs[0].len());
+    }
+}
+
+/// One backward pass reaches every weight with a finite, non-zero gradient.
+#[test]
+fn every_weight_gets_a_gradient() {
+    for m in family(5) {
+        let items = pairs(&m);
+        let loss = response_logprobs(&m.decoder, &items, 0, Adapters::On)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .neg()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        for (name, t) in m.tensors() {
+            let g = grads
+                .get(t)
+                .unwrap_or_else(|| panic!("{name}: no gradient"));
+            let v = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(
+                v.iter().all(|x| x.is_finite()),
+                "{name}: non-finite gradient"
+            );
+            assert!(v.iter().any(|x| *x != 0.0), "{name}: zero gradient");
+        }
+    }
+}
+
+/// Analytic gradients agree with central finite differences (f32, so a loose tolerance).
+#[test]
+fn gradients_match_finite_differences() {
+    let m = &family(6)[1];
+    let items = pairs(m);
+    let loss_of = || -> f32 {
+        response_logprobs(&m.decoder, &items, 0, Adapters::On)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    let grads = response_logprobs(&m.decoder, &items, 0, Adapters::On)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let vars = m.varmap.data().lock().unwrap().clone();
+    for name in [
+        "model.layers.0.input_layernorm.weight",
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.1.self_attn.k_proj.bias",
+        "lm_head.weight",
+        "model.embed_tokens.weight",
+    ] {
+        let var = &vars[name];
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let i = (0..g.len())
+            .max_by(|&a, &b| g[a].abs().total_cmp(&g[b].abs()))
+            .unwrap();
+        let orig = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let eps = 1e-2f32;
+        let at = |delta: f32| {
+            let mut v = orig.clone();
+            v[i] += delta;
+            var.set(&Tensor::from_vec(v, var.shape(), var.device()).unwrap())
+                .unwrap();
+            loss_of()
+        };
+        let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+        var.set(&Tensor::from_vec(orig.clone(), var.shape(), var.device()).unwrap())
+            .unwrap();
+        assert!(
+            (fd - g[i]).abs() <= 0.02 * g[i].abs() + 1e-3,
+            "{name}[{i}]: analytic {} vs numeric {fd}",
+            g[i]
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Tests of `scir::model`: the decoder, checkpoints, text, generation, scoring, bad input
+//! and (with the committed fixtures) parity with Hugging Face transformers.
+
+mod bad_input;
+mod checkpoint;
+mod common;
+mod decoder;
+mod generate;
+mod parity;
+mod text;
