@@ -2,6 +2,8 @@
 //! for the built-in tiny config and a ~30 M-parameter config, on random weights and a
 //! synthetic word-level vocabulary. A benchmark, not a test: numbers depend on the machine.
 //!
+//! Generation is greedy over `batch` prompts of `seq_len` tokens; `generate tok/s` counts
+//! the whole call (prefill included), `decode tok/s` only the steps after the prefill.
 //! The training step is the DPO-style quantity: summed response log-probs of `batch`
 //! sequences of `seq_len` tokens (first token as prompt), mean, backward through every
 //! weight. The optimiser update is not included.
@@ -77,10 +79,22 @@ fn bench_one(preset: Preset, a: &BenchArgs) -> anyhow::Result<Value> {
         pad_id: 0,
     };
     let seeds = vec![0; a.batch];
-    let start = Instant::now();
-    let out = generate(&m.decoder, &prompts, &seeds, &params, Adapters::On)?;
-    let gen_s = start.elapsed().as_secs_f64();
-    let generated: usize = out.iter().map(|g| g.token_ids.len()).sum();
+    let timed = |n: usize| -> anyhow::Result<(f64, usize)> {
+        let p = GenerateParams {
+            max_new_tokens: n,
+            ..params.clone()
+        };
+        let start = Instant::now();
+        let out = generate(&m.decoder, &prompts, &seeds, &p, Adapters::On)?;
+        Ok((
+            start.elapsed().as_secs_f64(),
+            out.iter().map(|g| g.token_ids.len()).sum(),
+        ))
+    };
+    // Prefill (+ the first token), then the whole run: the difference is pure decoding.
+    let (prefill_s, _) = timed(1)?;
+    let (gen_s, generated) = timed(a.new_tokens.max(2))?;
+    let decode_tok_s = (generated - a.batch) as f64 / (gen_s - prefill_s).max(1e-9);
     let items: Vec<Pair> = prompts
         .iter()
         .map(|p| Pair {
@@ -108,6 +122,8 @@ fn bench_one(preset: Preset, a: &BenchArgs) -> anyhow::Result<Value> {
         "preset": format!("{preset:?}"),
         "parameters": m.param_count(),
         "generate_tokens_per_s": generated as f64 / gen_s,
+        "decode_tokens_per_s": decode_tok_s,
+        "prefill_ms": 1000.0 * prefill_s,
         "train_step_ms": step_ms,
         "batch": a.batch,
         "seq_len": a.seq_len,
@@ -134,10 +150,13 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
     }
     for r in &results {
         println!(
-            "{:<9} {:>11} params  generate {:>8.1} tok/s  train step (fwd+bwd, {}x{}) {:>9.1} ms",
+            "{:<9} {:>9} params  generate {:>7.1} tok/s (decode {:>7.1} tok/s, prefill {:>7.1} ms)  \
+             train step (fwd+bwd, {}x{}) {:>8.1} ms",
             r["preset"].as_str().unwrap_or("?"),
             r["parameters"],
             r["generate_tokens_per_s"].as_f64().unwrap_or(0.0),
+            r["decode_tokens_per_s"].as_f64().unwrap_or(0.0),
+            r["prefill_ms"].as_f64().unwrap_or(0.0),
             a.batch,
             a.seq_len,
             r["train_step_ms"].as_f64().unwrap_or(0.0),

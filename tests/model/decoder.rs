@@ -226,3 +226,51 @@ fn gradients_match_finite_differences() {
         );
     }
 }
+
+/// An attached adapter changes the output only with `Adapters::On`; a zero `B` changes
+/// nothing; adapters receive gradients.
+#[test]
+fn lora_hook_adds_delta_only_when_on() {
+    use candle_core::{DType, Device, Var};
+    use scir::model::lora::LoraAdapter;
+    let mut m = tiny(15);
+    let items = pairs(&m);
+    let score =
+        |m: &scir::model::Model, a| response_logprobs_vec(&m.decoder, &items, 0, a, 8).unwrap();
+    let base = score(&m, Adapters::On);
+    let dev = Device::Cpu;
+    let mut adapters = Vec::new();
+    for (name, lin) in m.decoder.linears_mut() {
+        let (inp, out) = lin.dims();
+        let a =
+            Var::from_tensor(&(Tensor::ones((2, inp), DType::F32, &dev).unwrap() * 0.05).unwrap())
+                .unwrap();
+        let b = Var::zeros((out, 2), DType::F32, &dev).unwrap();
+        let ad = LoraAdapter { a, b, scale: 2.0 };
+        lin.set_lora(Some(ad.clone()));
+        adapters.push((name, ad));
+    }
+    assert_eq!(adapters.len(), 2 * 7);
+    assert_eq!(
+        score(&m, Adapters::On),
+        base,
+        "zero B must leave the model unchanged"
+    );
+    for (_, ad) in &adapters {
+        ad.b.set(&(Tensor::ones(ad.b.shape(), DType::F32, &dev).unwrap() * 0.01).unwrap())
+            .unwrap();
+    }
+    assert_eq!(score(&m, Adapters::Off), base);
+    assert_ne!(score(&m, Adapters::On), base);
+    let loss = response_logprobs(&m.decoder, &items, 0, Adapters::On)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    for (name, ad) in &adapters {
+        assert!(
+            grads.get(ad.a.as_tensor()).is_some() && grads.get(ad.b.as_tensor()).is_some(),
+            "{name}"
+        );
+    }
+}
