@@ -274,3 +274,29 @@ fn lora_hook_adds_delta_only_when_on() {
         );
     }
 }
+
+/// The decoder trains end to end: a tiny model from scratch overfits three sequences
+/// (mean per-token NLL from ≈ ln(vocab) ≈ 4.3 to below 0.3) with candle's AdamW.
+#[test]
+fn tiny_model_overfits_a_few_sequences() {
+    use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+    let m = tiny(16);
+    let items = pairs(&m);
+    let n_tokens: usize = items.iter().map(|p| p.response.len()).sum();
+    let params = ParamsAdamW {
+        lr: 1e-2,
+        weight_decay: 0.0,
+        ..Default::default()
+    };
+    let mut opt = AdamW::new(m.varmap.all_vars(), params).unwrap();
+    let nll = || {
+        let lp = response_logprobs(&m.decoder, &items, 0, Adapters::On).unwrap();
+        (lp.sum_all().unwrap().neg().unwrap() / n_tokens as f64).unwrap()
+    };
+    let start = nll().to_scalar::<f32>().unwrap();
+    for _ in 0..150 {
+        opt.backward_step(&nll()).unwrap();
+    }
+    let end = nll().to_scalar::<f32>().unwrap();
+    assert!(start > 3.0 && end < 0.3, "mean NLL {start} -> {end}");
+}
