@@ -27,7 +27,7 @@ const RAW_MESSAGE_SEPARATOR: &str = "\n\n";
 const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
 
 /// A tokenizer with the model's special tokens and chat template.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Text {
     tokenizer: Tokenizer,
     tokenizer_config: Value,

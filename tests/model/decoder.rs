@@ -226,3 +226,77 @@ fn gradients_match_finite_differences() {
         );
     }
 }
+
+/// An attached adapter changes the output only with `Adapters::On`; a zero `B` changes
+/// nothing; adapters receive gradients.
+#[test]
+fn lora_hook_adds_delta_only_when_on() {
+    use candle_core::{DType, Device, Var};
+    use scir::model::lora::LoraAdapter;
+    let mut m = tiny(15);
+    let items = pairs(&m);
+    let score =
+        |m: &scir::model::Model, a| response_logprobs_vec(&m.decoder, &items, 0, a, 8).unwrap();
+    let base = score(&m, Adapters::On);
+    let dev = Device::Cpu;
+    let mut adapters = Vec::new();
+    for (name, lin) in m.decoder.linears_mut() {
+        let (inp, out) = lin.dims();
+        let a =
+            Var::from_tensor(&(Tensor::ones((2, inp), DType::F32, &dev).unwrap() * 0.05).unwrap())
+                .unwrap();
+        let b = Var::zeros((out, 2), DType::F32, &dev).unwrap();
+        let ad = LoraAdapter { a, b, scale: 2.0 };
+        lin.set_lora(Some(ad.clone()));
+        adapters.push((name, ad));
+    }
+    assert_eq!(adapters.len(), 2 * 7);
+    assert_eq!(
+        score(&m, Adapters::On),
+        base,
+        "zero B must leave the model unchanged"
+    );
+    for (_, ad) in &adapters {
+        ad.b.set(&(Tensor::ones(ad.b.shape(), DType::F32, &dev).unwrap() * 0.01).unwrap())
+            .unwrap();
+    }
+    assert_eq!(score(&m, Adapters::Off), base);
+    assert_ne!(score(&m, Adapters::On), base);
+    let loss = response_logprobs(&m.decoder, &items, 0, Adapters::On)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    for (name, ad) in &adapters {
+        assert!(
+            grads.get(ad.a.as_tensor()).is_some() && grads.get(ad.b.as_tensor()).is_some(),
+            "{name}"
+        );
+    }
+}
+
+/// The decoder trains end to end: a tiny model from scratch overfits three sequences
+/// (mean per-token NLL from ≈ ln(vocab) ≈ 4.3 to below 0.3) with candle's AdamW.
+#[test]
+fn tiny_model_overfits_a_few_sequences() {
+    use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+    let m = tiny(16);
+    let items = pairs(&m);
+    let n_tokens: usize = items.iter().map(|p| p.response.len()).sum();
+    let params = ParamsAdamW {
+        lr: 1e-2,
+        weight_decay: 0.0,
+        ..Default::default()
+    };
+    let mut opt = AdamW::new(m.varmap.all_vars(), params).unwrap();
+    let nll = || {
+        let lp = response_logprobs(&m.decoder, &items, 0, Adapters::On).unwrap();
+        (lp.sum_all().unwrap().neg().unwrap() / n_tokens as f64).unwrap()
+    };
+    let start = nll().to_scalar::<f32>().unwrap();
+    for _ in 0..150 {
+        opt.backward_step(&nll()).unwrap();
+    }
+    let end = nll().to_scalar::<f32>().unwrap();
+    assert!(start > 3.0 && end < 0.3, "mean NLL {start} -> {end}");
+}
