@@ -343,7 +343,8 @@ impl LoraSet {
             .map(|(n, v)| (n, v.as_tensor().clone()))
             .collect();
         let weights = dir.join(ADAPTER_WEIGHTS_FILE);
-        safetensors::serialize_to_file(tensors.iter(), None, &weights)
+        let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+        safetensors::serialize_to_file(tensors.iter(), Some(meta), &weights)
             .with_context(|| format!("writing {}", weights.display()))?;
         let config = peft_config_json(&self.config, base_model_name_or_path);
         let path = dir.join(ADAPTER_CONFIG_FILE);

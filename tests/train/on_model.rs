@@ -499,3 +499,92 @@ fn save_and_resume_on_a_model_is_bit_identical() {
         );
     }
 }
+
+/// Adapters saved in peft layout next to the saved base load back onto a freshly loaded
+/// base and give the same logits, bit for bit.
+#[test]
+fn lora_adapter_files_reload_onto_the_saved_base() {
+    let mut m = model(7);
+    let set = LoraSet::attach(lora_cfg(), &mut m.decoder, DType::F32).unwrap();
+    for (_, v) in set.named_vars() {
+        let noise: Vec<f32> = (0..v.elem_count())
+            .map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 0.3)
+            .collect();
+        v.set(&Tensor::from_vec(noise, v.shape(), &Device::Cpu).unwrap())
+            .unwrap();
+    }
+    let want = logits(&m, Adapters::On);
+    let dir = tempfile::tempdir().unwrap();
+    let (base, adapter) = (dir.path().join("base"), dir.path().join("adapter"));
+    m.save(&base).unwrap();
+    set.save_peft(&adapter, &base.display().to_string())
+        .unwrap();
+    let mut back = Model::load(&base, scir::model::Weights::Frozen, &Device::Cpu).unwrap();
+    let loaded = LoraSet::load_peft(&adapter, &Device::Cpu).unwrap();
+    loaded.attach_to(&mut back.decoder).unwrap();
+    assert_eq!(logits(&back, Adapters::On), want);
+    assert_ne!(logits(&back, Adapters::Off), want);
+    // An adapter for a layer the model lacks is a clear error.
+    let mut other_cfg = config();
+    other_cfg.num_layers = 1;
+    let mut small = Model::from_config(
+        other_cfg,
+        synthetic_tokenizer(VOCAB).unwrap(),
+        json!({}),
+        1,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let err = loaded.attach_to(&mut small.decoder).unwrap_err();
+    assert!(err.to_string().contains("model.layers.1."), "{err}");
+}
+
+/// Writes a base model, a peft adapter and scir's logits for `scripts/check_lora_peft.py`,
+/// which loads them with transformers + peft and compares (run by hand, needs Python):
+/// `SCIR_LORA_EXPORT_DIR=/tmp/x cargo test --test tests lora_export -- --ignored`.
+#[test]
+#[ignore = "writes files for scripts/check_lora_peft.py; needs SCIR_LORA_EXPORT_DIR"]
+fn lora_export_for_peft_check() {
+    let out = std::path::PathBuf::from(
+        std::env::var("SCIR_LORA_EXPORT_DIR").expect("set SCIR_LORA_EXPORT_DIR"),
+    );
+    let mut m = model(7);
+    let cfg = LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+        use_rslora: false,
+        seed: 9,
+    };
+    let set = LoraSet::attach(cfg, &mut m.decoder, DType::F32).unwrap();
+    for (_, v) in set.named_vars() {
+        let noise: Vec<f32> = (0..v.elem_count())
+            .map(|i| ((i * 37 % 101) as f32 / 101.0 - 0.5) * 0.3)
+            .collect();
+        v.set(&Tensor::from_vec(noise, v.shape(), &Device::Cpu).unwrap())
+            .unwrap();
+    }
+    let ids: Vec<u32> = vec![3, 7, 11, 5, 9, 20, 4];
+    let batch = Batch::padded(std::slice::from_ref(&ids), PAD, Padding::Right).unwrap();
+    let run = |a| {
+        m.decoder
+            .forward(&batch, None, a)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let (on, off) = (run(Adapters::On), run(Adapters::Off));
+    m.save(&out.join("base")).unwrap();
+    set.save_peft(
+        &out.join("adapter"),
+        &out.join("base").display().to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        out.join("expect.json"),
+        json!({"ids": ids, "on": on, "off": off}).to_string(),
+    )
+    .unwrap();
+}
