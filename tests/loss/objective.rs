@@ -69,6 +69,21 @@ fn scir_total_matches_hand_computation() {
     assert!(close(m.loss_dpo, (dpo0 + dpo1) / 2.0, 1e-12));
     assert!(close(m.loss_consistency, con_mean, 1e-10));
     assert_eq!((m.selected_frac, m.agreement), (0.5, 0.5));
+    // kl/reference: mean of (dpo ref − policy) over all 8 responses.
+    let kl = ((-10.5 - -10.0)
+        + (-19.0 - -20.0)
+        + (-7.5 - -7.0)
+        + (-9.2 - -9.0)
+        + (-11.0 - -12.0)
+        + (-19.0 - -18.5)
+        + (-8.2 - -8.0)
+        + (-9.4 - -9.5))
+        / 8.0;
+    assert!(
+        close(m.kl_reference, kl, 1e-14),
+        "{} vs {kl}",
+        m.kl_reference
+    );
     // TRL metrics over the two selected pairs (rewards use the DPO reference and β).
     let (rc, rr) = ([0.1 * 0.5, 0.1 * 0.5], [-0.1, -0.1]);
     assert!(close(
@@ -95,6 +110,7 @@ fn scir_total_matches_hand_computation() {
     ));
     let names: Vec<&str> = m.named().iter().map(|(n, _)| *n).collect();
     for n in [
+        "kl/reference",
         "rewards/chosen",
         "rewards/accuracies",
         "loss/dpo",

@@ -1,6 +1,6 @@
 //! The IRM and GRM preferences, the consistency losses and the selection rule.
 
-use candle_core::{Device, Var};
+use candle_core::{Device, Tensor, Var};
 use scir::loss::consistency::{agreement_nll, consistency_loss, entropy, symmetric_kl};
 use scir::loss::{ConsistencyGrad, ConsistencyKind, LogBernoulli, Preferred, select_pair};
 
@@ -23,6 +23,10 @@ fn grm_swap_average_matches_hand_computation() {
         .host_probs()
         .unwrap();
     assert!(close(q1[0], 0.9, 1e-13));
+    // Expected score over score tokens valued 1..=3: softmax(0, ln 2, ln 3)·(1, 2, 3) = 14/6.
+    let logits = Tensor::new(&[[0.0f64, 2f64.ln(), 3f64.ln()]], &Device::Cpu).unwrap();
+    let s = LogBernoulli::expected_score(&logits, &[1.0, 2.0, 3.0]).unwrap();
+    assert_all_close(&host(&s), &[14.0 / 6.0], 1e-14);
     let qp = LogBernoulli::grm_pointwise(&t(&[3.0]), &t(&[2.5]), 0.25)
         .unwrap()
         .host_probs()

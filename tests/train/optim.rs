@@ -157,3 +157,45 @@ fn clipping_scales_to_the_max_norm_and_reports_the_norm() {
         "below the max: unchanged"
     );
 }
+
+/// The Stepper averages micro-batches, reports the pre-clip norm and the scheduled lr,
+/// and refuses a non-finite gradient without touching parameters or optimizer state.
+#[test]
+fn stepper_averages_clips_schedules_and_refuses_nan() {
+    use scir::model::trainer::Stepper;
+    let w = Var::new(&[[0.2f32, -0.1, 0.4]], &Device::Cpu).unwrap();
+    let sched = LrSchedule::new(ScheduleKind::Linear, 0.1, 1, 4).unwrap();
+    let params = AdamWParams {
+        lr: 0.1,
+        ..AdamWParams::default()
+    };
+    let mut st = Stepper::new(vec![("w".into(), w.clone())], params, sched, Some(1e-3)).unwrap();
+    let full = toy_loss(&w, &[0, 1, 2, 3]).backward().unwrap();
+    let want_norm = scir::model::optim::grad_norm(&full, std::slice::from_ref(&w)).unwrap();
+    st.accumulate(&toy_loss(&w, &[0, 1]).backward().unwrap())
+        .unwrap();
+    st.accumulate(&toy_loss(&w, &[2, 3]).backward().unwrap())
+        .unwrap();
+    let info = st.step().unwrap();
+    assert!(
+        (info.grad_norm - want_norm).abs() < 1e-6,
+        "{info:?} vs {want_norm}"
+    );
+    assert_eq!(
+        (info.step, info.lr),
+        (1, 0.0),
+        "warmup: the first update has lr 0"
+    );
+    st.accumulate(&toy_loss(&w, &[0, 1]).backward().unwrap())
+        .unwrap();
+    let info = st.step().unwrap();
+    assert_eq!((info.step, info.lr), (2, 0.1));
+    let before = host1(w.as_tensor());
+    let nan = (toy_loss(&w, &[0]) * f64::NAN).unwrap();
+    st.accumulate(&nan.backward().unwrap()).unwrap();
+    let err = st.step().unwrap_err();
+    assert!(err.to_string().contains("diverged"), "{err}");
+    assert_eq!(host1(w.as_tensor()), before);
+    assert_eq!(st.optimizer().step_count(), 2);
+    assert!(st.step().is_err(), "no micro-batch accumulated");
+}
