@@ -199,3 +199,49 @@ fn stepper_averages_clips_schedules_and_refuses_nan() {
     assert_eq!(st.optimizer().step_count(), 2);
     assert!(st.step().is_err(), "no micro-batch accumulated");
 }
+
+/// The same run in f32 against torch's f32 numbers (moments in the parameter dtype, as
+/// torch keeps them).
+#[test]
+fn adamw_matches_torch_in_f32() {
+    let dev = Device::Cpu;
+    let p1 = Var::new(&[[0.5f32, -1.25, 2.0], [0.1, 0.0, -0.3]], &dev).unwrap();
+    let p2 = Var::new(&[3.0f32, -2.0], &dev).unwrap();
+    let params = AdamWParams {
+        lr: 0.05,
+        beta1: 0.8,
+        beta2: 0.95,
+        eps: 1e-6,
+        weight_decay: 0.1,
+    };
+    let mut opt = AdamW::new(
+        vec![("p1".into(), p1.clone()), ("p2".into(), p2.clone())],
+        params,
+    )
+    .unwrap();
+    for t in 1..5 {
+        let t = t as f64;
+        let loss = ((p1.as_tensor() * t)
+            .unwrap()
+            .sin()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            + (p2.as_tensor().powf(3.0).unwrap().sum_all().unwrap() * (t / 3.0)).unwrap())
+        .unwrap();
+        opt.step(&loss.backward().unwrap()).unwrap();
+    }
+    let mut got = host1(p1.as_tensor());
+    got.extend(host1(p2.as_tensor()));
+    let want = [
+        0.2929316759109497,
+        -1.173410177230835,
+        2.036058187484741,
+        -0.09794893115758896,
+        -0.1965658813714981,
+        -0.4647797644138336,
+        2.743692636489868,
+        -2.1554763317108154,
+    ];
+    assert_close(&got, &want, 2e-6);
+}
