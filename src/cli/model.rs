@@ -12,7 +12,8 @@ use serde_json::json;
 
 use crate::model::generate::{GenerateParams, Sampler, generate};
 use crate::model::score::{Pair, response_logprobs_vec};
-use crate::model::{Adapters, Model, Weights};
+use crate::model::{Adapters, Model, Preset, Weights};
+use crate::user_err;
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCmd {
@@ -24,6 +25,40 @@ pub enum ModelCmd {
     Generate(GenerateArgs),
     /// Print generation tokens/s and training-step times for built-in sizes.
     Bench(crate::model::bench::BenchArgs),
+    /// Make a model from scratch (random, seeded) for a tokenizer directory.
+    Init(InitArgs),
+    /// Load a checkpoint (f32/f16/bf16, sharded or not) and save it as one f32 file.
+    Convert(ConvertArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// A directory with tokenizer.json (and optionally tokenizer_config.json).
+    #[arg(long)]
+    pub tokenizer: PathBuf,
+    /// Model size.
+    #[arg(long, value_enum, default_value_t = PresetArg::Tiny)]
+    pub preset: PresetArg,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output directory (Hugging Face layout).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PresetArg {
+    Tiny,
+    Small30m,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output directory (Hugging Face layout, f32).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -82,8 +117,37 @@ pub fn run(cmd: &ModelCmd) -> anyhow::Result<ExitCode> {
         ModelCmd::Logprobs(a) => logprobs(a),
         ModelCmd::Generate(a) => gen_cmd(a),
         ModelCmd::Bench(a) => crate::model::bench::run(a),
+        ModelCmd::Init(a) => init(a),
+        ModelCmd::Convert(a) => Model::load(&a.model, Weights::Frozen, &Device::Cpu)?.save(&a.out),
     }
     .map(|()| ExitCode::SUCCESS)
+}
+
+fn init(a: &InitArgs) -> anyhow::Result<()> {
+    let tok_path = a.tokenizer.join("tokenizer.json");
+    let tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
+        .map_err(|e| user_err!("{}: cannot load the tokenizer ({e})", tok_path.display()))?;
+    let cfg_path = a.tokenizer.join("tokenizer_config.json");
+    let tokenizer_config = if cfg_path.is_file() {
+        let text = std::fs::read_to_string(&cfg_path)
+            .map_err(|e| user_err!("{}: cannot read ({e})", cfg_path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| user_err!("{}: not valid JSON ({e})", cfg_path.display()))?
+    } else {
+        json!({})
+    };
+    let preset = match a.preset {
+        PresetArg::Tiny => Preset::Tiny,
+        PresetArg::Small30m => Preset::Small30M,
+    };
+    let m = Model::from_scratch(tokenizer, tokenizer_config, preset, a.seed, &Device::Cpu)?;
+    m.save(&a.out)?;
+    println!(
+        "{} parameters written to {}",
+        m.param_count(),
+        a.out.display()
+    );
+    Ok(())
 }
 
 fn info(a: &InfoArgs) -> anyhow::Result<()> {

@@ -301,6 +301,26 @@ impl Model {
         &self.tensors
     }
 
+    /// A frozen deep copy of the current weights (plain tensors, no graph): e.g. the DPO
+    /// reference under full fine-tuning. Later optimiser steps on `self` do not change it.
+    pub fn frozen_copy(&self) -> anyhow::Result<Model> {
+        let tensors = self
+            .tensors
+            .iter()
+            .map(|(n, t)| Ok((n.clone(), t.copy()?)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let dev = self.decoder.device().clone();
+        Self::assemble(
+            self.config().clone(),
+            self.text.clone(),
+            tensors,
+            Weights::Frozen,
+            self.raw_config.clone(),
+            self.source_dtype.clone(),
+            &dev,
+        )
+    }
+
     /// Number of parameters (tied embeddings counted once).
     pub fn param_count(&self) -> usize {
         self.tensors.iter().map(|(_, t)| t.elem_count()).sum()

@@ -27,7 +27,7 @@ const RAW_MESSAGE_SEPARATOR: &str = "\n\n";
 const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
 
 /// A tokenizer with the model's special tokens and chat template.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Text {
     tokenizer: Tokenizer,
     tokenizer_config: Value,
@@ -224,6 +224,20 @@ impl Text {
     pub fn encode_chat_prompt(&self, messages: &[Message]) -> anyhow::Result<Vec<u32>> {
         let text = self.render_chat(messages, true)?;
         self.encode(&text, self.template.is_none())
+    }
+
+    /// The one token `text` encodes to (without special tokens), e.g. a judge's verdict
+    /// letter; a user error naming the tokens when it is not exactly one.
+    pub fn single_token_id(&self, text: &str) -> anyhow::Result<u32> {
+        match self.encode(text, false)?.as_slice() {
+            [id] => Ok(*id),
+            ids => Err(user_err!(
+                "{text:?} is {} tokens ({ids:?}) for this tokenizer, not one; choose a string that \
+                 is a single token",
+                ids.len()
+            )
+            .into()),
+        }
     }
 
     /// Ids → text.

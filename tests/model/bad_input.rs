@@ -133,3 +133,15 @@ fn unsupported_dtype_and_wrong_shapes_are_named() {
     let msg = load_err(&dir);
     assert!(msg.contains("missing") && msg.contains(&norm), "{msg}");
 }
+
+#[test]
+fn eos_token_outside_the_vocabulary_is_named() {
+    let (_t, dir) = saved();
+    let path = dir.join("tokenizer_config.json");
+    std::fs::write(&path, json!({"eos_token": "<|nope|>"}).to_string()).unwrap();
+    let msg = load_err(&dir);
+    assert!(
+        msg.contains("tokenizer.json") && msg.contains("<|nope|>"),
+        "{msg}"
+    );
+}

@@ -152,3 +152,16 @@ fn trainable_weights_are_vars_of_the_varmap() {
     );
     assert!(max_rel(&logits(&frozen), &logits(&m)) == 0.0);
 }
+
+#[test]
+fn frozen_copy_keeps_the_old_weights() {
+    let m = tiny(12);
+    let before = logits(&m);
+    let reference = m.frozen_copy().unwrap();
+    assert!(reference.varmap.all_vars().is_empty());
+    for var in m.varmap.all_vars() {
+        var.set(&(var.as_tensor() * 1.5).unwrap()).unwrap();
+    }
+    assert_ne!(logits(&m), before);
+    assert_eq!(logits(&reference), before);
+}

@@ -102,3 +102,52 @@ fn cli_info_logprobs_generate_print_json() {
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/dir"), "{err}");
 }
+
+/// Sampled generation gives the same ids whatever the number of compute threads.
+#[test]
+fn sampling_is_independent_of_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny(3).save(dir.path()).unwrap();
+    let d = dir.path().to_str().unwrap();
+    let args = [
+        "model",
+        "generate",
+        "--model",
+        d,
+        "--prompt",
+        "once",
+        "--max-new-tokens",
+        "24",
+        "--temperature",
+        "1.5",
+        "--top-p",
+        "0.9",
+        "--seed",
+        "42",
+        "--json",
+    ];
+    let run = |threads: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_scir"))
+            .args(args)
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let one = run("1");
+    assert_eq!(one, run("3"));
+    let v: serde_json::Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(v["token_ids"].as_array().unwrap().len(), 24);
+}
+
+#[test]
+fn single_token_ids_for_verdicts() {
+    let m = tiny(1);
+    assert_eq!(m.text.single_token_id("a").unwrap(), 3);
+    assert!(user_msg(m.text.single_token_id("ab").unwrap_err()).contains("2 tokens"));
+}
