@@ -56,6 +56,22 @@ impl LogBernoulli {
         Self::from_logit(&((score_y1 - score_y2)? / temperature)?)
     }
 
+    /// The pointwise GRM's expected score `s(y) = Σ_k softmax(score logits)_k · value_k`
+    /// from the logits of the score tokens at the answer position, `(b, k)` → `(b,)`
+    /// (differentiable; `values[k]` is the score token k stands for).
+    pub fn expected_score(score_logits: &Tensor, values: &[f64]) -> Result<Tensor> {
+        let (_, k) = score_logits.dims2()?;
+        if k != values.len() {
+            candle_core::bail!(
+                "expected_score: {k} score logits per row but {} values",
+                values.len()
+            );
+        }
+        let probs = candle_nn::ops::softmax(score_logits, 1)?;
+        let v = Tensor::new(values, score_logits.device())?.to_dtype(score_logits.dtype())?;
+        probs.broadcast_mul(&v.unsqueeze(0)?)?.sum(1)
+    }
+
     /// The complementary event: `p ↦ 1 − p`.
     pub fn flip(self) -> Self {
         Self {

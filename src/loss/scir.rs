@@ -17,7 +17,10 @@
 //! `loss`, `loss/dpo` (the mean over selected pairs, 0 when none), `loss/consistency`
 //! (mean over all pairs, before λ), `consistency/selected_frac` (selected / all) and
 //! `consistency/agreement` (fraction of pairs with p and q strictly on the same side of
-//! ½, i.e. the selection rule with δ = 0).
+//! ½, i.e. the selection rule with δ = 0), and `kl/reference`: the mean over all 2n
+//! responses of `logπref(y) − logπθ(y)`. The responses were sampled from Mt = πref, so
+//! this is an unbiased estimate of `KL(πref ‖ πθ)` per prompt: a run drifting away from
+//! its reference (a collapse) shows up here first.
 
 use anyhow::{Result, bail};
 use candle_core::{DType, Tensor};
@@ -122,6 +125,8 @@ pub struct StepMetrics {
     pub selected_frac: f64,
     /// `consistency/agreement`.
     pub agreement: f64,
+    /// `kl/reference`.
+    pub kl_reference: f64,
     /// TRL's DPO metrics over the selected pairs.
     pub dpo: DpoMetrics,
 }
@@ -136,6 +141,7 @@ impl StepMetrics {
             ("loss/consistency", Some(self.loss_consistency)),
             ("consistency/selected_frac", Some(self.selected_frac)),
             ("consistency/agreement", Some(self.agreement)),
+            ("kl/reference", Some(self.kl_reference)),
         ]);
         out
     }
@@ -177,12 +183,6 @@ pub fn scir_loss(
         .zip(&q_host)
         .map(|(&a, &b)| select_pair(a, b, cfg.delta))
         .collect();
-    let agreement = p_host
-        .iter()
-        .zip(&q_host)
-        .filter(|(a, b)| same_side(**a, **b))
-        .count() as f64
-        / n as f64;
 
     let con = consistency_loss(&p, &q, cfg.kind, cfg.grad, cfg.gamma)?;
     let con_sum = con.sum_all()?;
@@ -199,7 +199,8 @@ pub fn scir_loss(
         loss_dpo: dpo_mean.to_scalar::<f64>()?,
         loss_consistency: con_mean.to_scalar::<f64>()?,
         selected_frac: k as f64 / n as f64,
-        agreement,
+        agreement: agreement(&p_host, &q_host),
+        kl_reference: reference_kl(&[&py1, &py2], &[&logps.dpo_ref_y1, &logps.dpo_ref_y2])?,
         dpo: dpo_metrics,
     };
     Ok(ScirLossOutput {
@@ -211,6 +212,22 @@ pub fn scir_loss(
         q: q_host,
         metrics,
     })
+}
+
+/// Fraction of pairs with p and q strictly on the same side of ½.
+fn agreement(p: &[f64], q: &[f64]) -> f64 {
+    p.iter().zip(q).filter(|(a, b)| same_side(**a, **b)).count() as f64 / p.len() as f64
+}
+
+/// Mean of `reference − policy` log-probs over all responses (see the module docs).
+fn reference_kl(policy: &[&Tensor], reference: &[&Tensor]) -> Result<f64> {
+    let (mut sum, mut count) = (0f64, 0usize);
+    for (pol, refr) in policy.iter().zip(reference) {
+        let diff = (f64s(refr)? - pol.detach())?.to_vec1::<f64>()?;
+        count += diff.len();
+        sum += diff.iter().sum::<f64>();
+    }
+    Ok(sum / count as f64)
 }
 
 /// `(Σ L_dpo over selected pairs, their TRL metrics, count)`.

@@ -29,6 +29,8 @@ const TINY_VOCAB: usize = 128;
 const SMALL_VOCAB: usize = 8192;
 /// Seed of the random weights and inputs.
 const BENCH_SEED: u64 = 1;
+/// Generation runs per measurement (the fastest counts).
+const GEN_REPEATS: usize = 3;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -83,22 +85,32 @@ fn bench_one(preset: Preset, a: &BenchArgs) -> anyhow::Result<Value> {
         pad_id: 0,
     };
     let seeds = vec![0; a.batch];
+    // Best of a few runs: the machine may be shared.
     let timed = |n: usize| -> anyhow::Result<(f64, usize)> {
         let p = GenerateParams {
             max_new_tokens: n,
             ..params.clone()
         };
-        let start = Instant::now();
-        let out = generate(&m.decoder, &prompts, &seeds, &p, Adapters::On)?;
-        Ok((
-            start.elapsed().as_secs_f64(),
-            out.iter().map(|g| g.token_ids.len()).sum(),
-        ))
+        let mut best = (f64::INFINITY, 0);
+        for _ in 0..GEN_REPEATS {
+            let start = Instant::now();
+            let out = generate(&m.decoder, &prompts, &seeds, &p, Adapters::On)?;
+            let secs = start.elapsed().as_secs_f64();
+            if secs < best.0 {
+                best = (secs, out.iter().map(|g| g.token_ids.len()).sum());
+            }
+        }
+        Ok(best)
     };
     // Prefill (+ the first token), then the whole run: the difference is pure decoding.
     let (prefill_s, _) = timed(1)?;
     let (gen_s, generated) = timed(a.new_tokens.max(2))?;
-    let decode_tok_s = (generated - a.batch) as f64 / (gen_s - prefill_s).max(1e-9);
+    let decode_s = gen_s - prefill_s;
+    let decode_tok_s = if decode_s > 0.0 {
+        json!((generated - a.batch) as f64 / decode_s)
+    } else {
+        Value::Null
+    };
     let items: Vec<Pair> = prompts
         .iter()
         .map(|p| Pair {
@@ -164,7 +176,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             r["preset"].as_str().unwrap_or("?"),
             r["parameters"],
             r["generate_tokens_per_s"].as_f64().unwrap_or(0.0),
-            r["decode_tokens_per_s"].as_f64().unwrap_or(0.0),
+            r["decode_tokens_per_s"].as_f64().unwrap_or(f64::NAN),
             r["prefill_ms"].as_f64().unwrap_or(0.0),
             a.batch,
             a.seq_len,

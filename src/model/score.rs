@@ -41,22 +41,35 @@ pub fn response_logprobs(
         .collect();
     let batch = Batch::padded(&seqs, pad_id, Padding::Right)?;
     let (b, t) = (batch.batch_size(), batch.seq_len());
-    let mut targets = vec![0u32; b * t];
-    let mut weights = vec![0f32; b * t];
+    // Only positions that predict a response token get logits: (n, vocab), not (b, t, vocab).
+    let (mut rows, mut targets, mut owner) = (Vec::new(), Vec::new(), Vec::new());
     for (r, (item, seq)) in items.iter().zip(&seqs).enumerate() {
         // Position i predicts token i + 1; response tokens are at prompt.len()..seq.len().
         for i in item.prompt.len() - 1..seq.len() - 1 {
-            targets[r * t + i] = seq[i + 1];
-            weights[r * t + i] = 1.0;
+            rows.push((r * t + i) as u32);
+            targets.push(seq[i + 1]);
+            owner.push(r);
         }
     }
     let dev = dec.device();
-    let logits = dec.forward(&batch, None, adapters)?;
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let targets = Tensor::from_vec(targets, (b, t, 1), dev)?;
-    let picked = logp.gather(&targets, 2)?.squeeze(2)?;
-    let weights = Tensor::from_vec(weights, (b, t), dev)?;
-    Ok((picked * weights)?.sum(1)?)
+    let n = rows.len();
+    if n == 0 {
+        return Ok(Tensor::zeros(b, DType::F32, dev)?);
+    }
+    let hidden = dec.hidden(&batch, None, adapters)?;
+    let h = hidden.dim(2)?;
+    let picked_hidden = hidden
+        .reshape((b * t, h))?
+        .index_select(&Tensor::from_vec(rows, n, dev)?, 0)?;
+    let logp = candle_nn::ops::log_softmax(&dec.logits(&picked_hidden, adapters)?, D::Minus1)?;
+    let token_logp = logp.gather(&Tensor::from_vec(targets, (n, 1), dev)?, 1)?;
+    // Sum each item's tokens: a (b, n) 0/1 matrix times the (n, 1) log-probs.
+    let mut sum_matrix = vec![0f32; b * n];
+    for (j, r) in owner.into_iter().enumerate() {
+        sum_matrix[r * n + j] = 1.0;
+    }
+    let sum_matrix = Tensor::from_vec(sum_matrix, (b, n), dev)?;
+    Ok(sum_matrix.matmul(&token_logp)?.squeeze(1)?)
 }
 
 /// `softmax(l_a, l_b)` at each prompt's last position, `(b, 2)` f32.

@@ -226,6 +226,20 @@ impl Text {
         self.encode(&text, self.template.is_none())
     }
 
+    /// The one token `text` encodes to (without special tokens), e.g. a judge's verdict
+    /// letter; a user error naming the tokens when it is not exactly one.
+    pub fn single_token_id(&self, text: &str) -> anyhow::Result<u32> {
+        match self.encode(text, false)?.as_slice() {
+            [id] => Ok(*id),
+            ids => Err(user_err!(
+                "{text:?} is {} tokens ({ids:?}) for this tokenizer, not one; choose a string that \
+                 is a single token",
+                ids.len()
+            )
+            .into()),
+        }
+    }
+
     /// Ids → text.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> anyhow::Result<String> {
         self.tokenizer

@@ -144,3 +144,10 @@ fn sampling_is_independent_of_thread_count() {
     let v: serde_json::Value = serde_json::from_str(&one).unwrap();
     assert_eq!(v["token_ids"].as_array().unwrap().len(), 24);
 }
+
+#[test]
+fn single_token_ids_for_verdicts() {
+    let m = tiny(1);
+    assert_eq!(m.text.single_token_id("a").unwrap(), 3);
+    assert!(user_msg(m.text.single_token_id("ab").unwrap_err()).contains("2 tokens"));
+}
