@@ -218,7 +218,7 @@ pub fn render(batches: &[RecordBatch], format: Format) -> anyhow::Result<String>
             writer.finish()?;
         }
     }
-    Ok(String::from_utf8(out).context("rendered output is not UTF-8")?)
+    String::from_utf8(out).context("rendered output is not UTF-8")
 }
 
 /// `CREATE EXTERNAL TABLE` statements for datafusion-cli (`datafusion-cli -r

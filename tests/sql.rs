@@ -282,3 +282,33 @@ fn sql_cli_exit_codes_and_output() {
     assert!(rc.status.success(), "{rc:?}");
     assert!(String::from_utf8_lossy(&rc.stdout).contains("CREATE EXTERNAL TABLE prompts"));
 }
+
+#[test]
+fn sql_reads_the_world_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = scir::world::WorldParams {
+        iterations: 2,
+        prompts_per_iteration: 5,
+        ift_examples: 7,
+        eft_pointwise: 3,
+        eft_pairwise: 4,
+        eval_prompts: 2,
+        gold_pairs: 3,
+        ..Default::default()
+    };
+    for (name, batch) in scir::world::generate(&params).unwrap() {
+        let table = dir.path().join("tables").join(&name);
+        fs::create_dir_all(&table).unwrap();
+        let file = fs::File::create(table.join("iter-0000.all.parquet")).unwrap();
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+    let out = query_csv(
+        dir.path(),
+        "SELECT (SELECT count(*) FROM prompts WHERE iteration = 2) AS p2, \
+         (SELECT count(*) FROM eft WHERE mode = 'pairwise') AS pairs, \
+         (SELECT count(*) FROM gold_pairs) AS gold",
+    );
+    assert_eq!(out, "p2,pairs,gold\n5,4,3\n");
+}
