@@ -16,6 +16,9 @@
 //! `POSITION(a IN b)`, `EXTRACT(year FROM t)`); array functions are not.
 //! Rows come back in no particular order unless the query has `ORDER BY`.
 //!
+//! A table whose files cannot be read (a corrupt or incompatible file) is
+//! left out with a warning, so the others stay queryable.
+//!
 //! Errors in the query itself (syntax, unknown table or column, type errors)
 //! are user errors carrying DataFusion's message.
 
@@ -117,7 +120,7 @@ fn dir_url(dir: &Path) -> anyhow::Result<String> {
 /// Returns the session and warnings (skipped run records) for the user.
 pub async fn session(artifacts: &Path) -> anyhow::Result<(SessionContext, Vec<String>)> {
     let tables = table_dirs(artifacts)?;
-    let (records, warnings) = runs::load(artifacts)?;
+    let (records, mut warnings) = runs::load(artifacts)?;
     if tables.is_empty() && records.is_empty() {
         return Err(user_err!(
             "no tables and no run records under {}; run `scir run` first (or pass \
@@ -138,9 +141,17 @@ pub async fn session(artifacts: &Path) -> anyhow::Result<(SessionContext, Vec<St
             file_extension: PARQUET_EXT,
             ..Default::default()
         };
-        ctx.register_parquet(TableReference::bare(name.as_str()), dir_url(dir)?, options)
-            .await
-            .with_context(|| format!("registering table `{name}` from {}", dir.display()))?;
+        let registered = ctx
+            .register_parquet(TableReference::bare(name.as_str()), dir_url(dir)?, options)
+            .await;
+        // One unreadable table (a corrupt file) must not hide all the others.
+        if let Err(err) = registered {
+            warnings.push(format!(
+                "table `{name}` is unreadable and was left out ({}): {err}; `scir verify` checks \
+                 the artifacts",
+                dir.display()
+            ));
+        }
     }
     let memory = [
         (RUNS_TABLE, runs::runs_batch(&records)?),
