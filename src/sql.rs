@@ -10,8 +10,8 @@
 //! * `scir_runs` and `scir_tasks`, built in memory from the run records
 //!   (see [`runs`] for their columns).
 //!
-//! `information_schema` is on, so `SHOW TABLES` and `SHOW COLUMNS FROM t`
-//! work. The string, unicode, regex, datetime and math function families are
+//! `information_schema` is on, so `SHOW TABLES` (answered sorted, data tables
+//! first) and `SHOW COLUMNS FROM t` work. The string, unicode, regex, datetime and math function families are
 //! available, with their SQL syntax forms (`SUBSTRING(x FROM a FOR b)`,
 //! `POSITION(a IN b)`, `EXTRACT(year FROM t)`); array functions are not.
 //! Rows come back in no particular order unless the query has `ORDER BY`.
@@ -168,7 +168,7 @@ pub async fn session(artifacts: &Path) -> anyhow::Result<(SessionContext, Vec<St
 /// (possibly empty) so that its schema survives.
 pub async fn query_in(ctx: &SessionContext, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
     let df = ctx
-        .sql(sql)
+        .sql(stable_show_tables(sql).unwrap_or(sql))
         .await
         .map_err(|e| user_err!("SQL error: {e}"))?;
     let schema = Arc::new(df.schema().as_arrow().clone());
@@ -180,6 +180,20 @@ pub async fn query_in(ctx: &SessionContext, sql: &str) -> anyhow::Result<Vec<Rec
         batches.push(RecordBatch::new_empty(schema));
     }
     Ok(batches)
+}
+
+/// DataFusion lists `SHOW TABLES` in hash-map order; plain `SHOW TABLES` is
+/// answered in a fixed order instead (the same columns, sorted).
+fn stable_show_tables(sql: &str) -> Option<&'static str> {
+    const SORTED: &str = "SELECT table_catalog, table_schema, table_name, table_type \
+         FROM information_schema.tables ORDER BY table_schema <> 'public', table_schema, table_name";
+    let words: Vec<String> = sql
+        .trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    (words == ["show", "tables"]).then_some(SORTED)
 }
 
 /// Run one query over `artifacts` (blocking). Returns the batches and warnings.
