@@ -10,11 +10,14 @@
 //! * `scir_runs` and `scir_tasks`, built in memory from the run records
 //!   (see [`runs`] for their columns).
 //!
-//! `information_schema` is on, so `SHOW TABLES` and `SHOW COLUMNS FROM t`
-//! work. The string, unicode, regex, datetime and math function families are
+//! `information_schema` is on, so `SHOW TABLES` (answered sorted, data tables
+//! first) and `SHOW COLUMNS FROM t` work. The string, unicode, regex, datetime and math function families are
 //! available, with their SQL syntax forms (`SUBSTRING(x FROM a FOR b)`,
 //! `POSITION(a IN b)`, `EXTRACT(year FROM t)`); array functions are not.
 //! Rows come back in no particular order unless the query has `ORDER BY`.
+//!
+//! A table whose files cannot be read (a corrupt or incompatible file) is
+//! left out with a warning, so the others stay queryable.
 //!
 //! Errors in the query itself (syntax, unknown table or column, type errors)
 //! are user errors carrying DataFusion's message.
@@ -117,7 +120,7 @@ fn dir_url(dir: &Path) -> anyhow::Result<String> {
 /// Returns the session and warnings (skipped run records) for the user.
 pub async fn session(artifacts: &Path) -> anyhow::Result<(SessionContext, Vec<String>)> {
     let tables = table_dirs(artifacts)?;
-    let (records, warnings) = runs::load(artifacts)?;
+    let (records, mut warnings) = runs::load(artifacts)?;
     if tables.is_empty() && records.is_empty() {
         return Err(user_err!(
             "no tables and no run records under {}; run `scir run` first (or pass \
@@ -138,9 +141,17 @@ pub async fn session(artifacts: &Path) -> anyhow::Result<(SessionContext, Vec<St
             file_extension: PARQUET_EXT,
             ..Default::default()
         };
-        ctx.register_parquet(TableReference::bare(name.as_str()), dir_url(dir)?, options)
-            .await
-            .with_context(|| format!("registering table `{name}` from {}", dir.display()))?;
+        let registered = ctx
+            .register_parquet(TableReference::bare(name.as_str()), dir_url(dir)?, options)
+            .await;
+        // One unreadable table (a corrupt file) must not hide all the others.
+        if let Err(err) = registered {
+            warnings.push(format!(
+                "table `{name}` is unreadable and was left out ({}): {err}; `scir verify` checks \
+                 the artifacts",
+                dir.display()
+            ));
+        }
     }
     let memory = [
         (RUNS_TABLE, runs::runs_batch(&records)?),
@@ -157,7 +168,7 @@ pub async fn session(artifacts: &Path) -> anyhow::Result<(SessionContext, Vec<St
 /// (possibly empty) so that its schema survives.
 pub async fn query_in(ctx: &SessionContext, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
     let df = ctx
-        .sql(sql)
+        .sql(stable_show_tables(sql).unwrap_or(sql))
         .await
         .map_err(|e| user_err!("SQL error: {e}"))?;
     let schema = Arc::new(df.schema().as_arrow().clone());
@@ -169,6 +180,20 @@ pub async fn query_in(ctx: &SessionContext, sql: &str) -> anyhow::Result<Vec<Rec
         batches.push(RecordBatch::new_empty(schema));
     }
     Ok(batches)
+}
+
+/// DataFusion lists `SHOW TABLES` in hash-map order; plain `SHOW TABLES` is
+/// answered in a fixed order instead (the same columns, sorted).
+fn stable_show_tables(sql: &str) -> Option<&'static str> {
+    const SORTED: &str = "SELECT table_catalog, table_schema, table_name, table_type \
+         FROM information_schema.tables ORDER BY table_schema <> 'public', table_schema, table_name";
+    let words: Vec<String> = sql
+        .trim()
+        .trim_end_matches(';')
+        .split_whitespace()
+        .map(str::to_ascii_lowercase)
+        .collect();
+    (words == ["show", "tables"]).then_some(SORTED)
 }
 
 /// Run one query over `artifacts` (blocking). Returns the batches and warnings.
@@ -218,7 +243,7 @@ pub fn render(batches: &[RecordBatch], format: Format) -> anyhow::Result<String>
             writer.finish()?;
         }
     }
-    Ok(String::from_utf8(out).context("rendered output is not UTF-8")?)
+    String::from_utf8(out).context("rendered output is not UTF-8")
 }
 
 /// `CREATE EXTERNAL TABLE` statements for datafusion-cli (`datafusion-cli -r

@@ -282,3 +282,65 @@ fn sql_cli_exit_codes_and_output() {
     assert!(rc.status.success(), "{rc:?}");
     assert!(String::from_utf8_lossy(&rc.stdout).contains("CREATE EXTERNAL TABLE prompts"));
 }
+
+#[test]
+fn sql_reads_the_world_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = scir::world::WorldParams {
+        iterations: 2,
+        prompts_per_iteration: 5,
+        ift_examples: 7,
+        eft_pointwise: 3,
+        eft_pairwise: 4,
+        eval_prompts: 2,
+        gold_pairs: 3,
+        ..Default::default()
+    };
+    for (name, batch) in scir::world::generate(&params).unwrap() {
+        let table = dir.path().join("tables").join(&name);
+        fs::create_dir_all(&table).unwrap();
+        let file = fs::File::create(table.join("iter-0000.all.parquet")).unwrap();
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+    let out = query_csv(
+        dir.path(),
+        "SELECT (SELECT count(*) FROM prompts WHERE iteration = 2) AS p2, \
+         (SELECT count(*) FROM eft WHERE mode = 'pairwise') AS pairs, \
+         (SELECT count(*) FROM gold_pairs) AS gold",
+    );
+    assert_eq!(out, "p2,pairs,gold\n5,4,3\n");
+}
+
+#[test]
+fn sql_leaves_out_a_corrupt_table_with_a_warning() {
+    let dir = artifacts();
+    let table = dir.path().join("tables/responses");
+    let good = fs::read(table.join("iter-0001.scir.parquet")).unwrap();
+    fs::write(
+        table.join("iter-0002.scir.parquet"),
+        &good[..good.len() / 2],
+    )
+    .unwrap();
+    let (batches, warnings) = sql::query(dir.path(), "SELECT count(*) AS n FROM prompts").unwrap();
+    assert_eq!(sql::render(&batches, Format::Csv).unwrap(), "n\n7\n");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("`responses`"), "{warnings:?}");
+    let err = sql::query(dir.path(), "SELECT * FROM responses").unwrap_err();
+    assert_eq!(scir::error::exit_code(&err), 2);
+}
+
+#[cfg(unix)]
+#[test]
+fn sql_follows_symlinked_table_files() {
+    let dir = artifacts();
+    let objects = dir.path().join("objects");
+    fs::create_dir_all(&objects).unwrap();
+    let table = dir.path().join("tables/responses");
+    let real = objects.join("data.parquet");
+    fs::rename(table.join("iter-0001.scir.parquet"), &real).unwrap();
+    std::os::unix::fs::symlink(&real, table.join("iter-0001.scir.parquet")).unwrap();
+    let out = query_csv(dir.path(), "SELECT count(*) AS n FROM responses");
+    assert_eq!(out, "n\n2\n");
+}

@@ -482,3 +482,13 @@ fn world_formats_are_distinct_contexts() {
     assert_eq!(pair, "compare\nsort: cab\nA: abc\nB: acb\nbetter: ");
     assert!(!point.starts_with(&prompt) && !pair.starts_with(&prompt));
 }
+
+#[test]
+fn world_tokenizer_json_is_byte_stable() {
+    // Checkpoints carry tokenizer.json and are content-addressed: same bytes every time.
+    let a = world::tokenizer().to_string(true).unwrap();
+    let b = world::tokenizer().to_string(true).unwrap();
+    assert_eq!(a, b);
+    let reloaded: tokenizers::Tokenizer = a.parse().unwrap();
+    assert_eq!(reloaded.to_string(true).unwrap(), a);
+}

@@ -228,12 +228,7 @@ pub fn tasks_batch(runs: &[RunRecord]) -> anyhow::Result<RecordBatch> {
         .collect();
     let rows_json: Vec<Option<String>> = rows
         .iter()
-        .map(|(_, t)| {
-            t.rows
-                .as_ref()
-                .map(|m| serde_json::to_string(m))
-                .transpose()
-        })
+        .map(|(_, t)| t.rows.as_ref().map(serde_json::to_string).transpose())
         .collect::<Result<_, _>>()?;
     let task = |f: fn(&TaskRecord) -> Option<&str>| strings(rows.iter().map(|(_, t)| f(t)));
     let columns: Vec<ArrayRef> = vec![

@@ -1,5 +1,5 @@
 //! Text formats of the built-in world: plain text, no chat template, one
-//! character per token (see [`super::tokenizer`]).
+//! character per token (see [`super::tokenizer()`]).
 //!
 //! ```text
 //! instruction  "sort: qwdbe\n"                          → "bdeqw" <eos>

@@ -4,8 +4,8 @@
 //!
 //! The task family: rearrange 6–12 letters (`sort`, `rsort`, `reverse`;
 //! [`TaskKind`]). Prompts are plain text, `sort: qwdbe\n`, and the answer is
-//! `bdeqw` followed by `<eos>` ([`format`]); the tiny model reads them one
-//! character per token ([`tokenizer`]).
+//! `bdeqw` followed by `<eos>` ([`format`](mod@format)); the tiny model reads them one
+//! character per token ([`tokenizer()`]).
 //!
 //! [`generate`] returns five tables, in this order, each with `iteration`
 //! (Int32) and `id` (Int64, the row number, stable for given params) first,

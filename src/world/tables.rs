@@ -4,7 +4,7 @@
 //! sets never overlap training data. Prompts are claimed in a fixed order
 //! (eval prompts, gold pairs, the pool, IFT, EFT) so the held-out sets come
 //! first and never move when a training count changes; each row draws from
-//! its own random stream (see [`super::rng`]).
+//! its own random stream (see `world::rng`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
