@@ -122,7 +122,7 @@ fn time_training(m: &Model, prompts: &[Vec<u32>], steps: usize) -> anyhow::Resul
 
 fn bench_one(preset: Preset, a: &BenchArgs) -> anyhow::Result<Value> {
     let vocab = match preset {
-        Preset::Tiny => TINY_VOCAB,
+        Preset::Micro | Preset::Tiny => TINY_VOCAB,
         Preset::Small30M => SMALL_VOCAB,
     };
     let tok = synthetic_tokenizer(vocab)?;
