@@ -48,6 +48,7 @@ pub struct InitArgs {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum PresetArg {
+    Micro,
     Tiny,
     Small30m,
 }
@@ -137,6 +138,7 @@ fn init(a: &InitArgs) -> anyhow::Result<()> {
         json!({})
     };
     let preset = match a.preset {
+        PresetArg::Micro => Preset::Micro,
         PresetArg::Tiny => Preset::Tiny,
         PresetArg::Small30m => Preset::Small30M,
     };

@@ -69,48 +69,29 @@ fn ids(n: usize, vocab: usize, salt: usize) -> Vec<u32> {
         .collect()
 }
 
-fn bench_one(preset: Preset, a: &BenchArgs) -> anyhow::Result<Value> {
-    let dev = Device::Cpu;
-    let vocab = match preset {
-        Preset::Tiny => TINY_VOCAB,
-        Preset::Small30M => SMALL_VOCAB,
-    };
-    let tok = synthetic_tokenizer(vocab)?;
-    let m = Model::from_scratch(tok, json!({}), preset, BENCH_SEED, &dev)?;
-    let prompts: Vec<Vec<u32>> = (0..a.batch).map(|r| ids(a.seq_len, vocab, r)).collect();
+/// Best-of-`GEN_REPEATS` seconds and generated-token count of one greedy generation.
+fn time_generation(m: &Model, prompts: &[Vec<u32>], n: usize) -> anyhow::Result<(f64, usize)> {
     let params = GenerateParams {
-        max_new_tokens: a.new_tokens,
+        max_new_tokens: n,
         sampler: Sampler::Greedy,
         stop_ids: vec![],
         pad_id: 0,
     };
-    let seeds = vec![0; a.batch];
-    // Best of a few runs: the machine may be shared.
-    let timed = |n: usize| -> anyhow::Result<(f64, usize)> {
-        let p = GenerateParams {
-            max_new_tokens: n,
-            ..params.clone()
-        };
-        let mut best = (f64::INFINITY, 0);
-        for _ in 0..GEN_REPEATS {
-            let start = Instant::now();
-            let out = generate(&m.decoder, &prompts, &seeds, &p, Adapters::On)?;
-            let secs = start.elapsed().as_secs_f64();
-            if secs < best.0 {
-                best = (secs, out.iter().map(|g| g.token_ids.len()).sum());
-            }
+    let seeds = vec![0; prompts.len()];
+    let mut best = (f64::INFINITY, 0);
+    for _ in 0..GEN_REPEATS {
+        let start = Instant::now();
+        let out = generate(&m.decoder, prompts, &seeds, &params, Adapters::On)?;
+        let secs = start.elapsed().as_secs_f64();
+        if secs < best.0 {
+            best = (secs, out.iter().map(|g| g.token_ids.len()).sum());
         }
-        Ok(best)
-    };
-    // Prefill (+ the first token), then the whole run: the difference is pure decoding.
-    let (prefill_s, _) = timed(1)?;
-    let (gen_s, generated) = timed(a.new_tokens.max(2))?;
-    let decode_s = gen_s - prefill_s;
-    let decode_tok_s = if decode_s > 0.0 {
-        json!((generated - a.batch) as f64 / decode_s)
-    } else {
-        Value::Null
-    };
+    }
+    Ok(best)
+}
+
+/// Mean (forward ms, forward+backward ms) over `steps` steps after one warm-up.
+fn time_training(m: &Model, prompts: &[Vec<u32>], steps: usize) -> anyhow::Result<(f64, f64)> {
     let items: Vec<Pair> = prompts
         .iter()
         .map(|p| Pair {
@@ -118,8 +99,8 @@ fn bench_one(preset: Preset, a: &BenchArgs) -> anyhow::Result<Value> {
             response: p[1..].to_vec(),
         })
         .collect();
-    let mut times = Vec::with_capacity(a.steps);
-    for step in 0..=a.steps {
+    let (mut fwd, mut total) = (0.0, 0.0);
+    for step in 0..=steps {
         let start = Instant::now();
         let loss = response_logprobs(&m.decoder, &items, 0, Adapters::On)?
             .mean_all()?
@@ -131,13 +112,32 @@ fn bench_one(preset: Preset, a: &BenchArgs) -> anyhow::Result<Value> {
             "no gradient reached the embeddings"
         );
         if step > 0 {
-            times.push((forward_s, start.elapsed().as_secs_f64()));
+            fwd += forward_s;
+            total += start.elapsed().as_secs_f64();
         }
     }
-    let mean_ms = |f: fn(&(f64, f64)) -> f64| {
-        1000.0 * times.iter().map(f).sum::<f64>() / times.len().max(1) as f64
+    let n = steps.max(1) as f64;
+    Ok((1000.0 * fwd / n, 1000.0 * total / n))
+}
+
+fn bench_one(preset: Preset, a: &BenchArgs) -> anyhow::Result<Value> {
+    let vocab = match preset {
+        Preset::Micro | Preset::Tiny => TINY_VOCAB,
+        Preset::Small30M => SMALL_VOCAB,
     };
-    let (forward_ms, step_ms) = (mean_ms(|t| t.0), mean_ms(|t| t.1));
+    let tok = synthetic_tokenizer(vocab)?;
+    let m = Model::from_scratch(tok, json!({}), preset, BENCH_SEED, &Device::Cpu)?;
+    let prompts: Vec<Vec<u32>> = (0..a.batch).map(|r| ids(a.seq_len, vocab, r)).collect();
+    // Prefill (+ the first token), then the whole run: the difference is pure decoding.
+    let (prefill_s, _) = time_generation(&m, &prompts, 1)?;
+    let (gen_s, generated) = time_generation(&m, &prompts, a.new_tokens.max(2))?;
+    let decode_s = gen_s - prefill_s;
+    let decode_tok_s = if decode_s > 0.0 {
+        json!((generated - a.batch) as f64 / decode_s)
+    } else {
+        Value::Null
+    };
+    let (forward_ms, step_ms) = time_training(&m, &prompts, a.steps)?;
     Ok(json!({
         "preset": format!("{preset:?}"),
         "parameters": m.param_count(),

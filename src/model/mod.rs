@@ -23,6 +23,27 @@
 //! train_state checkpoints that resume bit-identically
 //! trainer     Stepper (accumulate → clip → schedule → AdamW), verdict logit gaps
 //! ```
+//!
+//! Typical use (all CPU, f32):
+//!
+//! ```text
+//! let m = Model::load(dir, Weights::Trainable, &Device::Cpu)?;       // or Weights::Frozen
+//! let prompt = m.text.encode_chat_prompt(&[Message::user(q)])?;      // or encode_prompt(raw)
+//! let resp = m.text.encode_response(answer, /*eos*/ true)?;
+//! let lp = score::response_logprobs(&m.decoder, &[Pair { prompt, response: resp }],
+//!                                   m.text.pad_id(), Adapters::On)?;  // (b,) differentiable
+//! let out = generate::generate(&m.decoder, &prompts, &seeds, &params, Adapters::On)?;
+//! let reference = m.frozen_copy()?;                                  // DPO reference (full FT)
+//! m.save(out_dir)?;                                                  // HF layout, f32
+//! ```
+//!
+//! Under LoRA, attach adapters with `m.decoder.linears_mut()` (module names as in the
+//! checkpoint) and score the reference with `Adapters::Off`.
+//!
+//! Checks outside the tests: `scir model bench` (generation tokens/s and forward+backward
+//! step time for the tiny and ~30 M presets; `RAYON_NUM_THREADS` sets the threads), and
+//! `scripts/make_fixtures.py --check-scir-checkpoint DIR --prompt P --response R --eos`
+//! (transformers loads a directory scir saved; compare with `scir model logprobs`).
 
 pub mod attention;
 pub mod batch;

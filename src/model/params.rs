@@ -69,67 +69,15 @@ fn linear(out: &mut Vec<ParamSpec>, name: &str, o: usize, i: usize, bias: bool) 
 
 /// Every parameter of a model with this config, in checkpoint order.
 pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
-    let (h, d, inter) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
-    let (q_out, kv_out) = (cfg.num_heads * d, cfg.num_kv_heads * d);
-    let mut out = vec![ParamSpec::new(
+    let h = cfg.hidden_size;
+    let embed = ParamSpec::new(
         "model.embed_tokens.weight".into(),
         &[cfg.vocab_size, h],
         InitKind::Normal,
-    )];
+    );
+    let mut out = vec![embed];
     for i in 0..cfg.num_layers {
-        let p = format!("model.layers.{i}");
-        let norm = |n: &str| ParamSpec::new(format!("{p}.{n}.weight"), &[h], InitKind::Ones);
-        out.push(norm("input_layernorm"));
-        linear(
-            &mut out,
-            &format!("{p}.self_attn.q_proj"),
-            q_out,
-            h,
-            cfg.qkv_bias,
-        );
-        linear(
-            &mut out,
-            &format!("{p}.self_attn.k_proj"),
-            kv_out,
-            h,
-            cfg.qkv_bias,
-        );
-        linear(
-            &mut out,
-            &format!("{p}.self_attn.v_proj"),
-            kv_out,
-            h,
-            cfg.qkv_bias,
-        );
-        linear(
-            &mut out,
-            &format!("{p}.self_attn.o_proj"),
-            h,
-            q_out,
-            cfg.o_bias,
-        );
-        out.push(norm("post_attention_layernorm"));
-        linear(
-            &mut out,
-            &format!("{p}.mlp.gate_proj"),
-            inter,
-            h,
-            cfg.mlp_bias,
-        );
-        linear(
-            &mut out,
-            &format!("{p}.mlp.up_proj"),
-            inter,
-            h,
-            cfg.mlp_bias,
-        );
-        linear(
-            &mut out,
-            &format!("{p}.mlp.down_proj"),
-            h,
-            inter,
-            cfg.mlp_bias,
-        );
+        layer_specs(cfg, i, &mut out);
     }
     out.push(ParamSpec::new(
         "model.norm.weight".into(),
@@ -140,6 +88,25 @@ pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
         linear(&mut out, "lm_head", cfg.vocab_size, h, false);
     }
     out
+}
+
+/// The parameters of block `i`.
+fn layer_specs(cfg: &ModelConfig, i: usize, out: &mut Vec<ParamSpec>) {
+    let (h, d, inter) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
+    let (q_out, kv_out) = (cfg.num_heads * d, cfg.num_kv_heads * d);
+    let p = format!("model.layers.{i}");
+    let norm = |n: &str| ParamSpec::new(format!("{p}.{n}.weight"), &[h], InitKind::Ones);
+    out.push(norm("input_layernorm"));
+    let attn = format!("{p}.self_attn");
+    linear(out, &format!("{attn}.q_proj"), q_out, h, cfg.qkv_bias);
+    linear(out, &format!("{attn}.k_proj"), kv_out, h, cfg.qkv_bias);
+    linear(out, &format!("{attn}.v_proj"), kv_out, h, cfg.qkv_bias);
+    linear(out, &format!("{attn}.o_proj"), h, q_out, cfg.o_bias);
+    out.push(norm("post_attention_layernorm"));
+    let mlp = format!("{p}.mlp");
+    linear(out, &format!("{mlp}.gate_proj"), inter, h, cfg.mlp_bias);
+    linear(out, &format!("{mlp}.up_proj"), inter, h, cfg.mlp_bias);
+    linear(out, &format!("{mlp}.down_proj"), h, inter, cfg.mlp_bias);
 }
 
 /// Total number of scalars (tied embeddings counted once).

@@ -165,3 +165,15 @@ fn frozen_copy_keeps_the_old_weights() {
     assert_ne!(logits(&m), before);
     assert_eq!(logits(&reference), before);
 }
+
+/// The built-in world's preset is the design's ~0.8 M-parameter model (4 layers, d=128);
+/// the ~30 M preset is what its name says.
+#[test]
+fn preset_sizes() {
+    use scir::model::Preset;
+    use scir::model::params::param_count;
+    let tiny = param_count(&Preset::Tiny.config(100, None, vec![]));
+    assert!((750_000..850_000).contains(&tiny), "{tiny}");
+    let small = param_count(&Preset::Small30M.config(8192, None, vec![]));
+    assert!((28_000_000..32_000_000).contains(&small), "{small}");
+}
