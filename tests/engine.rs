@@ -398,6 +398,12 @@ fn status_dag_and_runs_commands_work() {
         ExitCode::SUCCESS
     );
     assert_eq!(p.cmd("runs", &[]).unwrap(), ExitCode::SUCCESS);
+    assert_eq!(
+        p.cmd("runs", &["show", "latest"]).unwrap(),
+        ExitCode::SUCCESS
+    );
+    let err = p.cmd("runs", &["show", "nope"]).unwrap_err();
+    assert_eq!(scir::error::exit_code(&err), 2);
     let err = p.cmd("status", &["--explain", "nope@1"]).unwrap_err();
     assert_eq!(scir::error::exit_code(&err), 2);
 }
