@@ -62,7 +62,7 @@ pub fn material(
 ) -> anyhow::Result<KeyMaterial> {
     let mut externals = BTreeMap::new();
     for (name, path) in &node.spec.externals {
-        externals.insert(name.clone(), store.stat.digest(path)?);
+        externals.insert(name.clone(), store.stat.digest_path(path)?);
     }
     Ok(KeyMaterial {
         scheme: KEY_SCHEME,

@@ -78,10 +78,10 @@ pub(super) fn resolve_stage(
     let mut externals = BTreeMap::new();
     for file in stage.external_files(&params) {
         let full = dir.join(&file);
-        if !full.is_file() {
+        if !full.exists() {
             return Err(user_err!(
-                "{}: stage {name:?} reads file {} ({}), which does not exist\nCreate it or fix \
-                 the path (relative to the pipeline file's directory).",
+                "{}: stage {name:?} reads {} ({}), which does not exist\nCreate it or fix the \
+                 path (relative to the pipeline file's directory).",
                 at(params_loc),
                 file.display(),
                 full.display()
