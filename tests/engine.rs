@@ -433,3 +433,20 @@ fn an_input_file_edited_while_the_task_runs_is_not_committed() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_deleted_public_view_is_restored_by_an_all_hit_run() {
+    let p = Project::new(CHAIN);
+    p.run_ok(&[]);
+    let tables = snapshot(&p.artifacts().join("tables"));
+    std::fs::remove_dir_all(p.artifacts().join("tables")).unwrap();
+    std::fs::remove_dir_all(p.artifacts().join("models")).unwrap();
+    let r = p.run_ok(&[]);
+    assert_eq!(with_status(&r, "hit"), all());
+    assert_eq!(snapshot(&p.artifacts().join("tables")), tables);
+    assert!(
+        p.artifacts()
+            .join("models/main/base@0/weights.txt")
+            .is_file()
+    );
+}
