@@ -34,6 +34,8 @@ pub use select::{Selection, select};
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// Only this arm's tasks (`None`: every arm).
+    pub arm: Option<String>,
     pub stage: Option<String>,
     pub iter: Option<u32>,
     pub single: bool,
@@ -345,7 +347,11 @@ impl Run<'_> {
             String::new()
         };
         let mut out = Vec::new();
-        for (a, arm) in node.arms.iter().enumerate() {
+        let shown = node
+            .arms
+            .iter()
+            .filter(|a| self.opts.arm.as_ref().is_none_or(|x| x == *a));
+        for (a, arm) in shown.enumerate() {
             let (status, reason) = if a > 0 && o.status == status::RAN {
                 (
                     status::HIT,

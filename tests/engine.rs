@@ -450,3 +450,27 @@ fn a_deleted_public_view_is_restored_by_an_all_hit_run() {
             .is_file()
     );
 }
+
+#[test]
+fn arm_selects_one_arm_and_an_unknown_arm_is_a_user_error() {
+    let yaml = format!("{CHAIN}arms:\n  a: {{}}\n  b: {{ train: {{ scale: 3 }} }}\n");
+    let p = Project::new(&yaml);
+    let err = p.cmd("run", &["--arm", "c"]).unwrap_err();
+    let msg = format!("{err:#}");
+    assert_eq!(scir::error::exit_code(&err), 2);
+    assert!(msg.contains("--arm c") && msg.contains("a, b"), "{msg}");
+    assert!(!p.artifacts().exists());
+    let r = p.run_ok(&["--arm", "b"]);
+    assert!(
+        r.tasks.iter().all(|t| t.arm == "b" && t.status == "ran"),
+        "{:?}",
+        r.tasks
+    );
+    assert_eq!(r.tasks.len(), 6);
+    let r = p.run_ok(&[]);
+    assert_eq!(
+        with_status(&r, "ran"),
+        vec!["gen@2", "train@1", "train@2"],
+        "arm a's own tasks"
+    );
+}
