@@ -184,6 +184,9 @@ fn gc_during_a_run_keeps_its_staging_dir_and_committed_objects() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(p.cmd("verify", &[]).unwrap(), ExitCode::SUCCESS);
     assert!(p.counts().values().all(|n| *n == 1));
+    // With no run alive, gc collects again (nothing is stale here).
+    assert_eq!(p.cmd("gc", &[]).unwrap(), ExitCode::SUCCESS);
+    assert_eq!(store.object_keys().unwrap().len(), 6);
 }
 
 #[test]
