@@ -110,7 +110,7 @@ pub enum Command {
 pub struct StoreArgs {
     /// The artifacts directory: public tables under tables/, scir's store under .scir/.
     /// Several can live side by side.
-    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    #[arg(long, value_name = "DIR", default_value = "artifacts", global = true)]
     pub artifacts: PathBuf,
 }
 
