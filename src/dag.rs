@@ -205,35 +205,12 @@ fn resolve(
     } else {
         None
     };
-    let (stage, want) = match &binding.reference {
-        Reference::Stage { stage, at } => {
-            let Some(target) = arm.stages.get(stage) else {
-                let known: Vec<&str> = arm.stages.keys().map(String::as_str).collect();
-                return Err(fail(format!(
-                    "there is no stage {stage:?}\nName one of: {}.",
-                    known.join(", ")
-                )));
-            };
-            let j = match (at, target.each_iteration) {
-                (At::Same, false) => 0,
-                (At::Same | At::Rel(_), true) | (At::Rel(_), false) => {
-                    let d = if let At::Rel(d) = at { *d } else { 0 };
-                    let Some(h) = here.filter(|_| target.each_iteration) else {
-                        return Err(fail(format!(
-                            "{stage:?} and {:?} do not both run each iteration, so `k` means \
-                             nothing here\nWrite {stage}@N for a fixed iteration N.",
-                            spec.name
-                        )));
-                    };
-                    h + d
-                }
-                (At::Abs(j), _) => *j,
-                (At::Initial, _) => return Err(fail("@initial is for the model chain".into())),
-            };
-            (stage.clone(), j)
-        }
+    let (stage, at) = match &binding.reference {
+        Reference::Stage { stage, at } => (stage, *at),
         Reference::Model { at } => return resolve_model(pipeline, *at, here).map_err(fail),
     };
+    let want = stage_iteration(arm, spec, stage, at, here).map_err(fail)?;
+    let stage = stage.clone();
     let target = &arm.stages[&stage];
     let valid = iterations_of(pipeline, target);
     match u32::try_from(want).ok().filter(|j| valid.contains(j)) {
@@ -243,6 +220,39 @@ fn resolve(
              existing iteration, or to model@k-1 for the model chain.",
             describe_iterations(&valid)
         ))),
+    }
+}
+
+/// The iteration `stage@at` names, seen from a task at iteration `here`
+/// (`None` for a stage that runs once).
+fn stage_iteration(
+    arm: &ArmPlan,
+    spec: &ResolvedStage,
+    stage: &str,
+    at: At,
+    here: Option<i64>,
+) -> Result<i64, String> {
+    let Some(target) = arm.stages.get(stage) else {
+        let known: Vec<&str> = arm.stages.keys().map(String::as_str).collect();
+        return Err(format!(
+            "there is no stage {stage:?}\nName one of: {}.",
+            known.join(", ")
+        ));
+    };
+    let d = match (at, target.each_iteration) {
+        (At::Same, false) => return Ok(0),
+        (At::Abs(j), _) => return Ok(j),
+        (At::Initial, _) => return Err("@initial is for the model chain".into()),
+        (At::Same, true) => 0,
+        (At::Rel(d), _) => d,
+    };
+    match here.filter(|_| target.each_iteration) {
+        Some(h) => Ok(h + d),
+        None => Err(format!(
+            "{stage:?} and {:?} do not both run each iteration, so `k` means nothing here\nWrite \
+             {stage}@N for a fixed iteration N.",
+            spec.name
+        )),
     }
 }
 

@@ -34,6 +34,8 @@ pub use select::{Selection, select};
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
+    /// Only this arm's tasks (`None`: every arm).
+    pub arm: Option<String>,
     pub stage: Option<String>,
     pub iter: Option<u32>,
     pub single: bool,
@@ -62,7 +64,7 @@ pub fn material(
 ) -> anyhow::Result<KeyMaterial> {
     let mut externals = BTreeMap::new();
     for (name, path) in &node.spec.externals {
-        externals.insert(name.clone(), store.stat.digest(path)?);
+        externals.insert(name.clone(), store.stat.digest_path(path)?);
     }
     Ok(KeyMaterial {
         scheme: KEY_SCHEME,
@@ -345,7 +347,11 @@ impl Run<'_> {
             String::new()
         };
         let mut out = Vec::new();
-        for (a, arm) in node.arms.iter().enumerate() {
+        let shown = node
+            .arms
+            .iter()
+            .filter(|a| self.opts.arm.as_ref().is_none_or(|x| x == *a));
+        for (a, arm) in shown.enumerate() {
             let (status, reason) = if a > 0 && o.status == status::RAN {
                 (
                     status::HIT,
@@ -431,10 +437,15 @@ fn publish(store: &Store, run_id: &str, node: &Node, key: &str) -> anyhow::Resul
         );
     }
     let mut refs = store.read_refs()?;
+    let before = refs.clone();
     for arm in &node.arms {
         refs.entry(arm.clone())
             .or_default()
             .insert(node.task.clone(), key.to_string());
+    }
+    if refs == before {
+        // Already current (an all-hit run): the final sync checks the view.
+        return Ok(());
     }
     store.write_refs(&refs)?;
     crate::store::failpoint("after-refs");

@@ -95,8 +95,9 @@ pub trait Stage: Send + Sync {
     }
     /// Declared outputs for the resolved params.
     fn outputs(&self, params: &serde_json::Value) -> Outputs;
-    /// Files outside the store that the task reads (relative to the pipeline
-    /// file's directory); their content digests enter the key.
+    /// Files or directories outside the store that the task reads (relative
+    /// to the pipeline file's directory, or absolute), e.g. a Hugging Face
+    /// checkpoint directory; their content digests enter the key.
     fn external_files(&self, _params: &serde_json::Value) -> Vec<PathBuf> {
         Vec::new()
     }

@@ -208,6 +208,9 @@ impl Store {
 
     /// Replace `refs.json` atomically. Call under the global lock.
     pub fn write_refs(&self, refs: &Refs) -> anyhow::Result<()> {
+        if self.refs_path().exists() && self.read_refs().ok().as_ref() == Some(refs) {
+            return Ok(());
+        }
         write_json_atomic(&self.refs_path(), refs)
     }
 }

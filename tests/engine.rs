@@ -398,6 +398,12 @@ fn status_dag_and_runs_commands_work() {
         ExitCode::SUCCESS
     );
     assert_eq!(p.cmd("runs", &[]).unwrap(), ExitCode::SUCCESS);
+    assert_eq!(
+        p.cmd("runs", &["show", "latest"]).unwrap(),
+        ExitCode::SUCCESS
+    );
+    let err = p.cmd("runs", &["show", "nope"]).unwrap_err();
+    assert_eq!(scir::error::exit_code(&err), 2);
     let err = p.cmd("status", &["--explain", "nope@1"]).unwrap_err();
     assert_eq!(scir::error::exit_code(&err), 2);
 }
@@ -425,5 +431,46 @@ fn an_input_file_edited_while_the_task_runs_is_not_committed() {
             .object_keys()
             .unwrap()
             .is_empty()
+    );
+}
+
+#[test]
+fn a_deleted_public_view_is_restored_by_an_all_hit_run() {
+    let p = Project::new(CHAIN);
+    p.run_ok(&[]);
+    let tables = snapshot(&p.artifacts().join("tables"));
+    std::fs::remove_dir_all(p.artifacts().join("tables")).unwrap();
+    std::fs::remove_dir_all(p.artifacts().join("models")).unwrap();
+    let r = p.run_ok(&[]);
+    assert_eq!(with_status(&r, "hit"), all());
+    assert_eq!(snapshot(&p.artifacts().join("tables")), tables);
+    assert!(
+        p.artifacts()
+            .join("models/main/base@0/weights.txt")
+            .is_file()
+    );
+}
+
+#[test]
+fn arm_selects_one_arm_and_an_unknown_arm_is_a_user_error() {
+    let yaml = format!("{CHAIN}arms:\n  a: {{}}\n  b: {{ train: {{ scale: 3 }} }}\n");
+    let p = Project::new(&yaml);
+    let err = p.cmd("run", &["--arm", "c"]).unwrap_err();
+    let msg = format!("{err:#}");
+    assert_eq!(scir::error::exit_code(&err), 2);
+    assert!(msg.contains("--arm c") && msg.contains("a, b"), "{msg}");
+    assert!(!p.artifacts().exists());
+    let r = p.run_ok(&["--arm", "b"]);
+    assert!(
+        r.tasks.iter().all(|t| t.arm == "b" && t.status == "ran"),
+        "{:?}",
+        r.tasks
+    );
+    assert_eq!(r.tasks.len(), 6);
+    let r = p.run_ok(&[]);
+    assert_eq!(
+        with_status(&r, "ran"),
+        vec!["gen@2", "train@1", "train@2"],
+        "arm a's own tasks"
     );
 }

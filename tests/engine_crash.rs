@@ -184,6 +184,9 @@ fn gc_during_a_run_keeps_its_staging_dir_and_committed_objects() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(p.cmd("verify", &[]).unwrap(), ExitCode::SUCCESS);
     assert!(p.counts().values().all(|n| *n == 1));
+    // With no run alive, gc collects again (nothing is stale here).
+    assert_eq!(p.cmd("gc", &[]).unwrap(), ExitCode::SUCCESS);
+    assert_eq!(store.object_keys().unwrap().len(), 6);
 }
 
 #[test]
@@ -212,4 +215,29 @@ fn status_explain_names_the_changed_field() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("upstream train@1 is stale"), "{stdout}");
     assert!(stdout.contains("6 tasks, 3 stale"), "{stdout}");
+}
+
+#[test]
+fn dry_run_prints_the_plan_that_run_executes() {
+    let p = Project::new(CHAIN);
+    p.run_ok(&[]);
+    p.write_pipeline(&CHAIN.replace(
+        "train: { kind: ckpt,",
+        "train: { kind: ckpt, params: { scale: 2 },",
+    ));
+    let out = p
+        .spawn("", "run", &["--dry-run"], &[])
+        .wait_with_output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut planned: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("run "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    planned.sort();
+    let r = p.run_ok(&[]);
+    assert_eq!(planned, with_status(&r, "ran"), "{stdout}");
 }

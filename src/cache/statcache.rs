@@ -55,6 +55,24 @@ impl StatCache {
         }
     }
 
+    /// The digest of a file, or of a directory (over its files' relative
+    /// paths and digests, recursively, following symlinks as a Hugging Face
+    /// cache's snapshot directories need).
+    pub fn digest_path(&self, path: &Path) -> anyhow::Result<String> {
+        if !path.is_dir() {
+            return self.digest(path);
+        }
+        let mut files = BTreeMap::new();
+        for file in crate::store::walk_files(path)? {
+            let rel = file
+                .strip_prefix(path)?
+                .to_string_lossy()
+                .replace('\\', "/");
+            files.insert(rel, self.digest(&file)?);
+        }
+        Ok(crate::cache::output_digest(&files))
+    }
+
     /// The BLAKE3 digest (hex) of the file at `file`, re-hashed only when its
     /// stat tuple differs from the remembered one.
     pub fn digest(&self, file: &Path) -> anyhow::Result<String> {
@@ -122,5 +140,21 @@ mod tests {
         assert_eq!(again.digest(&file).unwrap(), d1);
         std::fs::write(&file, "two!").unwrap();
         assert_ne!(again.digest(&file).unwrap(), d1);
+    }
+
+    #[test]
+    fn directories_digest_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("model");
+        std::fs::create_dir_all(model.join("sub")).unwrap();
+        std::fs::write(model.join("config.json"), "{}").unwrap();
+        std::fs::write(model.join("sub/w.bin"), "w").unwrap();
+        let cache = StatCache::new(dir.path().join("statcache.json"));
+        let d1 = cache.digest_path(&model).unwrap();
+        std::fs::write(model.join("sub/w.bin"), "v").unwrap();
+        let d2 = cache.digest_path(&model).unwrap();
+        assert_ne!(d1, d2);
+        std::fs::rename(model.join("sub/w.bin"), model.join("sub/x.bin")).unwrap();
+        assert_ne!(cache.digest_path(&model).unwrap(), d2, "names count too");
     }
 }

@@ -38,6 +38,9 @@ pub fn run(args: &GcArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{m}")
     })?;
     let r = maintain::gc(&store, args.dry_run)?;
+    if let Some(run) = &r.live_run {
+        outln!("run {run} is in progress: objects are kept; run gc again when it is over");
+    }
     let verb = if args.dry_run {
         "would remove"
     } else {

@@ -95,8 +95,8 @@ pub enum Command {
     /// Remove objects no ref points at, and staging dirs of finished runs.
     ///
     /// Objects of the latest run of every task (refs.json) are kept; results of
-    /// older params or code versions are removed. Staging dirs of a run that is
-    /// still alive are never touched.
+    /// older params or code versions are removed. While any run is alive, no
+    /// object is removed and its staging dir is never touched.
     Gc(gc::GcArgs),
     /// Query every artifact table with SQL (DataFusion).
     Sql(sql::SqlArgs),
@@ -110,7 +110,7 @@ pub enum Command {
 pub struct StoreArgs {
     /// The artifacts directory: public tables under tables/, scir's store under .scir/.
     /// Several can live side by side.
-    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    #[arg(long, value_name = "DIR", default_value = "artifacts", global = true)]
     pub artifacts: PathBuf,
 }
 

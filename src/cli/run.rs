@@ -31,6 +31,9 @@ pub struct RunArgs {
     pub pipeline: PipelineArg,
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Only this arm's tasks (tasks it shares with other arms included).
+    #[arg(long, value_name = "ARM")]
+    pub arm: Option<String>,
     /// Only this stage's tasks (and, unless --single, what they need).
     #[arg(long, value_name = "STAGE")]
     pub stage: Option<String>,
@@ -66,6 +69,7 @@ pub fn run(args: &RunArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
     let (pipeline, dag) = super::load(&args.pipeline.pipeline, registry)?;
     let store = Store::new(&args.store.artifacts);
     let opts = RunOptions {
+        arm: args.arm.clone(),
         stage: args.stage.clone(),
         iter: args.iter,
         single: args.single,

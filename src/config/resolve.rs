@@ -8,7 +8,7 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 
 use super::{Binding, Loc, Reference, ResolvedStage, StageFile};
-use crate::stage::{Registry, Stage};
+use crate::stage::{ITERATION_COLUMN, Outputs, Registry, Stage};
 use crate::user_err;
 
 /// Deep-merge `over` into `base`: mappings merge key by key, anything else replaces.
@@ -78,10 +78,10 @@ pub(super) fn resolve_stage(
     let mut externals = BTreeMap::new();
     for file in stage.external_files(&params) {
         let full = dir.join(&file);
-        if !full.is_file() {
+        if !full.exists() {
             return Err(user_err!(
-                "{}: stage {name:?} reads file {} ({}), which does not exist\nCreate it or fix \
-                 the path (relative to the pipeline file's directory).",
+                "{}: stage {name:?} reads {} ({}), which does not exist\nCreate it or fix the \
+                 path (relative to the pipeline file's directory).",
                 at(params_loc),
                 file.display(),
                 full.display()
@@ -91,6 +91,7 @@ pub(super) fn resolve_stage(
         externals.insert(file.display().to_string(), full);
     }
     let outputs = stage.outputs(&params);
+    check_outputs(stage, &outputs)?;
     Ok(ResolvedStage {
         name: name.to_string(),
         stage,
@@ -176,4 +177,22 @@ fn bind_inputs(
         .into());
     }
     Ok(out)
+}
+
+/// Every table a stage declares carries an Int32 `iteration` column (a bug
+/// in the stage otherwise, not the user's fault).
+fn check_outputs(stage: &dyn Stage, outputs: &Outputs) -> anyhow::Result<()> {
+    for (name, schema) in &outputs.tables {
+        let ok = schema
+            .field_with_name(ITERATION_COLUMN)
+            .is_ok_and(|f| *f.data_type() == arrow::datatypes::DataType::Int32);
+        if !ok {
+            return Err(crate::internal_err!(
+                "stage kind {} declares table {name:?} without an Int32 `{ITERATION_COLUMN}` column",
+                stage.kind()
+            )
+            .into());
+        }
+    }
+    Ok(())
 }

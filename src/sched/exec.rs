@@ -216,7 +216,7 @@ fn check_outputs(ctx: &mut TaskContext) -> anyhow::Result<()> {
 /// External files must not change while the task reads them.
 fn check_externals(t: &TaskRun) -> anyhow::Result<()> {
     for (name, path) in &t.node.spec.externals {
-        let now = table::digest_file(path)?;
+        let now = t.store.stat.digest_path(path)?;
         if t.material.externals.get(name) != Some(&now) {
             anyhow::bail!("{name} changed while the task ran; its outputs are not committed");
         }

@@ -32,11 +32,22 @@ pub fn select(dag: &Dag, opts: &RunOptions) -> anyhow::Result<Selection> {
         )
         .into());
     }
+    if let Some(arm) = &opts.arm
+        && !dag.arms.contains(arm)
+    {
+        return Err(user_err!(
+            "--arm {arm}: the pipeline has no such arm\nArms: {}.",
+            dag.arms.join(", ")
+        )
+        .into());
+    }
+    let in_arm = |node: &crate::dag::Node| opts.arm.as_ref().is_none_or(|a| node.arms.contains(a));
     let mut target: Vec<bool> = dag
         .nodes
         .iter()
         .map(|node| {
-            opts.stage.as_ref().is_none_or(|s| &node.stage == s)
+            in_arm(node)
+                && opts.stage.as_ref().is_none_or(|s| &node.stage == s)
                 && opts.iter.is_none_or(|k| node.iteration == k)
         })
         .collect();
@@ -67,7 +78,7 @@ pub fn select(dag: &Dag, opts: &RunOptions) -> anyhow::Result<Selection> {
             }
         }
     }
-    let everything = opts.stage.is_none() && opts.iter.is_none();
+    let everything = opts.stage.is_none() && opts.iter.is_none() && opts.arm.is_none();
     Ok(Selection {
         named,
         target,

@@ -1,10 +1,11 @@
 //! `scir verify` and `scir gc`: re-hash objects; drop what nothing needs.
 //!
-//! GC roots are the keys in `refs.json`. GC runs under the global lock, which
-//! is also the lock under which a run marks an object it hits in refs (after
-//! re-checking it still exists), so an object a live run relies on is either
-//! already a root or re-created by that run. Staging dirs `tmp/<run-id>/` are
-//! removed only when that run's `run.lock` is free (the run is over or dead).
+//! GC roots are the keys in `refs.json`. A live run may rely on objects that
+//! are not (yet) roots (a hit it is about to feed downstream, an object of
+//! another pipeline sharing the store), so objects are collected only while no
+//! run is alive (every `runs/<id>/run.lock` free); otherwise gc only removes
+//! staging dirs. Staging dirs `tmp/<run-id>/` are removed only when that run's
+//! `run.lock` is free (the run is over or dead). GC runs under the global lock.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -89,6 +90,8 @@ pub struct GcReport {
     pub tmp_dirs: usize,
     pub bytes: u64,
     pub kept: usize,
+    /// A live run that kept gc from collecting objects.
+    pub live_run: Option<String>,
 }
 
 /// Remove objects not in refs and staging dirs of finished runs.
@@ -96,9 +99,12 @@ pub struct GcReport {
 pub fn gc(store: &Store, dry_run: bool) -> anyhow::Result<GcReport> {
     let refs = store.read_refs()?;
     let roots: BTreeSet<&String> = refs.values().flat_map(|t| t.values()).collect();
-    let mut report = GcReport::default();
+    let mut report = GcReport {
+        live_run: live_run(store)?,
+        ..GcReport::default()
+    };
     for key in store.object_keys()? {
-        if roots.contains(&key) {
+        if roots.contains(&key) || report.live_run.is_some() {
             report.kept += 1;
             continue;
         }
@@ -126,6 +132,16 @@ pub fn gc(store: &Store, dry_run: bool) -> anyhow::Result<GcReport> {
         }
     }
     Ok(report)
+}
+
+/// The id of some run that is alive now.
+fn live_run(store: &Store) -> anyhow::Result<Option<String>> {
+    for dir in super::read_dir_sorted(&store.runs_dir())? {
+        if lock::is_held(&dir.join(RUN_LOCK)) {
+            return Ok(dir.file_name().map(|n| n.to_string_lossy().into_owned()));
+        }
+    }
+    Ok(None)
 }
 
 /// The lock file a run holds for its whole life.

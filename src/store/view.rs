@@ -32,6 +32,7 @@ const TEMP_SUFFIX: &str = "new";
 pub fn sync(store: &Store, refs: &Refs, prune: bool) -> anyhow::Result<()> {
     let published_path = store.internal().join(PUBLISHED);
     let mut published: Published = read_json_or_default(&published_path)?;
+    let before = published.clone();
     let mut wanted = BTreeSet::new();
     for (arm, tasks) in refs {
         for (task, key) in tasks {
@@ -81,7 +82,10 @@ pub fn sync(store: &Store, refs: &Refs, prune: bool) -> anyhow::Result<()> {
             published.remove(&rel);
         }
     }
-    write_json_atomic(&published_path, &published)
+    if published != before {
+        write_json_atomic(&published_path, &published)?;
+    }
+    Ok(())
 }
 
 fn relative_object(store: &Store, key: &str) -> PathBuf {
