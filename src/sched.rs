@@ -380,6 +380,26 @@ impl Run<'_> {
     }
 }
 
+/// Why node `i` (whose inputs `probe` found in `memo`) has no object.
+pub fn why_stale(
+    store: &Store,
+    dag: &Dag,
+    i: usize,
+    memo: &BTreeMap<usize, Option<Manifest>>,
+) -> String {
+    let node = &dag.nodes[i];
+    let ups: BTreeMap<String, Manifest> = node
+        .inputs
+        .iter()
+        .filter_map(|(s, u)| memo.get(u).cloned().flatten().map(|m| (s.clone(), m)))
+        .collect();
+    let inputs: BTreeMap<String, &Manifest> = ups.iter().map(|(s, m)| (s.clone(), m)).collect();
+    match material(store, node, &inputs) {
+        Ok(m) => why_run(store, node, &m),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
 /// Why a node without an object must run: its key material compared with
 /// that of the object refs point at (the last result of this task).
 fn why_run(store: &Store, node: &Node, now: &KeyMaterial) -> String {
