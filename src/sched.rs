@@ -23,11 +23,14 @@ use crate::dag::{Dag, Node};
 use crate::lock::{self, Holder, Wait};
 use crate::runlog::{self, RunRecord, TaskRecord, status};
 use crate::store::maintain::RUN_LOCK;
-use crate::store::{Manifest, Store, view};
+use crate::store::{Manifest, Store};
 use crate::user_err;
 
 mod exec;
+mod publish;
 mod select;
+
+use publish::{finish_full_run, publish};
 
 pub use select::{Selection, select};
 
@@ -377,6 +380,26 @@ impl Run<'_> {
     }
 }
 
+/// Why node `i` (whose inputs `probe` found in `memo`) has no object.
+pub fn why_stale(
+    store: &Store,
+    dag: &Dag,
+    i: usize,
+    memo: &BTreeMap<usize, Option<Manifest>>,
+) -> String {
+    let node = &dag.nodes[i];
+    let ups: BTreeMap<String, Manifest> = node
+        .inputs
+        .iter()
+        .filter_map(|(s, u)| memo.get(u).cloned().flatten().map(|m| (s.clone(), m)))
+        .collect();
+    let inputs: BTreeMap<String, &Manifest> = ups.iter().map(|(s, m)| (s.clone(), m)).collect();
+    match material(store, node, &inputs) {
+        Ok(m) => why_run(store, node, &m),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
 /// Why a node without an object must run: its key material compared with
 /// that of the object refs point at (the last result of this task).
 fn why_run(store: &Store, node: &Node, now: &KeyMaterial) -> String {
@@ -425,50 +448,6 @@ fn task_spinner(show: bool, task: &str) -> indicatif::ProgressBar {
 }
 
 const SPINNER_TICK: std::time::Duration = std::time::Duration::from_millis(120);
-
-/// Point refs of every arm of `node` at `key` and republish, under the global lock.
-fn publish(store: &Store, run_id: &str, node: &Node, key: &str) -> anyhow::Result<()> {
-    let me = holder(run_id, format!("publishing {}", node.task));
-    let _g = lock::acquire(&store.global_lock(), &me, Wait::Block, &|_| {})?;
-    if store.manifest(key).is_none() {
-        anyhow::bail!(
-            "object {key} of {} vanished (did `scir gc` run concurrently?); run again",
-            node.task
-        );
-    }
-    let mut refs = store.read_refs()?;
-    let before = refs.clone();
-    for arm in &node.arms {
-        refs.entry(arm.clone())
-            .or_default()
-            .insert(node.task.clone(), key.to_string());
-    }
-    if refs == before {
-        // Already current (an all-hit run): the final sync checks the view.
-        return Ok(());
-    }
-    store.write_refs(&refs)?;
-    crate::store::failpoint("after-refs");
-    view::sync(store, &refs, false)
-}
-
-/// After a complete run: refs hold exactly this plan's tasks; prune the view.
-fn finish_full_run(store: &Store, dag: &Dag, states: &[State], run_id: &str) -> anyhow::Result<()> {
-    let me = holder(run_id, "publishing".into());
-    let _g = lock::acquire(&store.global_lock(), &me, Wait::Block, &|_| {})?;
-    let mut refs = crate::store::Refs::new();
-    for (node, state) in dag.nodes.iter().zip(states) {
-        if let State::Done(m) = state {
-            for arm in &node.arms {
-                refs.entry(arm.clone())
-                    .or_default()
-                    .insert(node.task.clone(), m.key.clone());
-            }
-        }
-    }
-    store.write_refs(&refs)?;
-    view::sync(store, &refs, true)
-}
 
 fn missing_upstream(pipeline: &Pipeline, store: &Store, node: &Node) -> anyhow::Error {
     user_err!(

@@ -148,7 +148,7 @@ fn dry_run(store: &Store, dag: &Dag, opts: &RunOptions) -> anyhow::Result<()> {
                     .find(|u| memo.get(u).is_some_and(Option::is_none));
                 match stale_up {
                     Some(u) => ("run", format!("upstream {} runs", dag.nodes[*u].task)),
-                    None => ("run", "no object for its key".to_string()),
+                    None => ("run", sched::why_stale(store, dag, i, &memo)),
                 }
             }
         };
