@@ -46,9 +46,30 @@ pub struct BenchArgs {
     /// Timed training steps (after one warm-up step).
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
+    /// Only this preset (default: tiny and small30m).
+    #[arg(long, value_enum)]
+    pub preset: Option<PresetArg>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A [`Preset`] on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PresetArg {
+    Micro,
+    Tiny,
+    Small30m,
+}
+
+impl From<PresetArg> for Preset {
+    fn from(p: PresetArg) -> Preset {
+        match p {
+            PresetArg::Micro => Preset::Micro,
+            PresetArg::Tiny => Preset::Tiny,
+            PresetArg::Small30m => Preset::Small30M,
+        }
+    }
 }
 
 /// A word-level tokenizer with ids `0..vocab` (`t0`, `t1`, …), for benchmarks and tests.
@@ -158,7 +179,11 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         a.batch > 0 && a.seq_len > 1,
         "--batch must be ≥ 1 and --seq-len ≥ 2"
     );
-    let results = [Preset::Tiny, Preset::Small30M]
+    let presets = match a.preset {
+        Some(p) => vec![Preset::from(p)],
+        None => vec![Preset::Tiny, Preset::Small30M],
+    };
+    let results = presets
         .into_iter()
         .map(|p| bench_one(p, a))
         .collect::<anyhow::Result<Vec<_>>>()?;
