@@ -10,6 +10,7 @@ use candle_core::Device;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use crate::model::bench::PresetArg;
 use crate::model::generate::{GenerateParams, Sampler, generate};
 use crate::model::score::{Pair, response_logprobs_vec};
 use crate::model::{Adapters, Model, Preset, Weights};
@@ -44,13 +45,6 @@ pub struct InitArgs {
     /// Output directory (Hugging Face layout).
     #[arg(long)]
     pub out: PathBuf,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum PresetArg {
-    Micro,
-    Tiny,
-    Small30m,
 }
 
 #[derive(Debug, Args)]
@@ -137,11 +131,7 @@ fn init(a: &InitArgs) -> anyhow::Result<()> {
     } else {
         json!({})
     };
-    let preset = match a.preset {
-        PresetArg::Micro => Preset::Micro,
-        PresetArg::Tiny => Preset::Tiny,
-        PresetArg::Small30m => Preset::Small30M,
-    };
+    let preset = Preset::from(a.preset);
     let m = Model::from_scratch(tokenizer, tokenizer_config, preset, a.seed, &Device::Cpu)?;
     m.save(&a.out)?;
     println!(

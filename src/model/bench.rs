@@ -1,6 +1,7 @@
 //! `scir model bench`: generation tokens/s and forward+backward time of one training step,
-//! for the built-in tiny config (128-token vocabulary) and a ~30 M-parameter config (8192),
-//! on random weights and a synthetic word-level vocabulary. A benchmark, not a test: numbers depend on the machine.
+//! for the tiny and built-in-world presets (128-token vocabulary) and a ~30 M-parameter
+//! preset (8192-token vocabulary), on random weights and a synthetic word-level tokenizer.
+//! A benchmark, not a test: numbers depend on the machine.
 //!
 //! Generation is greedy over `batch` prompts of `seq_len` tokens; `generate tok/s` counts
 //! the whole call (prefill included), `decode tok/s` only the steps after the prefill.
@@ -46,9 +47,30 @@ pub struct BenchArgs {
     /// Timed training steps (after one warm-up step).
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
+    /// Only this preset (default: tiny, world and small30m).
+    #[arg(long, value_enum)]
+    pub preset: Option<PresetArg>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A [`Preset`] on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PresetArg {
+    Tiny,
+    World,
+    Small30m,
+}
+
+impl From<PresetArg> for Preset {
+    fn from(p: PresetArg) -> Preset {
+        match p {
+            PresetArg::Tiny => Preset::Tiny,
+            PresetArg::World => Preset::World,
+            PresetArg::Small30m => Preset::Small30M,
+        }
+    }
 }
 
 /// A word-level tokenizer with ids `0..vocab` (`t0`, `t1`, …), for benchmarks and tests.
@@ -122,7 +144,7 @@ fn time_training(m: &Model, prompts: &[Vec<u32>], steps: usize) -> anyhow::Resul
 
 fn bench_one(preset: Preset, a: &BenchArgs) -> anyhow::Result<Value> {
     let vocab = match preset {
-        Preset::Micro | Preset::Tiny => TINY_VOCAB,
+        Preset::Tiny | Preset::World => TINY_VOCAB,
         Preset::Small30M => SMALL_VOCAB,
     };
     let tok = synthetic_tokenizer(vocab)?;
@@ -158,7 +180,11 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
         a.batch > 0 && a.seq_len > 1,
         "--batch must be ≥ 1 and --seq-len ≥ 2"
     );
-    let results = [Preset::Tiny, Preset::Small30M]
+    let presets = match a.preset {
+        Some(p) => vec![Preset::from(p)],
+        None => vec![Preset::Tiny, Preset::World, Preset::Small30M],
+    };
+    let results = presets
         .into_iter()
         .map(|p| bench_one(p, a))
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -348,10 +348,10 @@ fn rope_theta_of(hf: &HfConfig) -> f64 {
 pub enum Preset {
     /// For tests and quick experiments: 2 layers, hidden 64 (~0.1 M parameters with a
     /// character vocabulary).
-    Micro,
+    Tiny,
     /// The built-in world's model (as the design's PyTorch prototype): 4 layers, hidden 128,
     /// 4 heads, SwiGLU 344 (~0.8 M parameters with a character vocabulary).
-    Tiny,
+    World,
     /// About 30 M parameters with an 8k vocabulary (benchmarks).
     Small30M,
 }
@@ -360,8 +360,8 @@ impl Preset {
     /// A Llama config of this size for a tokenizer with `vocab_size` tokens.
     pub fn config(self, vocab_size: usize, bos: Option<u32>, eos: Vec<u32>) -> ModelConfig {
         let (hidden, inter, layers, heads, kv) = match self {
-            Preset::Micro => (64, 172, 2, 4, 2),
-            Preset::Tiny => (128, 344, 4, 4, 4),
+            Preset::Tiny => (64, 172, 2, 4, 2),
+            Preset::World => (128, 344, 4, 4, 4),
             Preset::Small30M => (512, 1536, 8, 8, 4),
         };
         ModelConfig {

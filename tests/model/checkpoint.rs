@@ -172,8 +172,8 @@ fn frozen_copy_keeps_the_old_weights() {
 fn preset_sizes() {
     use scir::model::Preset;
     use scir::model::params::param_count;
-    let tiny = param_count(&Preset::Tiny.config(100, None, vec![]));
-    assert!((750_000..850_000).contains(&tiny), "{tiny}");
+    let world = param_count(&Preset::World.config(100, None, vec![]));
+    assert!((750_000..850_000).contains(&world), "{world}");
     let small = param_count(&Preset::Small30M.config(8192, None, vec![]));
     assert!((28_000_000..32_000_000).contains(&small), "{small}");
 }

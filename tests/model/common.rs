@@ -59,12 +59,12 @@ pub fn vocab() -> usize {
     CHARS.chars().count() + 3
 }
 
-/// The micro preset with the test tokenizer.
+/// The tiny preset with the test tokenizer.
 pub fn tiny(seed: u64) -> Model {
     Model::from_scratch(
         char_tokenizer(),
         tokenizer_config(),
-        Preset::Micro,
+        Preset::Tiny,
         seed,
         &Device::Cpu,
     )
@@ -73,7 +73,7 @@ pub fn tiny(seed: u64) -> Model {
 
 /// A small config of `arch`: Qwen2 (q/k/v bias, untied head), GQA, or tied.
 pub fn small_config(arch: Arch, tied: bool, kv_heads: usize) -> ModelConfig {
-    let mut cfg = Preset::Micro.config(vocab(), Some(0), vec![1]);
+    let mut cfg = Preset::Tiny.config(vocab(), Some(0), vec![1]);
     cfg.arch = arch;
     cfg.tie_word_embeddings = tied;
     cfg.qkv_bias = arch == Arch::Qwen2;
