@@ -8,6 +8,7 @@ undoes llama.cpp's Q/K permutation itself), and writes, for a few chat-templated
 
   {"source": {...versions, file, sha256...},
    "greedy_new_tokens": N,
+   "tokenizer_texts": [{"text": str, "ids": [int]}],
    "cases": [{"messages": [{"role", "content"}], "prompt_text": str, "prompt_ids": [int],
               "response": str, "response_ids": [int] (no special tokens, + EOS),
               "response_logprob": float (sum of log p(response_ids | prompt_ids), f32 model),
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import json
 from pathlib import Path
 
@@ -44,6 +46,16 @@ CASES = [
         "Crimson leaves descend,\nwhispering to the cold ground,\nsummer's last goodbye.",
     ),
     ("Translate 'good morning' into Spanish.", "Buenos días."),
+]
+
+# Texts whose token ids (no special tokens) are compared too: digits, spacing, non-ASCII,
+# special tokens written in the text.
+TOKENIZER_TEXTS = [
+    "In 2024, 3.14159 × 12 = 37.699; call 555-0199.",
+    "  two spaces,\ttab,\n\nnew lines   and trailing  ",
+    "naïve café — Zürich, 東京, emoji 🙂!",
+    "<|im_start|>user\nhi<|im_end|>\n<|endoftext|>",
+    "def f(x):\n    return x**2  # square",
 ]
 
 
@@ -85,7 +97,6 @@ def main() -> None:
     ap.add_argument("--out", required=True, type=Path)
     args = ap.parse_args()
 
-    import gguf
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -122,9 +133,12 @@ def main() -> None:
             "sha256": sha256(args.gguf),
             "transformers": transformers.__version__,
             "torch": torch.__version__,
-            "gguf": gguf.__version__ if hasattr(gguf, "__version__") else "unknown",
+            "gguf": importlib.metadata.version("gguf"),
         },
         "greedy_new_tokens": GREEDY_NEW_TOKENS,
+        "tokenizer_texts": [
+            {"text": t, "ids": tok(t, add_special_tokens=False).input_ids} for t in TOKENIZER_TEXTS
+        ],
         "cases": cases,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -75,7 +75,7 @@ fn hf_name(name: &str) -> Option<(String, Permuted)> {
 pub fn unpermute_rows(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
     let dims = t.dims().to_vec();
     let rows = dims[0];
-    if heads == 0 || rows % (2 * heads) != 0 {
+    if heads == 0 || !rows.is_multiple_of(2 * heads) {
         candle_core::bail!("{rows} rows do not split into {heads} heads of an even size");
     }
     let half = rows / heads / 2;
