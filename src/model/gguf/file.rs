@@ -41,9 +41,17 @@ impl std::fmt::Debug for GgufFile {
     }
 }
 
+/// candle's message without the backtrace it attaches when `RUST_BACKTRACE` is set.
+pub(super) fn candle_msg(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_msg(inner),
+        e => e.to_string(),
+    }
+}
+
 /// A user error for a header candle could not parse, with what to do about it.
 fn header_error(path: &Path, e: &candle_core::Error) -> anyhow::Error {
-    let msg = e.to_string();
+    let msg = candle_msg(e);
     if let Some(rest) = msg.strip_prefix(CANDLE_UNKNOWN_DTYPE) {
         return user_err!(
             "{}: a tensor uses ggml type{rest}, which scir cannot dequantise; supported tensor \
@@ -210,8 +218,9 @@ impl GgufFile {
             .tensor(&mut self.reader, name, &Device::Cpu)
             .map_err(|e| {
                 user_err!(
-                    "{}: tensor {name:?}: cannot read ({e}); the file is truncated or corrupt",
-                    self.path.display()
+                    "{}: tensor {name:?}: cannot read ({}); the file is truncated or corrupt",
+                    self.path.display(),
+                    candle_msg(&e)
                 )
             })?;
         Ok(q.dequantize(&Device::Cpu)?)

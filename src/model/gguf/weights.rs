@@ -12,7 +12,7 @@
 
 use candle_core::Tensor;
 
-use super::file::GgufFile;
+use super::file::{GgufFile, candle_msg};
 use crate::user_err;
 
 /// Per-layer tensors: GGUF suffix (after `blk.N.`) → HF suffix (after `model.layers.N.`).
@@ -109,7 +109,13 @@ pub fn read_weights(file: &mut GgufFile, heads: Heads) -> anyhow::Result<Vec<(St
             Permuted::Query => unpermute_rows(&t, heads.q),
             Permuted::Key => unpermute_rows(&t, heads.kv),
         }
-        .map_err(|e| user_err!("{}: tensor {name:?}: {e}", file.path().display()))?;
+        .map_err(|e| {
+            user_err!(
+                "{}: tensor {name:?}: {}",
+                file.path().display(),
+                candle_msg(&e)
+            )
+        })?;
         out.push((hf, t));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
