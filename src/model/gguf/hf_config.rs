@@ -9,7 +9,7 @@
 //! scir's decoder does not implement them. f32 metadata floats are widened exactly (what
 //! transformers' loader writes).
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::file::GgufFile;
 use crate::user_err;
@@ -41,11 +41,6 @@ pub fn hf_config(file: &GgufFile) -> anyhow::Result<Value> {
     let kv_heads = file
         .opt_u64(&key("attention.head_count_kv"))?
         .map_or(heads, |v| v as usize);
-    let head_dim = match file.opt_u64(&key("attention.key_length"))? {
-        Some(d) => d as usize,
-        None if heads > 0 => hidden / heads,
-        None => 0,
-    };
     let vocab = match file.opt_strs("tokenizer.ggml.tokens")? {
         Some(tokens) => tokens.len(),
         None => file.usize(&key("vocab_size"))?,
@@ -61,7 +56,7 @@ pub fn hf_config(file: &GgufFile) -> anyhow::Result<Value> {
         "num_hidden_layers": file.usize(&key("block_count"))?,
         "num_attention_heads": heads,
         "num_key_value_heads": kv_heads,
-        "head_dim": head_dim,
+        "head_dim": head_dim(file, hidden, heads)?,
         "hidden_act": "silu",
         "rms_norm_eps": file.opt_f64(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(DEFAULT_RMS_EPS),
         "rope_theta": file.opt_f64(&key("rope.freq_base"))?.unwrap_or(DEFAULT_ROPE_THETA),
@@ -70,7 +65,33 @@ pub fn hf_config(file: &GgufFile) -> anyhow::Result<Value> {
         "mlp_bias": has_bias("ffn_up"),
         "torch_dtype": "float32",
     });
-    let obj = cfg.as_object_mut().expect("an object literal");
+    insert_optional(file, cfg.as_object_mut().expect("an object literal"))?;
+    Ok(cfg)
+}
+
+/// The head size (`attention.key_length`, else hidden / heads); rotary must cover it all.
+fn head_dim(file: &GgufFile, hidden: usize, heads: usize) -> anyhow::Result<usize> {
+    let head_dim = match file.opt_u64(&key("attention.key_length"))? {
+        Some(d) => d as usize,
+        None if heads > 0 => hidden / heads,
+        None => 0,
+    };
+    if let Some(rot) = file.opt_u64(&key("rope.dimension_count"))?
+        && rot as usize != head_dim
+    {
+        return Err(user_err!(
+            "{}: {} is {rot} but the head size is {head_dim}; partial rotary embeddings are \
+             not supported",
+            file.path().display(),
+            key("rope.dimension_count")
+        )
+        .into());
+    }
+    Ok(head_dim)
+}
+
+/// Context length and special token ids, when the file states them.
+fn insert_optional(file: &GgufFile, obj: &mut Map<String, Value>) -> anyhow::Result<()> {
     if let Some(ctx) = file.opt_u64(&key("context_length"))? {
         obj.insert("max_position_embeddings".into(), json!(ctx));
     }
@@ -83,18 +104,7 @@ pub fn hf_config(file: &GgufFile) -> anyhow::Result<Value> {
             obj.insert(hf.into(), json!(id));
         }
     }
-    if let Some(rot) = file.opt_u64(&key("rope.dimension_count"))?
-        && rot as usize != head_dim
-    {
-        return Err(user_err!(
-            "{}: {} is {rot} but the head size is {head_dim}; partial rotary embeddings are \
-             not supported",
-            file.path().display(),
-            key("rope.dimension_count")
-        )
-        .into());
-    }
-    Ok(cfg)
+    Ok(())
 }
 
 /// Metadata that changes the maths in ways scir's decoder does not implement.

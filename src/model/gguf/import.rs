@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::Tensor;
+use serde_json::Value;
 use tokenizers::Tokenizer;
 
 use super::file::GgufFile;
@@ -74,6 +75,28 @@ impl Staging {
         let p = self.dir.join(name);
         std::fs::write(&p, bytes).map_err(|e| user_err!("{}: cannot write ({e})", p.display()))?;
         Ok(())
+    }
+
+    /// The four files of a Hugging Face directory (weights streamed to disk, f32, sorted).
+    fn write_model(
+        &self,
+        config: &Value,
+        tensors: &[(String, Tensor)],
+        tokenizer: &str,
+        tokenizer_config: &Value,
+    ) -> anyhow::Result<()> {
+        self.write(
+            "config.json",
+            serde_json::to_string_pretty(config)?.as_bytes(),
+        )?;
+        let named: BTreeMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+        let weights = self.dir.join("model.safetensors");
+        safetensors::serialize_to_file(named, Some(meta), &weights)
+            .map_err(|e| user_err!("{}: cannot write ({e})", weights.display()))?;
+        self.write("tokenizer.json", tokenizer.as_bytes())?;
+        let tc = serde_json::to_string_pretty(tokenizer_config)?;
+        self.write("tokenizer_config.json", tc.as_bytes())
     }
 
     fn commit(mut self, out: &Path) -> anyhow::Result<()> {
@@ -188,21 +211,7 @@ pub fn import(gguf: &Path, out: &Path) -> anyhow::Result<ImportReport> {
     let tensors = read_weights(&mut file, heads)?;
     check_shapes(gguf, &cfg, &tensors)?;
     let staging = Staging::new(out)?;
-    staging.write(
-        "config.json",
-        serde_json::to_string_pretty(&config)?.as_bytes(),
-    )?;
-    let named: BTreeMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    staging.write(
-        "model.safetensors",
-        &safetensors::serialize(named, Some(meta))?,
-    )?;
-    staging.write("tokenizer.json", tok_str.as_bytes())?;
-    staging.write(
-        "tokenizer_config.json",
-        serde_json::to_string_pretty(&tok_config)?.as_bytes(),
-    )?;
+    staging.write_model(&config, &tensors, &tok_str, &tok_config)?;
     staging.commit(out)?;
     Ok(ImportReport {
         out: out.to_path_buf(),

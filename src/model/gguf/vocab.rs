@@ -104,30 +104,26 @@ fn as_ref(o: &Option<(String, u32)>) -> Option<(&str, u32)> {
     o.as_ref().map(|(t, id)| (t.as_str(), *id))
 }
 
-/// `(tokenizer.json, tokenizer_config.json)` for `file`.
-pub fn tokenizer_files(file: &GgufFile) -> anyhow::Result<(Value, Value)> {
-    let path = file.path().display();
+/// The pre-tokenizer for the file's tokenizer kind, or a user error naming what is supported.
+fn checked_pre_tokenizer(file: &GgufFile) -> anyhow::Result<Value> {
     let model = file.str("tokenizer.ggml.model")?;
     let pre = file.opt_str("tokenizer.ggml.pre")?.unwrap_or("default");
     let pre_tok = (model == MODEL_KIND).then(|| pre_tokenizer(pre)).flatten();
-    let Some(pre_tok) = pre_tok else {
-        return Err(user_err!(
-            "{path}: tokenizer kind {model:?} with pre-tokenizer {pre:?} is not supported yet; \
+    pre_tok.ok_or_else(|| {
+        user_err!(
+            "{}: tokenizer kind {model:?} with pre-tokenizer {pre:?} is not supported yet; \
              scir builds tokenizer.ggml.model \"{MODEL_KIND}\" with tokenizer.ggml.pre one of {}",
+            file.path().display(),
             PRE_KINDS.join(", ")
         )
-        .into());
-    };
-    let table = byte_chars();
-    let raw = file
-        .opt_strs("tokenizer.ggml.tokens")?
-        .ok_or_else(|| user_err!("{path}: metadata key \"tokenizer.ggml.tokens\" is missing"))?;
-    let tokens: Vec<String> = raw.iter().map(|t| byte_level_spelling(t, &table)).collect();
-    let types = file
-        .opt_ints("tokenizer.ggml.token_type")?
-        .unwrap_or_default();
-    let merges: Vec<Value> = file
-        .opt_strs("tokenizer.ggml.merges")?
+        .into()
+    })
+}
+
+/// `tokenizer.ggml.merges` as `[left, right]` pairs, in file (priority) order.
+fn merges(file: &GgufFile) -> anyhow::Result<Vec<Value>> {
+    let path = file.path().display();
+    file.opt_strs("tokenizer.ggml.merges")?
         .ok_or_else(|| user_err!("{path}: a gpt2 tokenizer needs tokenizer.ggml.merges"))?
         .iter()
         .map(|m| {
@@ -135,7 +131,24 @@ pub fn tokenizer_files(file: &GgufFile) -> anyhow::Result<(Value, Value)> {
                 .map(|(a, b)| json!([a, b]))
                 .ok_or_else(|| user_err!("{path}: merge {m:?} is not two tokens").into())
         })
-        .collect::<anyhow::Result<_>>()?;
+        .collect()
+}
+
+/// `(tokenizer.json, tokenizer_config.json)` for `file`.
+pub fn tokenizer_files(file: &GgufFile) -> anyhow::Result<(Value, Value)> {
+    let pre_tok = checked_pre_tokenizer(file)?;
+    let table = byte_chars();
+    let raw = file.opt_strs("tokenizer.ggml.tokens")?.ok_or_else(|| {
+        user_err!(
+            "{}: metadata key \"tokenizer.ggml.tokens\" is missing",
+            file.path().display()
+        )
+    })?;
+    let tokens: Vec<String> = raw.iter().map(|t| byte_level_spelling(t, &table)).collect();
+    let types = file
+        .opt_ints("tokenizer.ggml.token_type")?
+        .unwrap_or_default();
+    let merges = merges(file)?;
     let vocab: serde_json::Map<String, Value> = tokens
         .iter()
         .enumerate()
