@@ -30,6 +30,18 @@ pub enum ModelCmd {
     Init(InitArgs),
     /// Load a checkpoint (f32/f16/bf16, sharded or not) and save it as one f32 file.
     Convert(ConvertArgs),
+    /// Import a llama.cpp GGUF file as a Hugging Face directory (f32).
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The GGUF file (Llama architecture, byte-level BPE tokenizer).
+    #[arg(long)]
+    pub gguf: PathBuf,
+    /// Output directory; must not exist (or be empty). Written atomically.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +126,7 @@ pub fn run(cmd: &ModelCmd) -> anyhow::Result<ExitCode> {
         ModelCmd::Bench(a) => crate::model::bench::run(a),
         ModelCmd::Init(a) => init(a),
         ModelCmd::Convert(a) => Model::load(&a.model, Weights::Frozen, &Device::Cpu)?.save(&a.out),
+        ModelCmd::Import(a) => import(a),
     }
     .map(|()| ExitCode::SUCCESS)
 }
@@ -138,6 +151,25 @@ fn init(a: &InitArgs) -> anyhow::Result<()> {
         "{} parameters written to {}",
         m.param_count(),
         a.out.display()
+    );
+    Ok(())
+}
+
+fn import(a: &ImportArgs) -> anyhow::Result<()> {
+    let r = crate::model::gguf::import(&a.gguf, &a.out)?;
+    let types: Vec<String> = r
+        .source_types
+        .iter()
+        .map(|(t, n)| format!("{n} {t}"))
+        .collect();
+    println!(
+        "imported {} tensors ({}; {} parameters, vocabulary {}) into {} in {:.1} s",
+        r.tensors,
+        types.join(", "),
+        r.parameters,
+        r.vocab_size,
+        r.out.display(),
+        r.seconds
     );
     Ok(())
 }

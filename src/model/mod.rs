@@ -15,6 +15,7 @@
 //! tokenizer   tokenizer + special tokens + the TRL prompt/response seam
 //! chat        chat templates (minijinja)
 //! generate    batched sampling with per-row seeds
+//! gguf        GGUF (llama.cpp) files → HF directories (`scir model import`)
 //! score       response log-probs and judge verdict probabilities
 //! bench       `scir model bench`
 //! lora        LoRA adapters (training)
@@ -53,6 +54,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod decoder;
 pub mod generate;
+pub mod gguf;
 pub mod kv_cache;
 pub mod linear;
 pub mod lora;
