@@ -6,12 +6,14 @@
 
 use crate::stage::{Registry, Stage};
 
+pub mod eval;
 pub mod world;
 
+static EVAL: eval::Eval = eval::Eval;
 static WORLD: world::World = world::World;
 
 /// Every built-in stage kind.
 pub fn registry() -> Registry {
-    let stages: [&'static dyn Stage; 1] = [&WORLD];
+    let stages: [&'static dyn Stage; 2] = [&EVAL, &WORLD];
     stages.into_iter().map(|s| (s.kind(), s)).collect()
 }

@@ -5,6 +5,7 @@ mod engine;
 mod engine_crash;
 mod engine_smoke;
 mod engine_stages;
+mod eval;
 mod loss;
 mod model;
 mod sql;
