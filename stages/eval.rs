@@ -19,6 +19,8 @@
 //! ```
 //!
 //! The gold scorer and `gold_pairs` are read here and nowhere in training.
+//! [`EvalLabels`] (`eval-labels@k`) gold-labels the iteration's own pairs
+//! from the SCIR stages' tables; leave it out and those metrics are absent.
 
 use std::path::Path;
 
@@ -170,4 +172,80 @@ fn checkpoint(ctx: &TaskContext, slot: &str) -> anyhow::Result<std::path::PathBu
 
 fn load(dir: &Path) -> anyhow::Result<Model> {
     Model::load(dir, Weights::Frozen, &Device::Cpu)
+}
+
+/// Bump when `eval_labels` changes for the same inputs.
+pub const LABELS_VERSION: u32 = 1;
+
+/// The `eval-labels` stage: the iteration's own pairs, gold-labelled, against
+/// the preferences and labels the arm trained on ([`crate::report::labels`]).
+///
+/// ```text
+/// filter     tables  consistency-filter@k's filter_pairs   [consistency-filter@k]
+/// responses  tables  generate@k's responses               [generate@k]
+/// ```
+pub struct EvalLabels;
+
+const LABEL_SLOTS: &[Slot] = &[
+    Slot {
+        name: "filter",
+        kind: SlotKind::Tables,
+    },
+    Slot {
+        name: "responses",
+        kind: SlotKind::Tables,
+    },
+];
+
+/// `eval-labels` has no params.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+impl Stage for EvalLabels {
+    fn kind(&self) -> &'static str {
+        "eval-labels"
+    }
+    fn version(&self) -> u32 {
+        LABELS_VERSION
+    }
+    fn about(&self) -> &'static str {
+        "gold accuracy of the IRM/GRM preferences and training labels on the iteration's own pairs"
+    }
+    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
+        resolve_typed::<NoParams>(raw)
+    }
+    fn inputs(&self) -> &'static [Slot] {
+        LABEL_SLOTS
+    }
+    fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
+        vec![
+            ("filter", "consistency-filter@k".into()),
+            ("responses", "generate@k".into()),
+        ]
+    }
+    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
+        Outputs {
+            tables: vec![(tables::EVAL_LABELS.into(), tables::metrics_schema())],
+            checkpoint: false,
+        }
+    }
+    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        use crate::report::labels::{self, columns};
+        let filter = ctx
+            .input("filter")?
+            .table(columns::FILTER_PAIRS)?
+            .to_path_buf();
+        let responses = ctx
+            .input("responses")?
+            .table(columns::RESPONSES)?
+            .to_path_buf();
+        let pairs = labels::read_own_pairs(&responses, &filter)?;
+        let metrics = labels::label_metrics(&pairs);
+        for (name, mean) in &metrics {
+            ctx.log(&format!("{name} = {:.4} (n = {})", mean.value, mean.n));
+        }
+        let batch = tables::metrics_batch(ctx.iteration, &metrics)?;
+        ctx.write_table(tables::EVAL_LABELS, &batch)
+    }
 }

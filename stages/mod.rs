@@ -10,10 +10,11 @@ pub mod eval;
 pub mod world;
 
 static EVAL: eval::Eval = eval::Eval;
+static EVAL_LABELS: eval::EvalLabels = eval::EvalLabels;
 static WORLD: world::World = world::World;
 
 /// Every built-in stage kind.
 pub fn registry() -> Registry {
-    let stages: [&'static dyn Stage; 2] = [&EVAL, &WORLD];
+    let stages: [&'static dyn Stage; 3] = [&EVAL, &EVAL_LABELS, &WORLD];
     stages.into_iter().map(|s| (s.kind(), s)).collect()
 }

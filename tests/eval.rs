@@ -254,3 +254,58 @@ fn same_seed_gives_the_same_eval_bytes() {
         );
     }
 }
+
+/// `eval-labels` reads the SCIR stages' tables by column name (extra columns
+/// and Utf8/Int32 variants are fine) and gold-labels the pairs.
+#[test]
+fn eval_labels_reads_responses_and_filter_pairs_by_name() {
+    use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray};
+    use arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let strs = |v: &[&str]| -> ArrayRef { Arc::new(StringArray::from(v.to_vec())) };
+    let responses = RecordBatch::try_from_iter([
+        (
+            "iteration",
+            Arc::new(Int32Array::from(vec![1, 1, 1])) as ArrayRef,
+        ),
+        ("response_id", Arc::new(Int64Array::from(vec![10, 11, 12]))),
+        (
+            "prompt",
+            strs(&["sort: cba\n", "sort: cba\n", "sort: cba\n"]),
+        ),
+        ("text", strs(&["abc", "acb", "abc"])),
+    ])
+    .unwrap();
+    let filter = RecordBatch::try_from_iter([
+        (
+            "iteration",
+            Arc::new(Int32Array::from(vec![1, 1])) as ArrayRef,
+        ),
+        ("pair_id", Arc::new(Int64Array::from(vec![0, 1]))),
+        ("response_id_1", Arc::new(Int64Array::from(vec![11, 10]))),
+        ("response_id_2", Arc::new(Int64Array::from(vec![10, 12]))),
+        ("p_irm", Arc::new(Float64Array::from(vec![0.3, 0.6]))),
+        ("p_grm", Arc::new(Float64Array::from(vec![0.2, 0.4]))),
+        (
+            "consistent",
+            Arc::new(BooleanArray::from(vec![true, false])),
+        ),
+        ("label", Arc::new(StringArray::from(vec![Some("y2"), None]))),
+        ("selected", Arc::new(BooleanArray::from(vec![true, false]))),
+    ])
+    .unwrap();
+    let (r, f) = (dir.path().join("r.parquet"), dir.path().join("f.parquet"));
+    scir::table::write(&r, &[responses]).unwrap();
+    scir::table::write(&f, &[filter]).unwrap();
+    let pairs = report::labels::read_own_pairs(&r, &f).unwrap();
+    assert_eq!(pairs.len(), 2);
+    assert!(pairs[0].gold_1 < 1.0 && pairs[0].gold_2 == 1.0);
+    assert_eq!(pairs[0].label_y1, Some(false));
+    assert_eq!(pairs[1].label_y1, None);
+    let m: BTreeMap<String, report::metrics::Mean> =
+        report::labels::label_metrics(&pairs).into_iter().collect();
+    assert_eq!(m["own_gold_tie_rate"].value, 0.5);
+    assert_eq!((m["label_acc"].value, m["label_acc"].n), (1.0, 1));
+    assert_eq!(m["own_irm_acc"].value, 1.0);
+}

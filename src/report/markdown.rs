@@ -67,6 +67,19 @@ pub const CHARTS: &[Chart] = &[
     ),
 ];
 
+/// After a run: rebuild `artifacts/report/` when the artifacts have an
+/// `eval` table; `None` (and nothing written) when they do not.
+pub fn refresh(artifacts: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let has_eval = crate::sql::table_dirs(artifacts)?
+        .iter()
+        .any(|(name, _)| name == super::tables::EVAL);
+    if !has_eval {
+        return Ok(None);
+    }
+    let report = super::view::load(artifacts)?;
+    write_report(artifacts, &report).map(Some)
+}
+
 /// Rebuild `artifacts/report/` from `report`; returns the path of report.md.
 pub fn write_report(artifacts: &Path, report: &Report) -> anyhow::Result<PathBuf> {
     let dir = artifacts.join(REPORT_DIR);

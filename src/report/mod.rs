@@ -5,6 +5,7 @@
 //! metrics   pure metric math (win rate and accuracy with ½ for ties, flip rate, Figure 3 split)
 //! measure   model calls: responses with per-row seeds, log-probs, judge verdicts
 //! evaluate  one eval task: params, the measurements, the metric list
+//! labels    eval_labels: the iteration's own pairs gold-labelled (needs the SCIR stages' tables)
 //! tables    the eval tables' schemas and builders; reading the world's held-out tables
 //! view      the public `eval` table (all arms and iterations) as a [`Report`]; text and JSON
 //! plot      line charts (plotters into an RGB buffer, embedded DejaVu Sans Mono)
@@ -35,9 +36,11 @@
 //! The report is not a stage: a task belongs to one arm's unrolled DAG, and
 //! the report compares arms. It is a view of the public `eval` table (like
 //! `artifacts/tables/` is a view of the store): [`write_report`] rebuilds
-//! `artifacts/report/` from it, byte for byte the same for the same table.
+//! `artifacts/report/` from it, byte for byte the same for the same table;
+//! `scir report` calls it, and [`refresh`] is the hook for the end of `scir run`.
 
 pub mod evaluate;
+pub mod labels;
 pub mod markdown;
 pub mod measure;
 pub mod metrics;
@@ -46,5 +49,5 @@ pub mod png;
 pub mod tables;
 pub mod view;
 
-pub use markdown::{REPORT_DIR, write_report};
+pub use markdown::{REPORT_DIR, refresh, write_report};
 pub use view::{Report, load};

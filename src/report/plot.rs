@@ -12,6 +12,7 @@ use plotters::prelude::*;
 pub const SIZE: (u32, u32) = (720, 420);
 const FONT: &[u8] = include_bytes!("DejaVuSansMono.ttf");
 const FAMILY: &str = "sans-serif";
+const GRID: RGBColor = RGBColor(238, 238, 238);
 const COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -81,6 +82,7 @@ pub fn line_chart(
                 }
             })
             .label_style((FAMILY, 14))
+            .light_line_style(GRID)
             .draw()
             .map_err(err)?;
         for (i, s) in series.iter().enumerate() {

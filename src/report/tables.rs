@@ -4,6 +4,7 @@
 //! ```text
 //! eval            iteration, metric (Utf8), value (Float64, NaN = nothing to average), n (Int64)
 //!                 long format: one row per metric, see `crate::report` for the names
+//! eval_labels     the same columns as eval (written by the eval-labels stage)
 //! eval_responses  iteration, prompt_id, decoding (greedy|sampled), sample, response, length,
 //!                 finished, gold, exact
 //! eval_pairs      iteration, pair_id, a_better, p_irm, p_a_ab, p_a_ba, q_pairwise, score_a,
@@ -20,10 +21,13 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use super::evaluate::{EvalOutput, GoldPair};
+use super::metrics::Mean;
 use crate::table;
 
 /// The metrics table.
 pub const EVAL: &str = "eval";
+/// The metrics of the iteration's own pairs ([`super::labels`]); same columns as `eval`.
+pub const EVAL_LABELS: &str = "eval_labels";
 /// The responses eval generated.
 pub const EVAL_RESPONSES: &str = "eval_responses";
 /// The judgements of the gold pairs.
@@ -76,6 +80,27 @@ pub fn schemas() -> Vec<(String, SchemaRef)> {
     ]
 }
 
+/// The long metrics schema of `eval` and `eval_labels`.
+pub fn metrics_schema() -> SchemaRef {
+    schema(EVAL)
+}
+
+/// A long metrics batch (`eval` or `eval_labels` layout) at iteration `k`.
+pub fn metrics_batch(k: u32, m: &[(String, Mean)]) -> anyhow::Result<RecordBatch> {
+    let k = i32::try_from(k)?;
+    Ok(RecordBatch::try_new(
+        metrics_schema(),
+        vec![
+            Arc::new(Int32Array::from(vec![k; m.len()])),
+            Arc::new(StringArray::from_iter_values(m.iter().map(|(n, _)| n))),
+            floats(m.iter().map(|(_, v)| v.value)),
+            Arc::new(Int64Array::from_iter_values(
+                m.iter().map(|(_, v)| v.n as i64),
+            )),
+        ],
+    )?)
+}
+
 fn schema(name: &str) -> SchemaRef {
     schemas()
         .into_iter()
@@ -90,20 +115,9 @@ fn floats(xs: impl Iterator<Item = f64>) -> ArrayRef {
 
 /// The three tables of one eval task at iteration `k`, in [`schemas`] order.
 pub fn batches(k: u32, out: &EvalOutput) -> anyhow::Result<Vec<(String, RecordBatch)>> {
+    let eval = metrics_batch(k, &out.metrics)?;
     let k = i32::try_from(k)?;
     let iter = |n: usize| -> ArrayRef { Arc::new(Int32Array::from(vec![k; n])) };
-    let m = &out.metrics;
-    let eval = RecordBatch::try_new(
-        schema(EVAL),
-        vec![
-            iter(m.len()),
-            Arc::new(StringArray::from_iter_values(m.iter().map(|(n, _)| n))),
-            floats(m.iter().map(|(_, v)| v.value)),
-            Arc::new(Int64Array::from_iter_values(
-                m.iter().map(|(_, v)| v.n as i64),
-            )),
-        ],
-    )?;
     let r = &out.responses;
     let responses = RecordBatch::try_new(
         schema(EVAL_RESPONSES),

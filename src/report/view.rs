@@ -1,4 +1,4 @@
-//! The public `eval` table as a [`Report`]: one row per (arm, iteration),
+//! The public `eval` table (and `eval_labels`, when present) as a [`Report`]: one row per (arm, iteration),
 //! every metric as a column; rendered as an aligned text table or JSON.
 //!
 //! JSON shape (`scir report --json`):
@@ -17,9 +17,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use arrow::array::{Array, Float64Array, Int32Array, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
 use serde::Serialize;
 
-use super::tables::EVAL;
+use super::tables::{EVAL, EVAL_LABELS};
 use crate::user_err;
 
 /// The text table's columns, in order (present ones only are shown).
@@ -53,14 +55,15 @@ pub struct Row {
     pub values: BTreeMap<String, Option<f64>>,
 }
 
-const QUERY: &str =
-    "SELECT arm, iteration, metric, value FROM eval ORDER BY arm, iteration, metric";
+const COLUMNS: &str = "SELECT arm, iteration, metric, value FROM";
 
 /// Read the public `eval` table of `artifacts`.
 pub fn load(artifacts: &Path) -> anyhow::Result<Report> {
-    let has_eval = crate::sql::table_dirs(artifacts)?
-        .iter()
-        .any(|(name, _)| name == EVAL);
+    let names: Vec<String> = crate::sql::table_dirs(artifacts)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let has_eval = names.iter().any(|n| n == EVAL);
     if !has_eval {
         return Err(user_err!(
             "no `{EVAL}` table under {}; run a pipeline with an eval stage first (`scir run`), \
@@ -69,11 +72,29 @@ pub fn load(artifacts: &Path) -> anyhow::Result<Report> {
         )
         .into());
     }
-    let (batches, _warnings) = crate::sql::query(artifacts, QUERY)?;
+    let mut query = format!("{COLUMNS} {EVAL}");
+    if names.iter().any(|n| n == EVAL_LABELS) {
+        query = format!("{query} UNION ALL {COLUMNS} {EVAL_LABELS}");
+    }
+    let query = format!("SELECT * FROM ({query}) ORDER BY arm, iteration, metric");
+    let (batches, _warnings) = crate::sql::query(artifacts, &query)?;
     let mut cells: BTreeMap<(String, i32), BTreeMap<String, Option<f64>>> = BTreeMap::new();
     let mut metrics = BTreeSet::new();
     for b in &batches {
-        let col = |i: usize| b.column(i).as_any();
+        // DataFusion may hand strings back as Utf8View and numbers widened:
+        // cast every column to the type read here.
+        let types = [
+            DataType::Utf8,
+            DataType::Int32,
+            DataType::Utf8,
+            DataType::Float64,
+        ];
+        let cols: Vec<_> = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| cast(b.column(i), t))
+            .collect::<Result<_, _>>()?;
+        let col = |i: usize| cols[i].as_any();
         let (Some(arm), Some(iter), Some(metric), Some(value)) = (
             col(0).downcast_ref::<StringArray>(),
             col(1).downcast_ref::<Int32Array>(),
