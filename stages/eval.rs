@@ -141,7 +141,7 @@ fn validate(p: &EvalParams) -> Result<(), ParamError> {
     if !(p.top_p > 0.0 && p.top_p <= 1.0) {
         return bad("top_p", "must be in (0, 1]");
     }
-    if !(p.beta > 0.0 && p.beta.is_finite()) || !(p.tau > 0.0 && p.tau.is_finite()) {
+    if !(p.beta > 0.0 && p.beta.is_finite() && p.tau > 0.0 && p.tau.is_finite()) {
         return bad("", "beta and tau must be positive");
     }
     if !(0.0..0.5).contains(&p.delta) {
@@ -181,9 +181,14 @@ pub const LABELS_VERSION: u32 = 1;
 /// the preferences and labels the arm trained on ([`crate::report::labels`]).
 ///
 /// ```text
-/// filter     tables  consistency-filter@k's filter_pairs   [consistency-filter@k]
-/// responses  tables  generate@k's responses               [generate@k]
+/// filter     tables      consistency-filter@k's filter_pairs   [consistency-filter@k]
+/// responses  tables      generate@k's responses               [generate@k]
+/// model      checkpoint  Mt, trained on those pairs           [model@k]
+/// reference  checkpoint  the IRM reference                    [model@initial]
 /// ```
+///
+/// Params are eval's ([`EvalParams`]); it uses `beta`, `grm`, `tau`,
+/// `delta`, `score_levels` and `batch_size` (set them as train/filter do).
 pub struct EvalLabels;
 
 const LABEL_SLOTS: &[Slot] = &[
@@ -195,12 +200,15 @@ const LABEL_SLOTS: &[Slot] = &[
         name: "responses",
         kind: SlotKind::Tables,
     },
+    Slot {
+        name: "model",
+        kind: SlotKind::Checkpoint,
+    },
+    Slot {
+        name: "reference",
+        kind: SlotKind::Checkpoint,
+    },
 ];
-
-/// `eval-labels` has no params.
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoParams {}
 
 impl Stage for EvalLabels {
     fn kind(&self) -> &'static str {
@@ -213,7 +221,7 @@ impl Stage for EvalLabels {
         "gold accuracy of the IRM/GRM preferences and training labels on the iteration's own pairs"
     }
     fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        resolve_typed::<NoParams>(raw)
+        Eval.resolve_params(raw)
     }
     fn inputs(&self) -> &'static [Slot] {
         LABEL_SLOTS
@@ -222,6 +230,8 @@ impl Stage for EvalLabels {
         vec![
             ("filter", "consistency-filter@k".into()),
             ("responses", "generate@k".into()),
+            ("model", "model@k".into()),
+            ("reference", "model@initial".into()),
         ]
     }
     fn outputs(&self, _params: &serde_json::Value) -> Outputs {
@@ -241,7 +251,13 @@ impl Stage for EvalLabels {
             .table(columns::RESPONSES)?
             .to_path_buf();
         let pairs = labels::read_own_pairs(&responses, &filter)?;
-        let metrics = labels::label_metrics(&pairs);
+        let params: EvalParams = ctx.params()?;
+        let model = load(&checkpoint(ctx, "model")?)?;
+        let reference = load(&checkpoint(ctx, "reference")?)?;
+        let mut metrics = labels::label_metrics(&pairs);
+        metrics.extend(labels::trained_metrics(
+            &params, &model, &reference, &pairs,
+        )?);
         for (name, mean) in &metrics {
             ctx.log(&format!("{name} = {:.4} (n = {})", mean.value, mean.n));
         }

@@ -308,4 +308,27 @@ fn eval_labels_reads_responses_and_filter_pairs_by_name() {
     assert_eq!(m["own_gold_tie_rate"].value, 0.5);
     assert_eq!((m["label_acc"].value, m["label_acc"].n), (1.0, 1));
     assert_eq!(m["own_irm_acc"].value, 1.0);
+    // Mt on the pairs it trained on (only pair 0 was selected).
+    let tiny = |seed| {
+        let config = serde_json::json!({"bos_token": "<bos>", "eos_token": "<eos>"});
+        Model::from_scratch(
+            scir::world::tokenizer(),
+            config,
+            Preset::Tiny,
+            seed,
+            &Device::Cpu,
+        )
+        .unwrap()
+    };
+    let params = report::evaluate::EvalParams::default();
+    let t: BTreeMap<String, report::metrics::Mean> =
+        report::labels::trained_metrics(&params, &tiny(1), &tiny(2), &pairs)
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert_eq!(t["trained_consistency_before"].value, 1.0);
+    for (name, mean) in &t {
+        assert_eq!(mean.n, 1, "{name}");
+        assert!((0.0..=1.0).contains(&mean.value), "{name} = {}", mean.value);
+    }
 }

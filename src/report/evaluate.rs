@@ -163,8 +163,12 @@ pub fn evaluate(
     Ok(out)
 }
 
-/// IRM and GRM judgements of every gold pair.
-fn judge(p: &EvalParams, models: &Models, pairs: &[GoldPair]) -> anyhow::Result<Vec<PairScores>> {
+/// IRM and GRM judgements of every pair (`models.baseline` is not used).
+pub fn judge(
+    p: &EvalParams,
+    models: &Models,
+    pairs: &[GoldPair],
+) -> anyhow::Result<Vec<PairScores>> {
     let chunk = p.batch_size;
     let items: Vec<(&str, &str)> = pairs
         .iter()
@@ -209,6 +213,14 @@ fn judge(p: &EvalParams, models: &Models, pairs: &[GoldPair]) -> anyhow::Result<
             }
         })
         .collect())
+}
+
+/// The GRM preference `params.grm` names.
+pub fn grm_q(p: &EvalParams, s: &PairScores) -> f64 {
+    match p.grm {
+        GrmMode::Pairwise => s.q_pairwise,
+        GrmMode::Pointwise => s.q_pointwise,
+    }
 }
 
 /// Judge accuracies, the position-flip rate and the Figure 3 split.

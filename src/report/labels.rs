@@ -21,6 +21,9 @@
 //! selected_frac              fraction of pairs that went to training
 //! label_acc                  accuracy of `label` on the selected pairs (the labels trained on;
 //!                            for `dynamic`, the agreement at the start of the iteration)
+//! trained_consistency_before fraction of the selected pairs the filter found consistent (Mt−1)
+//! trained_consistency_after  the same pairs under Mt (IRM vs Mt's reference, GRM per params)
+//! trained_{irm,grm}_acc      Mt's accuracy on the pairs it trained on (Figure 2 analogue)
 //! ```
 
 use std::collections::BTreeMap;
@@ -31,7 +34,10 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 
+use super::evaluate::{EvalParams, GoldPair, Models, grm_q, judge};
 use super::metrics::{Mean, credit};
+use crate::loss::select_pair;
+use crate::model::Model;
 use crate::table;
 
 /// Column names read from the SCIR stages' tables.
@@ -55,6 +61,9 @@ pub mod columns {
 /// One generated pair as the filter saw it, with both responses' gold scores.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OwnPair {
+    pub prompt: String,
+    pub text_1: String,
+    pub text_2: String,
     pub gold_1: f64,
     pub gold_2: f64,
     pub p_irm: f64,
@@ -65,10 +74,15 @@ pub struct OwnPair {
     pub selected: bool,
 }
 
-/// Gold scores by response id, from `(response_id, prompt, text)` rows.
-pub fn gold_by_id(rows: &[(i64, String, String)]) -> anyhow::Result<BTreeMap<i64, f64>> {
-    rows.iter()
-        .map(|(id, prompt, text)| Ok((*id, crate::world::gold::score(prompt, text)?)))
+/// `(prompt, text, gold score)` by response id, from `(response_id, prompt, text)` rows.
+pub fn gold_by_id(
+    rows: Vec<(i64, String, String)>,
+) -> anyhow::Result<BTreeMap<i64, (String, String, f64)>> {
+    rows.into_iter()
+        .map(|(id, prompt, text)| {
+            let gold = crate::world::gold::score(&prompt, &text)?;
+            Ok((id, (prompt, text, gold)))
+        })
         .collect()
 }
 
@@ -120,12 +134,7 @@ pub fn label_metrics(pairs: &[OwnPair]) -> Vec<(String, Mean)> {
     ]
 }
 
-fn column<'a>(
-    batch: &'a RecordBatch,
-    name: &str,
-    dt: &DataType,
-    file: &Path,
-) -> anyhow::Result<ArrayRef> {
+fn column(batch: &RecordBatch, name: &str, dt: &DataType, file: &Path) -> anyhow::Result<ArrayRef> {
     let col = batch.column_by_name(name).ok_or_else(|| {
         anyhow::anyhow!(
             "{}: no column {name:?} (eval_labels reads the SCIR stages' tables)",
@@ -161,7 +170,7 @@ pub fn read_own_pairs(responses: &Path, filter: &Path) -> anyhow::Result<Vec<Own
             rows.push((ints(&id).value(i), p.to_string(), t.to_string()));
         }
     }
-    let gold = gold_by_id(&rows)?;
+    let gold = gold_by_id(rows)?;
     let mut out = Vec::new();
     for b in table::read(filter)? {
         let get = |n: &str, dt: &DataType| column(&b, n, dt, filter);
@@ -178,9 +187,9 @@ pub fn read_own_pairs(responses: &Path, filter: &Path) -> anyhow::Result<Vec<Own
         let labels = strings(&label);
         let selected = get(c::SELECTED, &DataType::Boolean)?;
         for i in 0..b.num_rows() {
-            let score = |ids: &ArrayRef| {
+            let get = |ids: &ArrayRef| {
                 let id = ints(ids).value(i);
-                gold.get(&id).copied().ok_or_else(|| {
+                gold.get(&id).ok_or_else(|| {
                     anyhow::anyhow!(
                         "{}: response {id} is not in {}",
                         filter.display(),
@@ -188,9 +197,13 @@ pub fn read_own_pairs(responses: &Path, filter: &Path) -> anyhow::Result<Vec<Own
                     )
                 })
             };
+            let ((prompt, text_1, gold_1), (_, text_2, gold_2)) = (get(&r1)?, get(&r2)?);
             out.push(OwnPair {
-                gold_1: score(&r1)?,
-                gold_2: score(&r2)?,
+                prompt: prompt.clone(),
+                text_1: text_1.clone(),
+                text_2: text_2.clone(),
+                gold_1: *gold_1,
+                gold_2: *gold_2,
                 p_irm: floats(&p).value(i),
                 p_grm: floats(&q).value(i),
                 consistent: bools(&consistent).value(i),
@@ -202,12 +215,73 @@ pub fn read_own_pairs(responses: &Path, filter: &Path) -> anyhow::Result<Vec<Own
     Ok(out)
 }
 
+/// Mt on the pairs it was just trained on (the selected pairs of its own
+/// iteration): consistency before (the filter's flag, under Mt−1) and after
+/// (the selection rule on Mt's p and q), and Mt's IRM/GRM accuracy there.
+pub fn trained_metrics(
+    p: &EvalParams,
+    model: &Model,
+    reference: &Model,
+    pairs: &[OwnPair],
+) -> anyhow::Result<Vec<(String, Mean)>> {
+    let flag = |b: bool| f64::from(u8::from(b));
+    let trained: Vec<&OwnPair> = pairs.iter().filter(|x| x.selected).collect();
+    let gold: Vec<GoldPair> = trained
+        .iter()
+        .zip(0..)
+        .map(|(x, id)| GoldPair {
+            id,
+            prompt: x.prompt.clone(),
+            a: x.text_1.clone(),
+            b: x.text_2.clone(),
+            a_better: x.gold_1 > x.gold_2,
+        })
+        .collect();
+    let models = Models {
+        model,
+        baseline: None,
+        reference,
+    };
+    let scores = judge(p, &models, &gold)?;
+    let decided = || {
+        trained
+            .iter()
+            .zip(&scores)
+            .filter(|(x, _)| x.gold_1 != x.gold_2)
+    };
+    Ok(vec![
+        (
+            "trained_consistency_before".into(),
+            Mean::of(trained.iter().map(|x| flag(x.consistent))),
+        ),
+        (
+            "trained_consistency_after".into(),
+            Mean::of(
+                scores
+                    .iter()
+                    .map(|s| flag(select_pair(s.p_irm, grm_q(p, s), p.delta).is_some())),
+            ),
+        ),
+        (
+            "trained_irm_acc".into(),
+            Mean::of(decided().map(|(_, s)| credit(s.p_irm, s.a_better))),
+        ),
+        (
+            "trained_grm_acc".into(),
+            Mean::of(decided().map(|(_, s)| credit(grm_q(p, s), s.a_better))),
+        ),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn pair(g: (f64, f64), p: f64, q: f64, consistent: bool, label: Option<bool>) -> OwnPair {
         OwnPair {
+            prompt: String::new(),
+            text_1: String::new(),
+            text_2: String::new(),
             gold_1: g.0,
             gold_2: g.1,
             p_irm: p,
