@@ -220,7 +220,9 @@ fn report_json_and_files_have_the_documented_structure() {
     assert_eq!(text.lines().count(), 7);
     let dir = p.artifacts().join(report::REPORT_DIR);
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
-    for (file, ..) in report::markdown::CHARTS {
+    // Without eval-labels there is no label chart.
+    assert!(!md.contains("labels.png") && !dir.join("labels.png").exists());
+    for (file, ..) in &report::markdown::CHARTS[..4] {
         assert!(
             md.contains(&format!("]({file})")),
             "report.md does not show {file}"
@@ -228,6 +230,34 @@ fn report_json_and_files_have_the_documented_structure() {
         let png = std::fs::read(dir.join(file)).unwrap();
         assert_eq!(&png[1..4], b"PNG", "{file}");
     }
+}
+
+/// `eval_labels` rows (as the eval-labels stage publishes them) join the report.
+#[test]
+fn report_includes_eval_labels_when_present() {
+    let (p, _) = run_smoke();
+    let batch = scir::report::tables::metrics_batch(
+        1,
+        &[(
+            "label_acc".into(),
+            report::metrics::Mean { value: 0.75, n: 4 },
+        )],
+    )
+    .unwrap();
+    let batch = scir::table::with_constant_str(&batch, "arm", "a").unwrap();
+    let dir = p.artifacts().join("tables/eval_labels");
+    std::fs::create_dir_all(&dir).unwrap();
+    scir::table::write(&dir.join("iter-0001.a.parquet"), &[batch]).unwrap();
+    let r = report::load(&p.artifacts()).unwrap();
+    let row = r
+        .rows
+        .iter()
+        .find(|x| x.arm == "a" && x.iteration == 1)
+        .unwrap();
+    assert_eq!(row.values["label_acc"], Some(0.75));
+    assert!(r.summary.iter().any(|m| m == "label_acc"));
+    let md = std::fs::read_to_string(report::refresh(&p.artifacts()).unwrap().unwrap()).unwrap();
+    assert!(md.contains("](labels.png)"));
 }
 
 #[test]

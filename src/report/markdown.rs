@@ -6,7 +6,9 @@
 //! artifacts/report/gold.png             gold score (sampled and greedy) per iteration
 //! artifacts/report/win_rate.png         gold win rate vs M0
 //! artifacts/report/judge_accuracy.png   IRM and GRM accuracy on gold pairs
-//! artifacts/report/consistency.png      IRM/GRM consistency rate on gold pairs
+//! artifacts/report/consistency.png      IRM/GRM consistency rate (gold pairs; own and trained
+//!                                       pairs when eval-labels ran)
+//! artifacts/report/labels.png           label accuracy on own pairs (only when eval-labels ran)
 //! ```
 //!
 //! Each file is written under a temporary name and renamed into place, so a
@@ -63,7 +65,18 @@ pub const CHARTS: &[Chart] = &[
         "IRM/GRM consistency rate on held-out gold pairs",
         "fraction consistent",
         1.0,
-        &["consistency_rate"],
+        &[
+            "consistency_rate",
+            "own_consistency_rate",
+            "trained_consistency_after",
+        ],
+    ),
+    (
+        "labels.png",
+        "accuracy of the training labels and rewards on the arm's own pairs",
+        "accuracy",
+        1.0,
+        &["label_acc", "own_irm_acc", "own_grm_acc"],
     ),
 ];
 
@@ -86,6 +99,11 @@ pub fn write_report(artifacts: &Path, report: &Report) -> anyhow::Result<PathBuf
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     for (file, title, y_label, y_max, metrics) in CHARTS {
         let series = chart_series(report, metrics);
+        if series.is_empty() {
+            // No data for this chart (e.g. no eval-labels stage): no file.
+            let _ = std::fs::remove_file(dir.join(file));
+            continue;
+        }
         let png = line_chart(title, y_label, *y_max, &series)?;
         write_atomic(&dir.join(file), &png)?;
     }
@@ -145,7 +163,10 @@ pub fn markdown(report: &Report) -> String {
     s.push_str("## Summary\n\n");
     s.push_str(&md_table(&report.grid()));
     s.push_str("\n## Charts\n\n");
-    for (file, title, ..) in CHARTS {
+    for (file, title, _, _, metrics) in CHARTS {
+        if chart_series(report, metrics).is_empty() {
+            continue;
+        }
         let _ = writeln!(s, "### {title}\n\n![{title}]({file})\n");
     }
     s.push_str("## Every metric\n\n");

@@ -33,6 +33,11 @@
 //! inconsistent_{irm,grm}_acc  accuracy of each reward model on the other pairs
 //! ```
 //!
+//! `eval_labels` (stage `eval-labels@k`, optional) adds the metrics of [`labels`]: `own_*` and
+//! `label_acc` at iteration k describe iteration k's generated pairs as the filter saw them
+//! (judged by Mt−1); `trained_*` describe Mt on the pairs it was trained on. The report shows
+//! both tables together.
+//!
 //! The report is not a stage: a task belongs to one arm's unrolled DAG, and
 //! the report compares arms. It is a view of the public `eval` table (like
 //! `artifacts/tables/` is a view of the store): [`write_report`] rebuilds

@@ -36,6 +36,8 @@ pub const SUMMARY: &[&str] = &[
     "consistency_rate",
     "consistent_acc",
     "length_sampled",
+    "own_consistency_rate",
+    "label_acc",
 ];
 
 /// Every eval metric of every arm and iteration.
