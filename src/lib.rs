@@ -22,6 +22,7 @@
 //! sql       `scir sql`: DataFusion over the public tables
 //! loss/     DPO, the IRM/GRM preferences, consistency losses, selection rule
 //! model/    the Llama-family decoder, checkpoints, text, generation, training
+//! report/   eval metrics, the eval tables, `scir report` (table, report.md, plots)
 //! world/    the built-in synthetic world (its gold scorer is for eval only)
 //! stages/   (top-level folder) one file per pipeline stage
 //! ```
@@ -34,6 +35,7 @@ pub mod error;
 pub mod lock;
 pub mod loss;
 pub mod model;
+pub mod report;
 pub mod runlog;
 pub mod sched;
 pub mod sql;

@@ -31,12 +31,15 @@
 
 use crate::stage::{Registry, Stage};
 
+pub mod eval;
 pub mod world;
 
+static EVAL: eval::Eval = eval::Eval;
+static EVAL_LABELS: eval::EvalLabels = eval::EvalLabels;
 static WORLD: world::World = world::World;
 
 /// Every built-in stage kind.
 pub fn registry() -> Registry {
-    let stages: [&'static dyn Stage; 1] = [&WORLD];
+    let stages: [&'static dyn Stage; 3] = [&EVAL, &EVAL_LABELS, &WORLD];
     stages.into_iter().map(|s| (s.kind(), s)).collect()
 }

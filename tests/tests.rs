@@ -5,6 +5,7 @@ mod engine;
 mod engine_crash;
 mod engine_smoke;
 mod engine_stages;
+mod eval;
 mod gguf;
 mod loss;
 mod model;

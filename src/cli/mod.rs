@@ -24,6 +24,7 @@ macro_rules! outln {
 pub mod dag;
 pub mod gc;
 pub mod model;
+pub mod report;
 pub mod run;
 pub mod runs;
 pub mod sql;
@@ -100,6 +101,8 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Query every artifact table with SQL (DataFusion).
     Sql(sql::SqlArgs),
+    /// Print the eval results per arm and iteration; rebuild artifacts/report/.
+    Report(report::ReportArgs),
     /// Inspect, score with and generate from a model checkpoint.
     #[command(subcommand)]
     Model(model::ModelCmd),
@@ -166,6 +169,7 @@ pub fn run_with_registry(cli: Cli, registry: &Registry) -> anyhow::Result<ExitCo
         Command::Verify(args) => verify::run(&args),
         Command::Gc(args) => gc::run(&args),
         Command::Sql(args) => sql::run(&args),
+        Command::Report(args) => report::run(&args),
         Command::Model(cmd) => model::run(&cmd),
     }
 }

@@ -1,0 +1,66 @@
+//! `scir report`: the per-arm, per-iteration eval table (logic in [`crate::report`]).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+const AFTER_HELP: &str = "\
+Reads the public `eval` table (written by the eval stage: iteration 0 = M0,
+iteration k = after k iterations; one row per arm and iteration) and prints
+the summary columns. It also rebuilds artifacts/report/ (report.md and PNG
+charts of gold score, win rate, judge accuracy and consistency rate, one line
+per arm). With --json it prints every metric:
+  { \"arms\": [..], \"metrics\": [..], \"summary\": [..],
+    \"rows\": [ { \"arm\", \"iteration\", \"values\": { metric: number|null } } ] }
+
+Metrics (null/- = nothing to average):
+  gold_{greedy,sampled}      mean gold score on held-out prompts, in [0, 1]
+  exact_{greedy,sampled}     fraction of exact answers
+  win_rate_{greedy,sampled}  gold win rate vs M0, ties count 1/2
+  length_*, finished_*       mean response tokens, fraction ending with EOS
+  irm_acc, grm_acc           reward-model accuracy on held-out gold pairs
+  grm_{pairwise,pairwise_ab,pointwise}_acc, grm_flip_rate
+  consistency_rate           fraction of gold pairs where IRM and GRM agree
+  consistent_acc             accuracy of the agreed label on those pairs
+  inconsistent_{irm,grm}_acc each model's accuracy on the other pairs
+
+Examples:
+  scir report
+  scir report --json | jq '.rows[] | {arm, iteration, g: .values.gold_sampled}'
+  scir sql \"SELECT arm, iteration, value FROM eval WHERE metric = 'irm_acc' ORDER BY 1, 2\"";
+
+/// Print the eval results per arm and iteration, and rebuild artifacts/report/.
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct ReportArgs {
+    /// The artifacts directory.
+    #[arg(long, value_name = "DIR", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// Print every metric as JSON instead of the summary table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let report = crate::report::load(&args.artifacts)?;
+    let path = crate::report::write_report(&args.artifacts, &report)?;
+    let text = if args.json {
+        report.json()?
+    } else {
+        report.text()
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
+        result => result?,
+    }
+    if !args.json {
+        eprintln!("report: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,312 @@
+//! Eval of what an arm trained on: the iteration's own generated pairs,
+//! gold-labelled here (and only here), against the IRM/GRM preferences and
+//! the labels the consistency filter wrote.
+//!
+//! Reads (column names as the SCIR stages write them; see [`columns`]):
+//!
+//! ```text
+//! responses      (generate@k)            response_id, prompt, text
+//! filter_pairs   (consistency-filter@k)  pair_id, response_id_1, response_id_2, p_irm, p_grm,
+//!                                        consistent, label ("y1"|"y2"|NULL), selected
+//! ```
+//!
+//! Writes table `eval_labels` (same long format as `eval`: iteration, metric, value, n):
+//!
+//! ```text
+//! own_gold_tie_rate          pairs whose two responses have the same gold score (left out below)
+//! own_irm_acc, own_grm_acc   accuracy of p_irm / p_grm against the gold label
+//! own_consistency_rate       fraction of pairs the filter marked consistent
+//! own_consistent_acc         accuracy of the agreed direction on consistent pairs
+//! own_inconsistent_{irm,grm}_acc
+//! selected_frac              fraction of pairs that went to training
+//! label_acc                  accuracy of `label` on the selected pairs (the labels trained on;
+//!                            for `dynamic`, the agreement at the start of the iteration)
+//! trained_consistency_before fraction of the selected pairs the filter found consistent (Mt−1)
+//! trained_consistency_after  the same pairs under Mt (IRM vs Mt's reference, GRM per params)
+//! trained_{irm,grm}_acc      Mt's accuracy on the pairs it trained on (Figure 2 analogue)
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+
+use super::evaluate::{EvalParams, GoldPair, Models, grm_q, judge};
+use super::metrics::{Mean, credit};
+use crate::loss::select_pair;
+use crate::model::Model;
+use crate::table;
+
+/// Column names read from the SCIR stages' tables.
+pub mod columns {
+    pub const RESPONSES: &str = "responses";
+    pub const FILTER_PAIRS: &str = "filter_pairs";
+    pub const RESPONSE_ID: &str = "response_id";
+    pub const PROMPT: &str = "prompt";
+    pub const TEXT: &str = "text";
+    pub const RESPONSE_ID_1: &str = "response_id_1";
+    pub const RESPONSE_ID_2: &str = "response_id_2";
+    pub const P_IRM: &str = "p_irm";
+    pub const P_GRM: &str = "p_grm";
+    pub const CONSISTENT: &str = "consistent";
+    pub const LABEL: &str = "label";
+    pub const SELECTED: &str = "selected";
+    /// `label` value meaning "the first response is better".
+    pub const Y1: &str = "y1";
+}
+
+/// One generated pair as the filter saw it, with both responses' gold scores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnPair {
+    pub prompt: String,
+    pub text_1: String,
+    pub text_2: String,
+    pub gold_1: f64,
+    pub gold_2: f64,
+    pub p_irm: f64,
+    pub p_grm: f64,
+    pub consistent: bool,
+    /// The training label: `Some(true)` = y1 better; `None` = no label.
+    pub label_y1: Option<bool>,
+    pub selected: bool,
+}
+
+/// `(prompt, text, gold score)` by response id, from `(response_id, prompt, text)` rows.
+pub fn gold_by_id(
+    rows: Vec<(i64, String, String)>,
+) -> anyhow::Result<BTreeMap<i64, (String, String, f64)>> {
+    rows.into_iter()
+        .map(|(id, prompt, text)| {
+            let gold = crate::world::gold::score(&prompt, &text)?;
+            Ok((id, (prompt, text, gold)))
+        })
+        .collect()
+}
+
+/// The `eval_labels` metrics of one iteration's pairs, in a fixed order.
+pub fn label_metrics(pairs: &[OwnPair]) -> Vec<(String, Mean)> {
+    let flag = |b: bool| f64::from(u8::from(b));
+    let decided: Vec<(&OwnPair, bool)> = pairs
+        .iter()
+        .filter(|p| p.gold_1 != p.gold_2)
+        .map(|p| (p, p.gold_1 > p.gold_2))
+        .collect();
+    let of = |f: &dyn Fn(&OwnPair, bool) -> Option<f64>| {
+        Mean::of(decided.iter().filter_map(|(p, t)| f(p, *t)))
+    };
+    vec![
+        (
+            "own_gold_tie_rate".into(),
+            Mean::of(pairs.iter().map(|p| flag(p.gold_1 == p.gold_2))),
+        ),
+        ("own_irm_acc".into(), of(&|p, t| Some(credit(p.p_irm, t)))),
+        ("own_grm_acc".into(), of(&|p, t| Some(credit(p.p_grm, t)))),
+        (
+            "own_consistency_rate".into(),
+            Mean::of(pairs.iter().map(|p| flag(p.consistent))),
+        ),
+        (
+            "own_consistent_acc".into(),
+            of(&|p, t| p.consistent.then(|| credit(p.p_irm, t))),
+        ),
+        (
+            "own_inconsistent_irm_acc".into(),
+            of(&|p, t| (!p.consistent).then(|| credit(p.p_irm, t))),
+        ),
+        (
+            "own_inconsistent_grm_acc".into(),
+            of(&|p, t| (!p.consistent).then(|| credit(p.p_grm, t))),
+        ),
+        (
+            "selected_frac".into(),
+            Mean::of(pairs.iter().map(|p| flag(p.selected))),
+        ),
+        (
+            "label_acc".into(),
+            of(&|p, t| match (p.selected, p.label_y1) {
+                (true, Some(y1)) => Some(flag(y1 == t)),
+                _ => None,
+            }),
+        ),
+    ]
+}
+
+fn column(batch: &RecordBatch, name: &str, dt: &DataType, file: &Path) -> anyhow::Result<ArrayRef> {
+    let col = batch.column_by_name(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no column {name:?} (eval_labels reads the SCIR stages' tables)",
+            file.display()
+        )
+    })?;
+    Ok(cast(col, dt)?)
+}
+
+fn strings(a: &ArrayRef) -> &StringArray {
+    a.as_any().downcast_ref().expect("cast to Utf8")
+}
+fn ints(a: &ArrayRef) -> &Int64Array {
+    a.as_any().downcast_ref().expect("cast to Int64")
+}
+fn floats(a: &ArrayRef) -> &Float64Array {
+    a.as_any().downcast_ref().expect("cast to Float64")
+}
+fn bools(a: &ArrayRef) -> &BooleanArray {
+    a.as_any().downcast_ref().expect("cast to Boolean")
+}
+
+/// Read `responses` and `filter_pairs` files into gold-scored [`OwnPair`]s.
+pub fn read_own_pairs(responses: &Path, filter: &Path) -> anyhow::Result<Vec<OwnPair>> {
+    use columns as c;
+    let mut rows = Vec::new();
+    for b in table::read(responses)? {
+        let id = column(&b, c::RESPONSE_ID, &DataType::Int64, responses)?;
+        let prompt = column(&b, c::PROMPT, &DataType::Utf8, responses)?;
+        let text = column(&b, c::TEXT, &DataType::Utf8, responses)?;
+        for i in 0..b.num_rows() {
+            let (p, t) = (strings(&prompt).value(i), strings(&text).value(i));
+            rows.push((ints(&id).value(i), p.to_string(), t.to_string()));
+        }
+    }
+    let gold = gold_by_id(rows)?;
+    let mut out = Vec::new();
+    for b in table::read(filter)? {
+        let get = |n: &str, dt: &DataType| column(&b, n, dt, filter);
+        let (r1, r2) = (
+            get(c::RESPONSE_ID_1, &DataType::Int64)?,
+            get(c::RESPONSE_ID_2, &DataType::Int64)?,
+        );
+        let (p, q) = (
+            get(c::P_IRM, &DataType::Float64)?,
+            get(c::P_GRM, &DataType::Float64)?,
+        );
+        let consistent = get(c::CONSISTENT, &DataType::Boolean)?;
+        let label = get(c::LABEL, &DataType::Utf8)?;
+        let labels = strings(&label);
+        let selected = get(c::SELECTED, &DataType::Boolean)?;
+        for i in 0..b.num_rows() {
+            let get = |ids: &ArrayRef| {
+                let id = ints(ids).value(i);
+                gold.get(&id).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: response {id} is not in {}",
+                        filter.display(),
+                        responses.display()
+                    )
+                })
+            };
+            let ((prompt, text_1, gold_1), (_, text_2, gold_2)) = (get(&r1)?, get(&r2)?);
+            out.push(OwnPair {
+                prompt: prompt.clone(),
+                text_1: text_1.clone(),
+                text_2: text_2.clone(),
+                gold_1: *gold_1,
+                gold_2: *gold_2,
+                p_irm: floats(&p).value(i),
+                p_grm: floats(&q).value(i),
+                consistent: bools(&consistent).value(i),
+                label_y1: labels.is_valid(i).then(|| labels.value(i) == c::Y1),
+                selected: bools(&selected).value(i),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Mt on the pairs it was just trained on (the selected pairs of its own
+/// iteration): consistency before (the filter's flag, under Mt−1) and after
+/// (the selection rule on Mt's p and q), and Mt's IRM/GRM accuracy there.
+pub fn trained_metrics(
+    p: &EvalParams,
+    model: &Model,
+    reference: &Model,
+    pairs: &[OwnPair],
+) -> anyhow::Result<Vec<(String, Mean)>> {
+    let flag = |b: bool| f64::from(u8::from(b));
+    let trained: Vec<&OwnPair> = pairs.iter().filter(|x| x.selected).collect();
+    let gold: Vec<GoldPair> = trained
+        .iter()
+        .zip(0..)
+        .map(|(x, id)| GoldPair {
+            id,
+            prompt: x.prompt.clone(),
+            a: x.text_1.clone(),
+            b: x.text_2.clone(),
+            a_better: x.gold_1 > x.gold_2,
+        })
+        .collect();
+    let models = Models {
+        model,
+        baseline: None,
+        reference,
+    };
+    let scores = judge(p, &models, &gold)?;
+    let decided = || {
+        trained
+            .iter()
+            .zip(&scores)
+            .filter(|(x, _)| x.gold_1 != x.gold_2)
+    };
+    Ok(vec![
+        (
+            "trained_consistency_before".into(),
+            Mean::of(trained.iter().map(|x| flag(x.consistent))),
+        ),
+        (
+            "trained_consistency_after".into(),
+            Mean::of(
+                scores
+                    .iter()
+                    .map(|s| flag(select_pair(s.p_irm, grm_q(p, s), p.delta).is_some())),
+            ),
+        ),
+        (
+            "trained_irm_acc".into(),
+            Mean::of(decided().map(|(_, s)| credit(s.p_irm, s.a_better))),
+        ),
+        (
+            "trained_grm_acc".into(),
+            Mean::of(decided().map(|(_, s)| credit(grm_q(p, s), s.a_better))),
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(g: (f64, f64), p: f64, q: f64, consistent: bool, label: Option<bool>) -> OwnPair {
+        OwnPair {
+            prompt: String::new(),
+            text_1: String::new(),
+            text_2: String::new(),
+            gold_1: g.0,
+            gold_2: g.1,
+            p_irm: p,
+            p_grm: q,
+            consistent,
+            label_y1: label,
+            selected: label.is_some(),
+        }
+    }
+
+    #[test]
+    fn label_metrics_leave_gold_ties_out_and_score_the_trained_labels() {
+        let pairs = [
+            pair((1.0, 0.5), 0.8, 0.7, true, Some(true)), // right
+            pair((0.2, 0.9), 0.6, 0.9, true, Some(true)), // wrong label
+            pair((0.4, 0.3), 0.3, 0.6, false, None),      // IRM wrong, GRM right
+            pair((0.5, 0.5), 0.9, 0.9, true, Some(true)), // gold tie: left out
+        ];
+        let m: BTreeMap<String, Mean> = label_metrics(&pairs).into_iter().collect();
+        assert_eq!(m["own_gold_tie_rate"].value, 0.25);
+        assert_eq!(m["own_consistency_rate"].value, 0.75);
+        assert_eq!((m["label_acc"].value, m["label_acc"].n), (0.5, 2));
+        assert_eq!(m["own_inconsistent_grm_acc"].value, 1.0);
+        assert_eq!(m["own_inconsistent_irm_acc"].value, 0.0);
+        assert_eq!((m["own_irm_acc"].value, m["own_irm_acc"].n), (1.0 / 3.0, 3));
+        assert_eq!(m["selected_frac"].value, 0.75);
+    }
+}
