@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -9,6 +10,7 @@ use clap::Args;
 use super::{PipelineArg, StoreArgs, short_key};
 use crate::dag::Dag;
 use crate::lock::Wait;
+use crate::report;
 use crate::runlog::{RunRecord, status};
 use crate::sched::{self, RunOptions};
 use crate::stage::Registry;
@@ -89,6 +91,7 @@ pub fn run(args: &RunArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let record = sched::run(&store, &pipeline, &dag, &opts)?;
+    refresh_report(&args.store.artifacts, &record, args.json)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&record)?);
     } else {
@@ -99,6 +102,22 @@ pub fn run(args: &RunArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Rebuild `artifacts/report/` when this run computed something (or the report is
+/// missing), so a fully cached run stays cheap. Pipelines without an `eval` table get
+/// no report.
+fn refresh_report(artifacts: &Path, record: &RunRecord, quiet: bool) -> anyhow::Result<()> {
+    let ran = record.tasks.iter().any(|t| t.status == status::RAN);
+    let missing = !artifacts.join(report::REPORT_DIR).exists();
+    if record.status != "ok" || !(ran || missing) {
+        return Ok(());
+    }
+    let written = report::refresh(artifacts)?;
+    if let (Some(path), false) = (written, quiet) {
+        eprintln!("report: {}", path.display());
+    }
+    Ok(())
 }
 
 fn print_human(record: &RunRecord) {
