@@ -19,11 +19,13 @@
 
 use crate::stage::{Registry, Stage};
 
+pub mod checkpoint;
 pub mod common;
 pub mod consistency_filter;
 pub mod generate;
 pub mod init;
 pub mod judge;
+pub mod prompts;
 pub mod score_grm;
 pub mod score_irm;
 pub mod sft;
@@ -39,11 +41,22 @@ static SCORE_IRM: score_irm::ScoreIrm = score_irm::ScoreIrm;
 static SCORE_GRM: score_grm::ScoreGrm = score_grm::ScoreGrm;
 static FILTER: consistency_filter::ConsistencyFilter = consistency_filter::ConsistencyFilter;
 static TRAIN: train::Train = train::Train;
+static CHECKPOINT: checkpoint::Checkpoint = checkpoint::Checkpoint;
+static PROMPTS: prompts::Prompts = prompts::Prompts;
 
 /// Every built-in stage kind.
 pub fn registry() -> Registry {
-    let stages: [&'static dyn Stage; 8] = [
-        &WORLD, &INIT, &SFT, &GENERATE, &SCORE_IRM, &SCORE_GRM, &FILTER, &TRAIN,
+    let stages: [&'static dyn Stage; 10] = [
+        &WORLD,
+        &INIT,
+        &SFT,
+        &GENERATE,
+        &SCORE_IRM,
+        &SCORE_GRM,
+        &FILTER,
+        &TRAIN,
+        &CHECKPOINT,
+        &PROMPTS,
     ];
     stages.into_iter().map(|s| (s.kind(), s)).collect()
 }

@@ -8,6 +8,7 @@ mod engine_stages;
 mod loss;
 mod model;
 mod sql;
+mod stages;
 mod train;
 mod util;
 mod world;
