@@ -272,3 +272,29 @@ fn prompt_file_without_the_column_is_a_clear_user_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_diverging_loss_stops_train_and_commits_nothing() {
+    let (dir, pipeline) = smoke_project();
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, yaml.replace("lr: 1.0e-3", "lr: 1.0e+30")).unwrap();
+    let art = dir.path().join("artifacts");
+    let out = scir(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--json",
+        "--artifacts",
+        art.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("diverged"), "{err}");
+    assert!(
+        !art.join("tables/train_metrics").exists()
+            || std::fs::read_dir(art.join("tables/train_metrics"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "a failed train task published its metrics"
+    );
+}
