@@ -241,11 +241,11 @@ pub fn read_pairs(input: &InputArtifact) -> anyhow::Result<Vec<PairRow>> {
 }
 
 /// The response `id`, or an error naming the pair.
-pub fn response<'a>(
-    map: &'a std::collections::BTreeMap<i64, Response>,
+pub fn response(
+    map: &std::collections::BTreeMap<i64, Response>,
     id: i64,
     pair: i64,
-) -> anyhow::Result<&'a Response> {
+) -> anyhow::Result<&Response> {
     map.get(&id)
         .ok_or_else(|| anyhow::anyhow!("pair {pair} names response {id}, which does not exist"))
 }

@@ -10,6 +10,9 @@ use super::score_grm::{GRM_SCORES, JUDGE_TOKENS};
 use super::score_irm::{IRM_PAIRS, RESPONSE_LOGPS};
 use crate::stage::TaskContext;
 
+/// The stored judge prompts of one pair (the second is absent without swap).
+type JudgeIds = (Option<Vec<u32>>, Option<Vec<u32>>);
+
 /// One training pair.
 #[derive(Debug, Clone)]
 pub struct TrainPair {
@@ -64,13 +67,12 @@ pub fn load(ctx: &TaskContext) -> anyhow::Result<TrainData> {
         .unwrap_or(0.1);
     let grm_in = ctx.input("grm")?;
     let grm = common::read_table(grm_in, GRM_SCORES)?;
-    let judge_ids: BTreeMap<i64, (Option<Vec<u32>>, Option<Vec<u32>>)> =
-        common::col_i64(&grm, "pair_id")?
-            .into_iter()
-            .zip(common::col_ids(&grm, "judge_ids_1")?)
-            .zip(common::col_ids(&grm, "judge_ids_2")?)
-            .map(|((id, a), b)| (id, (a, b)))
-            .collect();
+    let judge_ids: BTreeMap<i64, JudgeIds> = common::col_i64(&grm, "pair_id")?
+        .into_iter()
+        .zip(common::col_ids(&grm, "judge_ids_1")?)
+        .zip(common::col_ids(&grm, "judge_ids_2")?)
+        .map(|((id, a), b)| (id, (a, b)))
+        .collect();
     let judge = judge_spec(grm_in, &grm)?;
     let filt = common::read_table(
         ctx.input("filter")?,
