@@ -298,3 +298,31 @@ fn a_diverging_loss_stops_train_and_commits_nothing() {
         "a failed train task published its metrics"
     );
 }
+
+#[test]
+fn irm_reference_and_static_mode_do_what_they_say() {
+    let (dir, pipeline) = smoke_project();
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    let arms = "arms:\n  start:\n    score-irm: { irm_reference: iteration_start }\n  prev:\n    \
+                score-irm: { irm_reference: previous_iteration }\n    consistency-filter: { mode: static }\n";
+    let head = yaml.split("arms:").next().unwrap();
+    std::fs::write(&pipeline, format!("{head}{arms}")).unwrap();
+    let dag = scir(&["dag", pipeline.to_str().unwrap()]);
+    let dag = String::from_utf8_lossy(&dag.stdout).to_string();
+    assert!(dag.contains("irm_ref ← train@1 [start]"), "{dag}");
+    assert!(dag.contains("irm_ref ← sft@0"), "{dag}");
+    assert!(dag.contains("irm_ref ← init@0 ["), "{dag}");
+    let art = dir.path().join("artifacts");
+    assert_eq!(run(&pipeline, &art).status, "ok");
+    // Against Mt itself the implicit reward is exactly ½ before training.
+    let off = sql(
+        &art,
+        "SELECT count(*) AS n FROM irm_pairs WHERE arm = 'start' AND p_irm <> 0.5",
+    );
+    assert_eq!(off.lines().nth(1), Some("0"), "{off}");
+    let bad = sql(
+        &art,
+        "SELECT count(*) AS n FROM filter_pairs WHERE arm = 'prev' AND selected <> consistent",
+    );
+    assert_eq!(bad.lines().nth(1), Some("0"), "{bad}");
+}
