@@ -11,7 +11,9 @@
 //! The judge prompt ids are stored (and reused by `train@k`); so are the
 //! verdict/score token ids (`judge_tokens`). The template is a file named by
 //! `template` (relative to the pipeline file, digested into the key) or the
-//! built-in one of the mode (`stages/templates/`).
+//! built-in one of the mode (`stages/templates/`). For instruct models,
+//! `stages/templates/judge_pairwise_instruct.txt` is an MT-Bench-style
+//! pairwise template to point `template:` at.
 //!
 //! ```text
 //! grm_scores    iteration Int32, pair_id Int64, mode Utf8, p_a_12 Float64? (P(A|y1,y2)),

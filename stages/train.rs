@@ -16,6 +16,9 @@
 //! per optimizer step, AdamW with a schedule and clipping. A non-finite loss
 //! or gradient stops the task with an error, and nothing is committed.
 //!
+//! `lora: { rank, alpha, target_modules }` trains LoRA adapters only (the
+//! base weights stay fixed) and merges them into the saved Mt+1.
+//!
 //! Defaults (DESIGN §2/§5; the prototype's stable setting): lr 5e-5 constant,
 //! 1 epoch, batch 16, β 0.1, λ 1, γ 0.1, δ 0, symmetric KL, grad through both.
 //!
@@ -38,6 +41,7 @@ use crate::loss::{
     ConsistencyGrad, ConsistencyKind, DpoMetrics, LogBernoulli, PairLogps, ScirLossConfig,
     dpo_sigmoid, scir_loss,
 };
+use crate::model::lora::{LoraConfig, LoraSet};
 use crate::model::optim::AdamWParams;
 use crate::model::schedule::{LrSchedule, ScheduleKind};
 use crate::model::score::{Pair, response_logprobs};
@@ -86,6 +90,8 @@ pub struct TrainParams {
     /// δ: margin of the per-step selection rule (scir).
     pub delta: f64,
     pub consistency: ConsistencyParams,
+    /// Train LoRA adapters instead of every weight (merged into Mt+1 on save).
+    pub lora: Option<LoraConfig>,
 }
 
 impl Default for TrainParams {
@@ -104,6 +110,7 @@ impl Default for TrainParams {
             gamma: 0.1,
             delta: 0.0,
             consistency: ConsistencyParams::default(),
+            lora: None,
         }
     }
 }
@@ -182,7 +189,19 @@ impl Stage for Train {
     }
     fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let p: TrainParams = ctx.params()?;
-        let model = common::load_model(ctx.input("model")?, Weights::Trainable)?;
+        let mut model = common::load_model(ctx.input("model")?, Weights::Trainable)?;
+        let lora = match &p.lora {
+            Some(cfg) => Some(LoraSet::attach(
+                cfg.clone(),
+                &mut model.decoder,
+                candle_core::DType::F32,
+            )?),
+            None => None,
+        };
+        let vars = match &lora {
+            Some(set) => set.named_vars(),
+            None => varmap_vars(&model.varmap)?,
+        };
         let data = train_data::load(ctx)?;
         let n = data.pairs.len();
         let steps_per_epoch = n.div_ceil(p.batch_size) as u64;
@@ -194,12 +213,7 @@ impl Stage for Train {
             weight_decay: p.weight_decay,
             ..AdamWParams::default()
         };
-        let mut stepper = Stepper::new(
-            varmap_vars(&model.varmap)?,
-            opt,
-            schedule,
-            Some(p.max_grad_norm),
-        )?;
+        let mut stepper = Stepper::new(vars, opt, schedule, Some(p.max_grad_norm))?;
         let bar = ctx.progress(total, "train");
         let mut rows = Rows::default();
         for epoch in 0..p.epochs {
@@ -227,6 +241,9 @@ impl Stage for Train {
             }
         }
         bar.finish_and_clear();
+        if let Some(set) = &lora {
+            set.merge_into_varmap(&model.varmap)?;
+        }
         model.save(&ctx.checkpoint_dir()?)?;
         let batch = rows.batch(ctx.iteration)?;
         ctx.write_table(METRICS, &batch)

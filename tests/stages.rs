@@ -224,6 +224,8 @@ stages:
   train: {{ each_iteration: true, params: {{ batch_size: 2 }} }}
 arms:
   scir: {{}}
+  lora:
+    train: {{ lora: {{ rank: 2, alpha: 4.0, target_modules: [q_proj, v_proj] }} }}
   srlm:
     consistency-filter: {{ mode: grm_only, margin: 0.0 }}
     train: {{ method: srlm }}
@@ -234,6 +236,11 @@ arms:
     let art = dir.path().join("artifacts");
     let rec = run(&pipeline, &art);
     assert_eq!(rec.status, "ok");
+    assert!(
+        rec.tasks
+            .iter()
+            .any(|t| t.task == "train@1" && t.arm == "lora" && t.status == "ran")
+    );
     let flips = sql(
         &art,
         "SELECT count(*) AS n, count(position_flip) AS f FROM grm_scores WHERE mode = 'pairwise'",
