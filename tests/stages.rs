@@ -333,3 +333,28 @@ fn irm_reference_and_static_mode_do_what_they_say() {
     );
     assert_eq!(bad.lines().nth(1), Some("0"), "{bad}");
 }
+
+#[test]
+fn a_verdict_that_is_not_one_token_is_a_user_error() {
+    let (dir, pipeline) = smoke_project();
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    let yaml = yaml.replace(
+        "{ mode: pointwise, template: judge_pointwise.txt }",
+        "{ mode: pairwise, verdicts: [AA, B] }",
+    );
+    std::fs::write(&pipeline, yaml).unwrap();
+    let art = dir.path().join("artifacts");
+    let out = scir(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--artifacts",
+        art.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"AA\" is 2 tokens") && err.contains("exactly one token"),
+        "{err}"
+    );
+    assert!(!art.join("tables/grm_scores").exists());
+}
