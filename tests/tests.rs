@@ -10,6 +10,7 @@ mod gguf;
 mod loss;
 mod model;
 mod sql;
+mod stages;
 mod train;
 mod util;
 mod world;

@@ -1,0 +1,268 @@
+//! `sft`: supervised fine-tuning of the initial model on the world's IFT
+//! (instruction demos) and EFT (judge examples) tables into M0.
+//!
+//! Each example is a (prompt, response) pair in the world's text formats
+//! ([`crate::world::format`]): instructions as they are; pointwise judge
+//! examples as `judge_pointwise(prompt, response_a)` → score token; pairwise
+//! ones as `judge_pairwise(prompt, a, b)` → verdict token. The response gets
+//! EOS. Loss: mean NLL over response tokens (the prompt is masked). Steps draw
+//! batches from a seeded shuffle of all examples (epoch after epoch), AdamW
+//! with a schedule and clipping; a non-finite loss stops the task.
+//!
+//! Inputs: `model` (checkpoint, default `model@initial`), `data` (tables
+//! `ift`, `eft`, default `world`). Outputs: the checkpoint and table
+//! `sft_metrics`:
+//!
+//! ```text
+//! sft_metrics  iteration Int32, step Int32, loss Float64, lr Float64,
+//!              grad_norm Float64, tokens Int64 (response tokens in the step)
+//! ```
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::common::{self, Col};
+use crate::model::optim::AdamWParams;
+use crate::model::schedule::{LrSchedule, ScheduleKind};
+use crate::model::score::{Pair, response_logprobs};
+use crate::model::trainer::{Stepper, varmap_vars};
+use crate::model::{Adapters, Weights};
+use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
+use crate::world::format;
+
+/// Bump when SFT's output changes for the same inputs and params.
+pub const VERSION: u32 = 1;
+/// Name of the metrics table.
+pub const METRICS_TABLE: &str = "sft_metrics";
+
+/// Params of `sft`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SftParams {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warmup steps of the schedule.
+    pub warmup_steps: u64,
+    /// Learning-rate schedule.
+    pub schedule: ScheduleKind,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Clip the gradient norm to this.
+    pub max_grad_norm: f64,
+    /// Train on the instruction demos.
+    pub ift: bool,
+    /// Train on the judge examples.
+    pub eft: bool,
+}
+
+impl Default for SftParams {
+    fn default() -> Self {
+        SftParams {
+            steps: 600,
+            batch_size: 32,
+            lr: 3e-3,
+            warmup_steps: 30,
+            schedule: ScheduleKind::Cosine,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            ift: true,
+            eft: true,
+        }
+    }
+}
+
+/// The `sft` stage.
+pub struct Sft;
+
+const SLOTS: &[Slot] = &[
+    Slot {
+        name: "model",
+        kind: SlotKind::Checkpoint,
+    },
+    Slot {
+        name: "data",
+        kind: SlotKind::Tables,
+    },
+];
+
+impl Stage for Sft {
+    fn kind(&self) -> &'static str {
+        "sft"
+    }
+    fn version(&self) -> u32 {
+        VERSION
+    }
+    fn about(&self) -> &'static str {
+        "supervised fine-tuning on the world's IFT + EFT data (M0)"
+    }
+    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
+        resolve_typed::<SftParams>(raw)
+    }
+    fn inputs(&self) -> &'static [Slot] {
+        SLOTS
+    }
+    fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
+        vec![("model", "model@initial".into()), ("data", "world".into())]
+    }
+    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
+        Outputs {
+            tables: vec![(METRICS_TABLE.into(), metrics_schema())],
+            checkpoint: true,
+        }
+    }
+    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        let p: SftParams = ctx.params()?;
+        let model = common::load_model(ctx.input("model")?, Weights::Trainable)?;
+        let data = ctx.input("data")?.clone();
+        let examples = examples(&model.text, &data, &p)?;
+        if examples.is_empty() {
+            anyhow::bail!(crate::user_err!(
+                "sft: no training examples (set `ift` or `eft`, or give the world IFT/EFT rows)"
+            ));
+        }
+        ctx.log(&format!("{} examples", examples.len()));
+        let schedule = LrSchedule::new(p.schedule, p.lr, p.warmup_steps, p.steps)?;
+        let opt = AdamWParams {
+            lr: p.lr,
+            weight_decay: p.weight_decay,
+            ..AdamWParams::default()
+        };
+        let mut stepper = Stepper::new(
+            varmap_vars(&model.varmap)?,
+            opt,
+            schedule,
+            Some(p.max_grad_norm),
+        )?;
+        let pad = model.text.pad_id();
+        let bar = ctx.progress(p.steps, "sft");
+        let mut rows = MetricRows::default();
+        let (mut order, mut epoch, mut pos) = (Vec::new(), 0u64, 0usize);
+        let start = Instant::now();
+        let mut seen_tokens = 0u64;
+        for step in 0..p.steps {
+            let mut batch = Vec::with_capacity(p.batch_size);
+            while batch.len() < p.batch_size.max(1) {
+                if pos >= order.len() {
+                    order = crate::model::train_state::epoch_order(examples.len(), ctx.seed, epoch);
+                    epoch += 1;
+                    pos = 0;
+                }
+                batch.push(examples[order[pos]].clone());
+                pos += 1;
+            }
+            let tokens: usize = batch.iter().map(|e| e.response.len()).sum();
+            let lp = response_logprobs(&model.decoder, &batch, pad, Adapters::On)?;
+            let loss = (lp.sum_all()?.neg()? / tokens as f64)?;
+            let value = loss.to_scalar::<f32>()? as f64;
+            common::check_finite("the SFT loss", value, step + 1)?;
+            stepper.accumulate(&loss.backward()?)?;
+            let info = stepper.step()?;
+            seen_tokens += tokens as u64;
+            rows.push(
+                step as i32 + 1,
+                value,
+                info.lr,
+                info.grad_norm,
+                tokens as i64,
+            );
+            let rate = seen_tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{} loss {value:.3} {rate:.0} tok/s", ctx.task));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        if let Some(last) = rows.loss.last() {
+            ctx.log(&format!("final loss {last:.4}"));
+        }
+        model.save(&ctx.checkpoint_dir()?)?;
+        let batch = rows.batch(ctx.iteration)?;
+        ctx.write_table(METRICS_TABLE, &batch)
+    }
+}
+
+fn metrics_schema() -> arrow::datatypes::SchemaRef {
+    common::schema(&[
+        ("step", Col::I32, false),
+        ("loss", Col::F64, false),
+        ("lr", Col::F64, false),
+        ("grad_norm", Col::F64, false),
+        ("tokens", Col::I64, false),
+    ])
+}
+
+#[derive(Default)]
+struct MetricRows {
+    step: Vec<i32>,
+    loss: Vec<f64>,
+    lr: Vec<f64>,
+    grad_norm: Vec<f64>,
+    tokens: Vec<i64>,
+}
+
+impl MetricRows {
+    fn push(&mut self, step: i32, loss: f64, lr: f64, grad_norm: f64, tokens: i64) {
+        self.step.push(step);
+        self.loss.push(loss);
+        self.lr.push(lr);
+        self.grad_norm.push(grad_norm);
+        self.tokens.push(tokens);
+    }
+    fn batch(self, k: u32) -> anyhow::Result<arrow::record_batch::RecordBatch> {
+        common::batch(
+            &metrics_schema(),
+            k,
+            vec![
+                common::arr_i32(self.step),
+                common::arr_f64(self.loss),
+                common::arr_f64(self.lr),
+                common::arr_f64(self.grad_norm),
+                common::arr_i64(self.tokens),
+            ],
+        )
+    }
+}
+
+/// Every training example as (prompt ids, response ids + EOS).
+fn examples(
+    text: &crate::model::Text,
+    data: &crate::stage::InputArtifact,
+    p: &SftParams,
+) -> anyhow::Result<Vec<Pair>> {
+    let mut texts: Vec<(String, String)> = Vec::new();
+    if p.ift {
+        let ift = common::read_table(data, crate::world::tables::IFT)?;
+        let prompts = common::col_str(&ift, "prompt")?;
+        let responses = common::col_str(&ift, "response")?;
+        for (pr, r) in prompts.into_iter().zip(responses) {
+            texts.push((pr.unwrap_or_default(), r.unwrap_or_default()));
+        }
+    }
+    if p.eft {
+        let eft = common::read_table(data, crate::world::tables::EFT)?;
+        let prompts = common::col_str(&eft, "prompt")?;
+        let a = common::col_str(&eft, "response_a")?;
+        let b = common::col_str(&eft, "response_b")?;
+        let labels = common::col_str(&eft, "label")?;
+        for (((pr, a), b), label) in prompts.into_iter().zip(a).zip(b).zip(labels) {
+            let (pr, a) = (pr.unwrap_or_default(), a.unwrap_or_default());
+            let prompt = match b {
+                Some(b) => format::judge_pairwise(&pr, &a, &b),
+                None => format::judge_pointwise(&pr, &a),
+            };
+            texts.push((prompt, label.unwrap_or_default()));
+        }
+    }
+    texts
+        .iter()
+        .map(|(prompt, response)| {
+            Ok(Pair {
+                prompt: text.encode_prompt(prompt)?,
+                response: text.encode_response(response, true)?,
+            })
+        })
+        .collect()
+}

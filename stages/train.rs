@@ -1,0 +1,469 @@
+//! `train@k`: from Mt, writes Mt+1 on the pairs of `consistency-filter@k`.
+//!
+//! * `method: scir` (default): every step, with the current θ, computes the
+//!   IRM `p` (policy log-probs against the cached IRM-reference log-probs,
+//!   score-irm's β) and the GRM `q` (the stored judge prompts, pairwise
+//!   swap-averaged or pointwise), selects the consistent pairs
+//!   ([`crate::loss::select_pair`] with `delta`), and minimises
+//!   `L = mean_consistent(L_dpo) + λ·mean_all(L_con)` ([`crate::loss::scir_loss`];
+//!   `consistency.loss: symmetric_kl | agreement_nll`, `consistency.grad:
+//!   both | irm_only`, γ weights the entropy term).
+//! * `method: srlm`: plain DPO on the filter's fixed labels (no consistency
+//!   loss).
+//!
+//! The DPO reference log-probs are score-irm's `logp_policy` (Mt), never
+//! recomputed. Pairs are visited in a seeded shuffle per epoch, `batch_size`
+//! per optimizer step, AdamW with a schedule and clipping. A non-finite loss
+//! or gradient stops the task with an error, and nothing is committed.
+//!
+//! `lora: { rank, alpha, target_modules }` trains LoRA adapters only (the
+//! base weights stay fixed) and merges them into the saved Mt+1.
+//!
+//! Defaults (DESIGN §2/§5; the prototype's stable setting): lr 5e-5 constant,
+//! 1 epoch, batch 16, β 0.1, λ 1, γ 0.1, δ 0, symmetric KL, grad through both.
+//!
+//! ```text
+//! train_metrics  iteration Int32, step Int32, epoch Int32, pairs Int32, loss Float64,
+//!                "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+//!                "logps/chosen", "logps/rejected", "loss/dpo", "loss/consistency",
+//!                "consistency/selected_frac", "consistency/agreement" (Float64, NULL when
+//!                undefined: no pair selected, or srlm for the consistency metrics),
+//!                lr Float64, grad_norm Float64
+//! ```
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::common::{self, Col};
+use super::judge;
+use super::train_data::{self, TrainData, TrainPair};
+use crate::loss::{
+    ConsistencyGrad, ConsistencyKind, DpoMetrics, LogBernoulli, PairLogps, ScirLossConfig,
+    dpo_sigmoid, scir_loss,
+};
+use crate::model::lora::{LoraConfig, LoraSet};
+use crate::model::optim::AdamWParams;
+use crate::model::schedule::{LrSchedule, ScheduleKind};
+use crate::model::score::{Pair, response_logprobs};
+use crate::model::trainer::{Stepper, varmap_vars, verdict_logit_gaps};
+use crate::model::{Adapters, Model, Weights};
+use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
+
+/// Bump when the output changes for the same inputs and params.
+pub const VERSION: u32 = 1;
+pub const METRICS: &str = "train_metrics";
+
+/// Training objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Scir,
+    Srlm,
+}
+
+/// The consistency-loss knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsistencyParams {
+    pub loss: ConsistencyKind,
+    pub grad: ConsistencyGrad,
+}
+
+/// Params of `train`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainParams {
+    pub method: Method,
+    pub lr: f64,
+    pub epochs: u64,
+    pub batch_size: usize,
+    pub schedule: ScheduleKind,
+    pub warmup_steps: u64,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+    /// DPO β.
+    pub beta: f64,
+    /// λ: weight of the consistency loss (scir).
+    pub lambda: f64,
+    /// γ: weight of the entropy term (scir, symmetric_kl).
+    pub gamma: f64,
+    /// δ: margin of the per-step selection rule (scir).
+    pub delta: f64,
+    pub consistency: ConsistencyParams,
+    /// Train LoRA adapters instead of every weight (merged into Mt+1 on save).
+    pub lora: Option<LoraConfig>,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams {
+            method: Method::Scir,
+            lr: 5e-5,
+            epochs: 1,
+            batch_size: 16,
+            schedule: ScheduleKind::Constant,
+            warmup_steps: 0,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            beta: 0.1,
+            lambda: 1.0,
+            gamma: 0.1,
+            delta: 0.0,
+            consistency: ConsistencyParams::default(),
+            lora: None,
+        }
+    }
+}
+
+/// The `train` stage.
+pub struct Train;
+
+const SLOTS: &[Slot] = &[
+    Slot {
+        name: "model",
+        kind: SlotKind::Checkpoint,
+    },
+    Slot {
+        name: "generation",
+        kind: SlotKind::Tables,
+    },
+    Slot {
+        name: "irm",
+        kind: SlotKind::Tables,
+    },
+    Slot {
+        name: "grm",
+        kind: SlotKind::Tables,
+    },
+    Slot {
+        name: "filter",
+        kind: SlotKind::Tables,
+    },
+];
+
+impl Stage for Train {
+    fn kind(&self) -> &'static str {
+        "train"
+    }
+    fn version(&self) -> u32 {
+        VERSION
+    }
+    fn about(&self) -> &'static str {
+        "Mt → Mt+1: SCIR (dynamic selection + consistency loss) or SRLM (plain DPO)"
+    }
+    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
+        let v = resolve_typed::<TrainParams>(raw)?;
+        let p: TrainParams = serde_json::from_value(v.clone()).map_err(|e| ParamError {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
+        loss_config(&p, 1.0).validate().map_err(|e| ParamError {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
+        if p.batch_size == 0 {
+            return Err(ParamError {
+                path: "batch_size".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(v)
+    }
+    fn inputs(&self) -> &'static [Slot] {
+        SLOTS
+    }
+    fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
+        vec![
+            ("model", "model@k-1".into()),
+            ("generation", "generate".into()),
+            ("irm", "score-irm".into()),
+            ("grm", "score-grm".into()),
+            ("filter", "consistency-filter".into()),
+        ]
+    }
+    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
+        Outputs {
+            tables: vec![(METRICS.into(), metrics_schema())],
+            checkpoint: true,
+        }
+    }
+    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        let p: TrainParams = ctx.params()?;
+        let mut model = common::load_model(ctx.input("model")?, Weights::Trainable)?;
+        let lora = match &p.lora {
+            Some(cfg) => Some(LoraSet::attach(
+                cfg.clone(),
+                &mut model.decoder,
+                candle_core::DType::F32,
+            )?),
+            None => None,
+        };
+        let vars = match &lora {
+            Some(set) => set.named_vars(),
+            None => varmap_vars(&model.varmap)?,
+        };
+        let data = train_data::load(ctx)?;
+        let n = data.pairs.len();
+        let steps_per_epoch = n.div_ceil(p.batch_size) as u64;
+        let total = steps_per_epoch * p.epochs;
+        ctx.log(&format!("{n} training pairs, {total} steps"));
+        let schedule = LrSchedule::new(p.schedule, p.lr, p.warmup_steps.min(total), total)?;
+        let opt = AdamWParams {
+            lr: p.lr,
+            weight_decay: p.weight_decay,
+            ..AdamWParams::default()
+        };
+        let mut stepper = Stepper::new(vars, opt, schedule, Some(p.max_grad_norm))?;
+        let bar = ctx.progress(total, "train");
+        let mut rows = Rows::default();
+        for epoch in 0..p.epochs {
+            let order = crate::model::train_state::epoch_order(n, ctx.seed, epoch);
+            for chunk in order.chunks(p.batch_size) {
+                let batch: Vec<&TrainPair> = chunk.iter().map(|&i| &data.pairs[i]).collect();
+                let step = rows.step.len() as u64 + 1;
+                let (loss, m) = match p.method {
+                    Method::Scir => scir_batch(&model, &data, &batch, &p)?,
+                    Method::Srlm => srlm_batch(&model, &batch, &p)?,
+                };
+                common::check_finite("the training loss", m.loss, step)?;
+                stepper.accumulate(&loss.backward()?)?;
+                let info = stepper.step()?;
+                rows.push(
+                    step as i32,
+                    epoch as i32,
+                    batch.len() as i32,
+                    &m,
+                    info.lr,
+                    info.grad_norm,
+                );
+                bar.set_message(format!("{} loss {:.4}", ctx.task, m.loss));
+                bar.inc(1);
+            }
+        }
+        bar.finish_and_clear();
+        if let Some(set) = &lora {
+            set.merge_into_varmap(&model.varmap)?;
+        }
+        model.save(&ctx.checkpoint_dir()?)?;
+        let batch = rows.batch(ctx.iteration)?;
+        ctx.write_table(METRICS, &batch)
+    }
+}
+
+fn loss_config(p: &TrainParams, irm_beta: f64) -> ScirLossConfig {
+    ScirLossConfig {
+        beta: p.beta,
+        irm_beta,
+        lambda: p.lambda,
+        gamma: p.gamma,
+        delta: p.delta,
+        kind: p.consistency.loss,
+        grad: p.consistency.grad,
+    }
+}
+
+/// One step's metrics, named as in the module docs.
+#[derive(Debug, Clone, Default)]
+struct Metrics {
+    loss: f64,
+    dpo: DpoMetrics,
+    loss_dpo: Option<f64>,
+    loss_consistency: Option<f64>,
+    selected_frac: Option<f64>,
+    agreement: Option<f64>,
+}
+
+/// `(logπθ(y1), logπθ(y2))` of a batch, `(n,)` each, differentiable.
+fn policy_logps(model: &Model, batch: &[&TrainPair]) -> anyhow::Result<(Tensor, Tensor)> {
+    let mut items: Vec<Pair> = batch
+        .iter()
+        .map(|p| Pair {
+            prompt: p.prompt.clone(),
+            response: p.y1.clone(),
+        })
+        .collect();
+    items.extend(batch.iter().map(|p| Pair {
+        prompt: p.prompt.clone(),
+        response: p.y2.clone(),
+    }));
+    let lp = response_logprobs(&model.decoder, &items, model.text.pad_id(), Adapters::On)?;
+    let n = batch.len();
+    Ok((lp.narrow(0, 0, n)?, lp.narrow(0, n, n)?))
+}
+
+fn host(v: Vec<f64>) -> anyhow::Result<Tensor> {
+    let n = v.len();
+    Ok(Tensor::from_vec(v, n, &common::device())?)
+}
+
+/// q under the current θ from the stored judge prompts.
+fn grm_preference(
+    model: &Model,
+    data: &TrainData,
+    batch: &[&TrainPair],
+) -> anyhow::Result<LogBernoulli> {
+    let j = &data.judge;
+    let pad = model.text.pad_id();
+    let first: Vec<Vec<u32>> = batch.iter().map(|p| p.judge_1.clone()).collect();
+    let second: Option<Vec<Vec<u32>>> = batch.iter().map(|p| p.judge_2.clone()).collect();
+    if j.pointwise {
+        let second = second.ok_or_else(|| anyhow::anyhow!("pointwise judge prompt missing"))?;
+        let s1 = judge::expected_scores(&model.decoder, &first, &j.token_ids, &j.values, pad)?;
+        let s2 = judge::expected_scores(&model.decoder, &second, &j.token_ids, &j.values, pad)?;
+        return Ok(LogBernoulli::grm_pointwise(&s1, &s2, j.tau)?);
+    }
+    let (a, b) = (j.token_ids[0], j.token_ids[1]);
+    let gap_ab = verdict_logit_gaps(&model.decoder, &first, (a, b), pad, Adapters::On)?;
+    let gap_ba = match second {
+        Some(s) => Some(verdict_logit_gaps(
+            &model.decoder,
+            &s,
+            (a, b),
+            pad,
+            Adapters::On,
+        )?),
+        None => None,
+    };
+    Ok(LogBernoulli::grm_pairwise(&gap_ab, gap_ba.as_ref())?)
+}
+
+fn scir_batch(
+    model: &Model,
+    data: &TrainData,
+    batch: &[&TrainPair],
+    p: &TrainParams,
+) -> anyhow::Result<(Tensor, Metrics)> {
+    let (py1, py2) = policy_logps(model, batch)?;
+    let q = grm_preference(model, data, batch)?;
+    let logps = PairLogps {
+        policy_y1: py1,
+        policy_y2: py2,
+        dpo_ref_y1: host(batch.iter().map(|b| b.dpo_ref[0]).collect())?,
+        dpo_ref_y2: host(batch.iter().map(|b| b.dpo_ref[1]).collect())?,
+        irm_ref_y1: host(batch.iter().map(|b| b.irm_ref[0]).collect())?,
+        irm_ref_y2: host(batch.iter().map(|b| b.irm_ref[1]).collect())?,
+    };
+    let out = scir_loss(&logps, &q, &loss_config(p, data.irm_beta))?;
+    let m = out.metrics;
+    Ok((
+        out.loss,
+        Metrics {
+            loss: m.loss,
+            dpo: m.dpo,
+            loss_dpo: Some(m.loss_dpo),
+            loss_consistency: Some(m.loss_consistency),
+            selected_frac: Some(m.selected_frac),
+            agreement: Some(m.agreement),
+        },
+    ))
+}
+
+fn srlm_batch(
+    model: &Model,
+    batch: &[&TrainPair],
+    p: &TrainParams,
+) -> anyhow::Result<(Tensor, Metrics)> {
+    let (py1, py2) = policy_logps(model, batch)?;
+    let y1_wins: Vec<u8> = batch
+        .iter()
+        .map(|b| u8::from(b.y1_preferred.unwrap_or(true)))
+        .collect();
+    let mask = Tensor::new(y1_wins.as_slice(), &common::device())?;
+    let pick = |a: &Tensor, b: &Tensor| -> candle_core::Result<(Tensor, Tensor)> {
+        Ok((mask.where_cond(a, b)?, mask.where_cond(b, a)?))
+    };
+    let (pc, pr) = pick(&py1, &py2)?;
+    let r1 =
+        host(batch.iter().map(|b| b.dpo_ref[0]).collect())?.to_dtype(candle_core::DType::F32)?;
+    let r2 =
+        host(batch.iter().map(|b| b.dpo_ref[1]).collect())?.to_dtype(candle_core::DType::F32)?;
+    let (rc, rr) = pick(&r1, &r2)?;
+    let out = dpo_sigmoid(&pc, &pr, &rc, &rr, p.beta, 0.0)?;
+    let dpo = DpoMetrics::compute(&out, &pc, &pr)?;
+    let loss = out.losses.mean_all()?;
+    let value = f64::from(loss.to_scalar::<f32>()?);
+    Ok((
+        loss,
+        Metrics {
+            loss: value,
+            dpo,
+            loss_dpo: Some(value),
+            ..Metrics::default()
+        },
+    ))
+}
+
+const FLOAT_METRICS: [&str; 11] = [
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/accuracies",
+    "rewards/margins",
+    "logps/chosen",
+    "logps/rejected",
+    "loss/dpo",
+    "loss/consistency",
+    "consistency/selected_frac",
+    "consistency/agreement",
+];
+
+#[derive(Default)]
+struct Rows {
+    step: Vec<i32>,
+    epoch: Vec<i32>,
+    pairs: Vec<i32>,
+    values: Vec<[Option<f64>; 11]>,
+    lr: Vec<f64>,
+    grad_norm: Vec<f64>,
+}
+
+impl Rows {
+    fn push(&mut self, step: i32, epoch: i32, pairs: i32, m: &Metrics, lr: f64, grad_norm: f64) {
+        self.step.push(step);
+        self.epoch.push(epoch);
+        self.pairs.push(pairs);
+        let d = m.dpo;
+        self.values.push([
+            Some(m.loss),
+            d.rewards_chosen,
+            d.rewards_rejected,
+            d.rewards_accuracies,
+            d.rewards_margins,
+            d.logps_chosen,
+            d.logps_rejected,
+            m.loss_dpo,
+            m.loss_consistency,
+            m.selected_frac,
+            m.agreement,
+        ]);
+        self.lr.push(lr);
+        self.grad_norm.push(grad_norm);
+    }
+    fn batch(self, k: u32) -> anyhow::Result<arrow::record_batch::RecordBatch> {
+        let mut cols = vec![
+            common::arr_i32(self.step),
+            common::arr_i32(self.epoch),
+            common::arr_i32(self.pairs),
+        ];
+        for i in 0..FLOAT_METRICS.len() {
+            cols.push(common::arr_opt_f64(
+                self.values.iter().map(|v| v[i]).collect(),
+            ));
+        }
+        cols.push(common::arr_f64(self.lr));
+        cols.push(common::arr_f64(self.grad_norm));
+        common::batch(&metrics_schema(), k, cols)
+    }
+}
+
+fn metrics_schema() -> arrow::datatypes::SchemaRef {
+    let mut fields = vec![
+        ("step", Col::I32, false),
+        ("epoch", Col::I32, false),
+        ("pairs", Col::I32, false),
+    ];
+    fields.extend(FLOAT_METRICS.iter().map(|&n| (n, Col::F64, true)));
+    fields.push(("lr", Col::F64, false));
+    fields.push(("grad_norm", Col::F64, false));
+    common::schema(&fields)
+}

@@ -1,0 +1,360 @@
+//! The SCIR stages end to end with the real `scir` binary: the smoke
+//! pipeline (`tests/smoke/scir.yaml`: every stage, 2 iterations, arms `scir`
+//! and `srlm`), what reruns after an edit, the tables in `scir sql`, and a
+//! run on a fixture Hugging Face checkpoint with a JSONL prompt file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use scir::runlog::RunRecord;
+
+const SMOKE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smoke");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/models/qwen2_bias"
+);
+const TABLES: [&str; 12] = [
+    "responses",
+    "pairs",
+    "generate_stats",
+    "response_logps",
+    "irm_pairs",
+    "grm_scores",
+    "judge_tokens",
+    "filter_pairs",
+    "filter_summary",
+    "train_metrics",
+    "sft_metrics",
+    "prompts",
+];
+
+fn scir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scir"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn run(pipeline: &Path, artifacts: &Path) -> RunRecord {
+    let out = scir(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--json",
+        "--artifacts",
+        artifacts.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is the run record")
+}
+
+fn sql(artifacts: &Path, q: &str) -> String {
+    let out = scir(&[
+        "sql",
+        q,
+        "--format",
+        "csv",
+        "--artifacts",
+        artifacts.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{q}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `(task, arm)` of the tasks with status `st`, sorted.
+fn tasks(r: &RunRecord, st: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = r
+        .tasks
+        .iter()
+        .filter(|t| t.status == st)
+        .map(|t| (t.task.clone(), t.arm.clone()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn ran_names(r: &RunRecord) -> Vec<String> {
+    let mut v: Vec<String> = tasks(r, "ran").into_iter().map(|t| t.0).collect();
+    v.dedup();
+    v
+}
+
+/// The smoke pipeline copied into a temp dir (so edits do not touch the repo).
+fn smoke_project() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["scir.yaml", "judge_pointwise.txt"] {
+        std::fs::copy(Path::new(SMOKE_DIR).join(f), dir.path().join(f)).unwrap();
+    }
+    let p = dir.path().join("scir.yaml");
+    (dir, p)
+}
+
+#[test]
+fn smoke_runs_every_stage_in_both_arms_and_reruns_only_what_changed() {
+    let (dir, pipeline) = smoke_project();
+    let art = dir.path().join("artifacts");
+    let first = run(&pipeline, &art);
+    assert_eq!(first.status, "ok");
+    for stage in [
+        "world",
+        "init",
+        "sft",
+        "generate",
+        "score-irm",
+        "score-grm",
+        "consistency-filter",
+        "train",
+    ] {
+        for arm in ["scir", "srlm"] {
+            assert!(
+                first.tasks.iter().any(|t| t.stage == stage && t.arm == arm),
+                "{stage} [{arm}] missing"
+            );
+        }
+    }
+    // The srlm arm reuses everything upstream of its first difference.
+    let hits = tasks(&first, "hit");
+    for shared in [
+        "world@0",
+        "init@0",
+        "sft@0",
+        "generate@1",
+        "score-irm@1",
+        "score-grm@1",
+    ] {
+        assert!(
+            hits.contains(&(shared.to_string(), "srlm".to_string())),
+            "{shared} not shared: {hits:?}"
+        );
+    }
+    for t in TABLES.iter().filter(|t| **t != "prompts") {
+        let csv = sql(
+            &art,
+            &format!(
+                "SELECT iteration, arm, count(*) AS n FROM {t} GROUP BY iteration, arm ORDER BY arm, iteration"
+            ),
+        );
+        assert!(csv.lines().count() >= 3, "{t}: {csv}");
+        assert!(csv.contains("scir") && csv.contains("srlm"), "{t}: {csv}");
+    }
+    let rate = sql(
+        &art,
+        "SELECT iteration, avg(CAST(consistent AS INT)) AS r FROM filter_pairs GROUP BY iteration ORDER BY iteration",
+    );
+    assert_eq!(rate.lines().count(), 3, "{rate}");
+    let srlm_con = sql(
+        &art,
+        "SELECT count(*) AS n FROM train_metrics WHERE arm = 'srlm' AND \"loss/consistency\" IS NOT NULL",
+    );
+    assert_eq!(
+        srlm_con.lines().nth(1),
+        Some("0"),
+        "srlm has no consistency loss"
+    );
+    let sel = sql(
+        &art,
+        "SELECT min(\"consistency/selected_frac\") AS lo, max(\"consistency/selected_frac\") AS hi FROM train_metrics WHERE arm = 'scir'",
+    );
+    assert!(!sel.lines().nth(1).unwrap().contains(",,"), "{sel}");
+
+    // Only train.lr changes: train@1 and everything downstream reruns.
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, yaml.replace("lr: 1.0e-3", "lr: 2.0e-3")).unwrap();
+    let second = run(&pipeline, &art);
+    assert_eq!(
+        ran_names(&second),
+        [
+            "consistency-filter@2",
+            "generate@2",
+            "score-grm@2",
+            "score-irm@2",
+            "train@1",
+            "train@2"
+        ]
+    );
+
+    // Only the judge template changes: score-grm and downstream rerun,
+    // generate and score-irm do not.
+    let tpl = dir.path().join("judge_pointwise.txt");
+    let text = std::fs::read_to_string(&tpl).unwrap();
+    std::fs::write(&tpl, text.replace("score: ", "score:  ")).unwrap();
+    let third = run(&pipeline, &art);
+    let ran = ran_names(&third);
+    assert!(ran.contains(&"score-grm@1".to_string()), "{ran:?}");
+    assert!(ran.contains(&"train@1".to_string()), "{ran:?}");
+    for t in ["generate@1", "score-irm@1", "sft@0", "world@0"] {
+        assert!(!ran.contains(&t.to_string()), "{t} reran: {ran:?}");
+    }
+}
+
+#[test]
+fn hugging_face_checkpoint_and_jsonl_prompts_run_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompts: String = [
+        "hello there",
+        "what is two plus two",
+        "name a color",
+        "say yes",
+    ]
+    .iter()
+    .map(|p| format!("{{\"question\": \"{p}\"}}\n"))
+    .collect();
+    std::fs::write(dir.path().join("prompts.jsonl"), prompts).unwrap();
+    let yaml = format!(
+        r#"iterations: 1
+seed: 3
+models: {{ initial: base, start: base, step: train }}
+stages:
+  base: {{ kind: checkpoint, params: {{ path: "{FIXTURE}" }} }}
+  prompts: {{ params: {{ path: prompts.jsonl, column: question }} }}
+  generate:
+    each_iteration: true
+    inputs: {{ prompts: prompts }}
+    params: {{ samples: 2, max_new_tokens: 4 }}
+  score-irm: {{ each_iteration: true }}
+  score-grm: {{ each_iteration: true, params: {{ mode: pairwise }} }}
+  consistency-filter: {{ each_iteration: true }}
+  train: {{ each_iteration: true, params: {{ batch_size: 2 }} }}
+arms:
+  scir: {{}}
+  lora:
+    train: {{ lora: {{ rank: 2, alpha: 4.0, target_modules: [q_proj, v_proj] }} }}
+  srlm:
+    consistency-filter: {{ mode: grm_only, margin: 0.0 }}
+    train: {{ method: srlm }}
+"#
+    );
+    let pipeline = dir.path().join("pipeline.yaml");
+    std::fs::write(&pipeline, yaml).unwrap();
+    let art = dir.path().join("artifacts");
+    let rec = run(&pipeline, &art);
+    assert_eq!(rec.status, "ok");
+    assert!(
+        rec.tasks
+            .iter()
+            .any(|t| t.task == "train@1" && t.arm == "lora" && t.status == "ran")
+    );
+    let flips = sql(
+        &art,
+        "SELECT count(*) AS n, count(position_flip) AS f FROM grm_scores WHERE mode = 'pairwise'",
+    );
+    let row = flips.lines().nth(1).unwrap().to_string();
+    let (n, f) = row.split_once(',').unwrap();
+    assert_eq!(n, f, "every pairwise score has a position-flip flag");
+    assert!(n.parse::<i64>().unwrap() > 0);
+    // The prompt ids carry the chat template (`<|im_start|>user` …).
+    let ids = sql(&art, "SELECT prompt FROM responses LIMIT 1");
+    assert!(
+        ids.contains("hello")
+            || ids.contains("what")
+            || ids.contains("name")
+            || ids.contains("say")
+    );
+}
+
+#[test]
+fn prompt_file_without_the_column_is_a_clear_user_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.csv"), "text\nhello\n").unwrap();
+    let yaml = "stages:\n  prompts: { params: { path: p.csv, column: prompt } }\n";
+    std::fs::write(dir.path().join("pipeline.yaml"), yaml).unwrap();
+    let art = dir.path().join("artifacts");
+    let out = scir(&[
+        "run",
+        dir.path().join("pipeline.yaml").to_str().unwrap(),
+        "--artifacts",
+        art.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no column \"prompt\"") && err.contains("text"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_diverging_loss_stops_train_and_commits_nothing() {
+    let (dir, pipeline) = smoke_project();
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, yaml.replace("lr: 1.0e-3", "lr: 1.0e+30")).unwrap();
+    let art = dir.path().join("artifacts");
+    let out = scir(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--json",
+        "--artifacts",
+        art.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("diverged"), "{err}");
+    assert!(
+        !art.join("tables/train_metrics").exists()
+            || std::fs::read_dir(art.join("tables/train_metrics"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "a failed train task published its metrics"
+    );
+}
+
+#[test]
+fn irm_reference_and_static_mode_do_what_they_say() {
+    let (dir, pipeline) = smoke_project();
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    let arms = "arms:\n  start:\n    score-irm: { irm_reference: iteration_start }\n  prev:\n    \
+                score-irm: { irm_reference: previous_iteration }\n    consistency-filter: { mode: static }\n";
+    let head = yaml.split("arms:").next().unwrap();
+    std::fs::write(&pipeline, format!("{head}{arms}")).unwrap();
+    let dag = scir(&["dag", pipeline.to_str().unwrap()]);
+    let dag = String::from_utf8_lossy(&dag.stdout).to_string();
+    assert!(dag.contains("irm_ref ← train@1 [start]"), "{dag}");
+    assert!(dag.contains("irm_ref ← sft@0"), "{dag}");
+    assert!(dag.contains("irm_ref ← init@0 ["), "{dag}");
+    let art = dir.path().join("artifacts");
+    assert_eq!(run(&pipeline, &art).status, "ok");
+    // Against Mt itself the implicit reward is exactly ½ before training.
+    let off = sql(
+        &art,
+        "SELECT count(*) AS n FROM irm_pairs WHERE arm = 'start' AND p_irm <> 0.5",
+    );
+    assert_eq!(off.lines().nth(1), Some("0"), "{off}");
+    let bad = sql(
+        &art,
+        "SELECT count(*) AS n FROM filter_pairs WHERE arm = 'prev' AND selected <> consistent",
+    );
+    assert_eq!(bad.lines().nth(1), Some("0"), "{bad}");
+}
+
+#[test]
+fn a_verdict_that_is_not_one_token_is_a_user_error() {
+    let (dir, pipeline) = smoke_project();
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    let yaml = yaml.replace(
+        "{ mode: pointwise, template: judge_pointwise.txt }",
+        "{ mode: pairwise, verdicts: [AA, B] }",
+    );
+    std::fs::write(&pipeline, yaml).unwrap();
+    let art = dir.path().join("artifacts");
+    let out = scir(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--artifacts",
+        art.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"AA\" is 2 tokens") && err.contains("exactly one token"),
+        "{err}"
+    );
+    assert!(!art.join("tables/grm_scores").exists());
+}
