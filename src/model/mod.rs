@@ -17,6 +17,7 @@
 //! generate    batched sampling with per-row seeds
 //! score       response log-probs and judge verdict probabilities
 //! bench       `scir model bench`
+//! bench_compare the scir side of bench/compare.sh (hidden `scir model bench-compare`)
 //! lora        LoRA adapters (training)
 //! optim       AdamW with saveable state, grad accumulation, clipping
 //! schedule    learning-rate schedules (transformers' formulas)
@@ -48,6 +49,7 @@
 pub mod attention;
 pub mod batch;
 pub mod bench;
+pub mod bench_compare;
 pub mod chat;
 pub mod checkpoint;
 pub mod config;
