@@ -287,7 +287,9 @@ def row(size, task, side, peak):
         return statistics.median(xs) if xs else None
 
     secs = {s: med(s, "seconds") for s in side}
-    rate = {s: med(s, "rate") for s in side}
+    count = {s: med(s, "count") for s in side}
+    rate = {s: count[s] / secs[s] if secs[s] else None for s in side}
+    best = {s: min((r["seconds"] for r in side[s]), default=None) for s in side}
     rss = {s: med(s, "peak_rss_mib") for s in side}
     fl = side["scir"][0].get("flops") if side["scir"] else None
 
@@ -304,7 +306,7 @@ def row(size, task, side, peak):
 
     ratio = "-"
     if secs["scir"] and secs["torch"]:
-        ratio = f"{secs['torch'] / secs['scir']:.2f}×"
+        ratio = f"{secs['torch'] / secs['scir']:.2f}× (best {best['torch'] / best['scir']:.2f}×)"
     reps = f"{len(side['scir'])}+{len(side['torch'])}"
     if side["scir"] and side["scir"][0].get("counts") == "--quick":
         size += " (quick counts)"
