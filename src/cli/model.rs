@@ -26,6 +26,9 @@ pub enum ModelCmd {
     Generate(GenerateArgs),
     /// Print generation tokens/s and training-step times for built-in sizes.
     Bench(crate::model::bench::BenchArgs),
+    /// The scir side of bench/compare.sh (see BENCHMARKS.md).
+    #[command(hide = true)]
+    BenchCompare(crate::model::bench_compare::CompareArgs),
     /// Make a model from scratch (random, seeded) for a tokenizer directory.
     Init(InitArgs),
     /// Load a checkpoint (f32/f16/bf16, sharded or not) and save it as one f32 file.
@@ -124,6 +127,7 @@ pub fn run(cmd: &ModelCmd) -> anyhow::Result<ExitCode> {
         ModelCmd::Logprobs(a) => logprobs(a),
         ModelCmd::Generate(a) => gen_cmd(a),
         ModelCmd::Bench(a) => crate::model::bench::run(a),
+        ModelCmd::BenchCompare(a) => crate::model::bench_compare::run(a),
         ModelCmd::Init(a) => init(a),
         ModelCmd::Convert(a) => Model::load(&a.model, Weights::Frozen, &Device::Cpu)?.save(&a.out),
         ModelCmd::Import(a) => import(a),

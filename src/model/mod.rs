@@ -18,6 +18,7 @@
 //! gguf        GGUF (llama.cpp) files → HF directories (`scir model import`)
 //! score       response log-probs and judge verdict probabilities
 //! bench       `scir model bench`
+//! bench_compare the scir side of bench/compare.sh (hidden `scir model bench-compare`)
 //! lora        LoRA adapters (training)
 //! optim       AdamW with saveable state, grad accumulation, clipping
 //! schedule    learning-rate schedules (transformers' formulas)
@@ -49,6 +50,7 @@
 pub mod attention;
 pub mod batch;
 pub mod bench;
+pub mod bench_compare;
 pub mod chat;
 pub mod checkpoint;
 pub mod config;
