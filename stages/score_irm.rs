@@ -176,7 +176,7 @@ impl Stage for ScoreIrm {
     }
 }
 
-fn score(
+pub(crate) fn score(
     input: &crate::stage::InputArtifact,
     items: &[Pair],
     batch: usize,
