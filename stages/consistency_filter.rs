@@ -28,10 +28,10 @@
 //! `previous` (`consistency-filter@k-1`) and `previous_generation`
 //! (`generate@k-1`). They are *optional inputs*: the engine leaves them
 //! unbound where `@k-1` is before the first iteration (k = 1), and the stage
-//! then writes 0 / NULL. `model` (`model@k-1`, Mt) and `irm_ref`
-//! (`model@initial`, score-irm's default reference; bind it like score-irm's
-//! `irm_ref` when that is changed) are the checkpoints it is scored with;
-//! β and the judge settings come from this iteration's score tables, only
+//! then writes 0 / NULL. `model` (`model@k-1`, Mt) and `irm_ref` are the
+//! checkpoints it is scored with; `irm_ref`'s default binding follows the
+//! param `irm_reference` exactly as score-irm's does (set both alike). β
+//! and the judge settings come from this iteration's score tables; only
 //! the judge template file is a param (`judge_template`, as score-grm's
 //! `template`).
 
@@ -41,6 +41,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::common::{self, Col};
+use super::score_irm::IrmReference;
 use super::trained_consistency::{TrainedConsistency, measure};
 use crate::loss::{Preferred, select_pair};
 use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
@@ -81,6 +82,8 @@ pub struct FilterParams {
     /// The judge template of score-grm (its `template`; `null`: built-in),
     /// for the trained-pairs rate.
     pub judge_template: Option<PathBuf>,
+    /// As score-irm's `irm_reference`: the default binding of `irm_ref`.
+    pub irm_reference: IrmReference,
 }
 
 impl Default for FilterParams {
@@ -90,6 +93,7 @@ impl Default for FilterParams {
             delta: 0.0,
             margin: 0.02,
             judge_template: None,
+            irm_reference: IrmReference::Initial,
         }
     }
 }
@@ -160,12 +164,15 @@ impl Stage for ConsistencyFilter {
     fn inputs(&self) -> &'static [Slot] {
         SLOTS
     }
-    fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
+    fn default_bindings(&self, params: &serde_json::Value) -> Vec<(&'static str, String)> {
+        let reference = serde_json::from_value::<FilterParams>(params.clone())
+            .map(|p| p.irm_reference)
+            .unwrap_or(IrmReference::Initial);
         vec![
             ("irm", "score-irm".into()),
             ("grm", "score-grm".into()),
             ("model", "model@k-1".into()),
-            ("irm_ref", "model@initial".into()),
+            ("irm_ref", reference.binding().into()),
             ("previous", "consistency-filter@k-1".into()),
             ("previous_generation", "generate@k-1".into()),
         ]
