@@ -108,6 +108,9 @@ fn unroll(pipeline: &Pipeline, arm: &ArmPlan) -> anyhow::Result<(Vec<TaskId>, Ed
         for k in iterations_of(pipeline, spec) {
             let mut ins = Vec::new();
             for (slot, binding) in &spec.bindings {
+                if before_first(arm, spec, k, slot, binding) {
+                    continue;
+                }
                 let up = resolve(pipeline, arm, spec, k, slot, binding)?;
                 check_slot(pipeline, spec, slot, binding, &arm.stages[&up.0])?;
                 ins.push((slot.clone(), up));
@@ -174,6 +177,31 @@ pub fn iterations_of(pipeline: &Pipeline, spec: &ResolvedStage) -> Vec<u32> {
         (1..=pipeline.iterations).collect()
     } else {
         vec![0]
+    }
+}
+
+/// Whether `slot` is one of the stage's optional inputs and its binding
+/// (`STAGE@k-N`, both stages each_iteration) names an iteration before the
+/// first: then the slot is left unbound at `spec@k`.
+fn before_first(
+    arm: &ArmPlan,
+    spec: &ResolvedStage,
+    k: u32,
+    slot: &str,
+    binding: &Binding,
+) -> bool {
+    if !spec.stage.optional_inputs().contains(&slot) || !spec.each_iteration {
+        return false;
+    }
+    match &binding.reference {
+        Reference::Stage {
+            stage,
+            at: At::Rel(d),
+        } => arm
+            .stages
+            .get(stage)
+            .is_some_and(|t| t.each_iteration && i64::from(k) + d < 1),
+        _ => false,
     }
 }
 

@@ -88,6 +88,12 @@ pub trait Stage: Send + Sync {
     fn inputs(&self) -> &'static [Slot] {
         &[]
     }
+    /// Slots that may stay unbound: when bound to `STAGE@k-N` (both stages
+    /// each_iteration) and that names an iteration before the first, the
+    /// task simply has no input there (see [`TaskContext::try_input`]).
+    fn optional_inputs(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Bindings (slot → reference such as `model@k-1`) for slots the YAML
     /// leaves unbound, computed from the resolved params.
     fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
@@ -201,6 +207,11 @@ impl TaskContext {
         self.inputs
             .get(slot)
             .ok_or_else(|| anyhow::anyhow!("{}: no input bound to slot {slot:?}", self.task))
+    }
+
+    /// The input bound to `slot`, or `None` for an optional slot left unbound.
+    pub fn try_input(&self, slot: &str) -> Option<&InputArtifact> {
+        self.inputs.get(slot)
     }
 
     /// Write one declared table (byte-deterministic Parquet, digested while written).

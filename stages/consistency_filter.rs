@@ -20,21 +20,34 @@
 //!                 static/grm_only, the agreement of dynamic), selected Boolean (goes to train)
 //! filter_summary  iteration Int32, mode Utf8, pairs Int64, consistent Int64,
 //!                 agreement Float64 (rate with δ = 0), consistency_rate Float64 (with δ),
-//!                 selected Int64
+//!                 selected Int64, trained_pairs Int64 (previous iteration's selected pairs;
+//!                 0 at k = 1), trained_consistency_rate Float64? (their IRM/GRM agreement
+//!                 under Mt, δ = 0; NULL at k = 1 or without pairs)
 //! ```
-//! The consistency rate on the previous iteration's trained pairs is not
-//! computed here (it needs those pairs scored under Mt).
+//! The trained-pairs rate ([`super::trained_consistency`]) needs the slots
+//! `previous` (`consistency-filter@k-1`) and `previous_generation`
+//! (`generate@k-1`). They are *optional inputs*: the engine leaves them
+//! unbound where `@k-1` is before the first iteration (k = 1), and the stage
+//! then writes 0 / NULL. `model` (`model@k-1`, Mt) and `irm_ref` are the
+//! checkpoints it is scored with; `irm_ref`'s default binding follows the
+//! param `irm_reference` exactly as score-irm's does (set both alike). β
+//! and the judge settings come from this iteration's score tables; only
+//! the judge template file is a param (`judge_template`, as score-grm's
+//! `template`).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::common::{self, Col};
+use super::score_irm::IrmReference;
+use super::trained_consistency::{TrainedConsistency, measure};
 use crate::loss::{Preferred, select_pair};
 use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
 
 /// Bump when the output changes for the same inputs and params.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 pub const FILTER_PAIRS: &str = "filter_pairs";
 pub const FILTER_SUMMARY: &str = "filter_summary";
 
@@ -66,6 +79,11 @@ pub struct FilterParams {
     pub delta: f64,
     /// `grm_only`: drop pairs with `|p_grm − ½| < margin`.
     pub margin: f64,
+    /// The judge template of score-grm (its `template`; `null`: built-in),
+    /// for the trained-pairs rate.
+    pub judge_template: Option<PathBuf>,
+    /// As score-irm's `irm_reference`: the default binding of `irm_ref`.
+    pub irm_reference: IrmReference,
 }
 
 impl Default for FilterParams {
@@ -74,6 +92,8 @@ impl Default for FilterParams {
             mode: FilterMode::Dynamic,
             delta: 0.0,
             margin: 0.02,
+            judge_template: None,
+            irm_reference: IrmReference::Initial,
         }
     }
 }
@@ -90,7 +110,26 @@ const SLOTS: &[Slot] = &[
         name: "grm",
         kind: SlotKind::Tables,
     },
+    Slot {
+        name: "model",
+        kind: SlotKind::Checkpoint,
+    },
+    Slot {
+        name: "irm_ref",
+        kind: SlotKind::Checkpoint,
+    },
+    Slot {
+        name: "previous",
+        kind: SlotKind::Tables,
+    },
+    Slot {
+        name: "previous_generation",
+        kind: SlotKind::Tables,
+    },
 ];
+
+/// Slots left unbound at k = 1.
+const OPTIONAL: &[&str] = &["previous", "previous_generation"];
 
 fn label(p: Option<Preferred>) -> Option<String> {
     p.map(|d| match d {
@@ -125,8 +164,28 @@ impl Stage for ConsistencyFilter {
     fn inputs(&self) -> &'static [Slot] {
         SLOTS
     }
-    fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
-        vec![("irm", "score-irm".into()), ("grm", "score-grm".into())]
+    fn default_bindings(&self, params: &serde_json::Value) -> Vec<(&'static str, String)> {
+        let reference = serde_json::from_value::<FilterParams>(params.clone())
+            .map(|p| p.irm_reference)
+            .unwrap_or(IrmReference::Initial);
+        vec![
+            ("irm", "score-irm".into()),
+            ("grm", "score-grm".into()),
+            ("model", "model@k-1".into()),
+            ("irm_ref", reference.binding().into()),
+            ("previous", "consistency-filter@k-1".into()),
+            ("previous_generation", "generate@k-1".into()),
+        ]
+    }
+    fn optional_inputs(&self) -> &'static [&'static str] {
+        OPTIONAL
+    }
+    fn external_files(&self, params: &serde_json::Value) -> Vec<PathBuf> {
+        serde_json::from_value::<FilterParams>(params.clone())
+            .ok()
+            .and_then(|p| p.judge_template)
+            .into_iter()
+            .collect()
     }
     fn outputs(&self, _params: &serde_json::Value) -> Outputs {
         Outputs {
@@ -182,7 +241,19 @@ impl Stage for ConsistencyFilter {
             out.label.push(label(lab));
             out.selected.push(selected);
         }
-        let summary = out.summary(ctx.iteration, p.mode)?;
+        let trained = match (
+            ctx.try_input("previous"),
+            ctx.try_input("previous_generation"),
+        ) {
+            (Some(prev), Some(generation)) => {
+                measure(ctx, prev, generation, p.judge_template.clone())?
+            }
+            _ => TrainedConsistency {
+                pairs: 0,
+                rate: None,
+            },
+        };
+        let summary = out.summary(ctx.iteration, p.mode, &trained)?;
         ctx.log(&format!(
             "{} pairs, {} consistent, {} selected",
             ids.len(),
@@ -225,6 +296,7 @@ impl Cols {
         &self,
         k: u32,
         mode: FilterMode,
+        trained: &TrainedConsistency,
     ) -> anyhow::Result<arrow::record_batch::RecordBatch> {
         let n = self.consistent.len();
         let count = |v: &[bool]| v.iter().filter(|x| **x).count();
@@ -239,6 +311,8 @@ impl Cols {
                 common::arr_f64(vec![rate(count(&self.agree0))]),
                 common::arr_f64(vec![rate(count(&self.consistent))]),
                 common::arr_i64(vec![count(&self.selected) as i64]),
+                common::arr_i64(vec![trained.pairs]),
+                common::arr_opt_f64(vec![trained.rate]),
             ],
         )
     }
@@ -267,5 +341,7 @@ fn summary_schema() -> arrow::datatypes::SchemaRef {
         ("agreement", Col::F64, false),
         ("consistency_rate", Col::F64, false),
         ("selected", Col::I64, false),
+        ("trained_pairs", Col::I64, false),
+        ("trained_consistency_rate", Col::F64, true),
     ])
 }

@@ -59,6 +59,7 @@ pub mod score_irm;
 pub mod sft;
 pub mod train;
 pub mod train_data;
+pub mod trained_consistency;
 pub mod world;
 
 static EVAL: eval::Eval = eval::Eval;

@@ -194,7 +194,10 @@ impl Stage for ScoreGrm {
     }
 }
 
-fn load_template(ctx: &TaskContext, p: &ScoreGrmParams) -> anyhow::Result<JudgeTemplate> {
+pub(crate) fn load_template(
+    ctx: &TaskContext,
+    p: &ScoreGrmParams,
+) -> anyhow::Result<JudgeTemplate> {
     match &p.template {
         Some(rel) => {
             let path = ctx.pipeline_dir.join(rel);
@@ -212,9 +215,9 @@ fn load_template(ctx: &TaskContext, p: &ScoreGrmParams) -> anyhow::Result<JudgeT
     }
 }
 
-type Responses = std::collections::BTreeMap<i64, common::Response>;
+pub(crate) type Responses = std::collections::BTreeMap<i64, common::Response>;
 
-fn pairwise(
+pub(crate) fn pairwise(
     model: &Model,
     template: &JudgeTemplate,
     p: &ScoreGrmParams,
@@ -278,7 +281,7 @@ fn pairwise(
     ])
 }
 
-fn pointwise(
+pub(crate) fn pointwise(
     model: &Model,
     template: &JudgeTemplate,
     p: &ScoreGrmParams,
@@ -329,14 +332,14 @@ fn pointwise(
 }
 
 #[derive(Default)]
-struct ScoreCols {
-    pair_id: Vec<i64>,
+pub(crate) struct ScoreCols {
+    pub(crate) pair_id: Vec<i64>,
     p_a_12: Vec<Option<f64>>,
     p_a_21: Vec<Option<f64>>,
     score_1: Vec<Option<f64>>,
     score_2: Vec<Option<f64>>,
     tau: Vec<Option<f64>>,
-    p_grm: Vec<f64>,
+    pub(crate) p_grm: Vec<f64>,
     flip: Vec<Option<bool>>,
     ids_1: Vec<Option<Vec<u32>>>,
     ids_2: Vec<Option<Vec<u32>>>,

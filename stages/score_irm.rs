@@ -42,6 +42,17 @@ pub enum IrmReference {
     IterationStart,
 }
 
+impl IrmReference {
+    /// The default binding of the `irm_ref` slot.
+    pub fn binding(self) -> &'static str {
+        match self {
+            IrmReference::Initial => "model@initial",
+            IrmReference::PreviousIteration => "model@k-2",
+            IrmReference::IterationStart => "model@k-1",
+        }
+    }
+}
+
 /// Params of `score-irm`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -110,14 +121,9 @@ impl Stage for ScoreIrm {
         let reference = serde_json::from_value::<ScoreIrmParams>(params.clone())
             .map(|p| p.irm_reference)
             .unwrap_or(IrmReference::Initial);
-        let r = match reference {
-            IrmReference::Initial => "model@initial",
-            IrmReference::PreviousIteration => "model@k-2",
-            IrmReference::IterationStart => "model@k-1",
-        };
         vec![
             ("model", "model@k-1".into()),
-            ("irm_ref", r.into()),
+            ("irm_ref", reference.binding().into()),
             ("generation", "generate".into()),
         ]
     }
@@ -176,7 +182,7 @@ impl Stage for ScoreIrm {
     }
 }
 
-fn score(
+pub(crate) fn score(
     input: &crate::stage::InputArtifact,
     items: &[Pair],
     batch: usize,

@@ -163,6 +163,7 @@ fn smoke_runs_every_stage_in_both_arms_and_reruns_only_what_changed() {
         "SELECT min(\"consistency/selected_frac\") AS lo, max(\"consistency/selected_frac\") AS hi FROM train_metrics WHERE arm = 'scir'",
     );
     assert!(!sel.lines().nth(1).unwrap().contains(",,"), "{sel}");
+    trained_rate_is_measured_from_iteration_2(&art);
 
     // Only train.lr changes: train@1 and everything downstream reruns.
     let yaml = std::fs::read_to_string(&pipeline).unwrap();
@@ -192,6 +193,26 @@ fn smoke_runs_every_stage_in_both_arms_and_reruns_only_what_changed() {
     for t in ["generate@1", "score-irm@1", "sft@0", "world@0"] {
         assert!(!ran.contains(&t.to_string()), "{t} reran: {ran:?}");
     }
+}
+
+/// `filter_summary`: the previous iteration's trained pairs, re-judged under
+/// Mt — none at iteration 1, some with a rate in [0, 1] at iteration 2.
+fn trained_rate_is_measured_from_iteration_2(art: &Path) {
+    let csv = sql(
+        art,
+        "SELECT iteration, trained_pairs, trained_consistency_rate FROM filter_summary \
+         WHERE arm = 'scir' ORDER BY iteration",
+    );
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert_eq!(rows[0][1..], ["0", ""], "{csv}");
+    let n: i64 = rows[1][1].parse().unwrap();
+    let rate: f64 = rows[1][2].parse().expect("a rate at iteration 2");
+    assert!(n > 0 && (0.0..=1.0).contains(&rate), "{csv}");
 }
 
 #[test]

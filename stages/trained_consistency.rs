@@ -1,0 +1,188 @@
+//! The IRM/GRM consistency rate on the previous iteration's trained pairs
+//! under the current model Mt (DESIGN: the drift of the two rewards on data
+//! they were trained to agree on). Used by `consistency-filter@k`, k ≥ 2.
+//!
+//! The pairs are those of `filter_pairs` of `consistency-filter@k-1` with
+//! `selected = true`, their responses those of `generate@k-1`. `p_irm` is
+//! computed by [`super::score_irm::score`] with β read from this iteration's
+//! `irm_pairs` (and the filter's `irm_ref` slot, bound like score-irm's
+//! default); `p_grm` by [`super::score_grm::pairwise`]/`pointwise` with the
+//! judge settings read from this iteration's `grm_scores` and `judge_tokens`
+//! (mode, swap, τ, verdict/score strings), so they cannot drift from score-grm;
+//! only the template file is a filter param (`judge_template`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::common;
+use super::score_grm::{self, GrmMode, ScoreCols, ScoreGrmParams};
+use crate::loss::bernoulli::sigmoid;
+use crate::loss::select_pair;
+use crate::model::Weights;
+use crate::model::score::Pair;
+use crate::stage::{InputArtifact, TaskContext};
+
+/// The pairs compared and the fraction of them with `(p−½)(q−½) > 0`.
+pub struct TrainedConsistency {
+    pub pairs: i64,
+    pub rate: Option<f64>,
+}
+
+/// Scores the previous iteration's selected pairs under `model`.
+pub fn measure(
+    ctx: &TaskContext,
+    previous: &InputArtifact,
+    previous_generation: &InputArtifact,
+    judge_template: Option<PathBuf>,
+) -> anyhow::Result<TrainedConsistency> {
+    let pairs = selected_pairs(previous)?;
+    if pairs.is_empty() {
+        return Ok(TrainedConsistency {
+            pairs: 0,
+            rate: None,
+        });
+    }
+    let responses = common::read_responses(previous_generation)?;
+    let p_irm = irm_probs(ctx, &responses, &pairs)?;
+    let q = grm_probs(ctx, &responses, &pairs, judge_template)?;
+    let agree = p_irm
+        .iter()
+        .zip(&q)
+        .filter(|(p, q)| select_pair(**p, **q, 0.0).is_some())
+        .count();
+    Ok(TrainedConsistency {
+        pairs: pairs.len() as i64,
+        rate: Some(agree as f64 / pairs.len() as f64),
+    })
+}
+
+fn selected_pairs(previous: &InputArtifact) -> anyhow::Result<Vec<common::PairRow>> {
+    let b = common::read_table(previous, super::consistency_filter::FILTER_PAIRS)?;
+    let cols = [
+        common::col_i64(&b, "pair_id")?,
+        common::col_i64(&b, "prompt_id")?,
+        common::col_i64(&b, "response_id_1")?,
+        common::col_i64(&b, "response_id_2")?,
+    ];
+    let selected = b
+        .column_by_name("selected")
+        .and_then(|c| c.as_any().downcast_ref::<arrow::array::BooleanArray>())
+        .ok_or_else(|| anyhow::anyhow!("filter_pairs has no Boolean column `selected`"))?;
+    Ok((0..b.num_rows())
+        .filter(|&i| selected.value(i))
+        .map(|i| (cols[0][i], cols[1][i], cols[2][i], cols[3][i]))
+        .collect())
+}
+
+fn irm_probs(
+    ctx: &TaskContext,
+    responses: &score_grm::Responses,
+    pairs: &[common::PairRow],
+) -> anyhow::Result<Vec<f64>> {
+    let irm = common::read_table(ctx.input("irm")?, super::score_irm::IRM_PAIRS)?;
+    let beta = common::col_f64(&irm, "beta")?
+        .into_iter()
+        .flatten()
+        .next()
+        .unwrap_or(super::score_irm::ScoreIrmParams::default().beta);
+    let items: Vec<Pair> = responses
+        .values()
+        .map(|r| Pair {
+            prompt: r.prompt_ids.clone(),
+            response: r.token_ids.clone(),
+        })
+        .collect();
+    let batch = super::score_irm::ScoreIrmParams::default().batch_size;
+    let policy = super::score_irm::score(ctx.input("model")?, &items, batch)?;
+    let reference = if ctx.input("model")?.checkpoint == ctx.input("irm_ref")?.checkpoint {
+        policy.clone()
+    } else {
+        super::score_irm::score(ctx.input("irm_ref")?, &items, batch)?
+    };
+    let margin: BTreeMap<i64, f64> = responses
+        .keys()
+        .zip(policy.iter().zip(&reference))
+        .map(|(&id, (a, b))| (id, a - b))
+        .collect();
+    pairs
+        .iter()
+        .map(|&(pair, _, r1, r2)| {
+            let get = |r: i64| {
+                margin.get(&r).copied().ok_or_else(|| {
+                    anyhow::anyhow!("pair {pair} names response {r}, which does not exist")
+                })
+            };
+            Ok(sigmoid(beta * (get(r1)? - get(r2)?)))
+        })
+        .collect()
+}
+
+/// The judge settings score-grm@k used, read back from its tables.
+fn judge_params(ctx: &TaskContext, template: Option<PathBuf>) -> anyhow::Result<ScoreGrmParams> {
+    let grm = ctx.input("grm")?;
+    let tokens = common::read_table(grm, score_grm::JUDGE_TOKENS)?;
+    let scores = common::read_table(grm, score_grm::GRM_SCORES)?;
+    let modes = common::col_str(&tokens, "mode")?;
+    let mode = match modes.first().and_then(|m| m.as_deref()) {
+        Some("pointwise") => GrmMode::Pointwise,
+        _ => GrmMode::Pairwise,
+    };
+    let mut toks: Vec<(f64, String)> = common::col_f64(&tokens, "value")?
+        .into_iter()
+        .map(|v| v.unwrap_or(0.0))
+        .zip(
+            common::col_str(&tokens, "token")?
+                .into_iter()
+                .map(Option::unwrap_or_default),
+        )
+        .collect();
+    let mut p = ScoreGrmParams {
+        mode,
+        template,
+        ..ScoreGrmParams::default()
+    };
+    match mode {
+        GrmMode::Pairwise => {
+            toks.sort_by(|a, b| b.0.total_cmp(&a.0)); // A (1) first
+            if let [a, b] = &toks[..] {
+                p.verdicts = [a.1.clone(), b.1.clone()];
+            }
+            p.swap = common::col_f64(&scores, "p_a_21")?
+                .iter()
+                .any(Option::is_some);
+        }
+        GrmMode::Pointwise => {
+            toks.sort_by(|a, b| a.0.total_cmp(&b.0)); // worst first
+            p.scores = toks.into_iter().map(|t| t.1).collect();
+            if let Some(tau) = common::col_f64(&scores, "tau")?
+                .into_iter()
+                .flatten()
+                .next()
+            {
+                p.tau = tau;
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn grm_probs(
+    ctx: &TaskContext,
+    responses: &score_grm::Responses,
+    pairs: &[common::PairRow],
+    template: Option<PathBuf>,
+) -> anyhow::Result<Vec<f64>> {
+    let p = judge_params(ctx, template)?;
+    let template = score_grm::load_template(ctx, &p)?;
+    let model = common::load_model(ctx.input("model")?, Weights::Frozen)?;
+    let mut cols = ScoreCols::default();
+    match p.mode {
+        GrmMode::Pairwise => {
+            score_grm::pairwise(&model, &template, &p, responses, pairs, &mut cols)?
+        }
+        GrmMode::Pointwise => {
+            score_grm::pointwise(&model, &template, &p, responses, pairs, &mut cols)?
+        }
+    };
+    Ok(cols.p_grm)
+}
