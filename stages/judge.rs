@@ -16,7 +16,6 @@
 use candle_core::{D, Tensor};
 use minijinja::{Environment, context};
 
-use crate::model::batch::{Batch, Padding};
 use crate::model::{Adapters, Decoder, Message, Text};
 use crate::user_err;
 
@@ -95,22 +94,7 @@ pub fn last_logits(
     tokens: &[u32],
     pad: u32,
 ) -> anyhow::Result<Tensor> {
-    let batch = Batch::padded(prompts, pad, Padding::Right)?;
-    let (b, t) = (batch.batch_size(), batch.seq_len());
-    let dev = dec.device();
-    let hidden = dec.hidden(&batch, None, Adapters::On)?;
-    let h = hidden.dim(2)?;
-    let last: Vec<u32> = batch
-        .lengths()
-        .iter()
-        .enumerate()
-        .map(|(r, &n)| (r * t + n - 1) as u32)
-        .collect();
-    let at_last = hidden
-        .reshape((b * t, h))?
-        .index_select(&Tensor::from_vec(last, b, dev)?, 0)?;
-    let logits = dec.logits(&at_last, Adapters::On)?;
-    Ok(logits.index_select(&Tensor::new(tokens, dev)?, 1)?)
+    crate::model::score::token_logits_at_last(dec, prompts, tokens, pad, Adapters::On)
 }
 
 /// Expected score `Σ v_i·softmax(l)_i` over the score tokens, `(b,)`, differentiable.

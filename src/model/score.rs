@@ -72,6 +72,34 @@ pub fn response_logprobs(
     Ok(sum_matrix.matmul(&token_logp)?.squeeze(1)?)
 }
 
+/// The logits of `tokens` at each prompt's last position, `(b, tokens.len())` f32,
+/// differentiable: the quantity every judge reads (verdict letters, score tokens).
+/// Prompts are right-padded; only the last positions go through the head.
+pub fn token_logits_at_last(
+    dec: &Decoder,
+    prompts: &[Vec<u32>],
+    tokens: &[u32],
+    pad_id: u32,
+    adapters: Adapters,
+) -> anyhow::Result<Tensor> {
+    let batch = Batch::padded(prompts, pad_id, Padding::Right)?;
+    let (b, t) = (batch.batch_size(), batch.seq_len());
+    let dev = dec.device();
+    let hidden = dec.hidden(&batch, None, adapters)?;
+    let h = hidden.dim(2)?;
+    let last: Vec<u32> = batch
+        .lengths()
+        .iter()
+        .enumerate()
+        .map(|(r, &n)| (r * t + n - 1) as u32)
+        .collect();
+    let at_last = hidden
+        .reshape((b * t, h))?
+        .index_select(&Tensor::from_vec(last, b, dev)?, 0)?;
+    let logits = dec.logits(&at_last, adapters)?;
+    Ok(logits.index_select(&Tensor::new(tokens, dev)?, 1)?)
+}
+
 /// `softmax(l_a, l_b)` at each prompt's last position, `(b, 2)` f32.
 pub fn verdict_probs(
     dec: &Decoder,
@@ -85,21 +113,7 @@ pub fn verdict_probs(
         a < vocab && b_tok < vocab,
         "verdict token ids {a}, {b_tok} outside the vocabulary ({vocab})"
     );
-    let batch = Batch::padded(prompts, pad_id, Padding::Right)?;
-    let (b, t) = (batch.batch_size(), batch.seq_len());
-    let dev = dec.device();
-    let hidden = dec.hidden(&batch, None, adapters)?;
-    let h = hidden.dim(2)?;
-    let last: Vec<u32> = batch
-        .lengths()
-        .iter()
-        .enumerate()
-        .map(|(r, &n)| (r * t + n - 1) as u32)
-        .collect();
-    let last = Tensor::from_vec(last, b, dev)?;
-    let at_last = hidden.reshape((b * t, h))?.index_select(&last, 0)?;
-    let logits = dec.logits(&at_last, adapters)?;
-    let pair = logits.index_select(&Tensor::new(&[a, b_tok], dev)?, 1)?;
+    let pair = token_logits_at_last(dec, prompts, &[a, b_tok], pad_id, adapters)?;
     Ok(candle_nn::ops::softmax(&pair, D::Minus1)?)
 }
 

@@ -22,7 +22,6 @@ use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use candle_nn::VarMap;
 
-use super::batch::{Batch, Padding};
 use super::decoder::Decoder;
 use super::linear::Adapters;
 use super::optim::{AdamW, AdamWParams, GradAccumulator, clip_grad_norm};
@@ -146,22 +145,8 @@ pub fn verdict_logit_gaps(
             "verdict token ids {tok_a}, {tok_b} outside the vocabulary ({vocab})"
         ));
     }
-    let batch = Batch::padded(prompts, pad_id, Padding::Right)?;
-    let (b, t) = (batch.batch_size(), batch.seq_len());
-    let dev = dec.device();
-    let hidden = dec.hidden(&batch, None, adapters)?;
-    let h = hidden.dim(2)?;
-    let last: Vec<u32> = batch
-        .lengths()
-        .iter()
-        .enumerate()
-        .map(|(r, &n)| (r * t + n - 1) as u32)
-        .collect();
-    let at_last = hidden
-        .reshape((b * t, h))?
-        .index_select(&Tensor::from_vec(last, b, dev)?, 0)?;
-    let logits = dec.logits(&at_last, adapters)?;
-    let la = logits.narrow(1, tok_a as usize, 1)?.squeeze(1)?;
-    let lb = logits.narrow(1, tok_b as usize, 1)?.squeeze(1)?;
+    let pair = super::score::token_logits_at_last(dec, prompts, &[tok_a, tok_b], pad_id, adapters)?;
+    let la = pair.narrow(1, 0, 1)?.squeeze(1)?;
+    let lb = pair.narrow(1, 1, 1)?.squeeze(1)?;
     (la - lb).context("verdict logit gap")
 }

@@ -6,11 +6,11 @@
 //! item in that order; batching (`chunk`) never changes a number, and a
 //! sampled row's tokens depend only on its prompt, its seed and the model.
 
-use candle_core::{D, DType, Tensor};
+use candle_core::{D, DType};
 
 use crate::model::generate::{GenerateParams, Sampler, generate};
-use crate::model::score::{Pair, response_logprobs_vec, verdict_probs_vec};
-use crate::model::{Adapters, Batch, Model, Padding};
+use crate::model::score::{Pair, response_logprobs_vec, token_logits_at_last, verdict_probs_vec};
+use crate::model::{Adapters, Model};
 use crate::world::{format, gold};
 
 /// How responses are decoded.
@@ -191,21 +191,7 @@ pub fn pointwise(
 /// `softmax` over the logits of `ids` at each prompt's last position.
 fn token_probs(model: &Model, prompts: &[Vec<u32>], ids: &[u32]) -> anyhow::Result<Vec<Vec<f64>>> {
     let dec = &model.decoder;
-    let batch = Batch::padded(prompts, model.text.pad_id(), Padding::Right)?;
-    let (b, t) = (batch.batch_size(), batch.seq_len());
-    let dev = dec.device();
-    let hidden = dec.hidden(&batch, None, Adapters::On)?;
-    let h = hidden.dim(2)?;
-    let last: Vec<u32> = batch
-        .lengths()
-        .iter()
-        .enumerate()
-        .map(|(r, &n)| (r * t + n - 1) as u32)
-        .collect();
-    let last = Tensor::from_vec(last, b, dev)?;
-    let at_last = hidden.reshape((b * t, h))?.index_select(&last, 0)?;
-    let logits = dec.logits(&at_last, Adapters::On)?;
-    let picked = logits.index_select(&Tensor::new(ids, dev)?, 1)?;
+    let picked = token_logits_at_last(dec, prompts, ids, model.text.pad_id(), Adapters::On)?;
     let probs = candle_nn::ops::softmax(&picked, D::Minus1)?
         .detach()
         .to_dtype(DType::F64)?;
