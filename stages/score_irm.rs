@@ -187,7 +187,15 @@ pub(crate) fn score(
     items: &[Pair],
     batch: usize,
 ) -> anyhow::Result<Vec<f64>> {
-    let model = common::load_model(input, Weights::Frozen)?;
+    score_with(&common::load_model(input, Weights::Frozen)?, items, batch)
+}
+
+/// [`score`] with a model already loaded: `log π(response | prompt)` per item.
+pub(crate) fn score_with(
+    model: &crate::model::Model,
+    items: &[Pair],
+    batch: usize,
+) -> anyhow::Result<Vec<f64>> {
     let v = response_logprobs_vec(
         &model.decoder,
         items,

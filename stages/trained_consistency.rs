@@ -11,15 +11,15 @@
 //! (mode, swap, τ, verdict/score strings), so they cannot drift from score-grm;
 //! only the template file is a filter param (`judge_template`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use super::common;
 use super::score_grm::{self, GrmMode, ScoreCols, ScoreGrmParams};
 use crate::loss::bernoulli::sigmoid;
 use crate::loss::select_pair;
-use crate::model::Weights;
 use crate::model::score::Pair;
+use crate::model::{Model, Weights};
 use crate::stage::{InputArtifact, TaskContext};
 
 /// The pairs compared and the fraction of them with `(p−½)(q−½) > 0`.
@@ -43,8 +43,10 @@ pub fn measure(
         });
     }
     let responses = common::read_responses(previous_generation)?;
-    let p_irm = irm_probs(ctx, &responses, &pairs)?;
-    let q = grm_probs(ctx, &responses, &pairs, judge_template)?;
+    // Mt is loaded once and serves both the IRM and the GRM.
+    let model = common::load_model(ctx.input("model")?, Weights::Frozen)?;
+    let p_irm = irm_probs(ctx, &model, &responses, &pairs)?;
+    let q = grm_probs(ctx, &model, &responses, &pairs, judge_template)?;
     let agree = p_irm
         .iter()
         .zip(&q)
@@ -76,6 +78,7 @@ fn selected_pairs(previous: &InputArtifact) -> anyhow::Result<Vec<common::PairRo
 
 fn irm_probs(
     ctx: &TaskContext,
+    model: &Model,
     responses: &score_grm::Responses,
     pairs: &[common::PairRow],
 ) -> anyhow::Result<Vec<f64>> {
@@ -85,22 +88,26 @@ fn irm_probs(
         .flatten()
         .next()
         .unwrap_or(super::score_irm::ScoreIrmParams::default().beta);
-    let items: Vec<Pair> = responses
-        .values()
+    // Only the responses of the selected pairs are scored (SRLM selects a few).
+    let ids: BTreeSet<i64> = pairs.iter().flat_map(|&(_, _, r1, r2)| [r1, r2]).collect();
+    let items: Vec<Pair> = ids
+        .iter()
+        .filter_map(|id| responses.get(id))
         .map(|r| Pair {
             prompt: r.prompt_ids.clone(),
             response: r.token_ids.clone(),
         })
         .collect();
     let batch = super::score_irm::ScoreIrmParams::default().batch_size;
-    let policy = super::score_irm::score(ctx.input("model")?, &items, batch)?;
+    let policy = super::score_irm::score_with(model, &items, batch)?;
     let reference = if ctx.input("model")?.checkpoint == ctx.input("irm_ref")?.checkpoint {
         policy.clone()
     } else {
         super::score_irm::score(ctx.input("irm_ref")?, &items, batch)?
     };
-    let margin: BTreeMap<i64, f64> = responses
-        .keys()
+    let margin: BTreeMap<i64, f64> = ids
+        .iter()
+        .filter(|id| responses.contains_key(id))
         .zip(policy.iter().zip(&reference))
         .map(|(&id, (a, b))| (id, a - b))
         .collect();
@@ -168,20 +175,20 @@ fn judge_params(ctx: &TaskContext, template: Option<PathBuf>) -> anyhow::Result<
 
 fn grm_probs(
     ctx: &TaskContext,
+    model: &Model,
     responses: &score_grm::Responses,
     pairs: &[common::PairRow],
     template: Option<PathBuf>,
 ) -> anyhow::Result<Vec<f64>> {
     let p = judge_params(ctx, template)?;
     let template = score_grm::load_template(ctx, &p)?;
-    let model = common::load_model(ctx.input("model")?, Weights::Frozen)?;
     let mut cols = ScoreCols::default();
     match p.mode {
         GrmMode::Pairwise => {
-            score_grm::pairwise(&model, &template, &p, responses, pairs, &mut cols)?
+            score_grm::pairwise(model, &template, &p, responses, pairs, &mut cols)?
         }
         GrmMode::Pointwise => {
-            score_grm::pointwise(&model, &template, &p, responses, pairs, &mut cols)?
+            score_grm::pointwise(model, &template, &p, responses, pairs, &mut cols)?
         }
     };
     Ok(cols.p_grm)
