@@ -6,7 +6,7 @@
 //! model      checkpoint  the model measured            [model@k]
 //! baseline   checkpoint  M0, for the gold win rate      [model@0]
 //! reference  checkpoint  the IRM reference              [model@initial]  (DESIGN: irm_reference)
-//! world      tables      eval_prompts, gold_pairs       [world]
+//! heldout    tables      eval_prompts, gold_pairs       [heldout]
 //! ```
 //!
 //! The engine runs `each_iteration` stages at k = 1..=N, so M0 gets its own
@@ -53,7 +53,7 @@ const SLOTS: &[Slot] = &[
         kind: SlotKind::Checkpoint,
     },
     Slot {
-        name: "world",
+        name: "heldout",
         kind: SlotKind::Tables,
     },
 ];
@@ -85,7 +85,7 @@ impl Stage for Eval {
             ("model", "model@k".into()),
             ("baseline", "model@0".into()),
             ("reference", "model@initial".into()),
-            ("world", "world".into()),
+            ("heldout", "heldout".into()),
         ]
     }
     fn outputs(&self, _params: &serde_json::Value) -> Outputs {
@@ -96,9 +96,9 @@ impl Stage for Eval {
     }
     fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let params: EvalParams = ctx.params()?;
-        let world = ctx.input("world")?;
-        let prompts = tables::read_prompts(world.table(EVAL_PROMPTS)?)?;
-        let pairs = tables::read_gold_pairs(world.table(GOLD_PAIRS)?)?;
+        let heldout = ctx.input("heldout")?;
+        let prompts = tables::read_prompts(heldout.table(EVAL_PROMPTS)?)?;
+        let pairs = tables::read_gold_pairs(heldout.table(GOLD_PAIRS)?)?;
         let model_dir = checkpoint(ctx, "model")?;
         let base_dir = checkpoint(ctx, "baseline")?;
         let ref_dir = checkpoint(ctx, "reference")?;

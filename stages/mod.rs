@@ -5,7 +5,8 @@
 //! takes the registry as a parameter, so tests add their own stages.
 //!
 //! ```text
-//! world               the built-in world's tables
+//! world               the built-in world's prompt pool and seed data
+//! heldout             the built-in world's held-out sets (eval only)
 //! init                a tiny model from scratch (model@initial of the world)
 //! sft                 IFT + EFT fine-tuning → M0
 //! checkpoint          a user's Hugging Face directory as a model
@@ -65,6 +66,7 @@ pub mod world;
 static EVAL: eval::Eval = eval::Eval;
 static EVAL_LABELS: eval::EvalLabels = eval::EvalLabels;
 static WORLD: world::World = world::World;
+static HELDOUT: world::Heldout = world::Heldout;
 static INIT: init::Init = init::Init;
 static SFT: sft::Sft = sft::Sft;
 static GENERATE: generate::Generate = generate::Generate;
@@ -77,8 +79,9 @@ static PROMPTS: prompts::Prompts = prompts::Prompts;
 
 /// Every built-in stage kind.
 pub fn registry() -> Registry {
-    let stages: [&'static dyn Stage; 12] = [
+    let stages: [&'static dyn Stage; 13] = [
         &WORLD,
+        &HELDOUT,
         &INIT,
         &SFT,
         &GENERATE,

@@ -8,6 +8,8 @@
 //!   `L = mean_consistent(L_dpo) + λ·mean_all(L_con)` ([`crate::loss::scir_loss`];
 //!   `consistency.loss: symmetric_kl | agreement_nll`, `consistency.grad:
 //!   both | irm_only`, γ weights the entropy term).
+//!   `selection: static` (ablation) replaces the per-step choice with the
+//!   filter's labels (run the filter with `mode: static`).
 //! * `method: srlm`: plain DPO on the filter's fixed labels (no consistency
 //!   loss).
 //!
@@ -38,8 +40,8 @@ use super::common::{self, Col};
 use super::judge;
 use super::train_data::{self, TrainData, TrainPair};
 use crate::loss::{
-    ConsistencyGrad, ConsistencyKind, DpoMetrics, LogBernoulli, PairLogps, ScirLossConfig,
-    dpo_sigmoid, scir_loss,
+    ConsistencyGrad, ConsistencyKind, DpoMetrics, LogBernoulli, PairLogps, Preferred,
+    ScirLossConfig, dpo_sigmoid, scir_loss_with,
 };
 use crate::model::lora::{LoraConfig, LoraSet};
 use crate::model::optim::AdamWParams;
@@ -59,6 +61,19 @@ pub const METRICS: &str = "train_metrics";
 pub enum Method {
     Scir,
     Srlm,
+}
+
+/// How `scir` picks the pairs and labels DPO trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Every step, with the current θ (the paper's method).
+    #[default]
+    Dynamic,
+    /// Once, before training: the filter's labels (pairs it left unlabelled
+    /// train only through the consistency loss). The ablation of dynamic
+    /// selection; pair it with `consistency-filter: { mode: static }`.
+    Static,
 }
 
 /// The consistency-loss knobs.
@@ -89,6 +104,8 @@ pub struct TrainParams {
     pub gamma: f64,
     /// δ: margin of the per-step selection rule (scir).
     pub delta: f64,
+    /// `dynamic` (per step) or `static` (the filter's labels) selection (scir).
+    pub selection: Selection,
     pub consistency: ConsistencyParams,
     /// Train LoRA adapters instead of every weight (merged into Mt+1 on save).
     pub lora: Option<LoraConfig>,
@@ -109,6 +126,7 @@ impl Default for TrainParams {
             lambda: 1.0,
             gamma: 0.1,
             delta: 0.0,
+            selection: Selection::Dynamic,
             consistency: ConsistencyParams::default(),
             lora: None,
         }
@@ -343,7 +361,18 @@ fn scir_batch(
         irm_ref_y1: host(batch.iter().map(|b| b.irm_ref[0]).collect())?,
         irm_ref_y2: host(batch.iter().map(|b| b.irm_ref[1]).collect())?,
     };
-    let out = scir_loss(&logps, &q, &loss_config(p, data.irm_beta))?;
+    let fixed: Option<Vec<Option<Preferred>>> = (p.selection == Selection::Static).then(|| {
+        batch
+            .iter()
+            .map(|b| {
+                b.y1_preferred.map(|y1| match y1 {
+                    true => Preferred::Y1,
+                    false => Preferred::Y2,
+                })
+            })
+            .collect()
+    });
+    let out = scir_loss_with(&logps, &q, &loss_config(p, data.irm_beta), fixed.as_deref())?;
     let m = out.metrics;
     Ok((
         out.loss,

@@ -1,6 +1,7 @@
 //! The one integration-test binary; one module per area.
 
 mod config;
+mod default_pipeline;
 mod engine;
 mod engine_crash;
 mod engine_smoke;

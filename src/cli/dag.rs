@@ -35,7 +35,7 @@ pub enum Format {
 
 /// Run `scir dag`.
 pub fn run(args: &DagArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
-    let (_, dag) = super::load(&args.pipeline.pipeline, registry)?;
+    let (_, dag) = super::load(&args.pipeline, registry)?;
     let text = match args.format {
         Format::Ascii => ascii(&dag),
         Format::Dot => dot(&dag),

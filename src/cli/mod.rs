@@ -123,6 +123,11 @@ pub struct PipelineArg {
     /// The pipeline file.
     #[arg(value_name = "PIPELINE", default_value = "pipeline.yaml")]
     pub pipeline: PathBuf,
+    /// Use this seed instead of the file's top-level `seed` (every task's seed,
+    /// and so every key, follows it): repeat a run over seeds, each into its
+    /// own --artifacts directory, and compare them with `scir report --seeds`.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
 }
 
 /// Parse the process arguments, run with the built-in stages, print errors.
@@ -176,10 +181,13 @@ pub fn run_with_registry(cli: Cli, registry: &Registry) -> anyhow::Result<ExitCo
 
 /// Load and unroll a pipeline.
 pub fn load(
-    path: &std::path::Path,
+    arg: &PipelineArg,
     registry: &Registry,
 ) -> anyhow::Result<(crate::config::Pipeline, crate::dag::Dag)> {
-    let pipeline = crate::config::load(path, registry)?;
+    let mut pipeline = crate::config::load(&arg.pipeline, registry)?;
+    if let Some(seed) = arg.seed {
+        pipeline.seed = seed;
+    }
     let dag = crate::dag::build(&pipeline)?;
     Ok((pipeline, dag))
 }

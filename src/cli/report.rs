@@ -26,8 +26,16 @@ Metrics (null/- = nothing to average):
   consistent_acc             accuracy of the agreed label on those pairs
   inconsistent_{irm,grm}_acc each model's accuracy on the other pairs
 
+With --seeds DIR DIR ... it reads the `eval` table of each artifacts
+directory (runs of one pipeline with different --seed), and prints in
+markdown the mean ± sd over seeds per arm and iteration, and the paired
+differences (arm vs arm at the last iteration, each arm's last iteration vs
+M0) with whether each is larger than the seed spread. It writes nothing.
+
 Examples:
   scir report
+  for s in 1 2 3; do scir run --seed $s --artifacts runs/seed$s; done
+  scir report --seeds runs/seed1 runs/seed2 runs/seed3
   scir report --json | jq '.rows[] | {arm, iteration, g: .values.gold_sampled}'
   scir sql \"SELECT arm, iteration, value FROM eval WHERE metric = 'irm_acc' ORDER BY 1, 2\"";
 
@@ -41,9 +49,15 @@ pub struct ReportArgs {
     /// Print every metric as JSON instead of the summary table.
     #[arg(long)]
     pub json: bool,
+    /// Combine the runs in these artifacts directories (one per seed) instead.
+    #[arg(long, value_name = "DIR", num_args = 1.., conflicts_with = "artifacts")]
+    pub seeds: Vec<PathBuf>,
 }
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    if !args.seeds.is_empty() {
+        return seeds(args);
+    }
     let report = crate::report::load(&args.artifacts)?;
     let path = crate::report::write_report(&args.artifacts, &report)?;
     let text = if args.json {
@@ -51,6 +65,30 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     } else {
         report.text()
     };
+    print(&text)?;
+    if !args.json {
+        eprintln!("report: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn seeds(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let runs = args
+        .seeds
+        .iter()
+        .map(|dir| Ok((dir.display().to_string(), crate::report::load(dir)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let combined = crate::report::seeds::combine(&runs)?;
+    print(&if args.json {
+        combined.json()?
+    } else {
+        combined.markdown()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Write to stdout; a closed pipe (`| head`) is not an error.
+fn print(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -59,8 +97,5 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
         result => result?,
     }
-    if !args.json {
-        eprintln!("report: {}", path.display());
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

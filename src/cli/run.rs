@@ -68,7 +68,7 @@ pub struct RunArgs {
 
 /// Run `scir run`.
 pub fn run(args: &RunArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
-    let (pipeline, dag) = super::load(&args.pipeline.pipeline, registry)?;
+    let (pipeline, dag) = super::load(&args.pipeline, registry)?;
     let store = Store::new(&args.store.artifacts);
     let opts = RunOptions {
         arm: args.arm.clone(),

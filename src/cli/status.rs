@@ -44,7 +44,7 @@ struct Line {
 
 /// Run `scir status`.
 pub fn run(args: &StatusArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
-    let (_, dag) = super::load(&args.pipeline.pipeline, registry)?;
+    let (_, dag) = super::load(&args.pipeline, registry)?;
     let store = Store::new(&args.store.artifacts);
     let refs = store.read_refs()?;
     let mut memo = BTreeMap::new();

@@ -27,4 +27,4 @@ pub mod scir;
 pub use bernoulli::LogBernoulli;
 pub use consistency::{ConsistencyGrad, ConsistencyKind, Preferred, select_pair};
 pub use dpo::{DpoMetrics, DpoOutput, dpo_sigmoid};
-pub use scir::{PairLogps, ScirLossConfig, ScirLossOutput, StepMetrics, scir_loss};
+pub use scir::{PairLogps, ScirLossConfig, ScirLossOutput, StepMetrics, scir_loss, scir_loss_with};

@@ -157,6 +157,17 @@ pub fn scir_loss(
     q: &LogBernoulli,
     cfg: &ScirLossConfig,
 ) -> Result<ScirLossOutput> {
+    scir_loss_with(logps, q, cfg, None)
+}
+
+/// [`scir_loss`] with the selection step replaced by `fixed` when given (one entry per
+/// pair: the ablation "static selection", labels chosen once before training).
+pub fn scir_loss_with(
+    logps: &PairLogps,
+    q: &LogBernoulli,
+    cfg: &ScirLossConfig,
+    fixed: Option<&[Option<Preferred>]>,
+) -> Result<ScirLossOutput> {
     cfg.validate()?;
     let (py1, py2) = (f64s(&logps.policy_y1)?, f64s(&logps.policy_y2)?);
     let n = py1.elem_count();
@@ -178,11 +189,15 @@ pub fn scir_loss(
         cfg.irm_beta,
     )?;
     let (p_host, q_host) = (p.host_probs()?, q.host_probs()?);
-    let selection: Vec<Option<Preferred>> = p_host
-        .iter()
-        .zip(&q_host)
-        .map(|(&a, &b)| select_pair(a, b, cfg.delta))
-        .collect();
+    let selection: Vec<Option<Preferred>> = match fixed {
+        Some(f) if f.len() == n => f.to_vec(),
+        Some(f) => bail!("scir_loss: {} fixed labels for {n} pairs", f.len()),
+        None => p_host
+            .iter()
+            .zip(&q_host)
+            .map(|(&a, &b)| select_pair(a, b, cfg.delta))
+            .collect(),
+    };
 
     let con = consistency_loss(&p, &q, cfg.kind, cfg.grad, cfg.gamma)?;
     let con_sum = con.sum_all()?;

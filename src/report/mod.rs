@@ -7,6 +7,7 @@
 //! evaluate  one eval task: params, the measurements, the metric list
 //! labels    eval_labels: the iteration's own pairs gold-labelled (needs the SCIR stages' tables)
 //! tables    the eval tables' schemas and builders; reading the world's held-out tables
+//! seeds     several seeds' runs side by side: mean ± sd, paired differences vs the spread
 //! view      the public `eval` table (all arms and iterations) as a [`Report`]; text and JSON
 //! plot      line charts (plotters into an RGB buffer, embedded DejaVu Sans Mono)
 //! png       the minimal PNG writer the charts use
@@ -51,6 +52,7 @@ pub mod measure;
 pub mod metrics;
 pub mod plot;
 pub mod png;
+pub mod seeds;
 pub mod tables;
 pub mod view;
 

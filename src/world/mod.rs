@@ -21,6 +21,10 @@
 //!               held-out, gold-labelled: EVAL ONLY, never an input of training
 //! ```
 //!
+//! The pipeline splits them: stage `world` writes the [`TRAINING_TABLES`]
+//! (and `world_params`), stage `heldout` the [`HELDOUT_TABLES`], so the
+//! held-out sets and the gold labels are never upstream of training.
+//!
 //! Invariants: every prompt is distinct across all tables (held-out sets are
 //! disjoint from training data); the same params give identical batches;
 //! each row draws from its own random stream, so changing one count leaves
@@ -59,6 +63,12 @@ pub fn generate(p: &WorldParams) -> anyhow::Result<Vec<(String, RecordBatch)>> {
         (tables::GOLD_PAIRS.to_string(), gold_pairs),
     ])
 }
+
+/// The tables a training stage may see (stage `world`).
+pub const TRAINING_TABLES: [&str; 3] = [tables::PROMPTS, tables::IFT, tables::EFT];
+/// The held-out tables, for eval only (stage `heldout`): no training task has
+/// them, or the task that makes them, upstream.
+pub const HELDOUT_TABLES: [&str; 2] = [tables::EVAL_PROMPTS, tables::GOLD_PAIRS];
 
 /// Name and schema of every table [`generate`] returns, in the same order.
 pub fn table_schemas() -> Vec<(String, SchemaRef)> {

@@ -63,7 +63,9 @@ impl TaskKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorldParams {
-    /// Seed of every random draw of the world.
+    /// Seed of every random draw of the world. The `world` stage adds its
+    /// task seed (which follows the pipeline's `seed`), so each pipeline seed
+    /// draws its own world; `world_params` records the sum.
     pub seed: u64,
     /// Task variants; each prompt draws one uniformly.
     pub tasks: Vec<TaskKind>,

@@ -1,0 +1,272 @@
+//! The default pipeline: gold isolation (no training task has the held-out
+//! sets upstream) and its toy twin `tests/smoke/default.yaml` (same DAG; run
+//! end to end with the real binary; the report's structure and ranges).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use scir::dag::Dag;
+use scir::runlog::RunRecord;
+
+const DEFAULT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.yaml");
+const SMOKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smoke/default.yaml");
+const ABLATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ablations.yaml");
+
+/// Stage kinds that train or feed training.
+const TRAINING_KINDS: &[&str] = &[
+    "world",
+    "init",
+    "sft",
+    "generate",
+    "score-irm",
+    "score-grm",
+    "consistency-filter",
+    "train",
+];
+/// Stage kinds that hold or use gold labels.
+const GOLD_KINDS: &[&str] = &["heldout", "eval", "eval-labels"];
+
+fn dag(path: &str) -> Dag {
+    let reg = scir::stages::registry();
+    let pipeline = scir::config::load(Path::new(path), &reg).unwrap();
+    scir::dag::build(&pipeline).unwrap()
+}
+
+fn kind(dag: &Dag, i: usize) -> &'static str {
+    dag.nodes[i].spec.stage.kind()
+}
+
+/// Every node upstream of `i` (transitively).
+fn upstream(dag: &Dag, i: usize) -> BTreeSet<usize> {
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<usize> = dag.nodes[i].inputs.values().copied().collect();
+    while let Some(j) = todo.pop() {
+        if seen.insert(j) {
+            todo.extend(dag.nodes[j].inputs.values().copied());
+        }
+    }
+    seen
+}
+
+#[test]
+fn no_training_task_has_the_held_out_sets_upstream() {
+    for path in [DEFAULT, SMOKE, ABLATIONS] {
+        let dag = dag(path);
+        let mut training = 0;
+        for i in 0..dag.nodes.len() {
+            if !TRAINING_KINDS.contains(&kind(&dag, i)) {
+                continue;
+            }
+            training += 1;
+            for j in upstream(&dag, i) {
+                assert!(
+                    !GOLD_KINDS.contains(&kind(&dag, j)),
+                    "{path}: {} has {} upstream",
+                    dag.nodes[i].task,
+                    dag.nodes[j].task
+                );
+            }
+        }
+        assert!(training > 10, "{path}: only {training} training tasks");
+        // The held-out tables come from `heldout` only, and eval reads them.
+        for node in &dag.nodes {
+            let tables: Vec<&str> = node
+                .spec
+                .outputs
+                .tables
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect();
+            let holds_gold = tables.contains(&"gold_pairs") || tables.contains(&"eval_prompts");
+            assert_eq!(
+                holds_gold,
+                node.spec.stage.kind() == "heldout",
+                "{}",
+                node.task
+            );
+        }
+    }
+}
+
+/// (arm, task, kind, inputs as (slot, upstream task)).
+type TaskShape = (String, String, &'static str, Vec<(String, String)>);
+
+/// Per arm: every task with its kind and its inputs.
+fn shape(dag: &Dag) -> BTreeSet<TaskShape> {
+    dag.by_arm
+        .iter()
+        .map(|((arm, task), &i)| {
+            let node = &dag.nodes[i];
+            let inputs = node
+                .inputs
+                .iter()
+                .map(|(slot, &j)| (slot.clone(), dag.nodes[j].task.clone()))
+                .collect();
+            (arm.clone(), task.clone(), kind(dag, i), inputs)
+        })
+        .collect()
+}
+
+#[test]
+fn the_smoke_default_pipeline_has_the_default_dag() {
+    let (default, smoke) = (dag(DEFAULT), dag(SMOKE));
+    assert_eq!(default.arms, smoke.arms);
+    assert_eq!(shape(&default), shape(&smoke));
+}
+
+#[test]
+fn the_ablations_extend_the_default_arms() {
+    let (default, ablations) = (dag(DEFAULT), dag(ABLATIONS));
+    assert_eq!(ablations.arms.len(), 6, "{:?}", ablations.arms);
+    let keep = |dag: &Dag| {
+        shape(dag)
+            .into_iter()
+            .filter(|(arm, ..)| arm == "scir" || arm == "srlm")
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(keep(&default), keep(&ablations));
+    // Same tasks, same keys: the default's objects serve the ablation's scir/srlm arms.
+    let ids = |dag: &Dag| -> BTreeSet<String> {
+        dag.by_arm
+            .iter()
+            .filter(|((arm, _), _)| arm == "scir" || arm == "srlm")
+            .map(|(_, &i)| dag.nodes[i].identity.clone())
+            .collect()
+    };
+    assert_eq!(ids(&default), ids(&ablations));
+}
+
+fn scir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scir"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> Vec<u8> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn run(artifacts: &Path, seed: &str) -> RunRecord {
+    let dir = artifacts.to_str().unwrap();
+    let stdout = ok(scir(&[
+        "run",
+        SMOKE,
+        "--seed",
+        seed,
+        "--json",
+        "--artifacts",
+        dir,
+    ]));
+    serde_json::from_slice(&stdout).unwrap()
+}
+
+/// Fractions in [0, 1]; lengths in [0, max_new_tokens].
+fn check_range(metric: &str, v: f64) {
+    let max = if metric.starts_with("length_") || metric.ends_with("_length") {
+        12.0
+    } else {
+        1.0
+    };
+    assert!((0.0..=max).contains(&v), "{metric} = {v}");
+}
+
+#[test]
+fn the_smoke_default_pipeline_runs_and_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("seed1");
+    let first = run(&a, "1");
+    assert_eq!(first.status, "ok");
+    let second = run(&a, "1");
+    assert!(second.tasks.iter().all(|t| t.status == "hit"), "{second:?}");
+
+    let json = ok(scir(&[
+        "report",
+        "--json",
+        "--artifacts",
+        a.to_str().unwrap(),
+    ]));
+    let r: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(r["arms"], serde_json::json!(["scir", "srlm"]));
+    let rows = r["rows"].as_array().unwrap();
+    let keys: Vec<(String, i64)> = rows
+        .iter()
+        .map(|x| {
+            (
+                x["arm"].as_str().unwrap().into(),
+                x["iteration"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, i64)> = ["scir", "srlm"]
+        .iter()
+        .flat_map(|arm| (0..=3).map(move |k| (arm.to_string(), k)))
+        .collect();
+    assert_eq!(keys, want);
+    for row in rows {
+        let values = row["values"].as_object().unwrap();
+        for m in [
+            "gold_sampled",
+            "gold_greedy",
+            "win_rate_sampled",
+            "irm_acc",
+            "grm_acc",
+        ] {
+            assert!(values[m].is_number(), "{m} missing in {row}");
+        }
+        for (m, v) in values {
+            if let Some(v) = v.as_f64() {
+                check_range(m, v);
+            }
+        }
+    }
+    for file in [
+        "report.md",
+        "gold.png",
+        "win_rate.png",
+        "judge_accuracy.png",
+    ] {
+        assert!(a.join("report").join(file).is_file(), "{file}");
+    }
+
+    // A second seed draws another world and model; --seeds combines the two.
+    let b = tmp.path().join("seed2");
+    run(&b, "2");
+    let world = |dir: &Path| {
+        let q = "SELECT prompt FROM prompts ORDER BY iteration, id LIMIT 5";
+        ok(scir(&["sql", q, "--artifacts", dir.to_str().unwrap()]))
+    };
+    assert_ne!(world(&a), world(&b), "--seed must change the world");
+    let (sa, sb) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let md = String::from_utf8(ok(scir(&["report", "--seeds", sa, sb]))).unwrap();
+    assert!(md.starts_with("2 seeds ("), "{md}");
+    assert!(
+        md.contains("| scir | 3 |") && md.contains("| srlm | 0 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("scir − srlm @3") && md.contains("scir @3 − @0"),
+        "{md}"
+    );
+    let json = ok(scir(&["report", "--seeds", sa, sb, "--json"]));
+    let s: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(s["runs"].as_array().unwrap().len(), 2);
+    for d in s["differences"].as_array().unwrap() {
+        assert_eq!(d["per_seed"].as_array().unwrap().len(), 2, "{d}");
+    }
+}
+
+#[test]
+fn report_seeds_needs_an_eval_table_in_every_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nothing");
+    let out = scir(&["report", "--seeds", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no `eval` table"));
+}
