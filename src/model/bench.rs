@@ -10,6 +10,10 @@
 //! the first when 0), divided by the response tokens, backward through every weight, then
 //! the optimiser update (accumulate → clip → AdamW, [`Stepper`]). Forward, backward and
 //! optimiser times are reported separately.
+//!
+//! `--digest` adds BLAKE3 digests (first 16 hex digits) of the bits of the forward logits of
+//! the prompts, of the greedy tokens, and of every weight after the training steps: equal
+//! digests before and after a change to the model code mean bit-identical results.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -20,6 +24,7 @@ use serde_json::{Value, json};
 use tokenizers::Tokenizer;
 use tokenizers::models::wordlevel::WordLevel;
 
+use super::batch::{Batch, Padding};
 use super::checkpoint::Model;
 use super::config::Preset;
 use super::generate::{GenerateParams, Sampler, generate};
@@ -58,6 +63,9 @@ pub struct BenchArgs {
     /// Only this preset (default: tiny, world and small30m).
     #[arg(long, value_enum)]
     pub preset: Option<PresetArg>,
+    /// Add digests of the logits, greedy tokens and trained weights (see the module docs).
+    #[arg(long)]
+    pub digest: bool,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -99,8 +107,12 @@ fn ids(n: usize, vocab: usize, salt: usize) -> Vec<u32> {
         .collect()
 }
 
-/// Best-of-`GEN_REPEATS` seconds and generated-token count of one greedy generation.
-fn time_generation(m: &Model, prompts: &[Vec<u32>], n: usize) -> anyhow::Result<(f64, usize)> {
+/// Best-of-`GEN_REPEATS` seconds and the generated tokens of one greedy generation.
+fn time_generation(
+    m: &Model,
+    prompts: &[Vec<u32>],
+    n: usize,
+) -> anyhow::Result<(f64, Vec<Vec<u32>>)> {
     let params = GenerateParams {
         max_new_tokens: n,
         sampler: Sampler::Greedy,
@@ -108,13 +120,13 @@ fn time_generation(m: &Model, prompts: &[Vec<u32>], n: usize) -> anyhow::Result<
         pad_id: 0,
     };
     let seeds = vec![0; prompts.len()];
-    let mut best = (f64::INFINITY, 0);
+    let mut best = (f64::INFINITY, vec![]);
     for _ in 0..GEN_REPEATS {
         let start = Instant::now();
         let out = generate(&m.decoder, prompts, &seeds, &params, Adapters::On)?;
         let secs = start.elapsed().as_secs_f64();
         if secs < best.0 {
-            best = (secs, out.iter().map(|g| g.token_ids.len()).sum());
+            best = (secs, out.into_iter().map(|g| g.token_ids).collect());
         }
     }
     Ok(best)
@@ -193,7 +205,16 @@ fn bench_one(preset: Preset, a: &BenchArgs) -> anyhow::Result<Value> {
     let prompts: Vec<Vec<u32>> = (0..a.batch).map(|r| ids(a.seq_len, vocab, r)).collect();
     // Prefill (+ the first token), then the whole run: the difference is pure decoding.
     let (prefill_s, _) = time_generation(&m, &prompts, 1)?;
-    let (gen_s, generated) = time_generation(&m, &prompts, a.new_tokens.max(2))?;
+    let (gen_s, greedy) = time_generation(&m, &prompts, a.new_tokens.max(2))?;
+    let generated: usize = greedy.iter().map(Vec::len).sum();
+    let digests = if a.digest {
+        let batch = Batch::padded(&prompts, 0, Padding::Right)?;
+        let logits = m.decoder.forward(&batch, None, Adapters::On)?;
+        let tokens: Vec<u32> = greedy.concat();
+        json!({"logits": digest_f32(&[logits])?, "greedy": digest_u32(&tokens)})
+    } else {
+        Value::Null
+    };
     let decode_s = gen_s - prefill_s;
     let decode_tok_s = if decode_s > 0.0 {
         json!((generated - a.batch) as f64 / decode_s)
@@ -201,6 +222,14 @@ fn bench_one(preset: Preset, a: &BenchArgs) -> anyhow::Result<Value> {
         Value::Null
     };
     let t = time_training(&m, &prompts, a)?;
+    let digests = match digests {
+        Value::Object(mut d) => {
+            let weights: Vec<_> = m.tensors().iter().map(|(_, t)| t.clone()).collect();
+            d.insert("trained".into(), json!(digest_f32(&weights)?));
+            Value::Object(d)
+        }
+        other => other,
+    };
     Ok(json!({
         "preset": format!("{preset:?}"),
         "parameters": m.param_count(),
@@ -214,7 +243,28 @@ fn bench_one(preset: Preset, a: &BenchArgs) -> anyhow::Result<Value> {
         "batch": a.batch,
         "seq_len": a.seq_len,
         "new_tokens": a.new_tokens,
+        "digests": digests,
     }))
+}
+
+/// First 16 hex digits of BLAKE3 over the bits of `tensors` (flattened, in order).
+fn digest_f32(tensors: &[candle_core::Tensor]) -> anyhow::Result<String> {
+    let mut h = blake3::Hasher::new();
+    for t in tensors {
+        for x in t.flatten_all()?.to_vec1::<f32>()? {
+            h.update(&x.to_bits().to_le_bytes());
+        }
+    }
+    Ok(h.finalize().to_hex()[..16].to_string())
+}
+
+/// First 16 hex digits of BLAKE3 over `ids`.
+fn digest_u32(ids: &[u32]) -> String {
+    let mut h = blake3::Hasher::new();
+    for x in ids {
+        h.update(&x.to_le_bytes());
+    }
+    h.finalize().to_hex()[..16].to_string()
 }
 
 /// Run the benchmark for both presets and print the results.
@@ -254,6 +304,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<()> {
             r["train_backward_ms"].as_f64().unwrap_or(0.0),
             r["train_optimizer_ms"].as_f64().unwrap_or(0.0),
         );
+        if a.digest {
+            println!("          digests {}", r["digests"]);
+        }
     }
     Ok(())
 }
