@@ -4,5 +4,6 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    scir::model::threads::configure_process();
     scir::cli::main()
 }

@@ -6,7 +6,7 @@
 //! optimiser's updates are seen by the next forward), or a plain tensor (frozen; no graph).
 //! Running with [`Adapters::Off`] gives the base model: the DPO reference under LoRA.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::lora::LoraAdapter;
@@ -81,11 +81,26 @@ impl Linear {
     }
 
     /// `x: (…, in)` → `(…, out)`.
+    ///
+    /// The leading dimensions are flattened into one: a single `(rows, in)·(in, out)` matmul
+    /// instead of candle's batched matmul over a broadcast weight, whose backward materialises
+    /// one `(in, out)` weight gradient per batch row and then sums them.
     pub fn forward(&self, x: &Tensor, adapters: Adapters) -> Result<Tensor> {
-        let base = candle_nn::Linear::new(self.weight.clone(), self.bias.clone()).forward(x)?;
-        match (&self.lora, adapters) {
-            (Some(lora), Adapters::On) => base + lora.delta(x)?,
-            _ => Ok(base),
+        let (out_dim, in_dim) = self.weight.dims2()?;
+        let mut out_shape = x.dims().to_vec();
+        let Some(last) = out_shape.last_mut() else {
+            candle_core::bail!("Linear::forward on a scalar");
+        };
+        *last = out_dim;
+        let rows = x.elem_count() / in_dim.max(1);
+        let x2 = x.reshape((rows, in_dim))?;
+        let mut y = x2.matmul(&self.weight.t()?)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
         }
+        if let (Some(lora), Adapters::On) = (&self.lora, adapters) {
+            y = (y + lora.delta(&x2)?)?;
+        }
+        y.reshape(out_shape)
     }
 }

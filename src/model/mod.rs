@@ -12,6 +12,7 @@
 //! batch       padded batches (left for generation, right for scoring)
 //! kv_cache    the explicit KV cache for generation
 //! checkpoint  Hugging Face directories ↔ Model (load f32/f16/bf16, save f32)
+//! threads     candle's CPU thread settings for the process
 //! tokenizer   tokenizer + special tokens + the TRL prompt/response seam
 //! chat        chat templates (minijinja)
 //! generate    batched sampling with per-row seeds
@@ -67,6 +68,7 @@ pub mod rms_norm;
 pub mod rope;
 pub mod schedule;
 pub mod score;
+pub mod threads;
 pub mod tokenizer;
 pub mod train_state;
 pub mod trainer;

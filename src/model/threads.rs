@@ -1,0 +1,30 @@
+//! Process-wide thread settings for candle's CPU backend.
+//!
+//! candle 0.11 runs elementwise ops of ≥ 64 Ki elements on its own "barrier pool":
+//! `CANDLE_NUM_THREADS − 1` worker threads (default: the rayon thread count) that spin while
+//! they wait for work, and a caller that spins until every worker has finished. Matmuls use
+//! a separate rayon pool (`RAYON_NUM_THREADS`). On a machine with few cores, and above all
+//! on a shared one, the spinning threads compete with the matmul threads and with each other:
+//! measured on 2 shared cores (load average 14), one SFT step of the `world` preset
+//! (32 × 40 tokens) took 3.3–4.9 s with the pool and 0.47–0.56 s without it, 75 % of the
+//! time inside the pool's spin loops.
+//!
+//! [`configure_process`] therefore sets `CANDLE_NUM_THREADS=1` (elementwise ops run on the
+//! calling thread; matmuls keep every rayon thread) unless the user set it. Results do not
+//! depend on it: the pool splits elementwise maps, never reductions.
+
+/// candle's environment variable for the elementwise thread count.
+pub const ELEMENTWISE_THREADS_VAR: &str = "CANDLE_NUM_THREADS";
+
+/// Elementwise threads when the user did not choose (see the module docs).
+const DEFAULT_ELEMENTWISE_THREADS: &str = "1";
+
+/// Set the defaults above. Call first thing in `main`, before any other thread exists and
+/// before candle runs any op (its pool reads the variable once).
+pub fn configure_process() {
+    if std::env::var_os(ELEMENTWISE_THREADS_VAR).is_none() {
+        // SAFETY: called at the start of `main`, while the process has a single thread,
+        // so nothing reads the environment concurrently.
+        unsafe { std::env::set_var(ELEMENTWISE_THREADS_VAR, DEFAULT_ELEMENTWISE_THREADS) };
+    }
+}
