@@ -175,7 +175,7 @@ fn load(dir: &Path) -> anyhow::Result<Model> {
 }
 
 /// Bump when `eval_labels` changes for the same inputs.
-pub const LABELS_VERSION: u32 = 1;
+pub const LABELS_VERSION: u32 = 2;
 
 /// The `eval-labels` stage: the iteration's own pairs, gold-labelled, against
 /// the preferences and labels the arm trained on ([`crate::report::labels`]).
@@ -255,6 +255,7 @@ impl Stage for EvalLabels {
         let model = load(&checkpoint(ctx, "model")?)?;
         let reference = load(&checkpoint(ctx, "reference")?)?;
         let mut metrics = labels::label_metrics(&pairs);
+        metrics.extend(labels::length_metrics(&pairs));
         metrics.extend(labels::trained_metrics(
             &params, &model, &reference, &pairs,
         )?);

@@ -24,6 +24,8 @@
 //! trained_consistency_before fraction of the selected pairs the filter found consistent (Mt−1)
 //! trained_consistency_after  the same pairs under Mt (IRM vs Mt's reference, GRM per params)
 //! trained_{irm,grm}_acc      Mt's accuracy on the pairs it trained on (Figure 2 analogue)
+//! own_{gold,irm,grm}_longer  length bias: on pairs of unequal length, how often gold / the IRM /
+//! label_longer               the GRM / the training label prefer the longer response
 //! ```
 
 use std::collections::BTreeMap;
@@ -84,6 +86,43 @@ pub fn gold_by_id(
             Ok((id, (prompt, text, gold)))
         })
         .collect()
+}
+
+/// Length bias: over pairs whose responses differ in length (characters), how often each
+/// preference picks the longer response (gold on decided pairs; the label on the selected,
+/// labelled pairs; p_irm and p_grm with ½ scoring ½).
+pub fn length_metrics(pairs: &[OwnPair]) -> Vec<(String, Mean)> {
+    let flag = |b: bool| f64::from(u8::from(b));
+    let uneven: Vec<(&OwnPair, bool)> = pairs
+        .iter()
+        .map(|p| (p, p.text_1.chars().count(), p.text_2.chars().count()))
+        .filter(|(_, a, b)| a != b)
+        .map(|(p, a, b)| (p, a > b))
+        .collect();
+    let of = |f: &dyn Fn(&OwnPair, bool) -> Option<f64>| {
+        Mean::of(uneven.iter().filter_map(|(p, y1_longer)| f(p, *y1_longer)))
+    };
+    vec![
+        (
+            "own_gold_longer".into(),
+            of(&|p, l| (p.gold_1 != p.gold_2).then(|| flag((p.gold_1 > p.gold_2) == l))),
+        ),
+        (
+            "own_irm_longer".into(),
+            of(&|p, l| Some(credit(p.p_irm, l))),
+        ),
+        (
+            "own_grm_longer".into(),
+            of(&|p, l| Some(credit(p.p_grm, l))),
+        ),
+        (
+            "label_longer".into(),
+            of(&|p, l| match (p.selected, p.label_y1) {
+                (true, Some(y1)) => Some(flag(y1 == l)),
+                _ => None,
+            }),
+        ),
+    ]
 }
 
 /// The `eval_labels` metrics of one iteration's pairs, in a fixed order.
@@ -308,5 +347,29 @@ mod tests {
         assert_eq!(m["own_inconsistent_irm_acc"].value, 0.0);
         assert_eq!((m["own_irm_acc"].value, m["own_irm_acc"].n), (1.0 / 3.0, 3));
         assert_eq!(m["selected_frac"].value, 0.75);
+    }
+
+    #[test]
+    fn length_metrics_count_only_pairs_of_unequal_length() {
+        let with = |t1: &str, t2: &str, mut p: OwnPair| {
+            (p.text_1, p.text_2) = (t1.into(), t2.into());
+            p
+        };
+        let pairs = [
+            // y1 longer; gold prefers y2 (shorter); IRM and GRM and label pick y1 (longer).
+            with("abcd", "abc", pair((0.5, 0.9), 0.8, 0.7, true, Some(true))),
+            // y2 longer; gold prefers y2 (longer); IRM y1, GRM exactly ½, label y2.
+            with("ab", "abc", pair((0.5, 0.9), 0.8, 0.5, false, Some(false))),
+            // Equal lengths: left out of everything.
+            with("abc", "abd", pair((0.1, 0.9), 0.9, 0.9, true, Some(true))),
+        ];
+        let m: BTreeMap<String, Mean> = length_metrics(&pairs).into_iter().collect();
+        assert_eq!(
+            (m["own_gold_longer"].value, m["own_gold_longer"].n),
+            (0.5, 2)
+        );
+        assert_eq!(m["own_irm_longer"].value, 0.5);
+        assert_eq!(m["own_grm_longer"].value, 0.75);
+        assert_eq!((m["label_longer"].value, m["label_longer"].n), (1.0, 2));
     }
 }

@@ -9,6 +9,8 @@
 //! artifacts/report/consistency.png      IRM/GRM consistency rate (gold pairs; own and trained
 //!                                       pairs when eval-labels ran)
 //! artifacts/report/labels.png           label accuracy on own pairs (only when eval-labels ran)
+//! artifacts/report/length_bias.png      how often gold, labels, IRM and GRM prefer the longer
+//!                                       response (only when eval-labels ran)
 //! ```
 //!
 //! Each file is written under a temporary name and renamed into place, so a
@@ -77,6 +79,18 @@ pub const CHARTS: &[Chart] = &[
         "accuracy",
         1.0,
         &["label_acc", "own_irm_acc", "own_grm_acc"],
+    ),
+    (
+        "length_bias.png",
+        "how often each preference picks the longer of two own responses",
+        "fraction longer",
+        1.0,
+        &[
+            "own_gold_longer",
+            "label_longer",
+            "own_irm_longer",
+            "own_grm_longer",
+        ],
     ),
 ];
 

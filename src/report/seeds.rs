@@ -33,6 +33,8 @@ pub const METRICS: &[&str] = &[
     "irm_acc",
     "consistency_rate",
     "label_acc",
+    "label_longer",
+    "length_sampled",
 ];
 
 /// Mean, sample standard deviation and count of some values.

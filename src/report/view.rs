@@ -38,6 +38,7 @@ pub const SUMMARY: &[&str] = &[
     "length_sampled",
     "own_consistency_rate",
     "label_acc",
+    "label_longer",
 ];
 
 /// Every eval metric of every arm and iteration.
