@@ -12,6 +12,7 @@
 //! cli/      the command line (clap); `main.rs` only calls `cli::main`
 //! config    pipeline.yaml: strict parsing, validation into a runtime plan
 //! dag       stages x iterations x arms unrolled into tasks
+//! export    model answers for external judges (MT-Bench, AlpacaEval)
 //! cache     content-addressed task keys (BLAKE3 over canonical JSON)
 //! store     the object store, atomic commit, public view, verify, gc
 //! lock      kernel-released file locks
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod dag;
 pub mod error;
+pub mod export;
 pub mod lock;
 pub mod loss;
 pub mod model;

@@ -183,7 +183,7 @@ impl Stage for ConsistencyFilter {
     fn external_files(&self, params: &serde_json::Value) -> Vec<PathBuf> {
         serde_json::from_value::<FilterParams>(params.clone())
             .ok()
-            .and_then(|p| p.judge_template)
+            .and_then(|p| super::judge::template_file(&p.judge_template))
             .into_iter()
             .collect()
     }

@@ -18,6 +18,9 @@
 //! train               Mt → Mt+1 (SCIR or SRLM)
 //! eval                gold metrics of a model on held-out prompts and pairs (eval only)
 //! eval-labels         an arm's own pairs gold-labelled: label and reward accuracy
+//! instructions        a Self-Instruct-style JSONL file (instruction + input) as prompts
+//! answers             one answer per prompt (greedy by default), for held-out evaluation
+//! grm-winrate         Mt's answers vs M0's on held-out prompts, judged by M0's own GRM
 //! ```
 //!
 //! Adding a stage `foo` (see `world.rs` for a complete one):
@@ -47,12 +50,15 @@
 
 use crate::stage::{Registry, Stage};
 
+pub mod answers;
 pub mod checkpoint;
 pub mod common;
 pub mod consistency_filter;
 pub mod eval;
 pub mod generate;
+pub mod grm_winrate;
 pub mod init;
+pub mod instructions;
 pub mod judge;
 pub mod prompts;
 pub mod score_grm;
@@ -76,10 +82,13 @@ static FILTER: consistency_filter::ConsistencyFilter = consistency_filter::Consi
 static TRAIN: train::Train = train::Train;
 static CHECKPOINT: checkpoint::Checkpoint = checkpoint::Checkpoint;
 static PROMPTS: prompts::Prompts = prompts::Prompts;
+static INSTRUCTIONS: instructions::Instructions = instructions::Instructions;
+static ANSWERS: answers::Answers = answers::Answers;
+static GRM_WINRATE: grm_winrate::GrmWinrate = grm_winrate::GrmWinrate;
 
 /// Every built-in stage kind.
 pub fn registry() -> Registry {
-    let stages: [&'static dyn Stage; 13] = [
+    let stages: [&'static dyn Stage; 16] = [
         &WORLD,
         &HELDOUT,
         &INIT,
@@ -93,6 +102,9 @@ pub fn registry() -> Registry {
         &PROMPTS,
         &EVAL,
         &EVAL_LABELS,
+        &INSTRUCTIONS,
+        &ANSWERS,
+        &GRM_WINRATE,
     ];
     stages.into_iter().map(|s| (s.kind(), s)).collect()
 }

@@ -11,9 +11,13 @@
 //! The judge prompt ids are stored (and reused by `train@k`); so are the
 //! verdict/score token ids (`judge_tokens`). The template is a file named by
 //! `template` (relative to the pipeline file, digested into the key) or the
-//! built-in one of the mode (`stages/templates/`). For instruct models,
-//! `stages/templates/judge_pairwise_instruct.txt` is an MT-Bench-style
-//! pairwise template to point `template:` at.
+//! built-in one of the mode (`stages/templates/`), or a built-in named
+//! `builtin:<name>` ([`judge::BUILTIN`]). For real instruct models,
+//! `template: builtin:mt-bench-pair` is MT-Bench's `pair-v2` judge rendered
+//! through the model's chat template (system + user message) with the
+//! assistant turn pre-filled up to the verdict (`[[`), so `P(A)` is read at
+//! one position; the verdict strings must then be single tokens right after
+//! the prefill ([`judge::check_seam`], a user error otherwise).
 //!
 //! ```text
 //! grm_scores    iteration Int32, pair_id Int64, mode Utf8, p_a_12 Float64? (P(A|y1,y2)),
@@ -62,7 +66,8 @@ impl GrmMode {
 #[serde(deny_unknown_fields, default)]
 pub struct ScoreGrmParams {
     pub mode: GrmMode,
-    /// Judge template file (relative to the pipeline file); `null`: built-in.
+    /// Judge template file (relative to the pipeline file), or `builtin:<name>`;
+    /// `null`: the world's built-in template of the mode.
     pub template: Option<PathBuf>,
     /// Pairwise: also judge the swapped order and average.
     pub swap: bool,
@@ -155,7 +160,7 @@ impl Stage for ScoreGrm {
     fn external_files(&self, params: &serde_json::Value) -> Vec<PathBuf> {
         serde_json::from_value::<ScoreGrmParams>(params.clone())
             .ok()
-            .and_then(|p| p.template)
+            .and_then(|p| judge::template_file(&p.template))
             .into_iter()
             .collect()
     }
@@ -199,6 +204,11 @@ pub(crate) fn load_template(
     p: &ScoreGrmParams,
 ) -> anyhow::Result<JudgeTemplate> {
     match &p.template {
+        Some(rel) if judge::template_file(&p.template).is_none() => {
+            let name = rel.to_string_lossy();
+            let name = name.trim_start_matches(judge::BUILTIN_PREFIX);
+            JudgeTemplate::new(judge::builtin(name)?, &format!("built-in {name}"))
+        }
         Some(rel) => {
             let path = ctx.pipeline_dir.join(rel);
             let src = std::fs::read_to_string(&path).map_err(|e| {
@@ -228,12 +238,16 @@ pub(crate) fn pairwise(
     let a = judge::single_token(&model.text, &p.verdicts[0], "verdict")?;
     let b = judge::single_token(&model.text, &p.verdicts[1], "verdict")?;
     let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
-    for &(pair, _, r1, r2) in pairs {
+    for (i, &(pair, _, r1, r2)) in pairs.iter().enumerate() {
         let (y1, y2) = (
             common::response(responses, r1, pair)?,
             common::response(responses, r2, pair)?,
         );
         let t12 = template.pairwise(&y1.prompt, &y1.text, &y2.text)?;
+        if i == 0 {
+            judge::check_seam(&model.text, &t12, &p.verdicts[0], a)?;
+            judge::check_seam(&model.text, &t12, &p.verdicts[1], b)?;
+        }
         fwd.push(judge::encode(&model.text, &t12)?);
         if p.swap {
             let t21 = template.pairwise(&y1.prompt, &y2.text, &y1.text)?;
@@ -297,8 +311,13 @@ pub(crate) fn pointwise(
     let values: Vec<f64> = (1..=ids.len()).map(|v| v as f64).collect();
     // Each response is judged once, whatever the number of pairs it is in.
     let mut prompts = std::collections::BTreeMap::new();
-    for r in responses.iter() {
+    for (i, r) in responses.iter().enumerate() {
         let t = template.pointwise(&r.1.prompt, &r.1.text)?;
+        if i == 0 {
+            for (s, &id) in p.scores.iter().zip(&ids) {
+                judge::check_seam(&model.text, &t, s, id)?;
+            }
+        }
         prompts.insert(*r.0, judge::encode(&model.text, &t)?);
     }
     let order: Vec<i64> = prompts.keys().copied().collect();

@@ -22,6 +22,7 @@ macro_rules! outln {
 }
 
 pub mod dag;
+pub mod export;
 pub mod gc;
 pub mod model;
 pub mod report;
@@ -106,6 +107,8 @@ pub enum Command {
     /// Inspect, score with and generate from a model checkpoint.
     #[command(subcommand)]
     Model(model::ModelCmd),
+    /// Answer a benchmark (MT-Bench, AlpacaEval) with one model, for an external judge.
+    Export(export::ExportArgs),
 }
 
 /// Where the artifacts live (every command takes it).
@@ -176,6 +179,7 @@ pub fn run_with_registry(cli: Cli, registry: &Registry) -> anyhow::Result<ExitCo
         Command::Sql(args) => sql::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Model(cmd) => model::run(&cmd),
+        Command::Export(args) => export::run(&args, registry),
     }
 }
 

@@ -1,0 +1,229 @@
+//! `scir export --model-answers FORMAT`: answers of one model for an external judge
+//! (formats and fields in [`crate::export`]).
+//!
+//! The model is `--model DIR`, or model@`--iter` of `--arm` of the pipeline's artifacts:
+//! iteration 0 is `models.start`, iteration k the `models.step` stage's checkpoint
+//! (`artifacts/models/<arm>/<stage>@<k>`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::{PipelineArg, StoreArgs};
+use crate::export::{self, Format};
+use crate::model::generate::Sampler;
+use crate::model::{Model, Weights};
+use crate::stage::Registry;
+use crate::stages::answers::AnswerSettings;
+use crate::user_err;
+
+const AFTER_HELP: &str = "\
+Formats (fields checked against the readers of FastChat and AlpacaEval):
+  mt-bench     OUT/model_answer/<model_id>.jsonl: question_id, answer_id, model_id,
+               choices[0].turns (turn 2 answered with turn 1 and its answer in context);
+               copy it to FastChat's data/mt_bench/model_answer/ and run gen_judgment.py
+  alpaca-eval  OUT/<model_id>/model_outputs.json: [{instruction, output, generator, dataset}];
+               alpaca_eval --model_outputs OUT/<Mt>/model_outputs.json \\
+                           --reference_outputs OUT/<M0>/model_outputs.json
+
+Defaults: greedy decoding (the same bytes on every run), questions from ../shared/data
+(mt-bench/question.jsonl; self-instruct/user_oriented_instructions.jsonl), OUT =
+<artifacts>/exports/<format>, model_id = <pipeline>-<arm>-m<k>.
+
+Examples:
+  scir export --model-answers mt-bench examples/smollm2.yaml --arm scir --iter 2
+  scir export --model-answers alpaca-eval examples/smollm2.yaml --arm srlm --iter 0
+  scir export --model-answers mt-bench --model examples/smollm2/model --model-id smollm2";
+
+/// Default question files, relative to the current directory.
+const MT_BENCH_QUESTIONS: &str = "../shared/data/mt-bench/question.jsonl";
+const ALPACA_QUESTIONS: &str = "../shared/data/self-instruct/user_oriented_instructions.jsonl";
+
+/// Answer a benchmark's questions with one model and write them for an external judge.
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct ExportArgs {
+    /// The answer format.
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub model_answers: Format,
+    #[command(flatten)]
+    pub pipeline: PipelineArg,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The arm whose model answers (default: the only arm).
+    #[arg(long)]
+    pub arm: Option<String>,
+    /// The iteration whose model answers: 0 = M0, k = after k iterations (default: the last).
+    #[arg(long)]
+    pub iter: Option<u32>,
+    /// A Hugging Face model directory instead of a pipeline's model.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["arm", "iter"])]
+    pub model: Option<PathBuf>,
+    /// The name written into the file (and its file name).
+    #[arg(long)]
+    pub model_id: Option<String>,
+    /// The question file (MT-Bench question.jsonl, or Self-Instruct-style JSONL).
+    #[arg(long, value_name = "FILE")]
+    pub questions: Option<PathBuf>,
+    /// Answer only the first N questions.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Where to write (default: <artifacts>/exports/<format>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Most new tokens per answer (per turn).
+    #[arg(long, default_value_t = 512)]
+    pub max_new_tokens: usize,
+    /// Sample at this temperature instead of greedy decoding (0: greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Seed of the sampling (with --temperature).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Conversations generated together (speed only).
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+}
+
+pub fn run(args: &ExportArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
+    if args.max_new_tokens == 0 {
+        anyhow::bail!(user_err!("--max-new-tokens must be at least 1"));
+    }
+    if !(args.temperature >= 0.0 && args.temperature.is_finite()) {
+        anyhow::bail!(user_err!("--temperature must be 0 (greedy) or positive"));
+    }
+    let (dir, default_id) = resolve_model(args, registry)?;
+    let model_id = args.model_id.clone().unwrap_or(default_id);
+    if model_id.is_empty() || model_id.contains(['/', '\\']) || model_id.starts_with('.') {
+        anyhow::bail!(user_err!(
+            "--model-id {model_id:?}: must be a plain file name (no '/', not starting with '.')"
+        ));
+    }
+    let questions = args.questions.clone().unwrap_or_else(|| {
+        PathBuf::from(match args.model_answers {
+            Format::MtBench => MT_BENCH_QUESTIONS,
+            Format::AlpacaEval => ALPACA_QUESTIONS,
+        })
+    });
+    let out_dir = args.out.clone().unwrap_or_else(|| {
+        args.store
+            .artifacts
+            .join("exports")
+            .join(args.model_answers.name())
+    });
+    let settings = AnswerSettings {
+        max_new_tokens: args.max_new_tokens,
+        sampler: if args.temperature == 0.0 {
+            Sampler::Greedy
+        } else {
+            Sampler::Sample {
+                temperature: args.temperature,
+                top_p: 1.0,
+            }
+        },
+        batch_size: args.batch_size.max(1),
+        seed: args.seed,
+    };
+    let model = Model::load(&dir, Weights::Frozen, &crate::stages::common::device())?;
+    let text = match args.model_answers {
+        Format::MtBench => {
+            let mut qs = export::read_mt_bench(&questions)?;
+            qs.truncate(args.limit.unwrap_or(usize::MAX));
+            let turns: usize = qs.iter().map(|q| q.turns.len()).sum();
+            let bar = progress(turns as u64, "turns");
+            let answers = export::answer_mt_bench(&model, &qs, &settings, &mut |n| bar.inc(n))?;
+            bar.finish_and_clear();
+            export::mt_bench_jsonl(&model_id, &qs, &answers)?
+        }
+        Format::AlpacaEval => {
+            let mut tasks = crate::stages::instructions::read_self_instruct(&questions)?;
+            tasks.truncate(args.limit.unwrap_or(usize::MAX));
+            let bar = progress(tasks.len() as u64, "instructions");
+            let outputs =
+                export::answer_instructions(&model, &tasks, &settings, &mut |n| bar.inc(n))?;
+            bar.finish_and_clear();
+            export::alpaca_eval_json(&model_id, &tasks, &outputs)?
+        }
+    };
+    let path = export::output_path(args.model_answers, &out_dir, &model_id);
+    export::write_atomic(&path, &text)?;
+    outln!("{}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "export {{bar:30}} {{pos}}/{{len}} {what} {{elapsed}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// The model directory and the default model id.
+fn resolve_model(args: &ExportArgs, registry: &Registry) -> anyhow::Result<(PathBuf, String)> {
+    if let Some(dir) = &args.model {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty() && n != "model")
+            .unwrap_or_else(|| "scir-model".into());
+        return Ok((dir.clone(), name));
+    }
+    let path = &args.pipeline.pipeline;
+    let (pipeline, _) = super::load(path, registry)?;
+    let chain = pipeline.models.as_ref().ok_or_else(|| {
+        user_err!(
+            "{}: has no `models:` section, so it makes no models to export; pass --model DIR",
+            path.display()
+        )
+    })?;
+    let arms: Vec<&str> = pipeline.arms.iter().map(|a| a.name.as_str()).collect();
+    let arm = match (&args.arm, arms.as_slice()) {
+        (Some(a), _) if arms.contains(&a.as_str()) => a.clone(),
+        (None, [only]) => only.to_string(),
+        (a, _) => {
+            anyhow::bail!(user_err!(
+                "{}: {}; the arms are {}: pass --arm NAME",
+                path.display(),
+                a.as_ref()
+                    .map_or("several arms".to_string(), |a| format!("no arm {a:?}")),
+                arms.join(", ")
+            ))
+        }
+    };
+    let k = args.iter.unwrap_or(pipeline.iterations);
+    if k > pipeline.iterations {
+        anyhow::bail!(user_err!(
+            "--iter {k}: {} has {} iterations",
+            path.display(),
+            pipeline.iterations
+        ));
+    }
+    let stage = if k == 0 { &chain.start } else { &chain.step };
+    let dir = model_link(&args.store.artifacts, &arm, stage, k);
+    if !dir.join("config.json").is_file() {
+        anyhow::bail!(user_err!(
+            "{}: no model there; run the pipeline first (scir run {} --artifacts {})",
+            dir.display(),
+            path.display(),
+            args.store.artifacts.display()
+        ));
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "scir".into());
+    Ok((dir, format!("{stem}-{arm}-m{k}")))
+}
+
+/// The public view's link to the checkpoint of `stage@k` in `arm`.
+fn model_link(artifacts: &Path, arm: &str, stage: &str, k: u32) -> PathBuf {
+    artifacts
+        .join("models")
+        .join(arm)
+        .join(format!("{stage}@{k}"))
+}

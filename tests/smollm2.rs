@@ -1,0 +1,301 @@
+//! The real-model path (issue 8) on a fixture checkpoint with a chat template: Self-Instruct
+//! prompts (`instructions`), the MT-Bench pair-v2 chat judge (`builtin:mt-bench-pair`, verdict
+//! read after the pre-filled `[[`), LoRA training merged into Mt+1 with Mt (adapters off) as
+//! the cached reference, and the held-out win rate judged by M0 (`answers`, `grm-winrate`).
+//! The SmolLM2 tokenizer check skips when `examples/smollm2/setup.sh` has not run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use scir::model::config::ModelConfig;
+use scir::model::tokenizer::Text;
+use scir::stages::judge::{self, JudgeTemplate};
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/models/qwen2_bias"
+);
+
+fn scir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scir"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// CSV rows (header dropped) of a query.
+fn sql(art: &Path, q: &str) -> Vec<Vec<String>> {
+    let out = ok(&scir(&[
+        "sql",
+        q,
+        "--format",
+        "csv",
+        "--artifacts",
+        art.to_str().unwrap(),
+    ]));
+    out.lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+fn task(id: usize, instruction: &str, input: &str) -> String {
+    serde_json::json!({
+        "id": format!("t{id}"),
+        "instruction": instruction,
+        "instances": [{ "input": input, "output": "unused" }],
+    })
+    .to_string()
+}
+
+/// A project dir with Self-Instruct-style prompt and held-out files.
+fn project(yaml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = [
+        ("say hello", ""),
+        ("name a color", ""),
+        ("add the numbers", "2 + 3"),
+        ("what is two plus two", ""),
+    ];
+    let lines: Vec<String> = seeds
+        .iter()
+        .enumerate()
+        .map(|(i, (a, b))| task(i, a, b))
+        .collect();
+    std::fs::write(dir.path().join("seed.jsonl"), lines.join("\n") + "\n").unwrap();
+    let held: Vec<String> = ["say yes", "name a fruit", "count to three"]
+        .iter()
+        .enumerate()
+        .map(|(i, a)| task(i, a, ""))
+        .collect();
+    std::fs::write(dir.path().join("heldout.jsonl"), held.join("\n") + "\n").unwrap();
+    let p = dir.path().join("pipeline.yaml");
+    std::fs::write(&p, yaml.replace("FIXTURE", FIXTURE)).unwrap();
+    (dir, p)
+}
+
+const PIPELINE: &str = r#"iterations: 2
+seed: 5
+models: { initial: base, start: base, step: train }
+stages:
+  base: { kind: checkpoint, params: { path: "FIXTURE" } }
+  prompts: { kind: instructions, params: { path: seed.jsonl, iterations: 2 } }
+  heldout: { kind: instructions, params: { path: heldout.jsonl } }
+  generate:
+    each_iteration: true
+    inputs: { prompts: prompts }
+    params: { samples: 2, max_new_tokens: 5 }
+  score-irm: { each_iteration: true }
+  score-grm: { each_iteration: true, params: { template: "builtin:mt-bench-pair" } }
+  consistency-filter:
+    each_iteration: true
+    params: { judge_template: "builtin:mt-bench-pair" }
+  train:
+    each_iteration: true
+    params: { batch_size: 2, lr: 0.05, lora: { rank: 2, alpha: 4.0, target_modules: [q_proj, v_proj] } }
+  answers-m0: { kind: answers, inputs: { model: model@0, prompts: heldout }, params: { max_new_tokens: 5 } }
+  answers: { each_iteration: true, inputs: { prompts: heldout }, params: { max_new_tokens: 5 } }
+  grm-winrate: { each_iteration: true }
+arms:
+  scir: {}
+  srlm:
+    consistency-filter: { mode: grm_only, margin: 0.0 }
+    train: { method: srlm }
+"#;
+
+fn fixture_text() -> Text {
+    let dir = Path::new(FIXTURE);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    Text::load(dir, &ModelConfig::from_json(&cfg).unwrap()).unwrap()
+}
+
+fn tensors(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            let f32s: Vec<u8> = match v.dtype() {
+                safetensors::Dtype::F32 => v.data().to_vec(),
+                other => panic!("{n}: {other:?}"),
+            };
+            (n, f32s)
+        })
+        .collect()
+}
+
+#[test]
+fn chat_judge_lora_and_heldout_winrate_run_end_to_end() {
+    let (dir, pipeline) = project(PIPELINE);
+    let art = dir.path().join("artifacts");
+    ok(&scir(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--artifacts",
+        art.to_str().unwrap(),
+    ]));
+
+    // Prompts: instruction + blank line + input.
+    let p = sql(
+        &art,
+        "SELECT prompt = concat('add the numbers', chr(10), chr(10), '2 + 3') FROM prompts \
+         WHERE id = 2 AND arm = 'scir'",
+    );
+    assert_eq!(p, [["true".to_string()]]);
+
+    // The judge prompt: pair-v2's system message, the chat template, the "[[" prefill.
+    let text = fixture_text();
+    let grm =
+        scir::stages::common::read_path(&art.join("tables/grm_scores/iter-0001.scir.parquet"))
+            .unwrap();
+    let ids = scir::stages::common::col_ids(&grm, "judge_ids_1").unwrap()[0]
+        .clone()
+        .unwrap();
+    let decoded = text.decode(&ids, false).unwrap();
+    assert!(
+        decoded.contains("<|im_start|>system\nPlease act as an impartial judge"),
+        "{decoded}"
+    );
+    assert!(
+        decoded.ends_with("<|im_start|>assistant\n[["),
+        "{decoded:?}"
+    );
+    let flags = sql(
+        &art,
+        "SELECT count(*), count(position_flip) FROM grm_scores",
+    );
+    assert_eq!(
+        flags[0][0], flags[0][1],
+        "every pair has a position-flip flag"
+    );
+
+    // Held-out win rate: one row per arm and iteration, outcomes add up.
+    let rows = sql(
+        &art,
+        "SELECT arm, iteration, n, wins + ties + losses, judged + identical FROM grm_winrate \
+         ORDER BY 1, 2",
+    );
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for r in &rows {
+        assert_eq!(
+            (r[2].as_str(), r[3].as_str(), r[4].as_str()),
+            ("3", "3", "3")
+        );
+    }
+
+    // LoRA: Mt+1 differs from Mt only in the adapted (merged) projections.
+    let base = tensors(Path::new(FIXTURE));
+    let m1 = tensors(&art.join("models/srlm/train@1"));
+    let changed: Vec<&String> = base.keys().filter(|n| base[*n] != m1[*n]).collect();
+    assert!(!changed.is_empty(), "train@1 changed no weight");
+    for n in &changed {
+        assert!(
+            n.ends_with("q_proj.weight") || n.ends_with("v_proj.weight"),
+            "{n} changed"
+        );
+    }
+
+    // The DPO reference is Mt without adapters (cached by score-irm): at the first step the
+    // fresh adapters are zero, so the policy equals the reference.
+    let first = sql(
+        &art,
+        "SELECT \"rewards/chosen\", \"rewards/rejected\" FROM train_metrics \
+         WHERE arm = 'srlm' AND iteration = 1 AND step = 1",
+    );
+    for v in &first[0] {
+        let x: f64 = v.parse().unwrap();
+        assert!(x.abs() < 1e-4, "reward at step 1 is {x}, not ~0");
+    }
+}
+
+#[test]
+fn a_prefill_that_merges_with_the_verdict_is_a_user_error() {
+    let yaml = PIPELINE.replace(
+        "params: { template: \"builtin:mt-bench-pair\" }",
+        "params: { template: judge.txt, verdicts: [t, c] }",
+    );
+    let (dir, pipeline) = project(&yaml);
+    std::fs::write(
+        dir.path().join("judge.txt"),
+        "{% block user %}{{ prompt }} A: {{ response_a }} B: {{ response_b }}{% endblock %}\
+         {% block assistant %}x: {% endblock %}",
+    )
+    .unwrap();
+    let art = dir.path().join("artifacts");
+    let out = scir(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--artifacts",
+        art.to_str().unwrap(),
+        "--stage",
+        "score-grm",
+        "--iter",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("does not follow the judge template's prefill"),
+        "{err}"
+    );
+}
+
+#[test]
+fn mt_bench_template_reads_single_verdict_tokens_on_the_fixture() {
+    let text = fixture_text();
+    let t = JudgeTemplate::new(judge::MT_BENCH_PAIR, "built-in").unwrap();
+    let j = t.pairwise("Q", "one", "two").unwrap();
+    for v in ["A", "B"] {
+        let id = judge::single_token(&text, v, "verdict").unwrap();
+        judge::check_seam(&text, &j, v, id).unwrap();
+    }
+}
+
+/// SmolLM2's vocabulary: `[[` then `A`/`B` are single tokens (ids 32803, 49, 50); a prefill
+/// ending in a space is refused because `" A"` is one token there.
+#[test]
+fn smollm2_verdicts_follow_the_mt_bench_prefill() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/smollm2/model");
+    if !dir.join("tokenizer.json").is_file() {
+        eprintln!(
+            "SKIPPED smollm2_verdicts_follow_the_mt_bench_prefill: run examples/smollm2/setup.sh"
+        );
+        return;
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let text = Text::load(&dir, &ModelConfig::from_json(&cfg).unwrap()).unwrap();
+    let t = JudgeTemplate::new(judge::MT_BENCH_PAIR, "built-in").unwrap();
+    let j = t.pairwise("What is 2+2?", "4", "5").unwrap();
+    let ids = judge::encode(&text, &j).unwrap();
+    assert_eq!(
+        ids.last(),
+        Some(&32803),
+        "the prompt ends with the `[[` token"
+    );
+    for (v, want) in [("A", 49), ("B", 50)] {
+        let id = judge::single_token(&text, v, "verdict").unwrap();
+        assert_eq!(id, want);
+        judge::check_seam(&text, &j, v, id).unwrap();
+    }
+    let spaced = JudgeTemplate::new(
+        "{% block user %}{{ prompt }}{% endblock %}{% block assistant %}Verdict: {% endblock %}",
+        "test",
+    )
+    .unwrap()
+    .pairwise("Q", "a", "b")
+    .unwrap();
+    let err = judge::check_seam(&text, &spaced, "A", 49).unwrap_err();
+    assert!(err.to_string().contains("BPE merges them"), "{err}");
+}
