@@ -174,7 +174,7 @@ fn resolve_model(args: &ExportArgs, registry: &Registry) -> anyhow::Result<(Path
         return Ok((dir.clone(), name));
     }
     let path = &args.pipeline.pipeline;
-    let (pipeline, _) = super::load(path, registry)?;
+    let (pipeline, _) = super::load(&args.pipeline, registry)?;
     let chain = pipeline.models.as_ref().ok_or_else(|| {
         user_err!(
             "{}: has no `models:` section, so it makes no models to export; pass --model DIR",
