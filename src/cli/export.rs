@@ -47,8 +47,9 @@ pub struct ExportArgs {
     /// The answer format.
     #[arg(long, value_name = "FORMAT", value_enum)]
     pub model_answers: Format,
-    #[command(flatten)]
-    pub pipeline: PipelineArg,
+    /// The pipeline file whose model is exported (with --arm/--iter).
+    #[arg(value_name = "PIPELINE", default_value = "pipeline.yaml")]
+    pub pipeline: PathBuf,
     #[command(flatten)]
     pub store: StoreArgs,
     /// The arm whose model answers (default: the only arm).
@@ -173,8 +174,12 @@ fn resolve_model(args: &ExportArgs, registry: &Registry) -> anyhow::Result<(Path
             .unwrap_or_else(|| "scir-model".into());
         return Ok((dir.clone(), name));
     }
-    let path = &args.pipeline.pipeline;
-    let (pipeline, _) = super::load(&args.pipeline, registry)?;
+    let path = &args.pipeline;
+    let arg = PipelineArg {
+        pipeline: path.clone(),
+        seed: None,
+    };
+    let (pipeline, _) = super::load(&arg, registry)?;
     let chain = pipeline.models.as_ref().ok_or_else(|| {
         user_err!(
             "{}: has no `models:` section, so it makes no models to export; pass --model DIR",
