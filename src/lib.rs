@@ -32,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod dag;
 pub mod error;
+pub mod failpoint;
 pub mod lock;
 pub mod loss;
 pub mod model;

@@ -61,6 +61,12 @@ struct HashingWriter<W> {
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if crate::failpoint::check(crate::failpoint::site::PARQUET_WRITE) {
+            // Crash test: leave a truncated file on disk, then stop.
+            let _ = self.inner.write_all(&buf[..buf.len() / 2]);
+            let _ = self.inner.flush();
+            crate::failpoint::stop(crate::failpoint::site::PARQUET_WRITE);
+        }
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;

@@ -54,6 +54,7 @@ pub mod generate;
 pub mod init;
 pub mod judge;
 pub mod prompts;
+pub mod resume;
 pub mod score_grm;
 pub mod score_irm;
 pub mod sft;

@@ -9,6 +9,7 @@ mod eval;
 mod gguf;
 mod loss;
 mod model;
+mod reliability;
 mod sql;
 mod stages;
 mod train;

@@ -1,0 +1,15 @@
+//! scir's parser modules, compiled on their own for fuzzing (see Cargo.toml).
+//! The files are scir's own (`#[path]`), so the fuzzers test the shipped code.
+
+#[path = "../../src/error.rs"]
+pub mod error;
+#[path = "../../src/failpoint.rs"]
+pub mod failpoint;
+#[path = "../../src/table.rs"]
+pub mod table;
+#[path = "../../src/stage.rs"]
+pub mod stage;
+#[path = "../../src/config.rs"]
+pub mod config;
+
+pub mod stages;
