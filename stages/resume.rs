@@ -27,6 +27,7 @@ use serde::de::DeserializeOwned;
 
 use crate::model::optim::AdamW;
 use crate::model::train_state::{self, TRAINER_STATE_FILE, TrainerState};
+use crate::model::trainer::Stepper;
 use crate::stage::TaskContext;
 
 /// The param name (not part of the key; see [`crate::stage::Stage::unkeyed_params`]).
@@ -52,6 +53,41 @@ impl Resume {
             dir: ctx.resume_dir()?,
             every,
         })
+    }
+
+    /// A stepper from `new`, with the saved state loaded into it and into
+    /// `params` when there is usable state.
+    pub fn start<M: DeserializeOwned>(
+        &self,
+        ctx: &mut TaskContext,
+        params: &[(String, Var)],
+        new: impl Fn() -> anyhow::Result<Stepper>,
+    ) -> anyhow::Result<(Stepper, Option<Resumed<M>>)> {
+        let mut stepper = new()?;
+        match self.load(ctx, stepper.optimizer_mut(), params) {
+            Some(r) => Ok((stepper, Some(r))),
+            // A failed load may have half-filled the optimizer: start clean.
+            None => Ok((new()?, None)),
+        }
+    }
+
+    /// After optimizer step `step` of `total` (at `epoch`, `position`; see
+    /// [`state`]): save when due.
+    pub fn after_step<M: Serialize>(
+        &self,
+        seed: u64,
+        (step, total): (u64, u64),
+        (epoch, position): (u64, u64),
+        stepper: &Stepper,
+        params: &[(String, Var)],
+        metrics: impl FnOnce() -> M,
+    ) -> anyhow::Result<()> {
+        if self.due(step, total) {
+            let s = state(seed, step, epoch, position, stepper.optimizer());
+            self.save(&s, stepper.optimizer(), params, &metrics())?;
+        }
+        crate::failpoint::hit(crate::failpoint::site::TRAIN_STEP);
+        Ok(())
     }
 
     /// Whether to save after optimizer step `step` of `total`.

@@ -146,22 +146,19 @@ impl Stage for Sft {
             ..AdamWParams::default()
         };
         let vars = varmap_vars(&model.varmap)?;
-        let new_stepper = || Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm));
-        let mut stepper = new_stepper()?;
         let resume = Resume::open(ctx, p.resume_every)?;
+        let (mut stepper, resumed) = resume.start::<SavedRows>(ctx, &vars, || {
+            Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm))
+        })?;
         let n = examples.len();
-        let (mut cursor, mut rows, done) =
-            match resume.load::<SavedRows>(ctx, stepper.optimizer_mut(), &vars) {
-                Some(r) => (
-                    Cursor::at(n, ctx.seed, r.state.epoch, r.state.data_position as usize),
-                    MetricRows::from_saved(&r.metrics),
-                    r.state.global_step,
-                ),
-                None => {
-                    stepper = new_stepper()?;
-                    (Cursor::at(n, ctx.seed, 0, 0), MetricRows::default(), 0)
-                }
-            };
+        let (mut cursor, mut rows, done) = match resumed {
+            Some(r) => (
+                Cursor::at(n, ctx.seed, r.state.epoch, r.state.data_position as usize),
+                MetricRows::from_saved(&r.metrics),
+                r.state.global_step,
+            ),
+            None => (Cursor::at(n, ctx.seed, 0, 0), MetricRows::default(), 0),
+        };
         let pad = model.text.pad_id();
         let bar = ctx.progress(p.steps, "sft");
         bar.set_position(done);
@@ -186,12 +183,9 @@ impl Stage for Sft {
                 info.grad_norm,
                 tokens as i64,
             );
-            if resume.due(step + 1, p.steps) {
-                let (epoch, pos) = (cursor.epoch, cursor.pos as u64);
-                let state = resume::state(ctx.seed, step + 1, epoch, pos, stepper.optimizer());
-                resume.save(&state, stepper.optimizer(), &vars, &rows.saved())?;
-            }
-            crate::failpoint::hit(crate::failpoint::site::TRAIN_STEP);
+            let at = (cursor.epoch, cursor.pos as u64);
+            let steps = (step + 1, p.steps);
+            resume.after_step(ctx.seed, steps, at, &stepper, &vars, || rows.saved())?;
             let rate = seen_tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("{} loss {value:.3} {rate:.0} tok/s", ctx.task));
             bar.inc(1);

@@ -228,16 +228,13 @@ impl Stage for Train {
             weight_decay: p.weight_decay,
             ..AdamWParams::default()
         };
-        let new_stepper = || Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm));
-        let mut stepper = new_stepper()?;
         let resume = Resume::open(ctx, p.resume_every)?;
-        let (done, mut rows) = match resume.load::<SavedRows>(ctx, stepper.optimizer_mut(), &vars) {
-            Some(r) => (r.state.global_step, Rows::from_saved(&r.metrics)),
-            None => {
-                stepper = new_stepper()?;
-                (0, Rows::default())
-            }
-        };
+        let (mut stepper, resumed) = resume.start::<SavedRows>(ctx, &vars, || {
+            Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm))
+        })?;
+        let (done, mut rows) = resumed.map_or((0, Rows::default()), |r| {
+            (r.state.global_step, Rows::from_saved(&r.metrics))
+        });
         let bar = ctx.progress(total, "train");
         bar.set_position(done);
         let mut step = 0u64;
@@ -264,12 +261,11 @@ impl Stage for Train {
                     info.lr,
                     info.grad_norm,
                 );
-                if resume.due(step, total) {
-                    let position = ((c + 1) * p.batch_size).min(n) as u64;
-                    let state = resume::state(ctx.seed, step, epoch, position, stepper.optimizer());
-                    resume.save(&state, stepper.optimizer(), &vars, &rows.saved())?;
-                }
-                crate::failpoint::hit(crate::failpoint::site::TRAIN_STEP);
+                let position = ((c + 1) * p.batch_size).min(n) as u64;
+                let at = (epoch, position);
+                resume.after_step(ctx.seed, (step, total), at, &stepper, &vars, || {
+                    rows.saved()
+                })?;
                 bar.set_message(format!("{} loss {:.4}", ctx.task, m.loss));
                 bar.inc(1);
             }

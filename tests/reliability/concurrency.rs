@@ -36,6 +36,15 @@ fn keys(r: &RunRecord) -> BTreeMap<(String, String), String> {
         .collect()
 }
 
+/// Sets the flag when dropped.
+struct Stop<'a>(&'a AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Once the first public table exists, query every table in [`QUERIED`]
 /// that exists, until `done`; returns the number of queries.
 fn query_loop(toy: &Toy, done: &AtomicBool) -> usize {
@@ -75,6 +84,8 @@ fn four_concurrent_runs_and_queries_compute_each_key_once() {
     let done = AtomicBool::new(false);
     let (records, queries) = std::thread::scope(|s| {
         let q = s.spawn(|| query_loop(&toy, &done));
+        // Stop the query loop however this closure ends (a failed run panics).
+        let _stop = Stop(&done);
         let children: Vec<(String, Child)> = [
             "pipeline.yaml",
             "variant.yaml",
