@@ -313,13 +313,19 @@ pub fn read_json_or_default<T: Default + for<'de> Deserialize<'de>>(
     }
 }
 
-/// Write JSON to a temp name, fsync, rename over `path`.
+/// Write JSON to a temp name, fsync, rename over `path`. The temp name is
+/// unique to the process and call: files written outside the global lock
+/// (`statcache.json`) may be saved by two runs at once (last one wins).
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    let tmp = path.with_extension("json.new");
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")?;
-    File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let tmp = path.with_extension(format!("json.{}-{n}.new", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")?;
+        File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().with_context(|| format!("writing {}", path.display()))
 }
 
 /// Stop the process when `SCIR_FAILPOINT` names this point (see [`crate::failpoint`]).
