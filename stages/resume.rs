@@ -92,7 +92,7 @@ impl Resume {
 
     /// Whether to save after optimizer step `step` of `total`.
     pub fn due(&self, step: u64, total: u64) -> bool {
-        self.every > 0 && step % self.every == 0 && step < total
+        self.every > 0 && step.is_multiple_of(self.every) && step < total
     }
 
     /// Save the state after a step (see the module docs for the order).
