@@ -6,6 +6,7 @@
 mod bad_input;
 mod concurrency;
 mod determinism;
+mod fuzz_regressions;
 mod harness;
 mod kill;
 mod resume;
