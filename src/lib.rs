@@ -34,6 +34,7 @@ pub mod config;
 pub mod dag;
 pub mod error;
 pub mod export;
+pub mod failpoint;
 pub mod lock;
 pub mod loss;
 pub mod model;

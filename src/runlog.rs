@@ -45,6 +45,9 @@ pub struct TaskRecord {
     pub seconds: f64,
     pub rows: BTreeMap<String, u64>,
     pub log: String,
+    /// A failure caused by the user's input (`scir run` then exits 2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub user_error: bool,
 }
 
 /// Task statuses.
@@ -71,7 +74,14 @@ pub fn base_run_id(started_at: &str) -> String {
 
 /// Create a fresh run directory under `runs_dir`; returns (run id, its dir).
 pub fn create_run_dir(runs_dir: &Path, started_at: &str) -> anyhow::Result<(String, PathBuf)> {
-    std::fs::create_dir_all(runs_dir)?;
+    let unwritable = |e: std::io::Error| {
+        anyhow::Error::from(crate::user_err!(
+            "cannot create a run record in {}: {e}\nThe artifacts directory must be writable \
+             (check its permissions, mount and free space), or pass --artifacts DIR.",
+            runs_dir.display()
+        ))
+    };
+    std::fs::create_dir_all(runs_dir).map_err(unwritable)?;
     let base = base_run_id(started_at);
     for n in 0u32.. {
         let id = if n == 0 {
@@ -83,7 +93,7 @@ pub fn create_run_dir(runs_dir: &Path, started_at: &str) -> anyhow::Result<(Stri
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok((id, dir)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(unwritable(e)),
         }
     }
     unreachable!("u32 run counter exhausted")

@@ -75,7 +75,7 @@ pub fn material(
         version: node.spec.stage.version(),
         iteration: node.iteration,
         seed: node.seed,
-        params: node.spec.params.clone(),
+        params: crate::stage::keyed_params(node.spec.stage, &node.spec.params),
         inputs: inputs
             .iter()
             .map(|(s, m)| (s.clone(), m.output_digest.clone()))
@@ -171,6 +171,7 @@ pub fn run(
         status: if failed { "failed" } else { "ok" }.to_string(),
         tasks,
     };
+    crate::failpoint::hit(crate::failpoint::site::BEFORE_RECORD);
     runlog::write(&run.run_dir, &record)?;
     store.stat.save()?;
     if !failed {
@@ -214,6 +215,8 @@ struct Outcome {
     status: &'static str,
     reason: String,
     key: String,
+    /// Failed because of the user's input (a stage's user error).
+    user_error: bool,
 }
 
 impl Outcome {
@@ -223,6 +226,13 @@ impl Outcome {
             status: status::FAILED,
             reason,
             key,
+            user_error: false,
+        }
+    }
+    fn failed_by(e: &anyhow::Error, key: String) -> Outcome {
+        Outcome {
+            user_error: is_user_error(e),
+            ..Outcome::failed(format!("{e:#}"), key)
         }
     }
     fn skipped(reason: String) -> Outcome {
@@ -231,6 +241,7 @@ impl Outcome {
             status: status::SKIPPED,
             reason,
             key: String::new(),
+            user_error: false,
         }
     }
 }
@@ -280,7 +291,7 @@ impl Run<'_> {
                     Some(m) => (m, status::HIT, "computed by a concurrent run".to_string()),
                     None => match self.execute(node, &material, &key, inputs, forced) {
                         Ok(done) => done,
-                        Err(e) => return Ok(Outcome::failed(format!("{e:#}"), key)),
+                        Err(e) => return Ok(Outcome::failed_by(&e, key)),
                     },
                 }
             }
@@ -291,6 +302,7 @@ impl Run<'_> {
             status,
             reason,
             key,
+            user_error: false,
         })
     }
 
@@ -374,6 +386,7 @@ impl Run<'_> {
                 seconds,
                 rows: rows.clone(),
                 log: log.clone(),
+                user_error: o.user_error,
             });
         }
         out

@@ -99,6 +99,11 @@ pub trait Stage: Send + Sync {
     fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
         Vec::new()
     }
+    /// Top-level params that do not change the outputs (e.g. how often a
+    /// training stage saves resume state): they are left out of the key.
+    fn unkeyed_params(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Declared outputs for the resolved params.
     fn outputs(&self, params: &serde_json::Value) -> Outputs;
     /// Files or directories outside the store that the task reads (relative
@@ -115,6 +120,17 @@ impl std::fmt::Debug for dyn Stage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.kind())
     }
+}
+
+/// The params that enter `stage`'s key: `params` without its unkeyed fields.
+pub fn keyed_params(stage: &dyn Stage, params: &serde_json::Value) -> serde_json::Value {
+    let mut keyed = params.clone();
+    if let Some(obj) = keyed.as_object_mut() {
+        for name in stage.unkeyed_params() {
+            obj.remove(*name);
+        }
+    }
+    keyed
 }
 
 /// Deserialize raw params into `P` (denying unknown fields, applying
@@ -190,6 +206,7 @@ pub struct TaskContext {
     /// Directory of the pipeline file (external files are relative to it).
     pub pipeline_dir: PathBuf,
     pub(crate) staging: PathBuf,
+    pub(crate) resume: PathBuf,
     pub(crate) declared: Outputs,
     pub(crate) written: BTreeMap<String, WrittenTable>,
     pub(crate) log: File,
@@ -236,6 +253,7 @@ impl TaskContext {
                 bytes: info.bytes,
             },
         );
+        crate::failpoint::hit(crate::failpoint::site::TABLE_WRITTEN);
         Ok(())
     }
 
@@ -250,6 +268,16 @@ impl TaskContext {
         let dir = self.staging.join(CHECKPOINT_DIR);
         std::fs::create_dir_all(&dir)?;
         Ok(dir)
+    }
+
+    /// The task's resume area (created on first call): a directory keyed by
+    /// the task key that survives a crash of the run, so a rerun of the same
+    /// key can continue where the killed one stopped (training state). It is
+    /// not an output; the engine deletes it after a successful commit, and
+    /// `scir gc` removes it only while no run holds the key's lock.
+    pub fn resume_dir(&self) -> anyhow::Result<PathBuf> {
+        std::fs::create_dir_all(&self.resume)?;
+        Ok(self.resume.clone())
     }
 
     /// A scratch path inside the staging dir that is not part of the outputs.

@@ -13,6 +13,9 @@
 //!             <table>.parquet, checkpoint/
 //!         locks/<key>.lock                     per-key flock
 //!         tmp/<run-id>/<task>-<key8>/          staging, same filesystem
+//!         resume/<key>/                        a task's resume state (training
+//!                                              checkpoints); survives a crash,
+//!                                              removed after its commit
 //!         runs/<run-id>/                       run records (see `runlog`)
 //! ```
 //!
@@ -43,8 +46,8 @@ pub mod view;
 pub const INTERNAL: &str = ".scir";
 /// The manifest file of an object.
 pub const MANIFEST: &str = "manifest.json";
-/// Environment variable naming a failpoint at which the process aborts (tests).
-pub const FAILPOINT_ENV: &str = "SCIR_FAILPOINT";
+/// Environment variable naming a failpoint at which the process stops (tests).
+pub use crate::failpoint::FAILPOINT_ENV;
 const READ_ONLY_MODE: u32 = 0o444;
 
 /// One committed file of an object.
@@ -124,6 +127,10 @@ impl Store {
     pub fn global_lock(&self) -> PathBuf {
         self.internal().join("lock")
     }
+    /// The resume area of task key `key` (see [`crate::stage::TaskContext::resume_dir`]).
+    pub fn resume_dir(&self, key: &str) -> PathBuf {
+        self.internal().join("resume").join(key)
+    }
     pub fn tmp_dir(&self) -> PathBuf {
         self.internal().join("tmp")
     }
@@ -180,6 +187,7 @@ impl Store {
         let target = self.object_dir(key);
         let parent = target.parent().expect("object dirs have a shard parent");
         std::fs::create_dir_all(parent)?;
+        failpoint(crate::failpoint::site::BEFORE_COMMIT);
         if target.exists() {
             if !replace {
                 std::fs::remove_dir_all(staging).ok();
@@ -197,7 +205,7 @@ impl Store {
             return Err(e).with_context(|| format!("committing {}", target.display()));
         }
         fsync_dir(parent)?;
-        failpoint("after-commit");
+        failpoint(crate::failpoint::site::AFTER_COMMIT);
         Ok(Committed::Ours)
     }
 
@@ -218,6 +226,7 @@ impl Store {
 /// Write the manifest of a staging dir (fsynced) after hashing its checkpoint
 /// files; `tables` are already digested by the writer.
 pub fn finish_manifest(staging: &Path, mut manifest: Manifest) -> anyhow::Result<Manifest> {
+    failpoint(crate::failpoint::site::BEFORE_MANIFEST);
     let ckpt = staging.join(crate::stage::CHECKPOINT_DIR);
     if ckpt.is_dir() {
         for file in walk_files(&ckpt)? {
@@ -304,19 +313,22 @@ pub fn read_json_or_default<T: Default + for<'de> Deserialize<'de>>(
     }
 }
 
-/// Write JSON to a temp name, fsync, rename over `path`.
+/// Write JSON to a temp name, fsync, rename over `path`. The temp name is
+/// unique to the process and call: files written outside the global lock
+/// (`statcache.json`) may be saved by two runs at once (last one wins).
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    let tmp = path.with_extension("json.new");
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")?;
-    File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let tmp = path.with_extension(format!("json.{}-{n}.new", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        std::fs::write(&tmp, serde_json::to_string_pretty(value)? + "\n")?;
+        File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().with_context(|| format!("writing {}", path.display()))
 }
 
-/// Abort the process when `SCIR_FAILPOINT` names this point (crash tests).
+/// Stop the process when `SCIR_FAILPOINT` names this point (see [`crate::failpoint`]).
 pub fn failpoint(name: &str) {
-    if std::env::var(FAILPOINT_ENV).is_ok_and(|v| v == name) {
-        eprintln!("failpoint {name}: aborting");
-        std::process::abort();
-    }
+    crate::failpoint::hit(name);
 }

@@ -61,6 +61,12 @@ struct HashingWriter<W> {
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if crate::failpoint::check(crate::failpoint::site::PARQUET_WRITE) {
+            // Crash test: leave a truncated file on disk, then stop.
+            let _ = self.inner.write_all(&buf[..buf.len() / 2]);
+            let _ = self.inner.flush();
+            crate::failpoint::stop(crate::failpoint::site::PARQUET_WRITE);
+        }
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
@@ -120,7 +126,7 @@ pub fn digest_file(path: &Path) -> anyhow::Result<String> {
 /// Rows, digest and size of an existing Parquet file.
 pub fn inspect(path: &Path) -> anyhow::Result<WriteInfo> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let builder = no_panic(path, || Ok(ParquetRecordBatchReaderBuilder::try_new(file)?))?;
     let rows = u64::try_from(builder.metadata().file_metadata().num_rows())?;
     let bytes = std::fs::metadata(path)?.len();
     Ok(WriteInfo {
@@ -133,7 +139,19 @@ pub fn inspect(path: &Path) -> anyhow::Result<WriteInfo> {
 /// Read every batch of a Parquet file.
 pub fn read(path: &Path) -> anyhow::Result<Vec<RecordBatch>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    read_from(file).with_context(|| format!("reading {}", path.display()))
+    no_panic(path, || read_from(file)).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Run a Parquet decoding step, turning a panic of the decoder into an error.
+/// arrow-ipc 59 panics on some malformed embedded Arrow schemas (found by
+/// `fuzz/`, regression test in `tests/reliability/fuzz_regressions.rs`).
+fn no_panic<T>(path: &Path, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        anyhow::bail!(
+            "{}: not a readable Parquet file (the decoder panicked)",
+            path.display()
+        )
+    })
 }
 
 fn read_from<R: parquet::file::reader::ChunkReader + 'static>(
@@ -158,9 +176,11 @@ pub fn read_verified(path: &Path, digest: &str) -> anyhow::Result<Vec<RecordBatc
 /// The schema of a file (without reading its rows).
 pub fn schema_of(path: &Path) -> anyhow::Result<SchemaRef> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    Ok(ParquetRecordBatchReaderBuilder::try_new(file)?
-        .schema()
-        .clone())
+    no_panic(path, || {
+        Ok(ParquetRecordBatchReaderBuilder::try_new(file)?
+            .schema()
+            .clone())
+    })
 }
 
 /// Error unless `actual` has exactly the fields (names, types, nullability) of `declared`.

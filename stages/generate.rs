@@ -147,10 +147,20 @@ impl Stage for Generate {
         let prompts = prompt_slice(ctx, &p.table)?;
         let n = p.samples;
         let mut rows = Vec::with_capacity(prompts.len() * n);
+        let context = model.config().max_position_embeddings;
         for (id, text) in &prompts {
             let ids = model
                 .text
                 .encode_chat_prompt(&[Message::user(text.clone())])?;
+            if ids.len().saturating_add(p.max_new_tokens) > context {
+                anyhow::bail!(crate::user_err!(
+                    "prompt {id} is {} tokens; with max_new_tokens {} that exceeds the model's \
+                     context of {context} positions (max_position_embeddings); shorten or drop \
+                     the prompt, or lower max_new_tokens",
+                    ids.len(),
+                    p.max_new_tokens
+                ));
+            }
             for s in 0..n {
                 rows.push((*id, s, text.clone(), ids.clone()));
             }

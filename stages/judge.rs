@@ -159,6 +159,44 @@ impl JudgeTemplate {
     pub fn pointwise(&self, prompt: &str, response: &str) -> anyhow::Result<JudgeText> {
         self.render(context! { prompt => prompt, response => response })
     }
+
+    /// A user error unless the template shows every input of its mode: a
+    /// pairwise template that never renders `response_b` would judge blind.
+    pub fn check_shows_inputs(&self, pairwise: bool) -> anyhow::Result<()> {
+        const MARK: [&str; 3] = ["\u{1}p\u{1}", "\u{1}a\u{1}", "\u{1}b\u{1}"];
+        let (text, names) = if pairwise {
+            let t = self.pairwise(MARK[0], MARK[1], MARK[2])?;
+            (t, &["prompt", "response_a", "response_b"][..])
+        } else {
+            (
+                self.pointwise(MARK[0], MARK[1])?,
+                &["prompt", "response"][..],
+            )
+        };
+        let text = format!(
+            "{}{}{}",
+            text.system.as_deref().unwrap_or_default(),
+            text.user,
+            text.prefill
+        );
+        let missing: Vec<&str> = names
+            .iter()
+            .zip(MARK)
+            .filter(|(_, m)| !text.contains(m))
+            .map(|(n, _)| *n)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(user_err!(
+            "{}: the judge template never shows {}; a {} template must render {}",
+            self.origin,
+            missing.join(", "),
+            if pairwise { "pairwise" } else { "pointwise" },
+            names.join(", ")
+        )
+        .into())
+    }
 }
 
 /// The model's input text of a chat judge prompt: the messages through the chat

@@ -61,6 +61,7 @@ pub mod init;
 pub mod instructions;
 pub mod judge;
 pub mod prompts;
+pub mod resume;
 pub mod score_grm;
 pub mod score_irm;
 pub mod sft;

@@ -214,7 +214,9 @@ pub(crate) fn load_template(
             let src = std::fs::read_to_string(&path).map_err(|e| {
                 crate::user_err!("{}: cannot read the judge template ({e})", path.display())
             })?;
-            JudgeTemplate::new(&src, &path.display().to_string())
+            let t = JudgeTemplate::new(&src, &path.display().to_string())?;
+            t.check_shows_inputs(p.mode == GrmMode::Pairwise)?;
+            Ok(t)
         }
         None => match p.mode {
             GrmMode::Pairwise => JudgeTemplate::new(judge::DEFAULT_PAIRWISE, "built-in pairwise"),

@@ -8,6 +8,9 @@
 //! EOS. Loss: mean NLL over response tokens (the prompt is masked). Steps draw
 //! batches from a seeded shuffle of all examples (epoch after epoch), AdamW
 //! with a schedule and clipping; a non-finite loss stops the task.
+//! `resume_every: N` (default 50; 0: never) saves the training state every N
+//! steps into the task's resume area; a killed task continues from there and
+//! ends bit-identical ([`super::resume`]; not part of the key).
 //!
 //! Inputs: `model` (checkpoint, default `model@initial`), `data` (tables
 //! `ift`, `eft`, default `world`). Outputs: the checkpoint and table
@@ -23,6 +26,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::common::{self, Col};
+use super::resume::{self, Resume};
 use crate::model::optim::AdamWParams;
 use crate::model::schedule::{LrSchedule, ScheduleKind};
 use crate::model::score::{Pair, response_logprobs};
@@ -58,6 +62,8 @@ pub struct SftParams {
     pub ift: bool,
     /// Train on the judge examples.
     pub eft: bool,
+    /// Save resume state every this many steps (0: never; not in the key).
+    pub resume_every: u64,
 }
 
 impl Default for SftParams {
@@ -72,9 +78,13 @@ impl Default for SftParams {
             max_grad_norm: 1.0,
             ift: true,
             eft: true,
+            resume_every: DEFAULT_RESUME_EVERY,
         }
     }
 }
+
+/// Default of `resume_every`.
+pub const DEFAULT_RESUME_EVERY: u64 = 50;
 
 /// The `sft` stage.
 pub struct Sft;
@@ -106,6 +116,9 @@ impl Stage for Sft {
     fn inputs(&self) -> &'static [Slot] {
         SLOTS
     }
+    fn unkeyed_params(&self) -> &'static [&'static str] {
+        &[resume::PARAM]
+    }
     fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
         vec![("model", "model@initial".into()), ("data", "world".into())]
     }
@@ -132,29 +145,29 @@ impl Stage for Sft {
             weight_decay: p.weight_decay,
             ..AdamWParams::default()
         };
-        let mut stepper = Stepper::new(
-            varmap_vars(&model.varmap)?,
-            opt,
-            schedule,
-            Some(p.max_grad_norm),
-        )?;
+        let vars = varmap_vars(&model.varmap)?;
+        let resume = Resume::open(ctx, p.resume_every)?;
+        let (mut stepper, resumed) = resume.start::<SavedRows>(ctx, &vars, || {
+            Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm))
+        })?;
+        let n = examples.len();
+        let (mut cursor, mut rows, done) = match resumed {
+            Some(r) => (
+                Cursor::at(n, ctx.seed, r.state.epoch, r.state.data_position as usize),
+                MetricRows::from_saved(&r.metrics),
+                r.state.global_step,
+            ),
+            None => (Cursor::at(n, ctx.seed, 0, 0), MetricRows::default(), 0),
+        };
         let pad = model.text.pad_id();
         let bar = ctx.progress(p.steps, "sft");
-        let mut rows = MetricRows::default();
-        let (mut order, mut epoch, mut pos) = (Vec::new(), 0u64, 0usize);
+        bar.set_position(done);
         let start = Instant::now();
         let mut seen_tokens = 0u64;
-        for step in 0..p.steps {
-            let mut batch = Vec::with_capacity(p.batch_size);
-            while batch.len() < p.batch_size.max(1) {
-                if pos >= order.len() {
-                    order = crate::model::train_state::epoch_order(examples.len(), ctx.seed, epoch);
-                    epoch += 1;
-                    pos = 0;
-                }
-                batch.push(examples[order[pos]].clone());
-                pos += 1;
-            }
+        for step in done..p.steps {
+            let batch: Vec<Pair> = (0..p.batch_size.max(1))
+                .map(|_| examples[cursor.next(n, ctx.seed)].clone())
+                .collect();
             let tokens: usize = batch.iter().map(|e| e.response.len()).sum();
             let lp = response_logprobs(&model.decoder, &batch, pad, Adapters::On)?;
             let loss = (lp.sum_all()?.neg()? / tokens as f64)?;
@@ -170,6 +183,9 @@ impl Stage for Sft {
                 info.grad_norm,
                 tokens as i64,
             );
+            let at = (cursor.epoch, cursor.pos as u64);
+            let steps = (step + 1, p.steps);
+            resume.after_step(ctx.seed, steps, at, &stepper, &vars, || rows.saved())?;
             let rate = seen_tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("{} loss {value:.3} {rate:.0} tok/s", ctx.task));
             bar.inc(1);
@@ -203,7 +219,63 @@ struct MetricRows {
     tokens: Vec<i64>,
 }
 
+/// [`MetricRows`] as saved in the resume area (floats as bits).
+#[derive(Serialize, Deserialize)]
+struct SavedRows {
+    step: Vec<i32>,
+    loss: Vec<u64>,
+    lr: Vec<u64>,
+    grad_norm: Vec<u64>,
+    tokens: Vec<i64>,
+}
+
+/// Where SFT is in its stream of shuffled epochs: `epoch` orders drawn so
+/// far, `pos` examples consumed from the last one.
+struct Cursor {
+    order: Vec<usize>,
+    epoch: u64,
+    pos: usize,
+}
+
+impl Cursor {
+    fn at(n: usize, seed: u64, epoch: u64, pos: usize) -> Cursor {
+        let order = match epoch {
+            0 => Vec::new(),
+            e => crate::model::train_state::epoch_order(n, seed, e - 1),
+        };
+        Cursor { order, epoch, pos }
+    }
+    /// The next example's index.
+    fn next(&mut self, n: usize, seed: u64) -> usize {
+        if self.pos >= self.order.len() {
+            self.order = crate::model::train_state::epoch_order(n, seed, self.epoch);
+            self.epoch += 1;
+            self.pos = 0;
+        }
+        self.pos += 1;
+        self.order[self.pos - 1]
+    }
+}
+
 impl MetricRows {
+    fn saved(&self) -> SavedRows {
+        SavedRows {
+            step: self.step.clone(),
+            loss: resume::bits(&self.loss),
+            lr: resume::bits(&self.lr),
+            grad_norm: resume::bits(&self.grad_norm),
+            tokens: self.tokens.clone(),
+        }
+    }
+    fn from_saved(s: &SavedRows) -> MetricRows {
+        MetricRows {
+            step: s.step.clone(),
+            loss: resume::floats(&s.loss),
+            lr: resume::floats(&s.lr),
+            grad_norm: resume::floats(&s.grad_norm),
+            tokens: s.tokens.clone(),
+        }
+    }
     fn push(&mut self, step: i32, loss: f64, lr: f64, grad_norm: f64, tokens: i64) {
         self.step.push(step);
         self.loss.push(loss);

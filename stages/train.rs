@@ -18,6 +18,11 @@
 //! per optimizer step, AdamW with a schedule and clipping. A non-finite loss
 //! or gradient stops the task with an error, and nothing is committed.
 //!
+//! `resume_every: N` (default 50; 0: never) saves the training state every N
+//! optimizer steps into the task's resume area; a killed task continues from
+//! there on the next run and ends bit-identical ([`super::resume`]; not part
+//! of the key).
+//!
 //! `lora: { rank, alpha, target_modules }` trains LoRA adapters only (the
 //! base weights stay fixed) and merges them into the saved Mt+1.
 //!
@@ -38,6 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{self, Col};
 use super::judge;
+use super::resume::{self, Resume};
 use super::train_data::{self, TrainData, TrainPair};
 use crate::loss::{
     ConsistencyGrad, ConsistencyKind, DpoMetrics, LogBernoulli, PairLogps, Preferred,
@@ -109,6 +115,8 @@ pub struct TrainParams {
     pub consistency: ConsistencyParams,
     /// Train LoRA adapters instead of every weight (merged into Mt+1 on save).
     pub lora: Option<LoraConfig>,
+    /// Save resume state every this many optimizer steps (0: never; not in the key).
+    pub resume_every: u64,
 }
 
 impl Default for TrainParams {
@@ -129,9 +137,13 @@ impl Default for TrainParams {
             selection: Selection::Dynamic,
             consistency: ConsistencyParams::default(),
             lora: None,
+            resume_every: DEFAULT_RESUME_EVERY,
         }
     }
 }
+
+/// Default of `resume_every`.
+pub const DEFAULT_RESUME_EVERY: u64 = 50;
 
 /// The `train` stage.
 pub struct Train;
@@ -190,6 +202,9 @@ impl Stage for Train {
     fn inputs(&self) -> &'static [Slot] {
         SLOTS
     }
+    fn unkeyed_params(&self) -> &'static [&'static str] {
+        &[resume::PARAM]
+    }
     fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
         vec![
             ("model", "model@k-1".into()),
@@ -231,14 +246,24 @@ impl Stage for Train {
             weight_decay: p.weight_decay,
             ..AdamWParams::default()
         };
-        let mut stepper = Stepper::new(vars, opt, schedule, Some(p.max_grad_norm))?;
+        let resume = Resume::open(ctx, p.resume_every)?;
+        let (mut stepper, resumed) = resume.start::<SavedRows>(ctx, &vars, || {
+            Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm))
+        })?;
+        let (done, mut rows) = resumed.map_or((0, Rows::default()), |r| {
+            (r.state.global_step, Rows::from_saved(&r.metrics))
+        });
         let bar = ctx.progress(total, "train");
-        let mut rows = Rows::default();
+        bar.set_position(done);
+        let mut step = 0u64;
         for epoch in 0..p.epochs {
             let order = crate::model::train_state::epoch_order(n, ctx.seed, epoch);
-            for chunk in order.chunks(p.batch_size) {
+            for (c, chunk) in order.chunks(p.batch_size).enumerate() {
+                step += 1;
+                if step <= done {
+                    continue;
+                }
                 let batch: Vec<&TrainPair> = chunk.iter().map(|&i| &data.pairs[i]).collect();
-                let step = rows.step.len() as u64 + 1;
                 let (loss, m) = match p.method {
                     Method::Scir => scir_batch(&model, &data, &batch, &p)?,
                     Method::Srlm => srlm_batch(&model, &batch, &p)?,
@@ -254,6 +279,11 @@ impl Stage for Train {
                     info.lr,
                     info.grad_norm,
                 );
+                let position = ((c + 1) * p.batch_size).min(n) as u64;
+                let at = (epoch, position);
+                resume.after_step(ctx.seed, (step, total), at, &stepper, &vars, || {
+                    rows.saved()
+                })?;
                 bar.set_message(format!("{} loss {:.4}", ctx.task, m.loss));
                 bar.inc(1);
             }
@@ -446,7 +476,46 @@ struct Rows {
     grad_norm: Vec<f64>,
 }
 
+/// [`Rows`] as saved in the resume area (floats as bits: exact round trip).
+#[derive(Serialize, Deserialize)]
+struct SavedRows {
+    step: Vec<i32>,
+    epoch: Vec<i32>,
+    pairs: Vec<i32>,
+    values: Vec<[Option<u64>; 11]>,
+    lr: Vec<u64>,
+    grad_norm: Vec<u64>,
+}
+
 impl Rows {
+    fn saved(&self) -> SavedRows {
+        SavedRows {
+            step: self.step.clone(),
+            epoch: self.epoch.clone(),
+            pairs: self.pairs.clone(),
+            values: self
+                .values
+                .iter()
+                .map(|v| v.map(|x| x.map(f64::to_bits)))
+                .collect(),
+            lr: resume::bits(&self.lr),
+            grad_norm: resume::bits(&self.grad_norm),
+        }
+    }
+    fn from_saved(s: &SavedRows) -> Rows {
+        Rows {
+            step: s.step.clone(),
+            epoch: s.epoch.clone(),
+            pairs: s.pairs.clone(),
+            values: s
+                .values
+                .iter()
+                .map(|v| v.map(|x| x.map(f64::from_bits)))
+                .collect(),
+            lr: resume::floats(&s.lr),
+            grad_norm: resume::floats(&s.grad_norm),
+        }
+    }
     fn push(&mut self, step: i32, epoch: i32, pairs: i32, m: &Metrics, lr: f64, grad_norm: f64) {
         self.step.push(step);
         self.epoch.push(epoch);

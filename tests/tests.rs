@@ -11,6 +11,7 @@ mod export;
 mod gguf;
 mod loss;
 mod model;
+mod reliability;
 mod smollm2;
 mod sql;
 mod stages;

@@ -47,9 +47,10 @@ pub fn run(args: &GcArgs) -> anyhow::Result<ExitCode> {
         "removed"
     };
     outln!(
-        "{verb} {} objects and {} staging dirs ({:.1} MiB); kept {} objects",
+        "{verb} {} objects, {} staging dirs and {} resume dirs ({:.1} MiB); kept {} objects",
         r.objects,
         r.tmp_dirs,
+        r.resume_dirs,
         r.bytes as f64 / MIB,
         r.kept
     );

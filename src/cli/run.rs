@@ -97,11 +97,23 @@ pub fn run(args: &RunArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
     } else {
         print_human(&record);
     }
-    Ok(if record.status == "ok" {
+    Ok(exit_code(&record))
+}
+
+/// 0 ok; 2 when every failed task failed on the user's input; else 1.
+fn exit_code(record: &RunRecord) -> ExitCode {
+    let failed: Vec<_> = record
+        .tasks
+        .iter()
+        .filter(|t| t.status == status::FAILED)
+        .collect();
+    if record.status == "ok" {
         ExitCode::SUCCESS
+    } else if !failed.is_empty() && failed.iter().all(|t| t.user_error) {
+        ExitCode::from(2)
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
 /// Rebuild `artifacts/report/` when this run computed something (or the report is

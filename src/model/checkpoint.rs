@@ -363,6 +363,11 @@ impl Model {
 /// Write `bytes` to `path` through a temporary file in the same directory and a rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
+    if crate::failpoint::check(crate::failpoint::site::CHECKPOINT_FILE) {
+        // Crash test: leave a half-written file behind, then stop.
+        let _ = std::fs::write(&tmp, &bytes[..bytes.len() / 2]);
+        crate::failpoint::stop(crate::failpoint::site::CHECKPOINT_FILE);
+    }
     std::fs::write(&tmp, bytes)
         .map_err(|e| anyhow::anyhow!("{}: cannot write ({e})", tmp.display()))?;
     std::fs::rename(&tmp, path)

@@ -150,7 +150,9 @@ pub fn save_checkpoint(
     std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
     let json = serde_json::to_string_pretty(state)? + "\n";
     std::fs::write(staging.join(TRAINER_STATE_FILE), json)?;
+    crate::failpoint::hit(crate::failpoint::site::RESUME_SAVE);
     opt.save(&staging.join(OPTIMIZER_FILE))?;
+    crate::failpoint::hit(crate::failpoint::site::RESUME_SAVE);
     let tensors: BTreeMap<&str, &Tensor> = params
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_tensor()))
@@ -169,6 +171,7 @@ pub fn save_checkpoint(
         }
         std::fs::rename(dir, &old).with_context(|| format!("moving aside {}", dir.display()))?;
     }
+    crate::failpoint::hit(crate::failpoint::site::RESUME_SAVE);
     std::fs::rename(&staging, dir).with_context(|| format!("renaming into {}", dir.display()))?;
     if let Some(parent) = dir.parent() {
         File::open(parent)?.sync_all()?;

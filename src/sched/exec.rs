@@ -41,6 +41,8 @@ pub fn execute(t: &TaskRun) -> anyhow::Result<Manifest> {
         std::fs::remove_dir_all(&staging)?;
     }
     std::fs::create_dir_all(&staging)?;
+    crate::failpoint::set_task(&format!("{} {}", t.node.task, t.node.arms[0]));
+    crate::failpoint::hit(crate::failpoint::site::TASK_START);
     let log = File::create(&t.log).with_context(|| format!("creating {}", t.log.display()))?;
     let mut ctx = TaskContext {
         task: t.node.task.clone(),
@@ -50,6 +52,7 @@ pub fn execute(t: &TaskRun) -> anyhow::Result<Manifest> {
         inputs: input_artifacts(t),
         pipeline_dir: t.pipeline_dir.to_path_buf(),
         staging: staging.clone(),
+        resume: t.store.resume_dir(t.key),
         declared: t.node.spec.outputs.clone(),
         written: BTreeMap::new(),
         log,
@@ -98,7 +101,10 @@ pub fn execute(t: &TaskRun) -> anyhow::Result<Manifest> {
             .insert(name.clone(), TableEntry { file, rows: w.rows });
     }
     let manifest = finish_manifest(&staging, manifest)?;
-    match t.store.commit(&staging, t.key, t.replace)? {
+    let committed = t.store.commit(&staging, t.key, t.replace)?;
+    // The object exists now: the resume state is garbage (still under the key's lock).
+    let _ = std::fs::remove_dir_all(t.store.resume_dir(t.key));
+    match committed {
         Committed::Ours => Ok(manifest),
         Committed::Theirs => t
             .store

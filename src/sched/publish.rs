@@ -28,7 +28,7 @@ pub(super) fn publish(store: &Store, run_id: &str, node: &Node, key: &str) -> an
         return Ok(());
     }
     store.write_refs(&refs)?;
-    crate::store::failpoint("after-refs");
+    crate::store::failpoint(crate::failpoint::site::AFTER_REFS);
     view::sync(store, &refs, false)
 }
 

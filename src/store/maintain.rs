@@ -5,7 +5,9 @@
 //! another pipeline sharing the store), so objects are collected only while no
 //! run is alive (every `runs/<id>/run.lock` free); otherwise gc only removes
 //! staging dirs. Staging dirs `tmp/<run-id>/` are removed only when that run's
-//! `run.lock` is free (the run is over or dead). GC runs under the global lock.
+//! `run.lock` is free (the run is over or dead), resume dirs `resume/<key>/`
+//! only when that key's lock is free (no run is computing the task; the
+//! progress of a killed task is dropped). GC runs under the global lock.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -88,6 +90,8 @@ pub fn quarantine(store: &Store, key: &str) -> anyhow::Result<()> {
 pub struct GcReport {
     pub objects: usize,
     pub tmp_dirs: usize,
+    /// Resume dirs of tasks no run is computing.
+    pub resume_dirs: usize,
     pub bytes: u64,
     pub kept: usize,
     /// A live run that kept gc from collecting objects.
@@ -127,6 +131,17 @@ pub fn gc(store: &Store, dry_run: bool) -> anyhow::Result<GcReport> {
         }
         report.bytes += dir_bytes(&entry);
         report.tmp_dirs += 1;
+        if !dry_run {
+            std::fs::remove_dir_all(&entry)?;
+        }
+    }
+    for entry in super::read_dir_sorted(&store.internal().join("resume"))? {
+        let key = entry.file_name().unwrap_or_default().to_string_lossy();
+        if lock::is_held(&store.key_lock(&key)) {
+            continue;
+        }
+        report.bytes += dir_bytes(&entry);
+        report.resume_dirs += 1;
         if !dry_run {
             std::fs::remove_dir_all(&entry)?;
         }

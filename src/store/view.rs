@@ -117,6 +117,7 @@ fn publish_table(src: &Path, digest: &str, arm: &str, dst: &Path) -> anyhow::Res
     std::fs::create_dir_all(dst.parent().expect("public tables live in a table dir"))?;
     let tmp = temp_name(dst);
     table::write(&tmp, &with_arm)?;
+    crate::failpoint::hit(crate::failpoint::site::VIEW_FILE);
     std::fs::rename(&tmp, dst).with_context(|| format!("publishing {}", dst.display()))?;
     Ok(())
 }
@@ -126,6 +127,7 @@ fn publish_link(target: &Path, dst: &Path) -> anyhow::Result<()> {
     let tmp = temp_name(dst);
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp)?;
+    crate::failpoint::hit(crate::failpoint::site::VIEW_FILE);
     std::fs::rename(&tmp, dst).with_context(|| format!("publishing {}", dst.display()))?;
     Ok(())
 }
