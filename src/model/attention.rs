@@ -1,8 +1,11 @@
 //! Grouped-query self-attention from differentiable ops.
 //!
 //! `x: (b, t, hidden)` → q `(b, heads, t, d)`, k/v `(b, kv_heads, t, d)` (RoPE on q and k),
-//! k/v appended to the cache when there is one, repeated to `heads` (head `i` uses kv head
-//! `i / (heads / kv_heads)`, as transformers' `repeat_kv`), then
+//! k/v appended to the cache when there is one; head `i` uses kv head
+//! `i / (heads / kv_heads)` (transformers' `repeat_kv`). With a cache this is computed
+//! without repeating k/v: the `heads / kv_heads` query heads of one kv head are stacked into
+//! one matmul (`(b, kv_heads, n_rep·t, d)·(b, kv_heads, d, T)`); without one k/v are
+//! repeated (training keeps its gradient summation order); then
 //! `softmax(q·kᵀ/√d + mask)·v` → `(b, t, heads·d)` → `o_proj` → `(b, t, hidden)`.
 //! The softmax is `candle_nn::ops::softmax` (a composition with a backward), never the fused
 //! `softmax_last_dim`. The additive mask is `(b, 1, t, t_past + t)`.
@@ -63,17 +66,32 @@ impl Attention {
         let v = heads(self.v_proj.forward(x, adapters)?, self.num_kv_heads)?;
         let q = rope.apply(&q)?;
         let k = rope.apply(&k)?;
-        let (k, v) = match cache {
-            Some((cache, layer)) => cache.append(layer, &k, &v)?,
-            None => (k, v),
+        // With a cache (inference) the query heads are grouped per kv head; without one
+        // (training, scoring) k/v are repeated, which keeps the k/v gradients' summation
+        // order, and so training results, bit-identical to transformers-style repeat_kv.
+        let (k, v, kvh) = match cache {
+            Some((cache, layer)) => {
+                let (k, v) = cache.append(layer, &k, &v)?;
+                (k, v, self.num_kv_heads)
+            }
+            None => (self.repeat_kv(k)?, self.repeat_kv(v)?, self.num_heads),
         };
-        let k = self.repeat_kv(k)?;
-        let v = self.repeat_kv(v)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(mask)?;
+        let d = self.head_dim;
+        let n_rep = self.num_heads / kvh;
+        let t_all = k.dim(2)?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let q = q.reshape((b, kvh, n_rep * t, d))?;
+        let scores = (q.matmul(&k.t()?)? * scale)?
+            .reshape((b, self.num_heads, t, t_all))?
+            .broadcast_add(mask)?;
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let out = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?;
-        let out = out.reshape((b, t, self.num_heads * self.head_dim))?;
+        let out = probs
+            .reshape((b, kvh, n_rep * t, t_all))?
+            .matmul(&v)?
+            .reshape((b, self.num_heads, t, d))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let out = out.reshape((b, t, self.num_heads * d))?;
         self.o_proj.forward(&out, adapters)
     }
 

@@ -111,6 +111,11 @@ impl Decoder {
         KvCache::new(self.cfg.num_layers, batch)
     }
 
+    /// A fresh cache for `batch` rows with room for `capacity` positions (no regrowth).
+    pub fn new_cache_with_capacity(&self, batch: usize, capacity: usize) -> KvCache {
+        KvCache::with_capacity(self.cfg.num_layers, batch, capacity)
+    }
+
     /// Logits `(b, t, vocab)` for every position of `batch`.
     pub fn forward(
         &self,

@@ -87,7 +87,8 @@ pub fn generate(
         return Ok(out);
     }
     let batch = Batch::padded(prompts, params.pad_id, Padding::Left)?;
-    let mut cache = dec.new_cache(prompts.len());
+    let capacity = batch.seq_len() + params.max_new_tokens;
+    let mut cache = dec.new_cache_with_capacity(prompts.len(), capacity);
     let mut logits = last_column(&dec.forward(&batch, Some(&mut cache), adapters)?)?;
     for step in 0..params.max_new_tokens {
         let rows = logits.to_vec2::<f32>()?;

@@ -21,6 +21,7 @@
 //! bench       `scir model bench`
 //! bench_compare the scir side of bench/compare.sh (hidden `scir model bench-compare`)
 //! lora        LoRA adapters (training)
+//! fused_adamw one-pass in-place AdamW for f32 parameters (bit-identical)
 //! optim       AdamW with saveable state, grad accumulation, clipping
 //! schedule    learning-rate schedules (transformers' formulas)
 //! train_state checkpoints that resume bit-identically
@@ -56,6 +57,7 @@ pub mod chat;
 pub mod checkpoint;
 pub mod config;
 pub mod decoder;
+mod fused_adamw;
 pub mod generate;
 pub mod gguf;
 pub mod kv_cache;

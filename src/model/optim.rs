@@ -14,7 +14,9 @@
 //! them to one safetensors file (`<name>.exp_avg`, `<name>.exp_avg_sq`, plus the
 //! step count in the file's metadata) and [`AdamW::load`] restores them exactly,
 //! so a resumed run continues bit-identically. Moments live in each parameter's
-//! dtype (no f32 master copy).
+//! dtype (no f32 master copy). Contiguous f32 parameters (every model weight) are
+//! updated in place in one pass ([`super::fused_adamw`], bit-identical to the op
+//! chain above, which other dtypes still run); their moments are plain `Vec<f32>`.
 //!
 //! Parameters are named (`(name, Var)`); names key the saved state, so the order
 //! of the list does not matter when loading. A parameter without a gradient in
@@ -26,12 +28,15 @@
 //! before clipping (the `grad_norm` metric), like
 //! `torch.nn.utils.clip_grad_norm_`.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor, Var};
+
+use super::fused_adamw::{AdamWCoefs, FusedAdamW, sum_sq_f64};
 
 /// Hyper-parameters of [`AdamW`]; defaults are torch's.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -66,8 +71,75 @@ impl Default for AdamWParams {
 struct Slot {
     name: String,
     var: Var,
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
+    moments: Moments,
+}
+
+/// The two moments of one parameter.
+#[derive(Debug)]
+enum Moments {
+    /// A contiguous f32 parameter: updated in place by [`FusedAdamW`].
+    F32 {
+        exp_avg: Vec<f32>,
+        exp_avg_sq: Vec<f32>,
+    },
+    /// Any other parameter: candle ops (the reference arithmetic).
+    Tensors { exp_avg: Tensor, exp_avg_sq: Tensor },
+}
+
+impl Moments {
+    /// Zero moments for `var`.
+    fn zeros(var: &Var) -> Result<Self> {
+        Ok(if var.dtype() == DType::F32 && var.is_contiguous() {
+            let n = var.elem_count();
+            Moments::F32 {
+                exp_avg: vec![0.0; n],
+                exp_avg_sq: vec![0.0; n],
+            }
+        } else {
+            Moments::Tensors {
+                exp_avg: var.zeros_like()?,
+                exp_avg_sq: var.zeros_like()?,
+            }
+        })
+    }
+
+    /// `(exp_avg, exp_avg_sq)` as tensors of `var`'s shape.
+    fn tensors(&self, var: &Var) -> Result<(Tensor, Tensor)> {
+        Ok(match self {
+            Moments::F32 {
+                exp_avg,
+                exp_avg_sq,
+            } => (
+                Tensor::from_slice(exp_avg, var.shape(), var.device())?,
+                Tensor::from_slice(exp_avg_sq, var.shape(), var.device())?,
+            ),
+            Moments::Tensors {
+                exp_avg,
+                exp_avg_sq,
+            } => (exp_avg.clone(), exp_avg_sq.clone()),
+        })
+    }
+
+    /// Replace the moments with loaded tensors (already checked against `var`).
+    fn set(&mut self, m: Tensor, v: Tensor) -> Result<()> {
+        match self {
+            Moments::F32 {
+                exp_avg,
+                exp_avg_sq,
+            } => {
+                *exp_avg = m.flatten_all()?.to_vec1::<f32>()?;
+                *exp_avg_sq = v.flatten_all()?.to_vec1::<f32>()?;
+            }
+            Moments::Tensors {
+                exp_avg,
+                exp_avg_sq,
+            } => {
+                *exp_avg = m;
+                *exp_avg_sq = v;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// AdamW over named candle variables; see the module docs.
@@ -98,14 +170,8 @@ impl AdamW {
             if !seen.insert(name.clone()) {
                 bail!("AdamW: parameter name {name} appears twice");
             }
-            let exp_avg = var.zeros_like()?;
-            let exp_avg_sq = var.zeros_like()?;
-            slots.push(Slot {
-                name,
-                var,
-                exp_avg,
-                exp_avg_sq,
-            });
+            let moments = Moments::zeros(&var)?;
+            slots.push(Slot { name, var, moments });
         }
         Ok(Self {
             slots,
@@ -153,19 +219,43 @@ impl AdamW {
         let bias_correction1 = 1.0 - beta1.powi(t);
         let bias_correction2_sqrt = (1.0 - beta2.powi(t)).sqrt();
         let step_size = lr / bias_correction1;
+        let coefs = AdamWCoefs::new(
+            lr,
+            weight_decay,
+            (beta1, beta2, eps),
+            bias_correction2_sqrt,
+            step_size,
+        );
         for slot in &mut self.slots {
             let Some(g) = grads.get(slot.var.as_tensor()) else {
                 continue;
             };
             let g = g.to_dtype(slot.var.dtype())?;
-            let theta = (slot.var.as_tensor() * (1.0 - lr * weight_decay))?;
-            let m = (&slot.exp_avg + ((&g - &slot.exp_avg)? * (1.0 - beta1))?)?;
-            let v = ((&slot.exp_avg_sq * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
-            let denom = ((v.sqrt()? / bias_correction2_sqrt)? + eps)?;
-            let theta = (theta - ((&m / denom)? * step_size)?)?;
-            slot.var.set(&theta)?;
-            slot.exp_avg = m;
-            slot.exp_avg_sq = v;
+            match &mut slot.moments {
+                Moments::F32 {
+                    exp_avg,
+                    exp_avg_sq,
+                } => {
+                    let op = FusedAdamW {
+                        coefs,
+                        moments: RefCell::new((exp_avg, exp_avg_sq)),
+                    };
+                    slot.var.as_tensor().inplace_op2(&g.contiguous()?, &op)?;
+                }
+                Moments::Tensors {
+                    exp_avg,
+                    exp_avg_sq,
+                } => {
+                    let theta = (slot.var.as_tensor() * (1.0 - lr * weight_decay))?;
+                    let m = (&*exp_avg + ((&g - &*exp_avg)? * (1.0 - beta1))?)?;
+                    let v = ((&*exp_avg_sq * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
+                    let denom = ((v.sqrt()? / bias_correction2_sqrt)? + eps)?;
+                    let theta = (theta - ((&m / denom)? * step_size)?)?;
+                    slot.var.set(&theta)?;
+                    *exp_avg = m;
+                    *exp_avg_sq = v;
+                }
+            }
         }
         Ok(())
     }
@@ -174,8 +264,9 @@ impl AdamW {
     pub fn save(&self, path: &Path) -> Result<()> {
         let mut tensors: BTreeMap<String, Tensor> = BTreeMap::new();
         for s in &self.slots {
-            tensors.insert(format!("{}.{EXP_AVG}", s.name), s.exp_avg.clone());
-            tensors.insert(format!("{}.{EXP_AVG_SQ}", s.name), s.exp_avg_sq.clone());
+            let (m, v) = s.moments.tensors(&s.var)?;
+            tensors.insert(format!("{}.{EXP_AVG}", s.name), m);
+            tensors.insert(format!("{}.{EXP_AVG_SQ}", s.name), v);
         }
         let metadata = HashMap::from([(STEP_KEY.to_string(), self.step.to_string())]);
         safetensors::serialize_to_file(tensors.iter(), Some(metadata), path)
@@ -231,8 +322,7 @@ impl AdamW {
             );
         }
         for (s, (m, v)) in self.slots.iter_mut().zip(updates) {
-            s.exp_avg = m;
-            s.exp_avg_sq = v;
+            s.moments.set(m, v)?;
         }
         self.step = step;
         Ok(())
@@ -302,14 +392,26 @@ pub fn grad_norm(grads: &GradStore, vars: &[Var]) -> Result<f64> {
     let mut sq = 0f64;
     for var in vars {
         if let Some(g) = grads.get(var.as_tensor()) {
-            sq += g
-                .to_dtype(DType::F64)?
-                .sqr()?
-                .sum_all()?
-                .to_scalar::<f64>()?;
+            sq += match f32_sum_sq(g) {
+                Some(s) => s,
+                None => g
+                    .to_dtype(DType::F64)?
+                    .sqr()?
+                    .sum_all()?
+                    .to_scalar::<f64>()?,
+            };
         }
     }
     Ok(sq.sqrt())
+}
+
+/// [`sum_sq_f64`] of a contiguous f32 CPU tensor, read in place; `None` for any other.
+fn f32_sum_sq(t: &Tensor) -> Option<f64> {
+    let (storage, layout) = t.storage_and_layout();
+    match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(xs)), Some((a, b))) => Some(sum_sq_f64(&xs[a..b])),
+        _ => None,
+    }
 }
 
 /// Scale the gradients of `vars` so their global L2 norm is at most `max_norm`
