@@ -167,6 +167,9 @@ pub struct InputArtifact {
     pub tables: BTreeMap<String, PathBuf>,
     /// The object's checkpoint directory, when it has one.
     pub checkpoint: Option<PathBuf>,
+    /// The params the upstream task ran with (its key material: what the user set, before
+    /// defaults), so a stage can follow an upstream setting instead of repeating it.
+    pub params: serde_json::Value,
 }
 
 impl InputArtifact {

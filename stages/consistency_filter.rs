@@ -30,13 +30,13 @@
 //! unbound where `@k-1` is before the first iteration (k = 1), and the stage
 //! then writes 0 / NULL. `model` (`model@k-1`, Mt) and `irm_ref` are the
 //! checkpoints it is scored with; `irm_ref`'s default binding follows the
-//! param `irm_reference` exactly as score-irm's does (set both alike). β
-//! and the judge settings come from this iteration's score tables; only
-//! the judge template file is a param (`judge_template`, as score-grm's
-//! `template`).
+//! param `irm_reference` exactly as score-irm's does: the DAG is planned
+//! before anything runs, so the filter needs the setting too, and it stops
+//! with a user error when it differs from the one score-irm ran with. β and
+//! the judge settings (template, mode, verdicts, swap, τ) are score-grm's and
+//! score-irm's own, read from their inputs' params.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -79,9 +79,6 @@ pub struct FilterParams {
     pub delta: f64,
     /// `grm_only`: drop pairs with `|p_grm − ½| < margin`.
     pub margin: f64,
-    /// The judge template of score-grm (its `template`; `null`: built-in),
-    /// for the trained-pairs rate.
-    pub judge_template: Option<PathBuf>,
     /// As score-irm's `irm_reference`: the default binding of `irm_ref`.
     pub irm_reference: IrmReference,
 }
@@ -92,7 +89,6 @@ impl Default for FilterParams {
             mode: FilterMode::Dynamic,
             delta: 0.0,
             margin: 0.02,
-            judge_template: None,
             irm_reference: IrmReference::Initial,
         }
     }
@@ -165,27 +161,17 @@ impl Stage for ConsistencyFilter {
         SLOTS
     }
     fn default_bindings(&self, params: &serde_json::Value) -> Vec<(&'static str, String)> {
-        let reference = serde_json::from_value::<FilterParams>(params.clone())
-            .map(|p| p.irm_reference)
-            .unwrap_or(IrmReference::Initial);
         vec![
             ("irm", "score-irm".into()),
             ("grm", "score-grm".into()),
             ("model", "model@k-1".into()),
-            ("irm_ref", reference.binding().into()),
+            ("irm_ref", IrmReference::of_params(params).binding().into()),
             ("previous", "consistency-filter@k-1".into()),
             ("previous_generation", "generate@k-1".into()),
         ]
     }
     fn optional_inputs(&self) -> &'static [&'static str] {
         OPTIONAL
-    }
-    fn external_files(&self, params: &serde_json::Value) -> Vec<PathBuf> {
-        serde_json::from_value::<FilterParams>(params.clone())
-            .ok()
-            .and_then(|p| super::judge::template_file(&p.judge_template))
-            .into_iter()
-            .collect()
     }
     fn outputs(&self, _params: &serde_json::Value) -> Outputs {
         Outputs {
@@ -198,6 +184,7 @@ impl Stage for ConsistencyFilter {
     }
     fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let p: FilterParams = ctx.params()?;
+        check_irm_reference(ctx, p.irm_reference)?;
         let irm = common::read_table(ctx.input("irm")?, super::score_irm::IRM_PAIRS)?;
         let grm = common::read_table(ctx.input("grm")?, super::score_grm::GRM_SCORES)?;
         let q_by_pair: BTreeMap<i64, f64> = common::col_i64(&grm, "pair_id")?
@@ -246,7 +233,7 @@ impl Stage for ConsistencyFilter {
             ctx.try_input("previous_generation"),
         ) {
             (Some(prev), Some(generation)) => {
-                measure(ctx, prev, generation, p.judge_template.clone())?
+                measure(ctx, prev, generation)?
             }
             _ => TrainedConsistency {
                 pairs: 0,
@@ -344,4 +331,22 @@ fn summary_schema() -> arrow::datatypes::SchemaRef {
         ("trained_pairs", Col::I64, false),
         ("trained_consistency_rate", Col::F64, true),
     ])
+}
+
+/// The filter's `irm_reference` must be the one score-irm ran with: the trained-pairs rate
+/// scores Mt against the filter's `irm_ref`, which must be score-irm's reference.
+fn check_irm_reference(ctx: &TaskContext, own: IrmReference) -> anyhow::Result<()> {
+    let irm = ctx.input("irm")?;
+    let upstream = IrmReference::of_params(&irm.params);
+    if upstream != own {
+        anyhow::bail!(crate::user_err!(
+            "consistency-filter has irm_reference: {} but {} ran with irm_reference: {}; set \
+             the same value on both stages (the filter scores the previous trained pairs \
+             against it)",
+            own.name(),
+            irm.task,
+            upstream.name()
+        ));
+    }
+    Ok(())
 }

@@ -51,6 +51,24 @@ impl IrmReference {
             IrmReference::IterationStart => "model@k-1",
         }
     }
+
+    /// The `irm_reference` of a stage's raw params; `initial` when absent. An invalid value
+    /// also gives `initial` here: the stage's own params parsing reports it.
+    pub fn of_params(params: &serde_json::Value) -> IrmReference {
+        params
+            .get("irm_reference")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or(IrmReference::Initial)
+    }
+
+    /// The name as written in a pipeline file.
+    pub fn name(self) -> &'static str {
+        match self {
+            IrmReference::Initial => "initial",
+            IrmReference::PreviousIteration => "previous_iteration",
+            IrmReference::IterationStart => "iteration_start",
+        }
+    }
 }
 
 /// Params of `score-irm`.
@@ -118,12 +136,9 @@ impl Stage for ScoreIrm {
         SLOTS
     }
     fn default_bindings(&self, params: &serde_json::Value) -> Vec<(&'static str, String)> {
-        let reference = serde_json::from_value::<ScoreIrmParams>(params.clone())
-            .map(|p| p.irm_reference)
-            .unwrap_or(IrmReference::Initial);
         vec![
             ("model", "model@k-1".into()),
-            ("irm_ref", reference.binding().into()),
+            ("irm_ref", IrmReference::of_params(params).binding().into()),
             ("generation", "generate".into()),
         ]
     }

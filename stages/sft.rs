@@ -8,6 +8,10 @@
 //! EOS. Loss: mean NLL over response tokens (the prompt is masked). Steps draw
 //! batches from a seeded shuffle of all examples (epoch after epoch), AdamW
 //! with a schedule and clipping; a non-finite loss stops the task.
+//! `shards: S` (default 4) splits each batch into S contiguous parts whose
+//! forward and backward run concurrently (rayon), each padded to its own
+//! longest example; the step's gradient is their sum, accumulated in shard
+//! order, so the result depends on S but not on the number of threads.
 //! `resume_every: N` (default 50; 0: never) saves the training state every N
 //! steps into the task's resume area; a killed task continues from there and
 //! ends bit-identical ([`super::resume`]; not part of the key).
@@ -23,6 +27,8 @@
 
 use std::time::Instant;
 
+use candle_core::backprop::GradStore;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::common::{self, Col};
@@ -31,12 +37,12 @@ use crate::model::optim::AdamWParams;
 use crate::model::schedule::{LrSchedule, ScheduleKind};
 use crate::model::score::{Pair, response_logprobs};
 use crate::model::trainer::{Stepper, varmap_vars};
-use crate::model::{Adapters, Weights};
+use crate::model::{Adapters, Decoder, Weights};
 use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
 use crate::world::format;
 
 /// Bump when SFT's output changes for the same inputs and params.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Name of the metrics table.
 pub const METRICS_TABLE: &str = "sft_metrics";
 
@@ -62,6 +68,8 @@ pub struct SftParams {
     pub ift: bool,
     /// Train on the judge examples.
     pub eft: bool,
+    /// Parts of each batch computed concurrently (see the module docs).
+    pub shards: usize,
     /// Save resume state every this many steps (0: never; not in the key).
     pub resume_every: u64,
 }
@@ -78,10 +86,15 @@ impl Default for SftParams {
             max_grad_norm: 1.0,
             ift: true,
             eft: true,
+            shards: DEFAULT_SHARDS,
             resume_every: DEFAULT_RESUME_EVERY,
         }
     }
 }
+
+/// Default of `shards`. More, smaller shards pad less: on 2 cores 100 SFT steps of the
+/// default took 15.9 s with 2 shards, 13.6 s with 4, 38.4 s unsharded (one machine, one run).
+pub const DEFAULT_SHARDS: usize = 4;
 
 /// Default of `resume_every`.
 pub const DEFAULT_RESUME_EVERY: u64 = 50;
@@ -169,11 +182,11 @@ impl Stage for Sft {
                 .map(|_| examples[cursor.next(n, ctx.seed)].clone())
                 .collect();
             let tokens: usize = batch.iter().map(|e| e.response.len()).sum();
-            let lp = response_logprobs(&model.decoder, &batch, pad, Adapters::On)?;
-            let loss = (lp.sum_all()?.neg()? / tokens as f64)?;
-            let value = loss.to_scalar::<f32>()? as f64;
+            let (value, grads) = sharded_gradients(&model.decoder, &batch, pad, p.shards)?;
             common::check_finite("the SFT loss", value, step + 1)?;
-            stepper.accumulate(&loss.backward()?)?;
+            for g in &grads {
+                stepper.accumulate(g)?;
+            }
             let info = stepper.step()?;
             seen_tokens += tokens as u64;
             rows.push(
@@ -198,6 +211,37 @@ impl Stage for Sft {
         let batch = rows.batch(ctx.iteration)?;
         ctx.write_table(METRICS_TABLE, &batch)
     }
+}
+
+/// The mean response-token NLL of `batch` and its gradient, as `shards` gradient stores
+/// computed concurrently. Shard `i`'s loss is its NLL sum × `shards / tokens`, so the mean
+/// of the stores (what [`Stepper::step`] applies) is the gradient of the whole batch's mean.
+fn sharded_gradients(
+    dec: &Decoder,
+    batch: &[Pair],
+    pad: u32,
+    shards: usize,
+) -> anyhow::Result<(f64, Vec<GradStore>)> {
+    let tokens: usize = batch.iter().map(|e| e.response.len()).sum();
+    let parts: Vec<&[Pair]> = batch.chunks(batch.len().div_ceil(shards.max(1))).collect();
+    let scale = parts.len() as f64 / tokens.max(1) as f64;
+    let results: Vec<anyhow::Result<(f64, GradStore)>> = parts
+        .par_iter()
+        .map(|part| {
+            let lp = response_logprobs(dec, part, pad, Adapters::On)?;
+            let nll = lp.sum_all()?.neg()?;
+            let value = nll.to_scalar::<f32>()? as f64 / tokens.max(1) as f64;
+            Ok((value, (nll * scale)?.backward()?))
+        })
+        .collect();
+    let mut value = 0.0;
+    let mut grads = Vec::with_capacity(results.len());
+    for r in results {
+        let (v, g) = r?;
+        value += v;
+        grads.push(g);
+    }
+    Ok((value, grads))
 }
 
 fn metrics_schema() -> arrow::datatypes::SchemaRef {

@@ -222,7 +222,13 @@ impl Stage for Train {
     }
     fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let p: TrainParams = ctx.params()?;
-        let mut model = common::load_model(ctx.input("model")?, Weights::Trainable)?;
+        // Under LoRA the base weights stay plain tensors: no gradient is computed for them
+        // (see `model::frozen_matmul`), and the merged weights are written at the end.
+        let weights = match p.lora {
+            Some(_) => Weights::Frozen,
+            None => Weights::Trainable,
+        };
+        let mut model = common::load_model(ctx.input("model")?, weights)?;
         let lora = match &p.lora {
             Some(cfg) => Some(LoraSet::attach(
                 cfg.clone(),
@@ -290,7 +296,7 @@ impl Stage for Train {
         }
         bar.finish_and_clear();
         if let Some(set) = &lora {
-            set.merge_into_varmap(&model.varmap)?;
+            model.merge_lora(set)?;
         }
         model.save(&ctx.checkpoint_dir()?)?;
         let batch = rows.batch(ctx.iteration)?;

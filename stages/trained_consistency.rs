@@ -6,13 +6,11 @@
 //! `selected = true`, their responses those of `generate@k-1`. `p_irm` is
 //! computed by [`super::score_irm::score`] with β read from this iteration's
 //! `irm_pairs` (and the filter's `irm_ref` slot, bound like score-irm's
-//! default); `p_grm` by [`super::score_grm::pairwise`]/`pointwise` with the
-//! judge settings read from this iteration's `grm_scores` and `judge_tokens`
-//! (mode, swap, τ, verdict/score strings), so they cannot drift from score-grm;
-//! only the template file is a filter param (`judge_template`).
+//! default); `p_grm` by [`super::score_grm::pairwise`]/`pointwise` with
+//! score-grm@k's own params (template, mode, swap, τ, verdict/score strings),
+//! read from its input, so they cannot drift from score-grm.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use super::common;
 use super::score_grm::{self, GrmMode, ScoreCols, ScoreGrmParams};
@@ -33,7 +31,6 @@ pub fn measure(
     ctx: &TaskContext,
     previous: &InputArtifact,
     previous_generation: &InputArtifact,
-    judge_template: Option<PathBuf>,
 ) -> anyhow::Result<TrainedConsistency> {
     let pairs = selected_pairs(previous)?;
     if pairs.is_empty() {
@@ -46,7 +43,7 @@ pub fn measure(
     // Mt is loaded once and serves both the IRM and the GRM.
     let model = common::load_model(ctx.input("model")?, Weights::Frozen)?;
     let p_irm = irm_probs(ctx, &model, &responses, &pairs)?;
-    let q = grm_probs(ctx, &model, &responses, &pairs, judge_template)?;
+    let q = grm_probs(ctx, &model, &responses, &pairs)?;
     let agree = p_irm
         .iter()
         .zip(&q)
@@ -124,53 +121,13 @@ fn irm_probs(
         .collect()
 }
 
-/// The judge settings score-grm@k used, read back from its tables.
-fn judge_params(ctx: &TaskContext, template: Option<PathBuf>) -> anyhow::Result<ScoreGrmParams> {
+/// The judge settings score-grm@k ran with: its own params (template, mode, verdicts or
+/// score strings, swap, τ), so they cannot drift from score-grm.
+fn judge_params(ctx: &TaskContext) -> anyhow::Result<ScoreGrmParams> {
     let grm = ctx.input("grm")?;
-    let tokens = common::read_table(grm, score_grm::JUDGE_TOKENS)?;
-    let scores = common::read_table(grm, score_grm::GRM_SCORES)?;
-    let modes = common::col_str(&tokens, "mode")?;
-    let mode = match modes.first().and_then(|m| m.as_deref()) {
-        Some("pointwise") => GrmMode::Pointwise,
-        _ => GrmMode::Pairwise,
-    };
-    let mut toks: Vec<(f64, String)> = common::col_f64(&tokens, "value")?
-        .into_iter()
-        .map(|v| v.unwrap_or(0.0))
-        .zip(
-            common::col_str(&tokens, "token")?
-                .into_iter()
-                .map(Option::unwrap_or_default),
-        )
-        .collect();
-    let mut p = ScoreGrmParams {
-        mode,
-        template,
-        ..ScoreGrmParams::default()
-    };
-    match mode {
-        GrmMode::Pairwise => {
-            toks.sort_by(|a, b| b.0.total_cmp(&a.0)); // A (1) first
-            if let [a, b] = &toks[..] {
-                p.verdicts = [a.1.clone(), b.1.clone()];
-            }
-            p.swap = common::col_f64(&scores, "p_a_21")?
-                .iter()
-                .any(Option::is_some);
-        }
-        GrmMode::Pointwise => {
-            toks.sort_by(|a, b| a.0.total_cmp(&b.0)); // worst first
-            p.scores = toks.into_iter().map(|t| t.1).collect();
-            if let Some(tau) = common::col_f64(&scores, "tau")?
-                .into_iter()
-                .flatten()
-                .next()
-            {
-                p.tau = tau;
-            }
-        }
-    }
-    Ok(p)
+    serde_json::from_value(grm.params.clone()).map_err(|e| {
+        crate::internal_err!("{} ran with params this version cannot read: {e}", grm.task).into()
+    })
 }
 
 fn grm_probs(
@@ -178,9 +135,8 @@ fn grm_probs(
     model: &Model,
     responses: &score_grm::Responses,
     pairs: &[common::PairRow],
-    template: Option<PathBuf>,
 ) -> anyhow::Result<Vec<f64>> {
-    let p = judge_params(ctx, template)?;
+    let p = judge_params(ctx)?;
     let template = score_grm::load_template(ctx, &p)?;
     let mut cols = ScoreCols::default();
     match p.mode {

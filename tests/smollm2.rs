@@ -97,9 +97,7 @@ stages:
     params: { samples: 2, max_new_tokens: 5 }
   score-irm: { each_iteration: true }
   score-grm: { each_iteration: true, params: { template: "builtin:mt-bench-pair" } }
-  consistency-filter:
-    each_iteration: true
-    params: { judge_template: "builtin:mt-bench-pair" }
+  consistency-filter: { each_iteration: true }
   train:
     each_iteration: true
     params: { batch_size: 2, lr: 0.05, lora: { rank: 2, alpha: 4.0, target_modules: [q_proj, v_proj] } }

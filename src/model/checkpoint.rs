@@ -321,6 +321,20 @@ impl Model {
         )
     }
 
+    /// Replace each LoRA-adapted projection's weight by its merged weight `W + scale·B·A`
+    /// in the weights [`save`](Self::save) writes. For a model loaded [`Weights::Frozen`]
+    /// (the LoRA case): the decoder keeps running the base weights with the adapters.
+    pub fn merge_lora(&mut self, set: &crate::model::lora::LoraSet) -> anyhow::Result<()> {
+        let mut merged: BTreeMap<String, Tensor> = self.tensors.iter().cloned().collect();
+        set.merge_into(&mut merged)?;
+        for (name, t) in &mut self.tensors {
+            if let Some(m) = merged.remove(name.as_str()) {
+                *t = m;
+            }
+        }
+        Ok(())
+    }
+
     /// Number of parameters (tied embeddings counted once).
     pub fn param_count(&self) -> usize {
         self.tensors.iter().map(|(_, t)| t.elem_count()).sum()

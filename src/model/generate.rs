@@ -16,6 +16,7 @@ use rand_distr::{Distribution, StandardUniform};
 
 use super::batch::{Batch, Padding};
 use super::decoder::Decoder;
+use super::kv_cache::KvCache;
 use super::linear::Adapters;
 use crate::user_err;
 
@@ -89,7 +90,7 @@ pub fn generate(
     let batch = Batch::padded(prompts, params.pad_id, Padding::Left)?;
     let capacity = batch.seq_len() + params.max_new_tokens;
     let mut cache = dec.new_cache_with_capacity(prompts.len(), capacity);
-    let mut logits = last_column(&dec.forward(&batch, Some(&mut cache), adapters)?)?;
+    let mut logits = next_token_logits(dec, &batch, &mut cache, adapters)?;
     for step in 0..params.max_new_tokens {
         let rows = logits.to_vec2::<f32>()?;
         let mut next = Vec::with_capacity(rows.len());
@@ -106,15 +107,25 @@ pub fn generate(
         if step + 1 == params.max_new_tokens || out.iter().all(|g| g.stopped) {
             break;
         }
-        logits = last_column(&dec.forward(&Batch::step(&next), Some(&mut cache), adapters)?)?;
+        logits = next_token_logits(dec, &Batch::step(&next), &mut cache, adapters)?;
     }
     Ok(out)
 }
 
-/// `(b, t, vocab)` → `(b, vocab)` at the last position, detached.
-fn last_column(logits: &Tensor) -> Result<Tensor> {
-    let t = logits.dim(1)?;
-    logits.i((.., t - 1, ..))?.detach().contiguous()
+/// Run `batch` through the decoder (appending to `cache`) and return the logits `(b, vocab)`
+/// at its last position, detached. Left padding puts every row's last token there; only that
+/// position goes through the vocabulary head (a prefill of `t` tokens would otherwise
+/// compute `t − 1` rows of `vocab` logits nobody reads).
+fn next_token_logits(
+    dec: &Decoder,
+    batch: &Batch,
+    cache: &mut KvCache,
+    adapters: Adapters,
+) -> Result<Tensor> {
+    let hidden = dec.hidden(batch, Some(cache), adapters)?;
+    let t = hidden.dim(1)?;
+    let last = hidden.i((.., t - 1, ..))?.contiguous()?;
+    dec.logits(&last, adapters)?.detach().contiguous()
 }
 
 /// The next token for one row.

@@ -9,6 +9,7 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::frozen_matmul;
 use super::lora::LoraAdapter;
 
 /// Whether attached LoRA adapters take part in a forward pass.
@@ -94,7 +95,11 @@ impl Linear {
         *last = out_dim;
         let rows = x.elem_count() / in_dim.max(1);
         let x2 = x.reshape((rows, in_dim))?;
-        let mut y = x2.matmul(&self.weight.t()?)?;
+        let mut y = if frozen_matmul::applies(&x2, &self.weight) {
+            frozen_matmul::frozen_matmul(&x2, &self.weight)?
+        } else {
+            x2.matmul(&self.weight.t()?)?
+        };
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }

@@ -147,6 +147,7 @@ fn input_artifacts(t: &TaskRun) -> BTreeMap<String, InputArtifact> {
                     task: m.task.clone(),
                     tables,
                     checkpoint,
+                    params: m.material.params.clone(),
                 },
             )
         })

@@ -161,6 +161,46 @@ fn lora_trains_while_base_weights_stay_bit_identical() {
     assert!(worst < 1e-4, "merged model differs by {worst}");
 }
 
+#[test]
+fn lora_on_frozen_base_weights_trains_bit_identically() {
+    // `train` loads the base frozen under LoRA (no weight gradients: model::frozen_matmul);
+    // the adapters must follow exactly the path they follow on a trainable base.
+    let trainable = model(7);
+    let frozen = trainable.frozen_copy().unwrap();
+    assert!(frozen.varmap.all_vars().is_empty());
+    let seqs: Vec<Vec<u32>> = (0..3).map(|k| ids(10, k + 4)).collect();
+    let mut runs = Vec::new();
+    for mut m in [trainable, frozen] {
+        let set = LoraSet::attach(lora_cfg(), &mut m.decoder, DType::F32).unwrap();
+        // A nonzero B, so that every base projection sits between an adapter and the loss.
+        for (_, ad) in set.iter() {
+            let b = ad.b.as_tensor();
+            ad.b.set(&(b.ones_like().unwrap() * 0.01).unwrap()).unwrap();
+        }
+        let mut st = stepper(set.named_vars(), 5e-2, 5);
+        let mut losses = Vec::new();
+        for _ in 0..5 {
+            let loss = nll(&m, &seqs, Adapters::On);
+            losses.push(loss.to_scalar::<f32>().unwrap().to_bits());
+            st.accumulate(&loss.backward().unwrap()).unwrap();
+            st.step().unwrap();
+        }
+        let vars = var_bits(&set.named_vars());
+        // Frozen: merge_lora; trainable: the Vars themselves (their tensors are m's).
+        if m.varmap.all_vars().is_empty() {
+            m.merge_lora(&set).unwrap();
+        } else {
+            set.merge_into_varmap(&m.varmap).unwrap();
+        }
+        runs.push((losses, vars, bits(&m)));
+    }
+    let base = bits(&model(7));
+    assert_ne!(runs[0].2, base, "the merge changed nothing");
+    assert_eq!(runs[0].0, runs[1].0, "losses differ");
+    assert_eq!(runs[0].1, runs[1].1, "adapter weights differ");
+    assert_eq!(runs[0].2, runs[1].2, "merged weights differ");
+}
+
 /// Train `steps` optimizer steps of 2 micro-batches each, from `state`'s data position.
 fn train_steps(m: &Model, st: &mut Stepper, state: &mut TrainerState, steps: u64) {
     let data: Vec<Vec<u32>> = (0..6).map(|k| ids(8 + k % 3, k + 2)).collect();
