@@ -35,6 +35,16 @@ fn scir(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `scir run PIPELINE --artifacts DIR`, whatever its outcome.
+fn run_output(pipeline: &Path, artifacts: &Path) -> Output {
+    scir(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--artifacts",
+        artifacts.to_str().unwrap(),
+    ])
+}
+
 fn run(pipeline: &Path, artifacts: &Path) -> RunRecord {
     let out = scir(&[
         "run",
@@ -365,12 +375,7 @@ fn a_filter_whose_irm_reference_differs_from_score_irm_is_a_user_error() {
     let arms = "arms:\n  start:\n    score-irm: { irm_reference: iteration_start }\n";
     std::fs::write(&pipeline, format!("{head}{arms}")).unwrap();
     let art = dir.path().join("artifacts");
-    let out = scir(&[
-        "run",
-        pipeline.to_str().unwrap(),
-        "--artifacts",
-        art.to_str().unwrap(),
-    ]);
+    let out = run_output(&pipeline, &art);
     assert_eq!(out.status.code(), Some(2), "a user error exits 2");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -395,12 +400,7 @@ fn a_verdict_that_is_not_one_token_is_a_user_error() {
     );
     std::fs::write(&pipeline, yaml).unwrap();
     let art = dir.path().join("artifacts");
-    let out = scir(&[
-        "run",
-        pipeline.to_str().unwrap(),
-        "--artifacts",
-        art.to_str().unwrap(),
-    ]);
+    let out = run_output(&pipeline, &art);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -11,6 +11,7 @@
 
 use candle_core::{IndexOp, Result, Tensor};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use rand_core::SeedableRng;
 use rand_distr::{Distribution, StandardUniform};
 
@@ -93,17 +94,21 @@ pub fn generate(
     let mut logits = next_token_logits(dec, &batch, &mut cache, adapters)?;
     for step in 0..params.max_new_tokens {
         let rows = logits.to_vec2::<f32>()?;
-        let mut next = Vec::with_capacity(rows.len());
-        for ((row, rng), g) in rows.iter().zip(&mut rngs).zip(&mut out) {
-            if g.stopped {
-                next.push(params.pad_id);
-                continue;
-            }
-            let tok = pick(row, params.sampler, rng);
-            g.token_ids.push(tok);
-            g.stopped = params.stop_ids.contains(&tok);
-            next.push(tok);
-        }
+        // Rows are independent (each has its own RNG): pick them in parallel.
+        let next: Vec<u32> = rows
+            .par_iter()
+            .zip(rngs.par_iter_mut())
+            .zip(out.par_iter_mut())
+            .map(|((row, rng), g)| {
+                if g.stopped {
+                    return params.pad_id;
+                }
+                let tok = pick(row, params.sampler, rng);
+                g.token_ids.push(tok);
+                g.stopped = params.stop_ids.contains(&tok);
+                tok
+            })
+            .collect();
         if step + 1 == params.max_new_tokens || out.iter().all(|g| g.stopped) {
             break;
         }
