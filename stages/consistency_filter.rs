@@ -232,9 +232,7 @@ impl Stage for ConsistencyFilter {
             ctx.try_input("previous"),
             ctx.try_input("previous_generation"),
         ) {
-            (Some(prev), Some(generation)) => {
-                measure(ctx, prev, generation)?
-            }
+            (Some(prev), Some(generation)) => measure(ctx, prev, generation)?,
             _ => TrainedConsistency {
                 pairs: 0,
                 rate: None,

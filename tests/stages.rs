@@ -385,7 +385,8 @@ fn a_filter_whose_irm_reference_differs_from_score_irm_is_a_user_error() {
         "{err}"
     );
     assert!(
-        !art.join("tables/filter_pairs/iter-0001.start.parquet").exists(),
+        !art.join("tables/filter_pairs/iter-0001.start.parquet")
+            .exists(),
         "the failed filter published its table"
     );
 }

@@ -11,9 +11,9 @@
 
 use candle_core::{IndexOp, Result, Tensor};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 use rand_core::SeedableRng;
 use rand_distr::{Distribution, StandardUniform};
+use rayon::prelude::*;
 
 use super::batch::{Batch, Padding};
 use super::decoder::Decoder;
