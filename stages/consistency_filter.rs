@@ -47,7 +47,7 @@ use crate::loss::{Preferred, select_pair};
 use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
 
 /// Bump when the output changes for the same inputs and params.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 pub const FILTER_PAIRS: &str = "filter_pairs";
 pub const FILTER_SUMMARY: &str = "filter_summary";
 
