@@ -182,7 +182,7 @@ impl Stage for Sft {
                 .map(|_| examples[cursor.next(n, ctx.seed)].clone())
                 .collect();
             let tokens: usize = batch.iter().map(|e| e.response.len()).sum();
-            let (value, grads) = sharded_gradients(&model.decoder, &batch, pad, p.shards)?;
+            let (value, grads) = sharded_gradients(&model.decoder, &batch, tokens, pad, p.shards)?;
             common::check_finite("the SFT loss", value, step + 1)?;
             for g in &grads {
                 stepper.accumulate(g)?;
@@ -213,16 +213,17 @@ impl Stage for Sft {
     }
 }
 
-/// The mean response-token NLL of `batch` and its gradient, as `shards` gradient stores
-/// computed concurrently. Shard `i`'s loss is its NLL sum × `shards / tokens`, so the mean
-/// of the stores (what [`Stepper::step`] applies) is the gradient of the whole batch's mean.
+/// The mean response-token NLL of `batch` (`tokens` response tokens) and its gradient, as
+/// one gradient store per part, the parts computed concurrently. Part `i`'s loss is its NLL
+/// sum × `parts / tokens`, so the mean of the stores (what [`Stepper::step`] applies) is the
+/// gradient of the whole batch's mean.
 fn sharded_gradients(
     dec: &Decoder,
     batch: &[Pair],
+    tokens: usize,
     pad: u32,
     shards: usize,
 ) -> anyhow::Result<(f64, Vec<GradStore>)> {
-    let tokens: usize = batch.iter().map(|e| e.response.len()).sum();
     let parts: Vec<&[Pair]> = batch.chunks(batch.len().div_ceil(shards.max(1))).collect();
     let scale = parts.len() as f64 / tokens.max(1) as f64;
     let results: Vec<anyhow::Result<(f64, GradStore)>> = parts

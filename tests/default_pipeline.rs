@@ -4,8 +4,9 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use crate::util::scir;
 use scir::dag::Dag;
 use scir::runlog::RunRecord;
 
@@ -135,13 +136,6 @@ fn the_ablations_extend_the_default_arms() {
             .collect()
     };
     assert_eq!(ids(&default), ids(&ablations));
-}
-
-fn scir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scir"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn ok(out: Output) -> Vec<u8> {

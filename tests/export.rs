@@ -12,30 +12,15 @@
 //!   and `output`; the model's name is `generator` when it is unique.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use crate::util::{scir, stdout_ok};
 use serde_json::Value;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/models/qwen2_bias"
 );
-
-fn scir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scir"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout_ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
 
 fn write_questions(dir: &Path) -> PathBuf {
     let q = dir.join("question.jsonl");

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use crate::util::{scir, stdout_ok};
 use scir::model::config::ModelConfig;
 use scir::model::tokenizer::Text;
 use scir::stages::judge::{self, JudgeTemplate};
@@ -17,25 +17,9 @@ const FIXTURE: &str = concat!(
     "/tests/fixtures/models/qwen2_bias"
 );
 
-fn scir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scir"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
 /// CSV rows (header dropped) of a query.
 fn sql(art: &Path, q: &str) -> Vec<Vec<String>> {
-    let out = ok(&scir(&[
+    let out = stdout_ok(&scir(&[
         "sql",
         q,
         "--format",
@@ -137,7 +121,7 @@ fn tensors(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 fn chat_judge_lora_and_heldout_winrate_run_end_to_end() {
     let (dir, pipeline) = project(PIPELINE);
     let art = dir.path().join("artifacts");
-    ok(&scir(&[
+    stdout_ok(&scir(&[
         "run",
         pipeline.to_str().unwrap(),
         "--artifacts",

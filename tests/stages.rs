@@ -4,8 +4,9 @@
 //! run on a fixture Hugging Face checkpoint with a JSONL prompt file.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use crate::util::scir;
 use scir::runlog::RunRecord;
 
 const SMOKE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smoke");
@@ -27,13 +28,6 @@ const TABLES: [&str; 12] = [
     "sft_metrics",
     "prompts",
 ];
-
-fn scir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scir"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// `scir run PIPELINE --artifacts DIR`, whatever its outcome.
 fn run_output(pipeline: &Path, artifacts: &Path) -> Output {

@@ -3,13 +3,31 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, Output, Stdio};
 
 use clap::Parser;
 use scir::runlog::{self, RunRecord};
 use scir::stage::Registry;
 
 use crate::engine_stages;
+
+/// Run the `scir` binary as a child process with `args`.
+pub fn scir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scir"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The stdout of a command that must have succeeded (else its stderr in the panic).
+pub fn stdout_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
 
 /// Env var that makes the `child_runner` test act as a `scir` process.
 pub const CHILD_ARGS_ENV: &str = "SCIR_TEST_CHILD_ARGS";

@@ -68,3 +68,48 @@ impl CustomOp2 for Reattach {
         Ok((Some(grad.matmul(&self.weight)?), None))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor, Var};
+
+    use super::*;
+
+    #[test]
+    fn same_values_and_input_gradient_without_a_weight_gradient() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 7), &dev).unwrap()).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (3, 7), &dev).unwrap();
+        let c = Tensor::randn(0f32, 1.0, (5, 3), &dev).unwrap();
+        assert!(applies(x.as_tensor(), &w));
+        assert!(
+            !applies(&x.as_tensor().detach(), &w),
+            "no graph: the plain matmul"
+        );
+        let plain = x.as_tensor().matmul(&w.t().unwrap()).unwrap();
+        let frozen = frozen_matmul(x.as_tensor(), &w).unwrap();
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            v.iter().map(|f| f.to_bits()).collect()
+        };
+        assert_eq!(bits(&plain), bits(&frozen));
+        let g_plain = (plain * &c).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_frozen = (frozen * &c)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert_eq!(
+            bits(g_plain.get(x.as_tensor()).unwrap()),
+            bits(g_frozen.get(x.as_tensor()).unwrap())
+        );
+        // candle's matmul backward also stores a gradient for the weight operand; ours not.
+        let ids = |g: &candle_core::backprop::GradStore| g.get_ids().count();
+        assert_eq!(
+            ids(&g_frozen) + 1,
+            ids(&g_plain),
+            "one store fewer: no weight grad"
+        );
+    }
+}
