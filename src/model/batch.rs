@@ -25,8 +25,8 @@ pub enum Padding {
 }
 
 impl Batch {
-    /// Pad `seqs` to the longest with `pad`; errors on an empty batch or an empty sequence.
-    pub fn padded(seqs: &[Vec<u32>], pad: u32, side: Padding) -> anyhow::Result<Self> {
+    /// The errors [`Batch::padded`] gives: an empty batch or an empty sequence.
+    pub fn check(seqs: &[Vec<u32>]) -> anyhow::Result<()> {
         if seqs.is_empty() {
             return Err(user_err!("empty batch: nothing to run the model on").into());
         }
@@ -35,6 +35,12 @@ impl Batch {
                 user_err!("sequence {i} has no tokens (empty text and no BOS token)").into(),
             );
         }
+        Ok(())
+    }
+
+    /// Pad `seqs` to the longest with `pad`; errors on an empty batch or an empty sequence.
+    pub fn padded(seqs: &[Vec<u32>], pad: u32, side: Padding) -> anyhow::Result<Self> {
+        Self::check(seqs)?;
         let t = seqs.iter().map(Vec::len).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(seqs.len());
         let mut mask = Vec::with_capacity(seqs.len());

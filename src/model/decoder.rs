@@ -106,6 +106,21 @@ impl Decoder {
         &self.layers
     }
 
+    /// The token embeddings `(vocab, hidden)`.
+    pub fn embed_tokens(&self) -> &Tensor {
+        &self.embed_tokens
+    }
+
+    /// The final norm.
+    pub fn final_norm(&self) -> &RmsNorm {
+        &self.norm
+    }
+
+    /// The vocabulary head (the embeddings when tied).
+    pub fn lm_head(&self) -> &Linear {
+        &self.lm_head
+    }
+
     /// A fresh cache for `batch` rows.
     pub fn new_cache(&self, batch: usize) -> KvCache {
         KvCache::new(self.cfg.num_layers, batch)

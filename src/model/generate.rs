@@ -50,7 +50,8 @@ pub struct Generated {
     pub stopped: bool,
 }
 
-/// Generate for each prompt with its seed (`prompts.len() == seeds.len()`).
+/// Generate for each prompt with its seed (`prompts.len() == seeds.len()`), through the fast
+/// path ([`super::fast`]) when it applies, else [`generate_reference`].
 pub fn generate(
     dec: &Decoder,
     prompts: &[Vec<u32>],
@@ -58,6 +59,14 @@ pub fn generate(
     params: &GenerateParams,
     adapters: Adapters,
 ) -> anyhow::Result<Vec<Generated>> {
+    check_params(prompts, seeds, params)?;
+    match super::fast::generate(dec, prompts, seeds, params, adapters) {
+        Some(result) => result,
+        None => generate_reference(dec, prompts, seeds, params, adapters),
+    }
+}
+
+fn check_params(prompts: &[Vec<u32>], seeds: &[u64], params: &GenerateParams) -> anyhow::Result<()> {
     anyhow::ensure!(
         prompts.len() == seeds.len(),
         "{} prompts but {} seeds",
@@ -74,6 +83,18 @@ pub fn generate(
             anyhow::bail!(user_err!("top_p must be in (0, 1], got {top_p}"));
         }
     }
+    Ok(())
+}
+
+/// [`generate`] on the candle path (padded batch, candle's KV cache): the reference.
+pub fn generate_reference(
+    dec: &Decoder,
+    prompts: &[Vec<u32>],
+    seeds: &[u64],
+    params: &GenerateParams,
+    adapters: Adapters,
+) -> anyhow::Result<Vec<Generated>> {
+    check_params(prompts, seeds, params)?;
     let mut rngs: Vec<ChaCha8Rng> = seeds
         .iter()
         .map(|&s| ChaCha8Rng::seed_from_u64(s))

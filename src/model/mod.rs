@@ -57,6 +57,7 @@ pub mod chat;
 pub mod checkpoint;
 pub mod config;
 pub mod decoder;
+pub mod fast;
 pub mod frozen_matmul;
 mod fused_adamw;
 pub mod generate;

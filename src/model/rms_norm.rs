@@ -23,6 +23,16 @@ impl RmsNorm {
         })
     }
 
+    /// The learned scale `(hidden,)`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The epsilon added to the mean square.
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
     /// `x: (…, hidden)` → `(…, hidden)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;

@@ -23,6 +23,16 @@ pub struct Pair {
     pub response: Vec<u32>,
 }
 
+/// Every item's prompt has a token (the first response token is predicted from it).
+fn check_prompts(items: &[Pair]) -> anyhow::Result<()> {
+    if let Some(i) = items.iter().position(|p| p.prompt.is_empty()) {
+        anyhow::bail!(crate::user_err!(
+            "item {i}: the prompt has no tokens, so the first response token cannot be scored"
+        ));
+    }
+    Ok(())
+}
+
 /// Sum of response-token log-probs per item, `(b,)` f32.
 pub fn response_logprobs(
     dec: &Decoder,
@@ -30,11 +40,7 @@ pub fn response_logprobs(
     pad_id: u32,
     adapters: Adapters,
 ) -> anyhow::Result<Tensor> {
-    if let Some(i) = items.iter().position(|p| p.prompt.is_empty()) {
-        anyhow::bail!(crate::user_err!(
-            "item {i}: the prompt has no tokens, so the first response token cannot be scored"
-        ));
-    }
+    check_prompts(items)?;
     let seqs: Vec<Vec<u32>> = items
         .iter()
         .map(|p| [p.prompt.as_slice(), &p.response].concat())
@@ -108,17 +114,38 @@ pub fn verdict_probs(
     pad_id: u32,
     adapters: Adapters,
 ) -> anyhow::Result<Tensor> {
-    let vocab = dec.config().vocab_size as u32;
-    anyhow::ensure!(
-        a < vocab && b_tok < vocab,
-        "verdict token ids {a}, {b_tok} outside the vocabulary ({vocab})"
-    );
+    check_verdict_tokens(dec, (a, b_tok))?;
     let pair = token_logits_at_last(dec, prompts, &[a, b_tok], pad_id, adapters)?;
     Ok(candle_nn::ops::softmax(&pair, D::Minus1)?)
 }
 
-/// [`response_logprobs`] in chunks of `chunk` items, as numbers.
+fn check_verdict_tokens(dec: &Decoder, (a, b): (u32, u32)) -> anyhow::Result<()> {
+    let vocab = dec.config().vocab_size as u32;
+    anyhow::ensure!(
+        a < vocab && b < vocab,
+        "verdict token ids {a}, {b} outside the vocabulary ({vocab})"
+    );
+    Ok(())
+}
+
+/// [`response_logprobs`] as numbers, through the fast path ([`super::fast`]) when it applies,
+/// else [`response_logprobs_vec_reference`].
 pub fn response_logprobs_vec(
+    dec: &Decoder,
+    items: &[Pair],
+    pad_id: u32,
+    adapters: Adapters,
+    chunk: usize,
+) -> anyhow::Result<Vec<f32>> {
+    check_prompts(items)?;
+    match super::fast::response_logprobs(dec, items, adapters) {
+        Some(result) => result,
+        None => response_logprobs_vec_reference(dec, items, pad_id, adapters, chunk),
+    }
+}
+
+/// [`response_logprobs`] in chunks of `chunk` items, as numbers (the candle path).
+pub fn response_logprobs_vec_reference(
     dec: &Decoder,
     items: &[Pair],
     pad_id: u32,
@@ -136,8 +163,25 @@ pub fn response_logprobs_vec(
     Ok(out)
 }
 
-/// [`verdict_probs`] in chunks of `chunk` prompts, as `[p_a, p_b]` numbers.
+/// [`verdict_probs`] as `[p_a, p_b]` numbers, through the fast path ([`super::fast`]) when
+/// it applies, else [`verdict_probs_vec_reference`].
 pub fn verdict_probs_vec(
+    dec: &Decoder,
+    prompts: &[Vec<u32>],
+    tokens: (u32, u32),
+    pad_id: u32,
+    adapters: Adapters,
+    chunk: usize,
+) -> anyhow::Result<Vec<[f32; 2]>> {
+    check_verdict_tokens(dec, tokens)?;
+    match super::fast::verdict_probs(dec, prompts, tokens, adapters) {
+        Some(result) => result,
+        None => verdict_probs_vec_reference(dec, prompts, tokens, pad_id, adapters, chunk),
+    }
+}
+
+/// [`verdict_probs`] in chunks of `chunk` prompts, as `[p_a, p_b]` numbers (the candle path).
+pub fn verdict_probs_vec_reference(
     dec: &Decoder,
     prompts: &[Vec<u32>],
     tokens: (u32, u32),

@@ -1,7 +1,10 @@
 //! The decoder: shapes, batched = one by one, cache = no cache, gradients everywhere.
 
 use candle_core::{D, IndexOp, Tensor};
-use scir::model::score::{Pair, response_logprobs, response_logprobs_vec, verdict_probs_vec};
+use scir::model::score::{
+    Pair, response_logprobs, response_logprobs_vec, response_logprobs_vec_reference,
+    verdict_probs_vec,
+};
 use scir::model::{Adapters, Batch, Padding};
 
 use super::common::{enc, family, max_rel, tiny};
@@ -241,8 +244,10 @@ fn lora_hook_adds_delta_only_when_on() {
     use scir::model::lora::LoraAdapter;
     let mut m = tiny(15);
     let items = pairs(&m);
-    let score =
-        |m: &scir::model::Model, a| response_logprobs_vec(&m.decoder, &items, 0, a, 8).unwrap();
+    // The candle path throughout: the fast path does not run adapters (it declines).
+    let score = |m: &scir::model::Model, a| {
+        response_logprobs_vec_reference(&m.decoder, &items, 0, a, 8).unwrap()
+    };
     let base = score(&m, Adapters::On);
     let dev = Device::Cpu;
     let mut adapters = Vec::new();

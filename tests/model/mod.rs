@@ -5,6 +5,7 @@ mod bad_input;
 mod checkpoint;
 mod common;
 mod decoder;
+mod fast;
 mod generate;
 mod parity;
 mod text;

@@ -1,0 +1,271 @@
+//! The decoder's forward pass over a packed group of sequences, without padding, writing
+//! keys and values into a [`KvCache`]. One call runs on the calling thread.
+//!
+//! Layout: the group's new tokens are the rows of one `(n, hidden)` matrix, sequence after
+//! sequence ([`Span`]: rows `start..start + len` continue `past` cached positions of cache
+//! slot `slot`). Projections are single matmuls over all rows; attention runs per sequence
+//! and head over that sequence's cache only, so no token sees another sequence, and no
+//! padding is ever computed. Row results do not depend on which other sequences share the
+//! group (see [`super::matmul`]).
+//!
+//! Numerics: f32 throughout, the operations and order of transformers' Llama
+//! (`x + attn(norm(x))`, `x + mlp(norm(x))`, rotate-half RoPE with f32 angles, softmax of
+//! `q·kᵀ·d^-½` over visible keys). Versus the differentiable candle path the differences are
+//! summation order and the `exp` polynomial: ~1e-6 relative on logits (tests bound it).
+
+use super::matmul::{Into, matmul_strided, matmul_wt};
+use super::simd;
+use super::weights::{Lin, Weights};
+
+/// One sequence's rows in a packed group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// First row of its new tokens.
+    pub start: usize,
+    /// Number of new tokens.
+    pub len: usize,
+    /// Positions already in its cache slot.
+    pub past: usize,
+    /// Its cache slot.
+    pub slot: usize,
+}
+
+/// Keys and values per layer: `slots × capacity × (kv_heads·head_dim)` each.
+pub struct KvCache {
+    capacity: usize,
+    width: usize,
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+impl KvCache {
+    pub fn new(w: &Weights, slots: usize, capacity: usize) -> Self {
+        let width = w.cfg.num_kv_heads * w.cfg.head_dim;
+        let size = slots * capacity * width;
+        KvCache {
+            capacity,
+            width,
+            k: (0..w.cfg.num_layers).map(|_| vec![0.0; size]).collect(),
+            v: (0..w.cfg.num_layers).map(|_| vec![0.0; size]).collect(),
+        }
+    }
+
+    fn offset(&self, slot: usize, pos: usize) -> usize {
+        (slot * self.capacity + pos) * self.width
+    }
+}
+
+/// `cos`/`sin` of every position up to a capacity: `(positions, head_dim / 2)` each.
+pub struct RopeTable {
+    half: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl RopeTable {
+    pub fn new(w: &Weights, positions: usize) -> Self {
+        let d = w.cfg.head_dim;
+        let half = d / 2;
+        let theta = w.cfg.rope_theta as f32;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / theta.powf(2.0 * i as f32 / d as f32))
+            .collect();
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for p in 0..positions {
+            for f in &inv_freq {
+                // f32 angles, as transformers (and the candle path) compute them.
+                let angle = f64::from(p as f32 * f);
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        RopeTable { half, cos, sin }
+    }
+
+    /// Rotate each `2·half`-wide head of `row` for position `pos`.
+    fn apply(&self, row: &mut [f32], pos: usize) {
+        let h = self.half;
+        let (cos, sin) = (
+            &self.cos[pos * h..(pos + 1) * h],
+            &self.sin[pos * h..(pos + 1) * h],
+        );
+        for head in row.chunks_exact_mut(2 * h) {
+            let (x1, x2) = head.split_at_mut(h);
+            for i in 0..h {
+                let (a, b) = (x1[i], x2[i]);
+                x1[i] = a * cos[i] - b * sin[i];
+                x2[i] = b * cos[i] + a * sin[i];
+            }
+        }
+    }
+}
+
+/// Work buffers, reused across layers and calls (grown on demand, never shrunk).
+#[derive(Default)]
+pub struct Scratch {
+    normed: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+fn sized(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if buf.len() < n {
+        buf.resize(n, 0.0);
+    }
+    &mut buf[..n]
+}
+
+/// Run `ids` (the rows of `spans`, in order) through every layer and the final norm:
+/// `(rows, hidden)` normed hidden states. Keys and values are appended to `cache`.
+pub fn hidden(
+    w: &Weights,
+    ids: &[u32],
+    spans: &[Span],
+    rope: &RopeTable,
+    cache: &mut KvCache,
+    s: &mut Scratch,
+) -> Vec<f32> {
+    let h = w.cfg.hidden_size;
+    let n = ids.len();
+    let mut x = vec![0f32; n * h];
+    for (row, &id) in x.chunks_exact_mut(h).zip(ids) {
+        let id = id as usize;
+        row.copy_from_slice(&w.embed[id * h..(id + 1) * h]);
+    }
+    for layer in 0..w.layers.len() {
+        attention_block(w, layer, &mut x, spans, rope, cache, s);
+        mlp_block(w, layer, &mut x, s);
+    }
+    let mut out = vec![0f32; n * h];
+    for (o, xr) in out.chunks_exact_mut(h).zip(x.chunks_exact(h)) {
+        simd::rms_norm(xr, w.norm, w.cfg.rms_norm_eps as f32, o);
+    }
+    out
+}
+
+/// `y = x·Wᵀ + b` for `rows` rows.
+fn linear(lin: Lin, x: &[f32], y: &mut [f32], (rows, out, inp): (usize, usize, usize), into: Into) {
+    matmul_wt(x, inp, lin.w, y, out, (rows, out, inp), into);
+    if let Some(b) = lin.b {
+        for row in y.chunks_exact_mut(out) {
+            for (y, b) in row.iter_mut().zip(b) {
+                *y += b;
+            }
+        }
+    }
+}
+
+fn norm_rows(x: &[f32], weight: &[f32], eps: f64, out: &mut [f32], h: usize) {
+    for (o, xr) in out.chunks_exact_mut(h).zip(x.chunks_exact(h)) {
+        simd::rms_norm(xr, weight, eps as f32, o);
+    }
+}
+
+fn attention_block(
+    w: &Weights,
+    layer: usize,
+    x: &mut [f32],
+    spans: &[Span],
+    rope: &RopeTable,
+    cache: &mut KvCache,
+    s: &mut Scratch,
+) {
+    let cfg = w.cfg;
+    let l = &w.layers[layer];
+    let (h, d) = (cfg.hidden_size, cfg.head_dim);
+    let (qw, kw) = (cfg.num_heads * d, cfg.num_kv_heads * d);
+    let n = x.len() / h;
+    let normed = sized(&mut s.normed, n * h);
+    norm_rows(x, l.input_norm, cfg.rms_norm_eps, normed, h);
+    let q = sized(&mut s.q, n * qw);
+    linear(l.q, normed, q, (n, qw, h), Into::Overwrite);
+    let k = sized(&mut s.k, n * kw);
+    linear(l.k, normed, k, (n, kw, h), Into::Overwrite);
+    let v = sized(&mut s.v, n * kw);
+    linear(l.v, normed, v, (n, kw, h), Into::Overwrite);
+    for sp in spans {
+        for i in 0..sp.len {
+            let (row, pos) = (sp.start + i, sp.past + i);
+            rope.apply(&mut q[row * qw..(row + 1) * qw], pos);
+            rope.apply(&mut k[row * kw..(row + 1) * kw], pos);
+            let at = cache.offset(sp.slot, pos);
+            cache.k[layer][at..at + kw].copy_from_slice(&k[row * kw..(row + 1) * kw]);
+            cache.v[layer][at..at + kw].copy_from_slice(&v[row * kw..(row + 1) * kw]);
+        }
+    }
+    let attn = sized(&mut s.attn, n * qw);
+    for sp in spans {
+        attend(cfg, sp, q, &cache.k[layer], &cache.v[layer], cache, attn, &mut s.scores);
+    }
+    linear(l.o, attn, x, (n, h, qw), Into::Add);
+}
+
+/// Causal attention of one sequence's new rows over its cache slot, all heads.
+#[allow(clippy::too_many_arguments)]
+fn attend(
+    cfg: &crate::model::config::ModelConfig,
+    sp: &Span,
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    cache: &KvCache,
+    attn: &mut [f32],
+    scores: &mut Vec<f32>,
+) {
+    let d = cfg.head_dim;
+    let qw = cfg.num_heads * d;
+    let kw = cache.width;
+    let n_rep = cfg.num_heads / cfg.num_kv_heads;
+    let total = sp.past + sp.len;
+    let scale = 1.0 / (d as f32).sqrt();
+    let base = cache.offset(sp.slot, 0);
+    let sc = sized(scores, sp.len * total);
+    for head in 0..cfg.num_heads {
+        let g = head / n_rep;
+        let q0 = sp.start * qw + head * d;
+        let keys = &kc[base + g * d..base + total * kw];
+        let vals = &vc[base + g * d..base + total * kw];
+        if sp.len == 1 {
+            // One query (a decode step): dot products and a weighted sum of values.
+            let qr = &q[q0..q0 + d];
+            for (j, s) in sc.iter_mut().enumerate() {
+                *s = simd::dot(qr, &keys[j * kw..j * kw + d]) * scale;
+            }
+            simd::softmax(sc);
+            let out = &mut attn[q0..q0 + d];
+            out.fill(0.0);
+            for (j, &p) in sc.iter().enumerate() {
+                simd::axpy(out, p, &vals[j * kw..j * kw + d]);
+            }
+            continue;
+        }
+        matmul_strided(&q[q0..], qw, keys, (1, kw), sc, total, (sp.len, total, d), scale);
+        for i in 0..sp.len {
+            let row = &mut sc[i * total..(i + 1) * total];
+            let visible = sp.past + i + 1;
+            simd::softmax(&mut row[..visible]);
+            row[visible..].fill(0.0);
+        }
+        matmul_strided(sc, total, vals, (kw, 1), &mut attn[q0..], qw, (sp.len, d, total), 1.0);
+    }
+}
+
+fn mlp_block(w: &Weights, layer: usize, x: &mut [f32], s: &mut Scratch) {
+    let cfg = w.cfg;
+    let l = &w.layers[layer];
+    let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
+    let n = x.len() / h;
+    let normed = sized(&mut s.normed, n * h);
+    norm_rows(x, l.post_norm, cfg.rms_norm_eps, normed, h);
+    let gate = sized(&mut s.gate, n * inter);
+    linear(l.gate, normed, gate, (n, inter, h), Into::Overwrite);
+    let up = sized(&mut s.up, n * inter);
+    linear(l.up, normed, up, (n, inter, h), Into::Overwrite);
+    simd::silu_mul(gate, up);
+    linear(l.down, gate, x, (n, h, inter), Into::Add);
+}

@@ -1,0 +1,158 @@
+//! Read-only views of a [`Decoder`]'s weights as `&[f32]`, for the duration of one call.
+//!
+//! The weights stay where candle keeps them (no copy: a 1 B model's 4.4 GB are not
+//! duplicated); [`Locked`] holds candle's read guard of every tensor's storage, and
+//! [`Weights`] borrows the slices from it. Tensors updated by an optimiser between calls are
+//! seen by the next call. A decoder the fast path cannot read (weights not f32 on the CPU,
+//! not contiguous, or a LoRA adapter that takes part) gives `None`: callers fall back to the
+//! differentiable path.
+
+use std::ops::Deref;
+
+use candle_core::{CpuStorage, Device, Storage, Tensor};
+
+use super::super::config::ModelConfig;
+use super::super::decoder::Decoder;
+use super::super::linear::{Adapters, Linear};
+
+/// candle's read guard of one tensor's storage.
+type StorageGuard<'t> = Box<dyn Deref<Target = Storage> + 't>;
+
+/// Read guards over a decoder's weight storages.
+pub struct Locked<'t> {
+    guards: Vec<(StorageGuard<'t>, usize, usize)>,
+}
+
+impl<'t> Locked<'t> {
+    /// Lock `t`; its index, or `None` if it is not a contiguous f32 CPU tensor.
+    fn lock(&mut self, t: &'t Tensor) -> Option<usize> {
+        if !matches!(t.device(), Device::Cpu) {
+            return None;
+        }
+        let (guard, layout) = t.storage_and_layout();
+        let (start, end) = layout.contiguous_offsets()?;
+        if !matches!(&*guard, Storage::Cpu(CpuStorage::F32(_))) {
+            return None;
+        }
+        self.guards.push((Box::new(guard), start, end));
+        Some(self.guards.len() - 1)
+    }
+
+    fn slice(&self, i: usize) -> &[f32] {
+        let (guard, start, end) = &self.guards[i];
+        match &***guard {
+            Storage::Cpu(CpuStorage::F32(v)) => &v[*start..*end],
+            _ => unreachable!("checked in lock"),
+        }
+    }
+}
+
+/// A linear layer: weight `(out, in)` row-major and optional bias.
+#[derive(Clone, Copy)]
+pub struct Lin<'a> {
+    pub w: &'a [f32],
+    pub b: Option<&'a [f32]>,
+}
+
+/// One block's weights.
+pub struct Layer<'a> {
+    pub input_norm: &'a [f32],
+    pub q: Lin<'a>,
+    pub k: Lin<'a>,
+    pub v: Lin<'a>,
+    pub o: Lin<'a>,
+    pub post_norm: &'a [f32],
+    pub gate: Lin<'a>,
+    pub up: Lin<'a>,
+    pub down: Lin<'a>,
+}
+
+/// Every weight of the model as slices, with its config.
+pub struct Weights<'a> {
+    pub cfg: &'a ModelConfig,
+    pub embed: &'a [f32],
+    pub layers: Vec<Layer<'a>>,
+    pub norm: &'a [f32],
+    pub lm_head: &'a [f32],
+}
+
+/// Lock every weight of `dec` (see the module docs for when this is `None`).
+pub fn lock(dec: &Decoder, adapters: Adapters) -> Option<Locked<'_>> {
+    let mut locked = Locked { guards: Vec::new() };
+    lock_all(dec, adapters, &mut locked)?;
+    Some(locked)
+}
+
+fn lock_all<'t>(dec: &'t Decoder, adapters: Adapters, l: &mut Locked<'t>) -> Option<()> {
+    l.lock(dec.embed_tokens())?;
+    for layer in dec.layers() {
+        l.lock(layer.input_layernorm.weight())?;
+        let a = &layer.self_attn;
+        for lin in [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj] {
+            lock_linear(lin, adapters, l)?;
+        }
+        l.lock(layer.post_attention_layernorm.weight())?;
+        let m = &layer.mlp;
+        for lin in [&m.gate_proj, &m.up_proj, &m.down_proj] {
+            lock_linear(lin, adapters, l)?;
+        }
+    }
+    l.lock(dec.final_norm().weight())?;
+    lock_linear(dec.lm_head(), adapters, l)?;
+    Some(())
+}
+
+fn lock_linear<'t>(lin: &'t Linear, adapters: Adapters, l: &mut Locked<'t>) -> Option<()> {
+    if lin.lora().is_some() && adapters == Adapters::On {
+        return None;
+    }
+    l.lock(lin.weight())?;
+    if let Some(b) = lin.bias() {
+        l.lock(b)?;
+    }
+    Some(())
+}
+
+impl<'a> Weights<'a> {
+    /// Slices of `locked` (which [`lock`] filled in this order).
+    pub fn new(dec: &'a Decoder, locked: &'a Locked<'a>) -> Self {
+        let mut next = 0usize;
+        let mut take = || {
+            next += 1;
+            locked.slice(next - 1)
+        };
+        let lin = |has_bias: bool, take: &mut dyn FnMut() -> &'a [f32]| Lin {
+            w: take(),
+            b: has_bias.then(|| take()),
+        };
+        let embed = take();
+        let layers = dec
+            .layers()
+            .iter()
+            .map(|layer| {
+                let a = &layer.self_attn;
+                let m = &layer.mlp;
+                Layer {
+                    input_norm: take(),
+                    q: lin(a.q_proj.bias().is_some(), &mut take),
+                    k: lin(a.k_proj.bias().is_some(), &mut take),
+                    v: lin(a.v_proj.bias().is_some(), &mut take),
+                    o: lin(a.o_proj.bias().is_some(), &mut take),
+                    post_norm: take(),
+                    gate: lin(m.gate_proj.bias().is_some(), &mut take),
+                    up: lin(m.up_proj.bias().is_some(), &mut take),
+                    down: lin(m.down_proj.bias().is_some(), &mut take),
+                }
+            })
+            .collect();
+        let norm = take();
+        let lm_head = take();
+        Weights {
+            cfg: dec.config(),
+            embed,
+            layers,
+            norm,
+            lm_head,
+        }
+    }
+}

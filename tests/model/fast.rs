@@ -1,0 +1,106 @@
+//! The fast inference path (`scir::model::fast`) against the candle path it replaces: the
+//! same numbers within a stated tolerance, the same greedy tokens, a row's result the same
+//! bits alone or in a batch, and the candle path taken whenever adapters take part.
+
+use scir::model::generate::{GenerateParams, Sampler, generate, generate_reference};
+use scir::model::score::{
+    Pair, response_logprobs_vec, response_logprobs_vec_reference, verdict_probs_vec,
+    verdict_probs_vec_reference,
+};
+use scir::model::{Adapters, Model};
+
+use super::common::{enc, family, max_rel};
+
+/// Fast vs candle path: `|a − b| / (1 + |b|)` on summed log-probs and on probabilities.
+const TOLERANCE: f32 = 2e-5;
+
+fn items(m: &Model) -> Vec<Pair> {
+    let long = "the quick brown fox jumps over the lazy dog. ".repeat(6);
+    [
+        ("Q: 2+2?", "4"),
+        ("Tell me a story.", "once upon a time there was a fox"),
+        ("x", "yz yz yz yz"),
+        (long.as_str(), "and then it slept."),
+        ("Which is better, A or B?", long.as_str()),
+    ]
+    .iter()
+    .map(|(p, r)| Pair {
+        prompt: enc(&m.text, p),
+        response: m.text.encode_response(r, true).unwrap(),
+    })
+    .collect()
+}
+
+#[test]
+fn scores_and_verdicts_match_the_candle_path() {
+    for m in family(21) {
+        let it = items(&m);
+        let fast = response_logprobs_vec(&m.decoder, &it, 0, Adapters::On, 8).unwrap();
+        let slow = response_logprobs_vec_reference(&m.decoder, &it, 0, Adapters::On, 8).unwrap();
+        assert!(max_rel(&fast, &slow) < TOLERANCE, "{fast:?} vs {slow:?}");
+        let prompts: Vec<Vec<u32>> = it.iter().map(|p| p.prompt.clone()).collect();
+        let fast = verdict_probs_vec(&m.decoder, &prompts, (5, 9), 0, Adapters::On, 8).unwrap();
+        let slow =
+            verdict_probs_vec_reference(&m.decoder, &prompts, (5, 9), 0, Adapters::On, 8).unwrap();
+        for (f, s) in fast.iter().zip(&slow) {
+            assert!((f[0] - s[0]).abs() < TOLERANCE, "{f:?} vs {s:?}");
+        }
+    }
+}
+
+#[test]
+fn a_row_gives_the_same_bits_alone_and_in_a_batch() {
+    for m in family(22) {
+        let it = items(&m);
+        let together = response_logprobs_vec(&m.decoder, &it, 0, Adapters::On, 8).unwrap();
+        for (i, item) in it.iter().enumerate() {
+            let alone =
+                response_logprobs_vec(&m.decoder, std::slice::from_ref(item), 0, Adapters::On, 1)
+                    .unwrap();
+            assert_eq!(alone[0].to_bits(), together[i].to_bits(), "item {i}");
+        }
+    }
+}
+
+fn params(sampler: Sampler, n: usize) -> GenerateParams {
+    GenerateParams {
+        max_new_tokens: n,
+        sampler,
+        stop_ids: vec![],
+        pad_id: 0,
+    }
+}
+
+#[test]
+fn greedy_tokens_match_the_candle_path() {
+    for m in family(23) {
+        let prompts: Vec<Vec<u32>> = items(&m).into_iter().map(|p| p.prompt).collect();
+        let seeds = vec![0; prompts.len()];
+        let p = params(Sampler::Greedy, 20);
+        let fast = generate(&m.decoder, &prompts, &seeds, &p, Adapters::On).unwrap();
+        let slow = generate_reference(&m.decoder, &prompts, &seeds, &p, Adapters::On).unwrap();
+        assert_eq!(fast, slow);
+    }
+}
+
+#[test]
+fn sampled_rows_do_not_depend_on_the_batch() {
+    let m = &family(24)[1];
+    let prompts: Vec<Vec<u32>> = items(m).into_iter().map(|p| p.prompt).collect();
+    let seeds: Vec<u64> = (0..prompts.len() as u64).collect();
+    let p = params(
+        Sampler::Sample {
+            temperature: 1.0,
+            top_p: 1.0,
+        },
+        24,
+    );
+    let together = generate(&m.decoder, &prompts, &seeds, &p, Adapters::On).unwrap();
+    // More rows than one group holds, in another order: every row unchanged.
+    let many: Vec<Vec<u32>> = (0..150).map(|i| prompts[i % prompts.len()].clone()).collect();
+    let many_seeds: Vec<u64> = (0..150).map(|i| (i % prompts.len()) as u64).collect();
+    let big = generate(&m.decoder, &many, &many_seeds, &p, Adapters::On).unwrap();
+    for (i, g) in big.iter().enumerate() {
+        assert_eq!(*g, together[i % prompts.len()], "row {i}");
+    }
+}
