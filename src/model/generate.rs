@@ -177,32 +177,44 @@ pub fn argmax(logits: &[f32]) -> u32 {
 }
 
 /// Sample with uniform `u ∈ [0, 1)` from the top-p nucleus of `softmax(logits / t)`.
+///
+/// The weights `exp((l − max) / t)` are computed in f32 (the fast path's vectorised `exp`).
+/// With `top_p ≥ 1` the nucleus is the whole vocabulary and the draw walks it in id order
+/// (one pass, no sort); below 1 the nucleus is the most likely tokens, taken in descending
+/// order (ties: lower id first) until their mass reaches `top_p`, and the draw walks that
+/// order.
 pub fn sample_top_p(logits: &[f32], temperature: f64, top_p: f64, u: f64) -> u32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let weights: Vec<f64> = logits
-        .iter()
-        .map(|&x| ((x as f64 - max) / temperature).exp())
-        .collect();
-    let total: f64 = weights.iter().sum();
+    let mut weights = vec![0f32; logits.len()];
+    crate::model::fast::simd::softmax_weights(logits, (1.0 / temperature) as f32, &mut weights);
+    if top_p >= 1.0 {
+        return draw(&weights, 0..weights.len(), u);
+    }
+    let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(a.cmp(&b)));
     let mut kept = 0;
     let mut mass = 0.0;
     for &i in &order {
-        mass += weights[i] / total;
+        mass += f64::from(weights[i]) / total;
         kept += 1;
         if mass >= top_p {
             break;
         }
     }
-    let nucleus = &order[..kept];
-    let nucleus_total: f64 = nucleus.iter().map(|&i| weights[i]).sum();
-    let mut target = u * nucleus_total;
-    for &i in nucleus {
-        target -= weights[i];
+    draw(&weights, order[..kept].iter().copied(), u)
+}
+
+/// The token at mass `u · Σ` walking `ids` in order (the last one if rounding runs past).
+fn draw(weights: &[f32], ids: impl Iterator<Item = usize> + Clone, u: f64) -> u32 {
+    let total: f64 = ids.clone().map(|i| f64::from(weights[i])).sum();
+    let mut target = u * total;
+    let mut last = 0;
+    for i in ids {
+        target -= f64::from(weights[i]);
+        last = i;
         if target < 0.0 {
             return i as u32;
         }
     }
-    nucleus[kept - 1] as u32
+    last as u32
 }

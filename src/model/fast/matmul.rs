@@ -43,14 +43,24 @@ pub fn matmul_wt(
             y2[..n].copy_from_slice(&y[..n]);
             y2[n..].copy_from_slice(&y[..n]);
         }
-        raw(&x2, k, w, &mut y2, n, (2, n, k), into);
+        column_major(&x2, k, w, &mut y2, n, (2, n, k), into);
         y[..n].copy_from_slice(&y2[..n]);
         return;
     }
-    raw(x, ldx, w, y, ldy, (m, n, k), into);
+    if m >= ROW_MAJOR_FROM_ROWS {
+        row_major(x, ldx, w, y, ldy, (m, n, k), into);
+    } else {
+        column_major(x, ldx, w, y, ldy, (m, n, k), into);
+    }
 }
 
-fn raw(
+/// From this many rows on, repacking the weight (gemm's choice for a row-major `y`) costs
+/// less than the transposed product (measured on the 30 M scoring workload: at 256 rows the
+/// column-major product is 19 % faster, at 1 024 rows 15 % slower).
+const ROW_MAJOR_FROM_ROWS: usize = 512;
+
+/// `y (=|+=) x·Wᵀ` with `y` row-major: gemm repacks `W`.
+fn row_major(
     x: &[f32],
     ldx: usize,
     w: &[f32],
@@ -59,8 +69,7 @@ fn raw(
     (m, n, k): (usize, usize, usize),
     into: Into,
 ) {
-    // SAFETY: the bounds were checked by the caller (`matmul_wt`): x holds m rows of k at
-    // stride ldx, W holds n rows of k, y holds m rows of n at stride ldy; y does not alias.
+    // SAFETY: bounds checked by `matmul_wt`; y does not alias x or W.
     unsafe {
         gemm::gemm(
             m,
@@ -83,6 +92,75 @@ fn raw(
             false,
             Parallelism::None,
         );
+    }
+}
+
+/// gemm's micro-kernel wants the matrix it calls `lhs` in column panels. Asked for `x·Wᵀ`
+/// with a row-major `y` it transposes the problem to `W·xᵀ` and repacks the whole weight on
+/// every call (≈ 20 % of scoring time at 256 rows, measured). Asking for a column-major `yᵀ`
+/// keeps `W` as the right-hand side, read in place (`rhs_rs = 1`), and packs only `x`; the
+/// product is then transposed into `y`.
+fn column_major(
+    x: &[f32],
+    ldx: usize,
+    w: &[f32],
+    y: &mut [f32],
+    ldy: usize,
+    (m, n, k): (usize, usize, usize),
+    into: Into,
+) {
+    thread_local! {
+        static COLUMN_MAJOR: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    COLUMN_MAJOR.with_borrow_mut(|yt| {
+        if yt.len() < m * n {
+            yt.resize(m * n, 0.0);
+        }
+        // SAFETY: the bounds were checked by the caller (`matmul_wt`): x holds m rows of k at
+        // stride ldx, W holds n rows of k; yt holds m·n values (column j at j·m); no aliasing.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                yt.as_mut_ptr(),
+                m as isize,
+                1,
+                false,
+                x.as_ptr(),
+                1,
+                ldx as isize,
+                w.as_ptr(),
+                k as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
+        transpose_into(&yt[..m * n], y, ldy, (m, n), into);
+    });
+}
+
+/// `y[i][j] (=|+=) yt[j·m + i]`, in tiles so both sides stay in cache.
+fn transpose_into(yt: &[f32], y: &mut [f32], ldy: usize, (m, n): (usize, usize), into: Into) {
+    const TILE: usize = 32;
+    for i0 in (0..m).step_by(TILE) {
+        for j0 in (0..n).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(m) {
+                let row = &mut y[i * ldy..i * ldy + n];
+                for j in j0..(j0 + TILE).min(n) {
+                    let v = yt[j * m + i];
+                    match into {
+                        Into::Overwrite => row[j] = v,
+                        Into::Add => row[j] += v,
+                    }
+                }
+            }
+        }
     }
 }
 

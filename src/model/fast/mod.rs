@@ -44,7 +44,7 @@ use super::score::Pair;
 
 /// Tokens per packed group when scoring: large enough for efficient matmuls, small enough
 /// that a group's activations stay near the caches and the threads balance.
-const GROUP_TOKENS: usize = 256;
+const GROUP_TOKENS: usize = 2048;
 /// Most rows per generation group (each group decodes its rows in lock-step).
 const GEN_GROUP_ROWS: usize = 64;
 
@@ -73,12 +73,18 @@ fn check_ids(w: &Weights, seqs: &[Vec<u32>]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Consecutive runs of `seqs` with at most [`GROUP_TOKENS`] tokens (at least one sequence).
+/// Consecutive runs of `seqs` of at most [`GROUP_TOKENS`] tokens, and at most an even share
+/// of the tokens per thread (so a small call still uses every thread); at least one sequence
+/// each. Which rows share a group does not change any row's result.
 fn groups(seqs: &[Vec<u32>]) -> Vec<std::ops::Range<usize>> {
+    let total: usize = seqs.iter().map(Vec::len).sum();
+    let budget = total
+        .div_ceil(rayon::current_num_threads().max(1))
+        .min(GROUP_TOKENS);
     let mut out = Vec::new();
     let (mut start, mut tokens) = (0, 0);
     for (i, s) in seqs.iter().enumerate() {
-        if i > start && tokens + s.len() > GROUP_TOKENS {
+        if i > start && tokens + s.len() > budget {
             out.push(start..i);
             (start, tokens) = (i, 0);
         }

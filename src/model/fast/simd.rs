@@ -187,9 +187,10 @@ fn log_sum_exp_impl(xs: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-fn scale_impl(xs: &mut [f32], s: f32) {
-    for x in xs.iter_mut() {
-        *x *= s;
+fn softmax_weights_impl(logits: &[f32], inv_t: f32, out: &mut [f32]) {
+    let max = max_impl(logits);
+    for (o, &l) in out.iter_mut().zip(logits) {
+        *o = exp_f32((l - max) * inv_t);
     }
 }
 
@@ -218,8 +219,8 @@ multiversion!(
     pub fn log_sum_exp(xs: &[f32]) -> f32 => log_sum_exp_impl
 );
 multiversion!(
-    /// `x *= s`.
-    pub fn scale(xs: &mut [f32], s: f32) => scale_impl
+    /// `out = exp((logits − max) · inv_t)`: unnormalised sampling weights.
+    pub fn softmax_weights(logits: &[f32], inv_t: f32, out: &mut [f32]) => softmax_weights_impl
 );
 
 /// The same `exp` the kernels use, for tests.
