@@ -308,10 +308,14 @@ pub fn expected_scores(
     values: &[f64],
     pad: u32,
 ) -> anyhow::Result<Tensor> {
-    let logits = last_logits(dec, prompts, tokens, pad)?;
-    let probs = candle_nn::ops::softmax(&logits, D::Minus1)?;
+    expected_scores_of(&last_logits(dec, prompts, tokens, pad)?, values)
+}
+
+/// [`expected_scores`] from the score tokens' logits `(b, tokens)`.
+pub fn expected_scores_of(logits: &Tensor, values: &[f64]) -> anyhow::Result<Tensor> {
+    let probs = candle_nn::ops::softmax(logits, D::Minus1)?;
     let v: Vec<f32> = values.iter().map(|&x| x as f32).collect();
-    let v = Tensor::from_vec(v, (values.len(), 1), dec.device())?;
+    let v = Tensor::from_vec(v, (values.len(), 1), logits.device())?;
     Ok(probs.matmul(&v)?.squeeze(1)?)
 }
 

@@ -52,13 +52,13 @@ use crate::loss::{
 use crate::model::lora::{LoraConfig, LoraSet};
 use crate::model::optim::AdamWParams;
 use crate::model::schedule::{LrSchedule, ScheduleKind};
-use crate::model::score::{Pair, response_logprobs};
-use crate::model::trainer::{Stepper, varmap_vars, verdict_logit_gaps};
-use crate::model::{Adapters, Model, Weights};
+use crate::model::score::Pair;
+use crate::model::trainer::{StepOutputs, Stepper, varmap_vars};
+use crate::model::Weights;
 use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
 
 /// Bump when the output changes for the same inputs and params.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 pub const METRICS: &str = "train_metrics";
 
 /// Training objective.
@@ -270,12 +270,13 @@ impl Stage for Train {
                     continue;
                 }
                 let batch: Vec<&TrainPair> = chunk.iter().map(|&i| &data.pairs[i]).collect();
+                let mut outputs = StepOutputs::new(&model.decoder, model.text.pad_id());
                 let (loss, m) = match p.method {
-                    Method::Scir => scir_batch(&model, &data, &batch, &p)?,
-                    Method::Srlm => srlm_batch(&model, &batch, &p)?,
+                    Method::Scir => scir_batch(&mut outputs, &data, &batch, &p)?,
+                    Method::Srlm => srlm_batch(&mut outputs, &batch, &p)?,
                 };
                 common::check_finite("the training loss", m.loss, step)?;
-                stepper.accumulate(&loss.backward()?)?;
+                stepper.accumulate(&outputs.gradients(&loss)?)?;
                 let info = stepper.step()?;
                 rows.push(
                     step as i32,
@@ -328,7 +329,7 @@ struct Metrics {
 }
 
 /// `(logπθ(y1), logπθ(y2))` of a batch, `(n,)` each, differentiable.
-fn policy_logps(model: &Model, batch: &[&TrainPair]) -> anyhow::Result<(Tensor, Tensor)> {
+fn policy_logps(out: &mut StepOutputs, batch: &[&TrainPair]) -> anyhow::Result<(Tensor, Tensor)> {
     let mut items: Vec<Pair> = batch
         .iter()
         .map(|p| Pair {
@@ -340,7 +341,7 @@ fn policy_logps(model: &Model, batch: &[&TrainPair]) -> anyhow::Result<(Tensor, 
         prompt: p.prompt.clone(),
         response: p.y2.clone(),
     }));
-    let lp = response_logprobs(&model.decoder, &items, model.text.pad_id(), Adapters::On)?;
+    let lp = out.response_logprobs(&items)?;
     let n = batch.len();
     Ok((lp.narrow(0, 0, n)?, lp.narrow(0, n, n)?))
 }
@@ -352,43 +353,36 @@ fn host(v: Vec<f64>) -> anyhow::Result<Tensor> {
 
 /// q under the current θ from the stored judge prompts.
 fn grm_preference(
-    model: &Model,
+    out: &mut StepOutputs,
     data: &TrainData,
     batch: &[&TrainPair],
 ) -> anyhow::Result<LogBernoulli> {
     let j = &data.judge;
-    let pad = model.text.pad_id();
     let first: Vec<Vec<u32>> = batch.iter().map(|p| p.judge_1.clone()).collect();
     let second: Option<Vec<Vec<u32>>> = batch.iter().map(|p| p.judge_2.clone()).collect();
     if j.pointwise {
         let second = second.ok_or_else(|| anyhow::anyhow!("pointwise judge prompt missing"))?;
-        let s1 = judge::expected_scores(&model.decoder, &first, &j.token_ids, &j.values, pad)?;
-        let s2 = judge::expected_scores(&model.decoder, &second, &j.token_ids, &j.values, pad)?;
+        let s1 = judge::expected_scores_of(&out.last_logits(&first, &j.token_ids)?, &j.values)?;
+        let s2 = judge::expected_scores_of(&out.last_logits(&second, &j.token_ids)?, &j.values)?;
         return Ok(LogBernoulli::grm_pointwise(&s1, &s2, j.tau)?);
     }
     let (a, b) = (j.token_ids[0], j.token_ids[1]);
-    let gap_ab = verdict_logit_gaps(&model.decoder, &first, (a, b), pad, Adapters::On)?;
+    let gap_ab = out.verdict_logit_gaps(&first, (a, b))?;
     let gap_ba = match second {
-        Some(s) => Some(verdict_logit_gaps(
-            &model.decoder,
-            &s,
-            (a, b),
-            pad,
-            Adapters::On,
-        )?),
+        Some(s) => Some(out.verdict_logit_gaps(&s, (a, b))?),
         None => None,
     };
     Ok(LogBernoulli::grm_pairwise(&gap_ab, gap_ba.as_ref())?)
 }
 
 fn scir_batch(
-    model: &Model,
+    out: &mut StepOutputs,
     data: &TrainData,
     batch: &[&TrainPair],
     p: &TrainParams,
 ) -> anyhow::Result<(Tensor, Metrics)> {
-    let (py1, py2) = policy_logps(model, batch)?;
-    let q = grm_preference(model, data, batch)?;
+    let (py1, py2) = policy_logps(out, batch)?;
+    let q = grm_preference(out, data, batch)?;
     let logps = PairLogps {
         policy_y1: py1,
         policy_y2: py2,
@@ -424,11 +418,11 @@ fn scir_batch(
 }
 
 fn srlm_batch(
-    model: &Model,
+    out: &mut StepOutputs,
     batch: &[&TrainPair],
     p: &TrainParams,
 ) -> anyhow::Result<(Tensor, Metrics)> {
-    let (py1, py2) = policy_logps(model, batch)?;
+    let (py1, py2) = policy_logps(out, batch)?;
     let y1_wins: Vec<u8> = batch
         .iter()
         .map(|b| u8::from(b.y1_preferred.unwrap_or(true)))

@@ -33,8 +33,8 @@ use super::config::{Arch, ModelConfig, Preset};
 use super::generate::{GenerateParams, Sampler, generate};
 use super::linear::Adapters;
 use super::optim::{AdamW, AdamWParams, clip_grad_norm};
-use super::score::{Pair, response_logprobs, response_logprobs_vec, verdict_probs_vec};
-use super::trainer::varmap_vars;
+use super::score::{Pair, response_logprobs_vec, verdict_probs_vec};
+use super::trainer::{StepOutputs, varmap_vars};
 use crate::loss::dpo::dpo_sigmoid;
 
 /// Vocabulary of the tiny checkpoint (a character-level world).
@@ -300,12 +300,14 @@ fn time_train(m: &Model, t: &TrainSpec) -> Result<(f64, usize)> {
     let mut last = 0.0;
     for _ in 0..2 {
         let start = Instant::now();
-        let lp = response_logprobs(&m.decoder, &items, 0, Adapters::On)?;
+        // The train stage's path: the fast recorder when it applies, else candle's autograd.
+        let mut outputs = StepOutputs::new(&m.decoder, 0);
+        let lp = outputs.response_logprobs(&items)?;
         let (pc, pr) = (lp.narrow(0, 0, n)?, lp.narrow(0, n, n)?);
         let loss = dpo_sigmoid(&pc, &pr, &ref_c, &ref_r, t.beta, 0.0)?
             .losses
             .mean_all()?;
-        let mut grads = loss.backward()?;
+        let mut grads = outputs.gradients(&loss)?;
         clip_grad_norm(&mut grads, &plain, MAX_GRAD_NORM)?;
         opt.step(&grads)?;
         last = start.elapsed().as_secs_f64();

@@ -13,6 +13,11 @@
 //! A non-finite gradient norm is an error and leaves parameters and optimizer state
 //! unchanged, so the caller can stop without committing anything.
 //!
+//! [`StepOutputs`] is where a training step's model outputs come from: the fast path's
+//! recorded forward and hand-written backward ([`super::fast::train`]) when it applies (full
+//! fine-tuning of f32 weights), candle's autograd otherwise (LoRA adapters). Both give the
+//! same gradients within the tolerance the tests state.
+//!
 //! [`verdict_logit_gaps`] is the judge quantity for training: `l_A − l_B` at each judge
 //! prompt's last position, `(b,)`. `σ(l_A − l_B)` is the model's `scoring::verdict_probs`
 //! `P(A)`; the gap keeps p ≈ 0 or 1 exact in log space for the consistency loss.
@@ -26,6 +31,68 @@ use super::decoder::Decoder;
 use super::linear::Adapters;
 use super::optim::{AdamW, AdamWParams, GradAccumulator, clip_grad_norm};
 use super::schedule::LrSchedule;
+
+/// The model outputs of one training step and how their gradients reach the weights.
+pub enum StepOutputs<'d> {
+    /// Candle's autograd through the differentiable decoder.
+    Candle { dec: &'d Decoder, pad_id: u32 },
+    /// The fast path's recorder (see [`super::fast::train`]).
+    Fast(super::fast::train::Recorder<'d>),
+}
+
+impl<'d> StepOutputs<'d> {
+    /// The fast path when it applies to `dec`, else candle's autograd.
+    pub fn new(dec: &'d Decoder, pad_id: u32) -> Self {
+        match super::fast::train::Recorder::new(dec) {
+            Some(rec) => StepOutputs::Fast(rec),
+            None => StepOutputs::Candle { dec, pad_id },
+        }
+    }
+
+    /// Sum of response-token log-probs per item, `(b,)`, differentiable.
+    pub fn response_logprobs(&mut self, items: &[super::score::Pair]) -> anyhow::Result<Tensor> {
+        match self {
+            StepOutputs::Candle { dec, pad_id } => {
+                super::score::response_logprobs(dec, items, *pad_id, Adapters::On)
+            }
+            StepOutputs::Fast(rec) => rec.response_logprobs(items),
+        }
+    }
+
+    /// Logits of `tokens` at each prompt's last position, `(b, tokens.len())`, differentiable.
+    pub fn last_logits(&mut self, prompts: &[Vec<u32>], tokens: &[u32]) -> anyhow::Result<Tensor> {
+        let vocab = match self {
+            StepOutputs::Candle { dec, .. } => dec.config().vocab_size,
+            StepOutputs::Fast(rec) => rec.vocab_size(),
+        };
+        if let Some(t) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            bail!(crate::user_err!("token id {t} outside the vocabulary ({vocab})"));
+        }
+        match self {
+            StepOutputs::Candle { dec, pad_id } => {
+                super::score::token_logits_at_last(dec, prompts, tokens, *pad_id, Adapters::On)
+            }
+            StepOutputs::Fast(rec) => rec.last_logits(prompts, tokens),
+        }
+    }
+
+    /// `l_A − l_B` at each judge prompt's last position, `(b,)` (see [`verdict_logit_gaps`]).
+    pub fn verdict_logit_gaps(&mut self, prompts: &[Vec<u32>], (a, b): (u32, u32)) -> Result<Tensor> {
+        let pair = self.last_logits(prompts, &[a, b])?;
+        let la = pair.narrow(1, 0, 1)?.squeeze(1)?;
+        let lb = pair.narrow(1, 1, 1)?.squeeze(1)?;
+        (la - lb).context("verdict logit gap")
+    }
+
+    /// The weights' gradients of `loss`.
+    pub fn gradients(self, loss: &Tensor) -> Result<GradStore> {
+        let grads = loss.backward()?;
+        match self {
+            StepOutputs::Candle { .. } => Ok(grads),
+            StepOutputs::Fast(rec) => rec.weight_grads(&grads),
+        }
+    }
+}
 
 /// What one update did.
 #[derive(Debug, Clone, Copy, PartialEq)]

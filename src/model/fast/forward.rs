@@ -34,8 +34,8 @@ pub struct Span {
 pub struct KvCache {
     capacity: usize,
     width: usize,
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    pub(super) k: Vec<Vec<f32>>,
+    pub(super) v: Vec<Vec<f32>>,
 }
 
 impl KvCache {
@@ -50,7 +50,7 @@ impl KvCache {
         }
     }
 
-    fn offset(&self, slot: usize, pos: usize) -> usize {
+    pub(super) fn offset(&self, slot: usize, pos: usize) -> usize {
         (slot * self.capacity + pos) * self.width
     }
 }
@@ -82,8 +82,25 @@ impl RopeTable {
         RopeTable { half, cos, sin }
     }
 
+    /// The inverse rotation (the transpose): RoPE's backward for a gradient `row`.
+    pub(super) fn apply_inverse(&self, row: &mut [f32], pos: usize) {
+        let h = self.half;
+        let (cos, sin) = (
+            &self.cos[pos * h..(pos + 1) * h],
+            &self.sin[pos * h..(pos + 1) * h],
+        );
+        for head in row.chunks_exact_mut(2 * h) {
+            let (x1, x2) = head.split_at_mut(h);
+            for i in 0..h {
+                let (a, b) = (x1[i], x2[i]);
+                x1[i] = a * cos[i] + b * sin[i];
+                x2[i] = b * cos[i] - a * sin[i];
+            }
+        }
+    }
+
     /// Rotate each `2·half`-wide head of `row` for position `pos`.
-    fn apply(&self, row: &mut [f32], pos: usize) {
+    pub(super) fn apply(&self, row: &mut [f32], pos: usize) {
         let h = self.half;
         let (cos, sin) = (
             &self.cos[pos * h..(pos + 1) * h],
@@ -120,8 +137,37 @@ fn sized(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
     &mut buf[..n]
 }
 
+/// What the backward pass ([`super::train`]) needs of one layer's forward, `(rows, ·)` each.
+/// Keys and values (after RoPE) stay in the [`KvCache`].
+#[derive(Default)]
+pub struct LayerTape {
+    /// The layer's input (residual stream).
+    pub x_in: Vec<f32>,
+    /// `input_layernorm(x_in)`.
+    pub normed_in: Vec<f32>,
+    /// Queries after RoPE.
+    pub q: Vec<f32>,
+    /// Attention output before `o_proj`.
+    pub attn: Vec<f32>,
+    /// The residual stream after attention.
+    pub x_mid: Vec<f32>,
+    /// `post_attention_layernorm(x_mid)`.
+    pub normed_mid: Vec<f32>,
+    /// `gate_proj` and `up_proj` outputs (before SiLU).
+    pub gate: Vec<f32>,
+    pub up: Vec<f32>,
+}
+
+/// A recorded forward pass: every layer's [`LayerTape`] and the stream before the final norm.
+#[derive(Default)]
+pub struct Tape {
+    pub layers: Vec<LayerTape>,
+    pub x_final: Vec<f32>,
+}
+
 /// Run `ids` (the rows of `spans`, in order) through every layer and the final norm:
-/// `(rows, hidden)` normed hidden states. Keys and values are appended to `cache`.
+/// `(rows, hidden)` normed hidden states. Keys and values are appended to `cache`; with a
+/// `tape`, what the backward pass needs is recorded.
 pub fn hidden(
     w: &Weights,
     ids: &[u32],
@@ -129,6 +175,19 @@ pub fn hidden(
     rope: &RopeTable,
     cache: &mut KvCache,
     s: &mut Scratch,
+) -> Vec<f32> {
+    hidden_recorded(w, ids, spans, rope, cache, s, None)
+}
+
+/// [`hidden`], recording into `tape` when given.
+pub fn hidden_recorded(
+    w: &Weights,
+    ids: &[u32],
+    spans: &[Span],
+    rope: &RopeTable,
+    cache: &mut KvCache,
+    s: &mut Scratch,
+    mut tape: Option<&mut Tape>,
 ) -> Vec<f32> {
     let h = w.cfg.hidden_size;
     let n = ids.len();
@@ -138,8 +197,15 @@ pub fn hidden(
         row.copy_from_slice(&w.embed[id * h..(id + 1) * h]);
     }
     for layer in 0..w.layers.len() {
-        attention_block(w, layer, &mut x, spans, rope, cache, s);
-        mlp_block(w, layer, &mut x, s);
+        let mut lt = tape.as_ref().map(|_| LayerTape::default());
+        attention_block(w, layer, &mut x, spans, rope, cache, s, lt.as_mut());
+        mlp_block(w, layer, &mut x, s, lt.as_mut());
+        if let (Some(t), Some(lt)) = (tape.as_deref_mut(), lt) {
+            t.layers.push(lt);
+        }
+    }
+    if let Some(t) = tape {
+        t.x_final = x.clone();
     }
     let mut out = vec![0f32; n * h];
     for (o, xr) in out.chunks_exact_mut(h).zip(x.chunks_exact(h)) {
@@ -149,7 +215,7 @@ pub fn hidden(
 }
 
 /// `y = x·Wᵀ + b` for `rows` rows.
-fn linear(lin: Lin, x: &[f32], y: &mut [f32], (rows, out, inp): (usize, usize, usize), into: Into) {
+pub(super) fn linear(lin: Lin, x: &[f32], y: &mut [f32], (rows, out, inp): (usize, usize, usize), into: Into) {
     matmul_wt(x, inp, lin.w, y, out, (rows, out, inp), into);
     if let Some(b) = lin.b {
         for row in y.chunks_exact_mut(out) {
@@ -174,6 +240,7 @@ fn attention_block(
     rope: &RopeTable,
     cache: &mut KvCache,
     s: &mut Scratch,
+    tape: Option<&mut LayerTape>,
 ) {
     let cfg = w.cfg;
     let l = &w.layers[layer];
@@ -201,6 +268,12 @@ fn attention_block(
     let attn = sized(&mut s.attn, n * qw);
     for sp in spans {
         attend(cfg, sp, q, &cache.k[layer], &cache.v[layer], cache, attn, &mut s.scores);
+    }
+    if let Some(t) = tape {
+        t.x_in = x.to_vec();
+        t.normed_in = normed.to_vec();
+        t.q = q.to_vec();
+        t.attn = attn.to_vec();
     }
     linear(l.o, attn, x, (n, h, qw), Into::Add);
 }
@@ -255,7 +328,13 @@ fn attend(
     }
 }
 
-fn mlp_block(w: &Weights, layer: usize, x: &mut [f32], s: &mut Scratch) {
+fn mlp_block(
+    w: &Weights,
+    layer: usize,
+    x: &mut [f32],
+    s: &mut Scratch,
+    tape: Option<&mut LayerTape>,
+) {
     let cfg = w.cfg;
     let l = &w.layers[layer];
     let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
@@ -266,6 +345,12 @@ fn mlp_block(w: &Weights, layer: usize, x: &mut [f32], s: &mut Scratch) {
     linear(l.gate, normed, gate, (n, inter, h), Into::Overwrite);
     let up = sized(&mut s.up, n * inter);
     linear(l.up, normed, up, (n, inter, h), Into::Overwrite);
+    if let Some(t) = tape {
+        t.x_mid = x.to_vec();
+        t.normed_mid = normed.to_vec();
+        t.gate = gate.to_vec();
+        t.up = up.to_vec();
+    }
     simd::silu_mul(gate, up);
     linear(l.down, gate, x, (n, h, inter), Into::Add);
 }

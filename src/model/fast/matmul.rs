@@ -209,3 +209,77 @@ pub fn matmul_strided(
         );
     }
 }
+
+/// A matrix operand: a slice and its strides (`a[i][j]` at `i·rs + j·cs`).
+#[derive(Clone, Copy)]
+pub struct Operand<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> Operand<'a> {
+    /// A row-major matrix with row stride `ld`.
+    pub fn rows(data: &'a [f32], ld: usize) -> Self {
+        Operand { data, rs: ld, cs: 1 }
+    }
+
+    /// The transpose of a row-major matrix with row stride `ld`.
+    pub fn transposed(data: &'a [f32], ld: usize) -> Self {
+        Operand { data, rs: 1, cs: ld }
+    }
+
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || self.data.len() > (rows - 1) * self.rs + (cols - 1) * self.cs
+    }
+}
+
+/// `y (=|+=) scale · a·b` for `a: (m, k)`, `b: (k, n)`, `y: (m, n)` row stride `ldy`: the
+/// backward pass's products (weight gradients `dYᵀ·X`, input gradients `dY·W`).
+pub fn product(
+    a: Operand,
+    b: Operand,
+    y: &mut [f32],
+    ldy: usize,
+    (m, n, k): (usize, usize, usize),
+    scale: f32,
+    into: Into,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(a.fits(m, k) && b.fits(k, n), "operand too short for {m}×{k}·{k}×{n}");
+    assert!(y.len() >= (m - 1) * ldy + n, "y too short");
+    if k == 0 {
+        if into == Into::Overwrite {
+            for row in y.chunks_mut(ldy).take(m) {
+                row[..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    // SAFETY: bounds checked above; y does not alias a or b (distinct borrows).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            y.as_mut_ptr(),
+            1,
+            ldy as isize,
+            into == Into::Add,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
+}

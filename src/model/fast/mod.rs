@@ -27,6 +27,7 @@
 pub mod forward;
 pub mod matmul;
 pub mod simd;
+pub mod train;
 pub mod weights;
 
 use rand_chacha::ChaCha8Rng;

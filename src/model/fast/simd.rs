@@ -194,6 +194,64 @@ fn softmax_weights_impl(logits: &[f32], inv_t: f32, out: &mut [f32]) {
     }
 }
 
+#[inline(always)]
+fn rms_norm_backward_impl(x: &[f32], w: &[f32], eps: f32, dy: &[f32], dx: &mut [f32], dw: &mut [f32]) {
+    let h = x.len() as f32;
+    let inv = 1.0 / (lane_sum(x, |v| v * v) / h + eps).sqrt();
+    // g = w·dy; dx = inv·(g − x̂·mean(g·x̂)), x̂ = x·inv; dw += dy·x̂.
+    let mut acc = [0f32; LANES];
+    for (i, ((&xv, &wv), &d)) in x.iter().zip(w).zip(dy).enumerate() {
+        acc[i % LANES] += wv * d * (xv * inv);
+    }
+    let mean = combine(acc) / h;
+    for ((((o, dwv), &xv), &wv), &d) in dx.iter_mut().zip(dw.iter_mut()).zip(x).zip(w).zip(dy) {
+        let xhat = xv * inv;
+        *o += inv * (wv * d - xhat * mean);
+        *dwv += d * xhat;
+    }
+}
+
+#[inline(always)]
+fn silu_mul_backward_impl(gate: &[f32], up: &[f32], da: &[f32], dgate: &mut [f32], dup: &mut [f32]) {
+    for ((((&g, &u), &d), dg), du) in gate.iter().zip(up).zip(da).zip(dgate.iter_mut()).zip(dup.iter_mut()) {
+        let sig = 1.0 / (1.0 + exp_f32(-g));
+        let silu = g * sig;
+        *du = d * silu;
+        *dg = d * u * (sig * (1.0 + g * (1.0 - sig)));
+    }
+}
+
+#[inline(always)]
+fn silu_mul_into_impl(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = g / (1.0 + exp_f32(-g)) * u;
+    }
+}
+
+#[inline(always)]
+fn softmax_backward_impl(p: &[f32], dp: &mut [f32]) {
+    let s = dot_impl(p, dp);
+    for (d, &pv) in dp.iter_mut().zip(p) {
+        *d = pv * (*d - s);
+    }
+}
+
+multiversion!(
+    /// RMSNorm's backward for one row: `dx += ∂L/∂x`, `dw += ∂L/∂w` given `dy = ∂L/∂y`.
+    pub fn rms_norm_backward(x: &[f32], w: &[f32], eps: f32, dy: &[f32], dx: &mut [f32], dw: &mut [f32]) => rms_norm_backward_impl
+);
+multiversion!(
+    /// SwiGLU's backward: `a = silu(gate)·up`; given `da`, write `dgate` and `dup`.
+    pub fn silu_mul_backward(gate: &[f32], up: &[f32], da: &[f32], dgate: &mut [f32], dup: &mut [f32]) => silu_mul_backward_impl
+);
+multiversion!(
+    /// `out = silu(gate)·up`.
+    pub fn silu_mul_into(gate: &[f32], up: &[f32], out: &mut [f32]) => silu_mul_into_impl
+);
+multiversion!(
+    /// Softmax's backward for one row of probabilities `p`: `dp ← p·(dp − Σ p·dp)`.
+    pub fn softmax_backward(p: &[f32], dp: &mut [f32]) => softmax_backward_impl
+);
 multiversion!(
     /// `Σ a_i·b_i` over the shorter length.
     pub fn dot(a: &[f32], b: &[f32]) -> f32 => dot_impl

@@ -21,6 +21,7 @@ type StorageGuard<'t> = Box<dyn Deref<Target = Storage> + 't>;
 /// Read guards over a decoder's weight storages.
 pub struct Locked<'t> {
     guards: Vec<(StorageGuard<'t>, usize, usize)>,
+    tensors: Vec<&'t Tensor>,
 }
 
 impl<'t> Locked<'t> {
@@ -35,7 +36,13 @@ impl<'t> Locked<'t> {
             return None;
         }
         self.guards.push((Box::new(guard), start, end));
+        self.tensors.push(t);
         Some(self.guards.len() - 1)
+    }
+
+    /// Every locked tensor with its slice (a tied weight appears twice).
+    pub fn entries(&self) -> impl Iterator<Item = (&'t Tensor, &[f32])> + '_ {
+        self.tensors.iter().enumerate().map(|(i, t)| (*t, self.slice(i)))
     }
 
     fn slice(&self, i: usize) -> &[f32] {
@@ -78,7 +85,10 @@ pub struct Weights<'a> {
 
 /// Lock every weight of `dec` (see the module docs for when this is `None`).
 pub fn lock(dec: &Decoder, adapters: Adapters) -> Option<Locked<'_>> {
-    let mut locked = Locked { guards: Vec::new() };
+    let mut locked = Locked {
+        guards: Vec::new(),
+        tensors: Vec::new(),
+    };
     lock_all(dec, adapters, &mut locked)?;
     Some(locked)
 }
