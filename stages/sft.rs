@@ -8,10 +8,13 @@
 //! EOS. Loss: mean NLL over response tokens (the prompt is masked). Steps draw
 //! batches from a seeded shuffle of all examples (epoch after epoch), AdamW
 //! with a schedule and clipping; a non-finite loss stops the task.
-//! `shards: S` (default 4) splits each batch into S contiguous parts whose
+//! The gradient comes from the fast path's recorded forward and hand-written
+//! backward ([`crate::model::fast::train`]; groups of examples on all threads,
+//! summed in a fixed order) for f32 weights; otherwise from candle's autograd,
+//! where `shards: S` (default 4) splits each batch into S contiguous parts whose
 //! forward and backward run concurrently (rayon), each padded to its own
-//! longest example; the step's gradient is their sum, accumulated in shard
-//! order, so the result depends on S but not on the number of threads.
+//! longest example, the step's gradient their sum in shard order. Either way
+//! the result does not depend on the number of threads.
 //! `resume_every: N` (default 50; 0: never) saves the training state every N
 //! steps into the task's resume area; a killed task continues from there and
 //! ends bit-identical ([`super::resume`]; not part of the key).
@@ -36,13 +39,13 @@ use super::resume::{self, Resume};
 use crate::model::optim::AdamWParams;
 use crate::model::schedule::{LrSchedule, ScheduleKind};
 use crate::model::score::{Pair, response_logprobs};
-use crate::model::trainer::{Stepper, varmap_vars};
+use crate::model::trainer::{StepOutputs, Stepper, varmap_vars};
 use crate::model::{Adapters, Decoder, Weights};
 use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
 use crate::world::format;
 
 /// Bump when SFT's output changes for the same inputs and params.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Name of the metrics table.
 pub const METRICS_TABLE: &str = "sft_metrics";
 
@@ -68,7 +71,7 @@ pub struct SftParams {
     pub ift: bool,
     /// Train on the judge examples.
     pub eft: bool,
-    /// Parts of each batch computed concurrently (see the module docs).
+    /// Parts of each batch computed concurrently on candle's path (see the module docs).
     pub shards: usize,
     /// Save resume state every this many steps (0: never; not in the key).
     pub resume_every: u64,
@@ -213,10 +216,10 @@ impl Stage for Sft {
     }
 }
 
-/// The mean response-token NLL of `batch` (`tokens` response tokens) and its gradient, as
-/// one gradient store per part, the parts computed concurrently. Part `i`'s loss is its NLL
-/// sum × `parts / tokens`, so the mean of the stores (what [`Stepper::step`] applies) is the
-/// gradient of the whole batch's mean.
+/// The mean response-token NLL of `batch` (`tokens` response tokens) and its gradient: one
+/// store from the fast path, or on candle's path one store per part, the parts computed
+/// concurrently. Part `i`'s loss is its NLL sum × `parts / tokens`, so the mean of the stores
+/// (what [`Stepper::step`] applies) is the gradient of the whole batch's mean.
 fn sharded_gradients(
     dec: &Decoder,
     batch: &[Pair],
@@ -224,6 +227,12 @@ fn sharded_gradients(
     pad: u32,
     shards: usize,
 ) -> anyhow::Result<(f64, Vec<GradStore>)> {
+    if let StepOutputs::Fast(mut rec) = StepOutputs::new(dec, pad) {
+        let nll = rec.response_logprobs(batch)?.sum_all()?.neg()?;
+        let value = nll.to_scalar::<f32>()? as f64 / tokens.max(1) as f64;
+        let loss = (nll / tokens.max(1) as f64)?;
+        return Ok((value, vec![rec.weight_grads(&loss.backward()?)?]));
+    }
     let parts: Vec<&[Pair]> = batch.chunks(batch.len().div_ceil(shards.max(1))).collect();
     let scale = parts.len() as f64 / tokens.max(1) as f64;
     let results: Vec<anyhow::Result<(f64, GradStore)>> = parts

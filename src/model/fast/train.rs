@@ -36,7 +36,7 @@ use crate::model::linear::Adapters;
 use crate::model::score::Pair;
 
 /// Most tokens per group (fixed, so the split does not depend on the machine).
-const TRAIN_GROUP_TOKENS: usize = 512;
+const TRAIN_GROUP_TOKENS: usize = 1024;
 
 /// What a recorded group's outputs are.
 enum Head {
@@ -217,12 +217,15 @@ impl<'d> Recorder<'d> {
     }
 }
 
-/// Consecutive runs of at most [`TRAIN_GROUP_TOKENS`] tokens (at least one sequence each).
+/// Consecutive runs of about equal token counts, as few as keep each under
+/// [`TRAIN_GROUP_TOKENS`] (at least one sequence each).
 fn split(seqs: &[Vec<u32>]) -> Vec<std::ops::Range<usize>> {
+    let total: usize = seqs.iter().map(Vec::len).sum();
+    let budget = total.div_ceil(total.div_ceil(TRAIN_GROUP_TOKENS).max(1)).max(1);
     let mut out = Vec::new();
     let (mut start, mut tokens) = (0, 0);
     for (i, s) in seqs.iter().enumerate() {
-        if i > start && tokens + s.len() > TRAIN_GROUP_TOKENS {
+        if i > start && tokens + s.len() > budget {
             out.push(start..i);
             (start, tokens) = (i, 0);
         }
