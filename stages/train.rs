@@ -49,12 +49,12 @@ use crate::loss::{
     ConsistencyGrad, ConsistencyKind, DpoMetrics, LogBernoulli, PairLogps, Preferred,
     ScirLossConfig, dpo_sigmoid, scir_loss_with,
 };
+use crate::model::Weights;
 use crate::model::lora::{LoraConfig, LoraSet};
 use crate::model::optim::AdamWParams;
 use crate::model::schedule::{LrSchedule, ScheduleKind};
 use crate::model::score::Pair;
 use crate::model::trainer::{StepOutputs, Stepper, varmap_vars};
-use crate::model::Weights;
 use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
 
 /// Bump when the output changes for the same inputs and params.

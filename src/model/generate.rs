@@ -66,7 +66,11 @@ pub fn generate(
     }
 }
 
-fn check_params(prompts: &[Vec<u32>], seeds: &[u64], params: &GenerateParams) -> anyhow::Result<()> {
+fn check_params(
+    prompts: &[Vec<u32>],
+    seeds: &[u64],
+    params: &GenerateParams,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         prompts.len() == seeds.len(),
         "{} prompts but {} seeds",

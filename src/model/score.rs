@@ -129,7 +129,8 @@ fn check_verdict_tokens(dec: &Decoder, (a, b): (u32, u32)) -> anyhow::Result<()>
 }
 
 /// [`response_logprobs`] as numbers, through the fast path ([`super::fast`]) when it applies,
-/// else [`response_logprobs_vec_reference`].
+/// else [`response_logprobs_vec_reference`] (`chunk`: items per batch there; the fast path
+/// packs its own groups).
 pub fn response_logprobs_vec(
     dec: &Decoder,
     items: &[Pair],
@@ -164,7 +165,7 @@ pub fn response_logprobs_vec_reference(
 }
 
 /// [`verdict_probs`] as `[p_a, p_b]` numbers, through the fast path ([`super::fast`]) when
-/// it applies, else [`verdict_probs_vec_reference`].
+/// it applies, else [`verdict_probs_vec_reference`] (`chunk`: prompts per batch there).
 pub fn verdict_probs_vec(
     dec: &Decoder,
     prompts: &[Vec<u32>],

@@ -25,6 +25,9 @@ pub const ELEMENTWISE_THREADS_VAR: &str = "CANDLE_NUM_THREADS";
 /// Elementwise threads when the user did not choose (see the module docs).
 const DEFAULT_ELEMENTWISE_THREADS: &str = "1";
 
+/// Set (to anything) to keep glibc's allocator defaults (for comparisons).
+pub const MALLOC_DEFAULTS_VAR: &str = "SCIR_MALLOC_DEFAULTS";
+
 /// Blocks up to this size come from the heap, not from `mmap` (glibc's default is dynamic,
 /// at most 32 MiB).
 const MMAP_THRESHOLD_BYTES: i32 = 1 << 30;
@@ -33,10 +36,12 @@ const MMAP_THRESHOLD_BYTES: i32 = 1 << 30;
 /// before candle runs any op (its pool reads the variable once).
 pub fn configure_process() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only adjusts allocator parameters; called before other threads exist.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    if std::env::var_os(MALLOC_DEFAULTS_VAR).is_none() {
+        // SAFETY: mallopt only adjusts allocator parameters; called before other threads exist.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        }
     }
     if std::env::var_os(ELEMENTWISE_THREADS_VAR).is_none() {
         // SAFETY: called at the start of `main`, while the process has a single thread,

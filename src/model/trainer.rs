@@ -66,7 +66,9 @@ impl<'d> StepOutputs<'d> {
             StepOutputs::Fast(rec) => rec.vocab_size(),
         };
         if let Some(t) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            bail!(crate::user_err!("token id {t} outside the vocabulary ({vocab})"));
+            bail!(crate::user_err!(
+                "token id {t} outside the vocabulary ({vocab})"
+            ));
         }
         match self {
             StepOutputs::Candle { dec, pad_id } => {
@@ -77,7 +79,11 @@ impl<'d> StepOutputs<'d> {
     }
 
     /// `l_A − l_B` at each judge prompt's last position, `(b,)` (see [`verdict_logit_gaps`]).
-    pub fn verdict_logit_gaps(&mut self, prompts: &[Vec<u32>], (a, b): (u32, u32)) -> Result<Tensor> {
+    pub fn verdict_logit_gaps(
+        &mut self,
+        prompts: &[Vec<u32>],
+        (a, b): (u32, u32),
+    ) -> Result<Tensor> {
         let pair = self.last_logits(prompts, &[a, b])?;
         let la = pair.narrow(1, 0, 1)?.squeeze(1)?;
         let lb = pair.narrow(1, 1, 1)?.squeeze(1)?;

@@ -97,7 +97,9 @@ fn sampled_rows_do_not_depend_on_the_batch() {
     );
     let together = generate(&m.decoder, &prompts, &seeds, &p, Adapters::On).unwrap();
     // More rows than one group holds, in another order: every row unchanged.
-    let many: Vec<Vec<u32>> = (0..150).map(|i| prompts[i % prompts.len()].clone()).collect();
+    let many: Vec<Vec<u32>> = (0..150)
+        .map(|i| prompts[i % prompts.len()].clone())
+        .collect();
     let many_seeds: Vec<u64> = (0..150).map(|i| (i % prompts.len()) as u64).collect();
     let big = generate(&m.decoder, &many, &many_seeds, &p, Adapters::On).unwrap();
     for (i, g) in big.iter().enumerate() {
@@ -121,13 +123,20 @@ fn fast_backward_matches_candle_autograd() {
         let dev = Device::Cpu;
         let c_lp = Tensor::new(&[0.3f32, -1.0, 0.7, 0.2, -0.4], &dev).unwrap();
         let c_last = Tensor::new(
-            &[[1.0f32, -0.5, 0.25], [0.1, 0.2, 0.3], [-1.0, 0.0, 2.0], [0.5, 0.5, -0.5], [0.0, 1.5, -2.0]],
+            &[
+                [1.0f32, -0.5, 0.25],
+                [0.1, 0.2, 0.3],
+                [-1.0, 0.0, 2.0],
+                [0.5, 0.5, -0.5],
+                [0.0, 1.5, -2.0],
+            ],
             &dev,
         )
         .unwrap();
         let loss = |lp: &Tensor, last: &Tensor| {
-            ((lp * &c_lp).unwrap().sum_all().unwrap() + (last * &c_last).unwrap().sum_all().unwrap())
-                .unwrap()
+            ((lp * &c_lp).unwrap().sum_all().unwrap()
+                + (last * &c_last).unwrap().sum_all().unwrap())
+            .unwrap()
         };
         let lp = response_logprobs(&m.decoder, &it, 0, Adapters::On).unwrap();
         let last = token_logits_at_last(&m.decoder, &prompts, &tokens, 0, Adapters::On).unwrap();
@@ -136,15 +145,25 @@ fn fast_backward_matches_candle_autograd() {
         let mut rec = Recorder::new(&m.decoder).expect("the fast path applies");
         let lp = rec.response_logprobs(&it).unwrap();
         let last = rec.last_logits(&prompts, &tokens).unwrap();
-        let got = rec.weight_grads(&loss(&lp, &last).backward().unwrap()).unwrap();
+        let got = rec
+            .weight_grads(&loss(&lp, &last).backward().unwrap())
+            .unwrap();
         for (name, var) in varmap_vars(&m.varmap).unwrap() {
             let a = want.get(var.as_tensor()).expect("candle gradient");
-            let b = got.get(var.as_tensor()).unwrap_or_else(|| panic!("no fast gradient for {name}"));
+            let b = got
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("no fast gradient for {name}"));
             let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let scale = a.iter().fold(0f32, |s, x| s.max(x.abs())).max(1e-3);
-            let worst = a.iter().zip(&b).fold(0f32, |s, (x, y)| s.max((x - y).abs()));
-            assert!(worst / scale < 1e-4, "{name}: max diff {worst} vs max |grad| {scale}");
+            let worst = a
+                .iter()
+                .zip(&b)
+                .fold(0f32, |s, (x, y)| s.max((x - y).abs()));
+            assert!(
+                worst / scale < 1e-4,
+                "{name}: max diff {worst} vs max |grad| {scale}"
+            );
         }
     }
 }

@@ -215,7 +215,13 @@ pub fn hidden_recorded(
 }
 
 /// `y = x·Wᵀ + b` for `rows` rows.
-pub(super) fn linear(lin: Lin, x: &[f32], y: &mut [f32], (rows, out, inp): (usize, usize, usize), into: Into) {
+pub(super) fn linear(
+    lin: Lin,
+    x: &[f32],
+    y: &mut [f32],
+    (rows, out, inp): (usize, usize, usize),
+    into: Into,
+) {
     matmul_wt(x, inp, lin.w, y, out, (rows, out, inp), into);
     if let Some(b) = lin.b {
         for row in y.chunks_exact_mut(out) {
@@ -267,7 +273,16 @@ fn attention_block(
     }
     let attn = sized(&mut s.attn, n * qw);
     for sp in spans {
-        attend(cfg, sp, q, &cache.k[layer], &cache.v[layer], cache, attn, &mut s.scores);
+        attend(
+            cfg,
+            sp,
+            q,
+            &cache.k[layer],
+            &cache.v[layer],
+            cache,
+            attn,
+            &mut s.scores,
+        );
     }
     if let Some(t) = tape {
         t.x_in = x.to_vec();
@@ -317,14 +332,32 @@ fn attend(
             }
             continue;
         }
-        matmul_strided(&q[q0..], qw, keys, (1, kw), sc, total, (sp.len, total, d), scale);
+        matmul_strided(
+            &q[q0..],
+            qw,
+            keys,
+            (1, kw),
+            sc,
+            total,
+            (sp.len, total, d),
+            scale,
+        );
         for i in 0..sp.len {
             let row = &mut sc[i * total..(i + 1) * total];
             let visible = sp.past + i + 1;
             simd::softmax(&mut row[..visible]);
             row[visible..].fill(0.0);
         }
-        matmul_strided(sc, total, vals, (kw, 1), &mut attn[q0..], qw, (sp.len, d, total), 1.0);
+        matmul_strided(
+            sc,
+            total,
+            vals,
+            (kw, 1),
+            &mut attn[q0..],
+            qw,
+            (sp.len, d, total),
+            1.0,
+        );
     }
 }
 

@@ -31,9 +31,19 @@ pub fn matmul_wt(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(w.len() >= n * k, "weight has {} values, needs {n}×{k}", w.len());
-    assert!(x.len() >= (m - 1) * ldx + k && ldx >= k, "x too short for {m}×{k}");
-    assert!(y.len() >= (m - 1) * ldy + n && ldy >= n, "y too short for {m}×{n}");
+    assert!(
+        w.len() >= n * k,
+        "weight has {} values, needs {n}×{k}",
+        w.len()
+    );
+    assert!(
+        x.len() >= (m - 1) * ldx + k && ldx >= k,
+        "x too short for {m}×{k}"
+    );
+    assert!(
+        y.len() >= (m - 1) * ldy + n && ldy >= n,
+        "y too short for {m}×{n}"
+    );
     if m == 1 {
         let mut x2 = Vec::with_capacity(2 * k);
         x2.extend_from_slice(&x[..k]);
@@ -221,12 +231,20 @@ pub struct Operand<'a> {
 impl<'a> Operand<'a> {
     /// A row-major matrix with row stride `ld`.
     pub fn rows(data: &'a [f32], ld: usize) -> Self {
-        Operand { data, rs: ld, cs: 1 }
+        Operand {
+            data,
+            rs: ld,
+            cs: 1,
+        }
     }
 
     /// The transpose of a row-major matrix with row stride `ld`.
     pub fn transposed(data: &'a [f32], ld: usize) -> Self {
-        Operand { data, rs: 1, cs: ld }
+        Operand {
+            data,
+            rs: 1,
+            cs: ld,
+        }
     }
 
     fn fits(&self, rows: usize, cols: usize) -> bool {
@@ -248,7 +266,10 @@ pub fn product(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(a.fits(m, k) && b.fits(k, n), "operand too short for {m}×{k}·{k}×{n}");
+    assert!(
+        a.fits(m, k) && b.fits(k, n),
+        "operand too short for {m}×{k}·{k}×{n}"
+    );
     assert!(y.len() >= (m - 1) * ldy + n, "y too short");
     if k == 0 {
         if into == Into::Overwrite {

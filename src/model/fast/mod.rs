@@ -22,7 +22,14 @@
 //! Used automatically by [`super::score::response_logprobs_vec`],
 //! [`super::score::verdict_probs_vec`] and [`super::generate::generate`] whenever the
 //! decoder's weights are f32 on the CPU and no LoRA adapter takes part; otherwise those fall
-//! back to the candle path (kept as the reference: `*_reference` functions).
+//! back to the candle path (kept as the reference: `*_reference` functions). Training
+//! (`sft`, `train`, through [`super::trainer::StepOutputs`]) records the same forward pass and
+//! runs a hand-written backward ([`train`]); under LoRA it keeps candle's autograd.
+//!
+//! Tolerances versus the candle path (tests in `tests/model/fast.rs`): summed log-probs and
+//! verdict probabilities within 2e-5 (relative, `|a − b| / (1 + |b|)`), the same greedy
+//! tokens, every weight gradient within 1e-4 of that tensor's largest gradient; parity with
+//! transformers holds at the fixtures' tolerance (`tests/model/parity.rs`).
 
 pub mod forward;
 pub mod matmul;
@@ -128,7 +135,15 @@ fn target_logprobs(w: &Weights, hidden: &[f32], targets: &[u32]) -> Vec<f32> {
     let (h, vocab) = (w.cfg.hidden_size, w.cfg.vocab_size);
     let n = targets.len();
     let mut logits = vec![0f32; n * vocab];
-    matmul_wt(hidden, h, w.lm_head, &mut logits, vocab, (n, vocab, h), Into::Overwrite);
+    matmul_wt(
+        hidden,
+        h,
+        w.lm_head,
+        &mut logits,
+        vocab,
+        (n, vocab, h),
+        Into::Overwrite,
+    );
     logits
         .chunks_exact(vocab)
         .zip(targets)
@@ -255,7 +270,10 @@ fn generate_group(
     if params.max_new_tokens == 0 {
         return out;
     }
-    let mut rngs: Vec<ChaCha8Rng> = seeds.iter().map(|&s| ChaCha8Rng::seed_from_u64(s)).collect();
+    let mut rngs: Vec<ChaCha8Rng> = seeds
+        .iter()
+        .map(|&s| ChaCha8Rng::seed_from_u64(s))
+        .collect();
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let capacity = longest + params.max_new_tokens;
     let rope = RopeTable::new(w, capacity);
@@ -266,7 +284,14 @@ fn generate_group(
     let (ids, mut spans) = pack(prompts);
     let mut active: Vec<usize> = (0..prompts.len()).collect();
     for step in 0..params.max_new_tokens {
-        let hidden = forward::hidden(w, &ids_for(step, &ids, &out, &active), &spans, &rope, &mut cache, &mut scratch);
+        let hidden = forward::hidden(
+            w,
+            &ids_for(step, &ids, &out, &active),
+            &spans,
+            &rope,
+            &mut cache,
+            &mut scratch,
+        );
         let last: Vec<f32> = spans
             .iter()
             .flat_map(|sp| {
@@ -275,7 +300,15 @@ fn generate_group(
             })
             .collect();
         let mut logits = vec![0f32; active.len() * vocab];
-        matmul_wt(&last, h, w.lm_head, &mut logits, vocab, (active.len(), vocab, h), Into::Overwrite);
+        matmul_wt(
+            &last,
+            h,
+            w.lm_head,
+            &mut logits,
+            vocab,
+            (active.len(), vocab, h),
+            Into::Overwrite,
+        );
         for (&r, row) in active.iter().zip(logits.chunks_exact(vocab)) {
             let tok = pick(row, params.sampler, &mut rngs[r]);
             out[r].token_ids.push(tok);

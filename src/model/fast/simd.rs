@@ -195,7 +195,14 @@ fn softmax_weights_impl(logits: &[f32], inv_t: f32, out: &mut [f32]) {
 }
 
 #[inline(always)]
-fn rms_norm_backward_impl(x: &[f32], w: &[f32], eps: f32, dy: &[f32], dx: &mut [f32], dw: &mut [f32]) {
+fn rms_norm_backward_impl(
+    x: &[f32],
+    w: &[f32],
+    eps: f32,
+    dy: &[f32],
+    dx: &mut [f32],
+    dw: &mut [f32],
+) {
     let h = x.len() as f32;
     let inv = 1.0 / (lane_sum(x, |v| v * v) / h + eps).sqrt();
     // g = w·dy; dx = inv·(g − x̂·mean(g·x̂)), x̂ = x·inv; dw += dy·x̂.
@@ -212,8 +219,20 @@ fn rms_norm_backward_impl(x: &[f32], w: &[f32], eps: f32, dy: &[f32], dx: &mut [
 }
 
 #[inline(always)]
-fn silu_mul_backward_impl(gate: &[f32], up: &[f32], da: &[f32], dgate: &mut [f32], dup: &mut [f32]) {
-    for ((((&g, &u), &d), dg), du) in gate.iter().zip(up).zip(da).zip(dgate.iter_mut()).zip(dup.iter_mut()) {
+fn silu_mul_backward_impl(
+    gate: &[f32],
+    up: &[f32],
+    da: &[f32],
+    dgate: &mut [f32],
+    dup: &mut [f32],
+) {
+    for ((((&g, &u), &d), dg), du) in gate
+        .iter()
+        .zip(up)
+        .zip(da)
+        .zip(dgate.iter_mut())
+        .zip(dup.iter_mut())
+    {
         let sig = 1.0 / (1.0 + exp_f32(-g));
         let silu = g * sig;
         *du = d * silu;

@@ -175,8 +175,11 @@ impl<'d> Recorder<'d> {
             values.extend(v);
             kept.push((r, g));
         }
-        let leaf = Var::from_vec(values, outputs, &Device::Cpu)?.as_tensor().clone();
-        self.outputs.push((leaf.clone(), kept, outputs / seqs.len().max(1)));
+        let leaf = Var::from_vec(values, outputs, &Device::Cpu)?
+            .as_tensor()
+            .clone();
+        self.outputs
+            .push((leaf.clone(), kept, outputs / seqs.len().max(1)));
         Ok(leaf)
     }
 
@@ -221,7 +224,9 @@ impl<'d> Recorder<'d> {
 /// [`TRAIN_GROUP_TOKENS`] (at least one sequence each).
 fn split(seqs: &[Vec<u32>]) -> Vec<std::ops::Range<usize>> {
     let total: usize = seqs.iter().map(Vec::len).sum();
-    let budget = total.div_ceil(total.div_ceil(TRAIN_GROUP_TOKENS).max(1)).max(1);
+    let budget = total
+        .div_ceil(total.div_ceil(TRAIN_GROUP_TOKENS).max(1))
+        .max(1);
     let mut out = Vec::new();
     let (mut start, mut tokens) = (0, 0);
     for (i, s) in seqs.iter().enumerate() {
@@ -280,9 +285,21 @@ fn head_values(w: &Weights, g: &mut Group) -> Vec<f32> {
                 .collect();
             *logits = vec![0f32; rows.len() * vocab];
             let n = rows.len();
-            matmul_wt(&picked, h, w.lm_head, logits, vocab, (n, vocab, h), Into::Overwrite);
+            matmul_wt(
+                &picked,
+                h,
+                w.lm_head,
+                logits,
+                vocab,
+                (n, vocab, h),
+                Into::Overwrite,
+            );
             let mut sums = vec![0f32; g.spans.len()];
-            for ((row, &t), &o) in logits.chunks_exact(vocab).zip(targets.iter()).zip(owner.iter()) {
+            for ((row, &t), &o) in logits
+                .chunks_exact(vocab)
+                .zip(targets.iter())
+                .zip(owner.iter())
+            {
                 sums[o] += row[t as usize] - simd::log_sum_exp(row);
             }
             sums
@@ -350,7 +367,10 @@ fn head_backward(w: &Weights, g: &Group, up: &[f32], grads: &mut Grads) -> Vec<f
                 Into::Overwrite,
             );
             for (&r, d) in rows.iter().zip(dpicked.chunks_exact(h)) {
-                dh[r * h..(r + 1) * h].iter_mut().zip(d).for_each(|(a, b)| *a += b);
+                dh[r * h..(r + 1) * h]
+                    .iter_mut()
+                    .zip(d)
+                    .for_each(|(a, b)| *a += b);
             }
         }
         Head::Last { tokens } => {
@@ -362,7 +382,11 @@ fn head_backward(w: &Weights, g: &Group, up: &[f32], grads: &mut Grads) -> Vec<f
                     let t = t as usize;
                     let x = &g.hidden[row * h..(row + 1) * h];
                     simd::axpy(&mut grads.of(w.lm_head)[t * h..(t + 1) * h], u, x);
-                    simd::axpy(&mut dh[row * h..(row + 1) * h], u, &w.lm_head[t * h..(t + 1) * h]);
+                    simd::axpy(
+                        &mut dh[row * h..(row + 1) * h],
+                        u,
+                        &w.lm_head[t * h..(t + 1) * h],
+                    );
                 }
             }
         }
@@ -377,7 +401,15 @@ fn backward_group(w: &Weights, g: &Group, up: &[f32]) -> Grads {
     let mut grads = Grads::default();
     let dh = head_backward(w, g, up, &mut grads);
     let mut dx = vec![0f32; dh.len()];
-    norm_backward(&g.tape.x_final, w.norm, eps, &dh, &mut dx, grads.of(w.norm), h);
+    norm_backward(
+        &g.tape.x_final,
+        w.norm,
+        eps,
+        &dh,
+        &mut dx,
+        grads.of(w.norm),
+        h,
+    );
     for layer in (0..w.layers.len()).rev() {
         mlp_backward(w, layer, &g.tape.layers[layer], &mut dx, &mut grads);
         attention_backward(w, layer, g, &mut dx, &mut grads);
@@ -385,14 +417,29 @@ fn backward_group(w: &Weights, g: &Group, up: &[f32]) -> Grads {
     let emb = grads.of(w.embed);
     for (&id, d) in g.ids.iter().zip(dx.chunks_exact(h)) {
         let id = id as usize;
-        emb[id * h..(id + 1) * h].iter_mut().zip(d).for_each(|(a, b)| *a += b);
+        emb[id * h..(id + 1) * h]
+            .iter_mut()
+            .zip(d)
+            .for_each(|(a, b)| *a += b);
     }
     grads
 }
 
 /// `dx += RMSNorm backward(dy)` row by row; `dw` accumulates.
-fn norm_backward(x: &[f32], weight: &[f32], eps: f32, dy: &[f32], dx: &mut [f32], dw: &mut [f32], h: usize) {
-    for ((xr, dyr), dxr) in x.chunks_exact(h).zip(dy.chunks_exact(h)).zip(dx.chunks_exact_mut(h)) {
+fn norm_backward(
+    x: &[f32],
+    weight: &[f32],
+    eps: f32,
+    dy: &[f32],
+    dx: &mut [f32],
+    dw: &mut [f32],
+    h: usize,
+) {
+    for ((xr, dyr), dxr) in x
+        .chunks_exact(h)
+        .zip(dy.chunks_exact(h))
+        .zip(dx.chunks_exact_mut(h))
+    {
         simd::rms_norm_backward(xr, weight, eps, dyr, dxr, dw);
     }
 }
@@ -434,7 +481,13 @@ fn linear_backward(
     );
 }
 
-fn mlp_backward(w: &Weights, layer: usize, t: &forward::LayerTape, dx: &mut [f32], grads: &mut Grads) {
+fn mlp_backward(
+    w: &Weights,
+    layer: usize,
+    t: &forward::LayerTape,
+    dx: &mut [f32],
+    grads: &mut Grads,
+) {
     let cfg = w.cfg;
     let l = &w.layers[layer];
     let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
@@ -442,13 +495,45 @@ fn mlp_backward(w: &Weights, layer: usize, t: &forward::LayerTape, dx: &mut [f32
     let mut act = vec![0f32; n * inter];
     simd::silu_mul_into(&t.gate, &t.up, &mut act);
     let mut da = vec![0f32; n * inter];
-    linear_backward(l.down, &act, dx, &mut da, (n, h, inter), Into::Overwrite, grads);
+    linear_backward(
+        l.down,
+        &act,
+        dx,
+        &mut da,
+        (n, h, inter),
+        Into::Overwrite,
+        grads,
+    );
     let (mut dgate, mut dup) = (act, vec![0f32; n * inter]);
     simd::silu_mul_backward(&t.gate, &t.up, &da, &mut dgate, &mut dup);
     let mut dnormed = vec![0f32; n * h];
-    linear_backward(l.gate, &t.normed_mid, &dgate, &mut dnormed, (n, inter, h), Into::Overwrite, grads);
-    linear_backward(l.up, &t.normed_mid, &dup, &mut dnormed, (n, inter, h), Into::Add, grads);
-    norm_backward(&t.x_mid, l.post_norm, cfg.rms_norm_eps as f32, &dnormed, dx, grads.of(l.post_norm), h);
+    linear_backward(
+        l.gate,
+        &t.normed_mid,
+        &dgate,
+        &mut dnormed,
+        (n, inter, h),
+        Into::Overwrite,
+        grads,
+    );
+    linear_backward(
+        l.up,
+        &t.normed_mid,
+        &dup,
+        &mut dnormed,
+        (n, inter, h),
+        Into::Add,
+        grads,
+    );
+    norm_backward(
+        &t.x_mid,
+        l.post_norm,
+        cfg.rms_norm_eps as f32,
+        &dnormed,
+        dx,
+        grads.of(l.post_norm),
+        h,
+    );
 }
 
 fn attention_backward(w: &Weights, layer: usize, g: &Group, dx: &mut [f32], grads: &mut Grads) {
@@ -459,7 +544,15 @@ fn attention_backward(w: &Weights, layer: usize, g: &Group, dx: &mut [f32], grad
     let (qw, kw) = (cfg.num_heads * d, cfg.num_kv_heads * d);
     let n = dx.len() / h;
     let mut dattn = vec![0f32; n * qw];
-    linear_backward(l.o, &t.attn, dx, &mut dattn, (n, h, qw), Into::Overwrite, grads);
+    linear_backward(
+        l.o,
+        &t.attn,
+        dx,
+        &mut dattn,
+        (n, h, qw),
+        Into::Overwrite,
+        grads,
+    );
     let (mut dq, mut dk, mut dv) = (vec![0f32; n * qw], vec![0f32; n * kw], vec![0f32; n * kw]);
     let (kc, vc) = (&g.cache.k[layer], &g.cache.v[layer]);
     let n_rep = cfg.num_heads / cfg.num_kv_heads;
@@ -492,17 +585,52 @@ fn attention_backward(w: &Weights, layer: usize, g: &Group, dx: &mut [f32], grad
             }
             let d_out = Operand::rows(&dattn[q0..], qw);
             // dV += Pᵀ·dO
-            product(Operand::transposed(&p, len), d_out, &mut dv[k0..], kw, (len, d, len), 1.0, Into::Add);
+            product(
+                Operand::transposed(&p, len),
+                d_out,
+                &mut dv[k0..],
+                kw,
+                (len, d, len),
+                1.0,
+                Into::Add,
+            );
             // dP = dO·Vᵀ, then dS = P ⊙ (dP − Σ P·dP) over the visible keys.
-            product(d_out, Operand::transposed(vals, kw), &mut dp, len, (len, len, d), 1.0, Into::Overwrite);
+            product(
+                d_out,
+                Operand::transposed(vals, kw),
+                &mut dp,
+                len,
+                (len, len, d),
+                1.0,
+                Into::Overwrite,
+            );
             for i in 0..len {
-                let (pr, dr) = (&p[i * len..i * len + i + 1], &mut dp[i * len..(i + 1) * len]);
+                let (pr, dr) = (
+                    &p[i * len..i * len + i + 1],
+                    &mut dp[i * len..(i + 1) * len],
+                );
                 simd::softmax_backward(pr, &mut dr[..=i]);
                 dr[i + 1..].fill(0.0);
             }
             // dq = s·dS·K, dK += s·dSᵀ·q
-            product(Operand::rows(&dp, len), Operand::rows(keys, kw), &mut dq[q0..], qw, (len, d, len), scale, Into::Overwrite);
-            product(Operand::transposed(&dp, len), Operand::rows(&t.q[q0..], qw), &mut dk[k0..], kw, (len, d, len), scale, Into::Add);
+            product(
+                Operand::rows(&dp, len),
+                Operand::rows(keys, kw),
+                &mut dq[q0..],
+                qw,
+                (len, d, len),
+                scale,
+                Into::Overwrite,
+            );
+            product(
+                Operand::transposed(&dp, len),
+                Operand::rows(&t.q[q0..], qw),
+                &mut dk[k0..],
+                kw,
+                (len, d, len),
+                scale,
+                Into::Add,
+            );
         }
     }
     for sp in &g.spans {
@@ -513,8 +641,40 @@ fn attention_backward(w: &Weights, layer: usize, g: &Group, dx: &mut [f32], grad
         }
     }
     let mut dnormed = vec![0f32; n * h];
-    linear_backward(l.q, &t.normed_in, &dq, &mut dnormed, (n, qw, h), Into::Overwrite, grads);
-    linear_backward(l.k, &t.normed_in, &dk, &mut dnormed, (n, kw, h), Into::Add, grads);
-    linear_backward(l.v, &t.normed_in, &dv, &mut dnormed, (n, kw, h), Into::Add, grads);
-    norm_backward(&t.x_in, l.input_norm, cfg.rms_norm_eps as f32, &dnormed, dx, grads.of(l.input_norm), h);
+    linear_backward(
+        l.q,
+        &t.normed_in,
+        &dq,
+        &mut dnormed,
+        (n, qw, h),
+        Into::Overwrite,
+        grads,
+    );
+    linear_backward(
+        l.k,
+        &t.normed_in,
+        &dk,
+        &mut dnormed,
+        (n, kw, h),
+        Into::Add,
+        grads,
+    );
+    linear_backward(
+        l.v,
+        &t.normed_in,
+        &dv,
+        &mut dnormed,
+        (n, kw, h),
+        Into::Add,
+        grads,
+    );
+    norm_backward(
+        &t.x_in,
+        l.input_norm,
+        cfg.rms_norm_eps as f32,
+        &dnormed,
+        dx,
+        grads.of(l.input_norm),
+        h,
+    );
 }

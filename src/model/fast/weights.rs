@@ -42,7 +42,10 @@ impl<'t> Locked<'t> {
 
     /// Every locked tensor with its slice (a tied weight appears twice).
     pub fn entries(&self) -> impl Iterator<Item = (&'t Tensor, &[f32])> + '_ {
-        self.tensors.iter().enumerate().map(|(i, t)| (*t, self.slice(i)))
+        self.tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (*t, self.slice(i)))
     }
 
     fn slice(&self, i: usize) -> &[f32] {
