@@ -90,6 +90,22 @@ fn check_params(
     Ok(())
 }
 
+/// Each row's RNG (seeded with its seed) and its empty output.
+pub(crate) fn start_rows(seeds: &[u64]) -> (Vec<ChaCha8Rng>, Vec<Generated>) {
+    let rngs = seeds
+        .iter()
+        .map(|&s| ChaCha8Rng::seed_from_u64(s))
+        .collect();
+    let out = seeds
+        .iter()
+        .map(|_| Generated {
+            token_ids: vec![],
+            stopped: false,
+        })
+        .collect();
+    (rngs, out)
+}
+
 /// [`generate`] on the candle path (padded batch, candle's KV cache): the reference.
 pub fn generate_reference(
     dec: &Decoder,
@@ -99,17 +115,7 @@ pub fn generate_reference(
     adapters: Adapters,
 ) -> anyhow::Result<Vec<Generated>> {
     check_params(prompts, seeds, params)?;
-    let mut rngs: Vec<ChaCha8Rng> = seeds
-        .iter()
-        .map(|&s| ChaCha8Rng::seed_from_u64(s))
-        .collect();
-    let mut out: Vec<Generated> = prompts
-        .iter()
-        .map(|_| Generated {
-            token_ids: vec![],
-            stopped: false,
-        })
-        .collect();
+    let (mut rngs, mut out) = start_rows(seeds);
     if params.max_new_tokens == 0 {
         return Ok(out);
     }

@@ -13,7 +13,7 @@
 //! `q·kᵀ·d^-½` over visible keys). Versus the differentiable candle path the differences are
 //! summation order and the `exp` polynomial: ~1e-6 relative on logits (tests bound it).
 
-use super::matmul::{Into, matmul_strided, matmul_wt};
+use super::matmul::{Into, Operand, matmul_wt, product};
 use super::simd;
 use super::weights::{Lin, Weights};
 
@@ -84,23 +84,16 @@ impl RopeTable {
 
     /// The inverse rotation (the transpose): RoPE's backward for a gradient `row`.
     pub(super) fn apply_inverse(&self, row: &mut [f32], pos: usize) {
-        let h = self.half;
-        let (cos, sin) = (
-            &self.cos[pos * h..(pos + 1) * h],
-            &self.sin[pos * h..(pos + 1) * h],
-        );
-        for head in row.chunks_exact_mut(2 * h) {
-            let (x1, x2) = head.split_at_mut(h);
-            for i in 0..h {
-                let (a, b) = (x1[i], x2[i]);
-                x1[i] = a * cos[i] + b * sin[i];
-                x2[i] = b * cos[i] - a * sin[i];
-            }
-        }
+        self.rotate(row, pos, -1.0);
     }
 
     /// Rotate each `2·half`-wide head of `row` for position `pos`.
     pub(super) fn apply(&self, row: &mut [f32], pos: usize) {
+        self.rotate(row, pos, 1.0);
+    }
+
+    /// `[x1, x2] → [x1·cos − x2·sin·dir, x2·cos + x1·sin·dir]` per head (`dir` = ±1).
+    fn rotate(&self, row: &mut [f32], pos: usize, dir: f32) {
         let h = self.half;
         let (cos, sin) = (
             &self.cos[pos * h..(pos + 1) * h],
@@ -109,9 +102,9 @@ impl RopeTable {
         for head in row.chunks_exact_mut(2 * h) {
             let (x1, x2) = head.split_at_mut(h);
             for i in 0..h {
-                let (a, b) = (x1[i], x2[i]);
-                x1[i] = a * cos[i] - b * sin[i];
-                x2[i] = b * cos[i] + a * sin[i];
+                let (a, b, s) = (x1[i], x2[i], sin[i] * dir);
+                x1[i] = a * cos[i] - b * s;
+                x2[i] = b * cos[i] + a * s;
             }
         }
     }
@@ -238,6 +231,7 @@ fn norm_rows(x: &[f32], weight: &[f32], eps: f64, out: &mut [f32], h: usize) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn attention_block(
     w: &Weights,
     layer: usize,
@@ -332,15 +326,14 @@ fn attend(
             }
             continue;
         }
-        matmul_strided(
-            &q[q0..],
-            qw,
-            keys,
-            (1, kw),
+        product(
+            Operand::rows(&q[q0..], qw),
+            Operand::transposed(keys, kw),
             sc,
             total,
             (sp.len, total, d),
             scale,
+            Into::Overwrite,
         );
         for i in 0..sp.len {
             let row = &mut sc[i * total..(i + 1) * total];
@@ -348,15 +341,14 @@ fn attend(
             simd::softmax(&mut row[..visible]);
             row[visible..].fill(0.0);
         }
-        matmul_strided(
-            sc,
-            total,
-            vals,
-            (kw, 1),
+        product(
+            Operand::rows(sc, total),
+            Operand::rows(vals, kw),
             &mut attn[q0..],
             qw,
             (sp.len, d, total),
             1.0,
+            Into::Overwrite,
         );
     }
 }

@@ -1,12 +1,15 @@
-//! `y = x·Wᵀ` on row-major slices through the `gemm` crate (the kernels candle uses), on
-//! the calling thread: the fast path parallelises over independent groups of sequences.
+//! Matrix products on row-major slices through the `gemm` crate (the kernels candle uses),
+//! on the calling thread: the fast path parallelises over independent groups of sequences.
 //!
-//! Shapes: `x: (m, k)` with row stride `ldx`, `W: (n, k)` row-major (a checkpoint's
-//! `(out, in)` layout, read in place), `y: (m, n)` with row stride `ldy`.
+//! - [`matmul_wt`]: `y = x·Wᵀ` for a layer: `x: (m, k)` with row stride `ldx`, `W: (n, k)`
+//!   row-major (a checkpoint's `(out, in)` layout, read in place), `y: (m, n)`, stride `ldy`.
+//! - [`product`]: `y = s·a·b` for any strided operands ([`Operand`]): attention and the
+//!   backward pass.
 //!
-//! Invariant: row `i` of `y` depends only on row `i` of `x` and on `W` — not on `m`. gemm
-//! takes a matrix-vector path with another summation order when `m == 1`, so a single row is
-//! computed as two (itself twice); a row's result is then the same alone or in a batch.
+//! Invariant of [`matmul_wt`]: row `i` of `y` depends only on row `i` of `x` and on `W` — not
+//! on `m`. gemm takes a matrix-vector path with another summation order when `m == 1`, so a
+//! single row is computed as two (itself twice); a row's result is then the same alone or in
+//! a batch (tested).
 
 use gemm::Parallelism;
 
@@ -15,209 +18,6 @@ use gemm::Parallelism;
 pub enum Into {
     Overwrite,
     Add,
-}
-
-/// `y (=|+=) x·Wᵀ`; see the module docs for shapes.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_wt(
-    x: &[f32],
-    ldx: usize,
-    w: &[f32],
-    y: &mut [f32],
-    ldy: usize,
-    (m, n, k): (usize, usize, usize),
-    into: Into,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(
-        w.len() >= n * k,
-        "weight has {} values, needs {n}×{k}",
-        w.len()
-    );
-    assert!(
-        x.len() >= (m - 1) * ldx + k && ldx >= k,
-        "x too short for {m}×{k}"
-    );
-    assert!(
-        y.len() >= (m - 1) * ldy + n && ldy >= n,
-        "y too short for {m}×{n}"
-    );
-    if m == 1 {
-        let mut x2 = Vec::with_capacity(2 * k);
-        x2.extend_from_slice(&x[..k]);
-        x2.extend_from_slice(&x[..k]);
-        let mut y2 = vec![0f32; 2 * n];
-        if into == Into::Add {
-            y2[..n].copy_from_slice(&y[..n]);
-            y2[n..].copy_from_slice(&y[..n]);
-        }
-        column_major(&x2, k, w, &mut y2, n, (2, n, k), into);
-        y[..n].copy_from_slice(&y2[..n]);
-        return;
-    }
-    if m >= ROW_MAJOR_FROM_ROWS {
-        row_major(x, ldx, w, y, ldy, (m, n, k), into);
-    } else {
-        column_major(x, ldx, w, y, ldy, (m, n, k), into);
-    }
-}
-
-/// From this many rows on, repacking the weight (gemm's choice for a row-major `y`) costs
-/// less than the transposed product (measured on the 30 M scoring workload: at 256 rows the
-/// column-major product is 19 % faster, at 1 024 rows 15 % slower).
-const ROW_MAJOR_FROM_ROWS: usize = 512;
-
-/// `y (=|+=) x·Wᵀ` with `y` row-major: gemm repacks `W`.
-fn row_major(
-    x: &[f32],
-    ldx: usize,
-    w: &[f32],
-    y: &mut [f32],
-    ldy: usize,
-    (m, n, k): (usize, usize, usize),
-    into: Into,
-) {
-    // SAFETY: bounds checked by `matmul_wt`; y does not alias x or W.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            y.as_mut_ptr(),
-            1,
-            ldy as isize,
-            into == Into::Add,
-            x.as_ptr(),
-            1,
-            ldx as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
-}
-
-/// gemm's micro-kernel wants the matrix it calls `lhs` in column panels. Asked for `x·Wᵀ`
-/// with a row-major `y` it transposes the problem to `W·xᵀ` and repacks the whole weight on
-/// every call (≈ 20 % of scoring time at 256 rows, measured). Asking for a column-major `yᵀ`
-/// keeps `W` as the right-hand side, read in place (`rhs_rs = 1`), and packs only `x`; the
-/// product is then transposed into `y`.
-fn column_major(
-    x: &[f32],
-    ldx: usize,
-    w: &[f32],
-    y: &mut [f32],
-    ldy: usize,
-    (m, n, k): (usize, usize, usize),
-    into: Into,
-) {
-    thread_local! {
-        static COLUMN_MAJOR: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    COLUMN_MAJOR.with_borrow_mut(|yt| {
-        if yt.len() < m * n {
-            yt.resize(m * n, 0.0);
-        }
-        // SAFETY: the bounds were checked by the caller (`matmul_wt`): x holds m rows of k at
-        // stride ldx, W holds n rows of k; yt holds m·n values (column j at j·m); no aliasing.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                yt.as_mut_ptr(),
-                m as isize,
-                1,
-                false,
-                x.as_ptr(),
-                1,
-                ldx as isize,
-                w.as_ptr(),
-                k as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        }
-        transpose_into(&yt[..m * n], y, ldy, (m, n), into);
-    });
-}
-
-/// `y[i][j] (=|+=) yt[j·m + i]`, in tiles so both sides stay in cache.
-fn transpose_into(yt: &[f32], y: &mut [f32], ldy: usize, (m, n): (usize, usize), into: Into) {
-    const TILE: usize = 32;
-    for i0 in (0..m).step_by(TILE) {
-        for j0 in (0..n).step_by(TILE) {
-            for i in i0..(i0 + TILE).min(m) {
-                let row = &mut y[i * ldy..i * ldy + n];
-                for j in j0..(j0 + TILE).min(n) {
-                    let v = yt[j * m + i];
-                    match into {
-                        Into::Overwrite => row[j] = v,
-                        Into::Add => row[j] += v,
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// `y = a·b` for `a: (m, k)` (row stride `lda`), `b: (k, n)` given by its strides
-/// (`b[kk][j]` at `kk·b_rs + j·b_cs`), `y: (m, n)` row stride `ldy`, scaled by `scale`.
-/// The attention products (`q·kᵀ` and `p·v`) over a KV cache.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_strided(
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    (b_rs, b_cs): (usize, usize),
-    y: &mut [f32],
-    ldy: usize,
-    (m, n, k): (usize, usize, usize),
-    scale: f32,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(a.len() >= (m - 1) * lda + k, "a too short");
-    assert!(b.len() > (k - 1) * b_rs + (n - 1) * b_cs, "b too short");
-    assert!(y.len() >= (m - 1) * ldy + n, "y too short");
-    // SAFETY: bounds checked above; y does not alias a or b.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            y.as_mut_ptr(),
-            1,
-            ldy as isize,
-            false,
-            a.as_ptr(),
-            1,
-            lda as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            0.0,
-            scale,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
 }
 
 /// A matrix operand: a slice and its strides (`a[i][j]` at `i·rs + j·cs`).
@@ -252,8 +52,98 @@ impl<'a> Operand<'a> {
     }
 }
 
+/// From this many rows on, repacking the weight (gemm's choice for a row-major `y`) costs
+/// less than the transposed product (measured on the 30 M scoring workload: at 256 rows the
+/// column-major product is 19 % faster, at 1 024 rows 15 % slower).
+const ROW_MAJOR_FROM_ROWS: usize = 512;
+
+/// `y (=|+=) x·Wᵀ`; see the module docs for shapes.
+pub fn matmul_wt(
+    x: &[f32],
+    ldx: usize,
+    w: &[f32],
+    y: &mut [f32],
+    ldy: usize,
+    (m, n, k): (usize, usize, usize),
+    into: Into,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (x_op, w_t) = (Operand::rows(x, ldx), Operand::transposed(w, k));
+    assert!(
+        x_op.fits(m, k) && w_t.fits(k, n),
+        "operand too short for {m}×{k}·{k}×{n}"
+    );
+    assert!(y.len() >= (m - 1) * ldy + n, "y too short for {m}×{n}");
+    if m == 1 {
+        let mut x2 = Vec::with_capacity(2 * k);
+        x2.extend_from_slice(&x[..k]);
+        x2.extend_from_slice(&x[..k]);
+        let mut y2 = vec![0f32; 2 * n];
+        if into == Into::Add {
+            y2[..n].copy_from_slice(&y[..n]);
+            y2[n..].copy_from_slice(&y[..n]);
+        }
+        column_major(Operand::rows(&x2, k), w_t, &mut y2, n, (2, n, k), into);
+        y[..n].copy_from_slice(&y2[..n]);
+    } else if m >= ROW_MAJOR_FROM_ROWS {
+        // SAFETY: bounds checked above; y is a distinct, exclusive borrow.
+        unsafe { gemm_into(y, (ldy, 1), into, x_op, w_t, (m, n, k), 1.0) };
+    } else {
+        column_major(x_op, w_t, y, ldy, (m, n, k), into);
+    }
+}
+
+/// gemm's micro-kernel wants the matrix it calls `lhs` in column panels. Asked for `x·Wᵀ`
+/// with a row-major `y` it transposes the problem to `W·xᵀ` and repacks the whole weight on
+/// every call (≈ 20 % of scoring time at 256 rows, measured). Asking for a column-major `yᵀ`
+/// keeps `W` as the right-hand side, read in place (`rhs_rs = 1`), and packs only `x`; the
+/// product is then transposed into `y`.
+fn column_major(
+    x: Operand,
+    w_t: Operand,
+    y: &mut [f32],
+    ldy: usize,
+    (m, n, k): (usize, usize, usize),
+    into: Into,
+) {
+    thread_local! {
+        static COLUMN_MAJOR: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    COLUMN_MAJOR.with_borrow_mut(|yt| {
+        if yt.len() < m * n {
+            yt.resize(m * n, 0.0);
+        }
+        // SAFETY: the operands were bounds-checked by the caller; yt holds m·n values
+        // (column j at j·m) and is not aliased.
+        unsafe { gemm_into(yt, (1, m), Into::Overwrite, x, w_t, (m, n, k), 1.0) };
+        transpose_into(&yt[..m * n], y, ldy, (m, n), into);
+    });
+}
+
+/// `y[i][j] (=|+=) yt[j·m + i]`, in tiles so both sides stay in cache.
+fn transpose_into(yt: &[f32], y: &mut [f32], ldy: usize, (m, n): (usize, usize), into: Into) {
+    const TILE: usize = 32;
+    for i0 in (0..m).step_by(TILE) {
+        for j0 in (0..n).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(m) {
+                let row = &mut y[i * ldy..i * ldy + n];
+                for j in j0..(j0 + TILE).min(n) {
+                    let v = yt[j * m + i];
+                    match into {
+                        Into::Overwrite => row[j] = v,
+                        Into::Add => row[j] += v,
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `y (=|+=) scale · a·b` for `a: (m, k)`, `b: (k, n)`, `y: (m, n)` row stride `ldy`: the
-/// backward pass's products (weight gradients `dYᵀ·X`, input gradients `dY·W`).
+/// attention products over a KV cache and the backward pass's products (weight gradients
+/// `dYᵀ·X`, input gradients `dY·W`).
 pub fn product(
     a: Operand,
     b: Operand,
@@ -279,15 +169,33 @@ pub fn product(
         }
         return;
     }
-    // SAFETY: bounds checked above; y does not alias a or b (distinct borrows).
+    // SAFETY: bounds checked above; y is a distinct, exclusive borrow.
+    unsafe { gemm_into(y, (ldy, 1), into, a, b, (m, n, k), scale) };
+}
+
+/// The one call into gemm: `y (=|+=) scale·a·b`, `y[i][j]` at `i·rs + j·cs`.
+///
+/// # Safety
+/// `a` and `b` must hold `(m, k)` and `(k, n)` at their strides, `y` `(m, n)` at its.
+unsafe fn gemm_into(
+    y: &mut [f32],
+    (rs, cs): (usize, usize),
+    into: Into,
+    a: Operand,
+    b: Operand,
+    (m, n, k): (usize, usize, usize),
+    scale: f32,
+) {
+    // SAFETY: the caller guarantees the bounds; `y` is an exclusive borrow, so the
+    // destination aliases neither operand.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             y.as_mut_ptr(),
-            1,
-            ldy as isize,
+            cs as isize,
+            rs as isize,
             into == Into::Add,
             a.data.as_ptr(),
             a.cs as isize,

@@ -37,8 +37,6 @@ pub mod simd;
 pub mod train;
 pub mod weights;
 
-use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
 use rayon::prelude::*;
 
 use self::forward::{KvCache, RopeTable, Scratch, Span};
@@ -46,7 +44,7 @@ use self::matmul::{Into, matmul_wt};
 use self::weights::Weights;
 use super::batch::Batch;
 use super::decoder::Decoder;
-use super::generate::{GenerateParams, Generated, pick};
+use super::generate::{GenerateParams, Generated, pick, start_rows};
 use super::linear::Adapters;
 use super::score::Pair;
 
@@ -82,13 +80,18 @@ fn check_ids(w: &Weights, seqs: &[Vec<u32>]) -> anyhow::Result<()> {
 }
 
 /// Consecutive runs of `seqs` of at most [`GROUP_TOKENS`] tokens, and at most an even share
-/// of the tokens per thread (so a small call still uses every thread); at least one sequence
-/// each. Which rows share a group does not change any row's result.
+/// of the tokens per thread (so a small call still uses every thread). Which rows share a
+/// group does not change any row's result.
 fn groups(seqs: &[Vec<u32>]) -> Vec<std::ops::Range<usize>> {
     let total: usize = seqs.iter().map(Vec::len).sum();
     let budget = total
         .div_ceil(rayon::current_num_threads().max(1))
         .min(GROUP_TOKENS);
+    runs_within(seqs, budget)
+}
+
+/// Consecutive runs of `seqs` of at most `budget` tokens (at least one sequence each).
+fn runs_within(seqs: &[Vec<u32>], budget: usize) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut tokens) = (0, 0);
     for (i, s) in seqs.iter().enumerate() {
@@ -260,20 +263,10 @@ fn generate_group(
     params: &GenerateParams,
 ) -> Vec<Generated> {
     let (h, vocab) = (w.cfg.hidden_size, w.cfg.vocab_size);
-    let mut out: Vec<Generated> = prompts
-        .iter()
-        .map(|_| Generated {
-            token_ids: vec![],
-            stopped: false,
-        })
-        .collect();
+    let (mut rngs, mut out) = start_rows(seeds);
     if params.max_new_tokens == 0 {
         return out;
     }
-    let mut rngs: Vec<ChaCha8Rng> = seeds
-        .iter()
-        .map(|&s| ChaCha8Rng::seed_from_u64(s))
-        .collect();
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let capacity = longest + params.max_new_tokens;
     let rope = RopeTable::new(w, capacity);

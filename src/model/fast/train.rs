@@ -67,8 +67,15 @@ struct Group {
 /// Recorded model outputs of one training step; see the module docs.
 pub struct Recorder<'d> {
     dec: &'d Decoder,
-    /// Each recorded output: its leaf tensor, its groups and their item ranges.
-    outputs: Vec<(Tensor, Vec<(std::ops::Range<usize>, Group)>, usize)>,
+    outputs: Vec<Recorded>,
+}
+
+/// One recorded output: its leaf tensor, its groups with their item ranges, and how many
+/// values each sequence contributes to the leaf.
+struct Recorded {
+    leaf: Tensor,
+    groups: Vec<(std::ops::Range<usize>, Group)>,
+    per_seq: usize,
 }
 
 /// Gradient buffers keyed by the address of the weight slice they belong to.
@@ -178,8 +185,11 @@ impl<'d> Recorder<'d> {
         let leaf = Var::from_vec(values, outputs, &Device::Cpu)?
             .as_tensor()
             .clone();
-        self.outputs
-            .push((leaf.clone(), kept, outputs / seqs.len().max(1)));
+        self.outputs.push(Recorded {
+            leaf: leaf.clone(),
+            groups: kept,
+            per_seq: outputs / seqs.len().max(1),
+        });
         Ok(leaf)
     }
 
@@ -190,7 +200,12 @@ impl<'d> Recorder<'d> {
             .ok_or_else(|| anyhow::anyhow!("internal error: the fast path stopped applying"))?;
         let w = Weights::new(self.dec, &locked);
         let mut jobs = Vec::new();
-        for (leaf, groups, per_seq) in &self.outputs {
+        for Recorded {
+            leaf,
+            groups,
+            per_seq,
+        } in &self.outputs
+        {
             let Some(g) = grads.get(leaf) else { continue };
             let upstream = g.flatten_all()?.to_vec1::<f32>()?;
             for (range, group) in groups {
@@ -227,19 +242,7 @@ fn split(seqs: &[Vec<u32>]) -> Vec<std::ops::Range<usize>> {
     let budget = total
         .div_ceil(total.div_ceil(TRAIN_GROUP_TOKENS).max(1))
         .max(1);
-    let mut out = Vec::new();
-    let (mut start, mut tokens) = (0, 0);
-    for (i, s) in seqs.iter().enumerate() {
-        if i > start && tokens + s.len() > budget {
-            out.push(start..i);
-            (start, tokens) = (i, 0);
-        }
-        tokens += s.len();
-    }
-    if start < seqs.len() {
-        out.push(start..seqs.len());
-    }
-    out
+    super::runs_within(seqs, budget)
 }
 
 fn forward_group(w: &Weights, seqs: &[Vec<u32>], head: Head) -> Group {

@@ -136,7 +136,7 @@ impl<'a> Weights<'a> {
         };
         let lin = |has_bias: bool, take: &mut dyn FnMut() -> &'a [f32]| Lin {
             w: take(),
-            b: has_bias.then(|| take()),
+            b: has_bias.then(&mut *take),
         };
         let embed = take();
         let layers = dec
