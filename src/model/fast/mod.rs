@@ -133,7 +133,7 @@ fn run_fresh(w: &Weights, seqs: &[Vec<u32>]) -> (Vec<f32>, Vec<Span>) {
     (hidden, spans)
 }
 
-/// Log-probs `(rows, vocab)`-free: for each `(hidden row, target)` the target's log-prob.
+/// For each `(hidden row, target)`: the target's log-prob under the vocabulary head.
 fn target_logprobs(w: &Weights, hidden: &[f32], targets: &[u32]) -> Vec<f32> {
     let (h, vocab) = (w.cfg.hidden_size, w.cfg.vocab_size);
     let n = targets.len();
