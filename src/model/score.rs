@@ -120,11 +120,18 @@ pub fn verdict_probs(
 }
 
 fn check_verdict_tokens(dec: &Decoder, (a, b): (u32, u32)) -> anyhow::Result<()> {
-    let vocab = dec.config().vocab_size as u32;
-    anyhow::ensure!(
-        a < vocab && b < vocab,
-        "verdict token ids {a}, {b} outside the vocabulary ({vocab})"
-    );
+    check_judge_tokens(dec.config().vocab_size, &[a, b])
+}
+
+/// The judge's verdict or score token ids are in the model's vocabulary (a user error
+/// otherwise: they were encoded with another model's tokenizer).
+pub fn check_judge_tokens(vocab: usize, tokens: &[u32]) -> anyhow::Result<()> {
+    if let Some(t) = tokens.iter().find(|&&t| t as usize >= vocab) {
+        anyhow::bail!(crate::user_err!(
+            "judge token id {t} is outside the model's vocabulary ({vocab} tokens): the verdict \
+             or score tokens were encoded with another tokenizer; rerun score-grm with this model"
+        ));
+    }
     Ok(())
 }
 

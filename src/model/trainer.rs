@@ -65,11 +65,7 @@ impl<'d> StepOutputs<'d> {
             StepOutputs::Candle { dec, .. } => dec.config().vocab_size,
             StepOutputs::Fast(rec) => rec.vocab_size(),
         };
-        if let Some(t) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            bail!(crate::user_err!(
-                "token id {t} outside the vocabulary ({vocab})"
-            ));
-        }
+        super::score::check_judge_tokens(vocab, tokens)?;
         match self {
             StepOutputs::Candle { dec, pad_id } => {
                 super::score::token_logits_at_last(dec, prompts, tokens, *pad_id, Adapters::On)
@@ -84,10 +80,7 @@ impl<'d> StepOutputs<'d> {
         prompts: &[Vec<u32>],
         (a, b): (u32, u32),
     ) -> Result<Tensor> {
-        let pair = self.last_logits(prompts, &[a, b])?;
-        let la = pair.narrow(1, 0, 1)?.squeeze(1)?;
-        let lb = pair.narrow(1, 1, 1)?.squeeze(1)?;
-        (la - lb).context("verdict logit gap")
+        logit_gap(&self.last_logits(prompts, &[a, b])?)
     }
 
     /// The weights' gradients of `loss`.
@@ -212,13 +205,13 @@ pub fn verdict_logit_gaps(
     pad_id: u32,
     adapters: Adapters,
 ) -> Result<Tensor> {
-    let vocab = dec.config().vocab_size as u32;
-    if tok_a >= vocab || tok_b >= vocab {
-        bail!(crate::user_err!(
-            "verdict token ids {tok_a}, {tok_b} outside the vocabulary ({vocab})"
-        ));
-    }
+    super::score::check_judge_tokens(dec.config().vocab_size, &[tok_a, tok_b])?;
     let pair = super::score::token_logits_at_last(dec, prompts, &[tok_a, tok_b], pad_id, adapters)?;
+    logit_gap(&pair)
+}
+
+/// `(b, 2)` logits → `l_A − l_B`, `(b,)`.
+fn logit_gap(pair: &Tensor) -> Result<Tensor> {
     let la = pair.narrow(1, 0, 1)?.squeeze(1)?;
     let lb = pair.narrow(1, 1, 1)?.squeeze(1)?;
     (la - lb).context("verdict logit gap")

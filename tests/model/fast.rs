@@ -2,17 +2,51 @@
 //! same numbers within a stated tolerance, the same greedy tokens, a row's result the same
 //! bits alone or in a batch, and the candle path taken whenever adapters take part.
 
-use scir::model::generate::{GenerateParams, Sampler, generate, generate_reference};
-use scir::model::score::{
-    Pair, response_logprobs_vec, response_logprobs_vec_reference, verdict_probs_vec,
-    verdict_probs_vec_reference,
-};
+use scir::model::fast;
+use scir::model::generate::{GenerateParams, Generated, Sampler, generate_reference};
+use scir::model::score::{Pair, response_logprobs_vec_reference, verdict_probs_vec_reference};
 use scir::model::{Adapters, Model};
 
 use super::common::{enc, family, max_rel};
 
 /// Fast vs candle path: `|a − b| / (1 + |b|)` on summed log-probs and on probabilities.
 const TOLERANCE: f32 = 2e-5;
+
+// The fast path called directly (the public entry points fall back to candle's path when it
+// declines, which would make these tests compare candle with itself).
+
+fn fast_scores(m: &Model, items: &[Pair]) -> Vec<f32> {
+    fast::response_logprobs(&m.decoder, items, Adapters::On)
+        .expect("the fast path applies")
+        .unwrap()
+}
+
+fn fast_generate(
+    m: &Model,
+    prompts: &[Vec<u32>],
+    seeds: &[u64],
+    p: &GenerateParams,
+) -> Vec<Generated> {
+    fast::generate(&m.decoder, prompts, seeds, p, Adapters::On)
+        .expect("the fast path applies")
+        .unwrap()
+}
+
+/// [`family`] with queries scaled up ×8: random initial weights give near-uniform attention,
+/// under which a wrong attention scale or mask would change the numbers by less than the
+/// tolerance; these models attend sharply.
+fn sharp_family(seed: u64) -> Vec<Model> {
+    use scir::model::trainer::varmap_vars;
+    let models = family(seed);
+    for m in &models {
+        for (name, var) in varmap_vars(&m.varmap).unwrap() {
+            if name.ends_with("q_proj.weight") {
+                var.set(&(var.as_tensor() * 8.0).unwrap()).unwrap();
+            }
+        }
+    }
+    models
+}
 
 fn items(m: &Model) -> Vec<Pair> {
     let long = "the quick brown fox jumps over the lazy dog. ".repeat(6);
@@ -33,13 +67,15 @@ fn items(m: &Model) -> Vec<Pair> {
 
 #[test]
 fn scores_and_verdicts_match_the_candle_path() {
-    for m in family(21) {
+    for m in sharp_family(21) {
         let it = items(&m);
-        let fast = response_logprobs_vec(&m.decoder, &it, 0, Adapters::On, 8).unwrap();
+        let fast = fast_scores(&m, &it);
         let slow = response_logprobs_vec_reference(&m.decoder, &it, 0, Adapters::On, 8).unwrap();
         assert!(max_rel(&fast, &slow) < TOLERANCE, "{fast:?} vs {slow:?}");
         let prompts: Vec<Vec<u32>> = it.iter().map(|p| p.prompt.clone()).collect();
-        let fast = verdict_probs_vec(&m.decoder, &prompts, (5, 9), 0, Adapters::On, 8).unwrap();
+        let fast = fast::verdict_probs(&m.decoder, &prompts, (5, 9), Adapters::On)
+            .expect("the fast path applies")
+            .unwrap();
         let slow =
             verdict_probs_vec_reference(&m.decoder, &prompts, (5, 9), 0, Adapters::On, 8).unwrap();
         for (f, s) in fast.iter().zip(&slow) {
@@ -52,11 +88,9 @@ fn scores_and_verdicts_match_the_candle_path() {
 fn a_row_gives_the_same_bits_alone_and_in_a_batch() {
     for m in family(22) {
         let it = items(&m);
-        let together = response_logprobs_vec(&m.decoder, &it, 0, Adapters::On, 8).unwrap();
+        let together = fast_scores(&m, &it);
         for (i, item) in it.iter().enumerate() {
-            let alone =
-                response_logprobs_vec(&m.decoder, std::slice::from_ref(item), 0, Adapters::On, 1)
-                    .unwrap();
+            let alone = fast_scores(&m, std::slice::from_ref(item));
             assert_eq!(alone[0].to_bits(), together[i].to_bits(), "item {i}");
         }
     }
@@ -73,11 +107,11 @@ fn params(sampler: Sampler, n: usize) -> GenerateParams {
 
 #[test]
 fn greedy_tokens_match_the_candle_path() {
-    for m in family(23) {
+    for m in sharp_family(23) {
         let prompts: Vec<Vec<u32>> = items(&m).into_iter().map(|p| p.prompt).collect();
         let seeds = vec![0; prompts.len()];
         let p = params(Sampler::Greedy, 20);
-        let fast = generate(&m.decoder, &prompts, &seeds, &p, Adapters::On).unwrap();
+        let fast = fast_generate(&m, &prompts, &seeds, &p);
         let slow = generate_reference(&m.decoder, &prompts, &seeds, &p, Adapters::On).unwrap();
         assert_eq!(fast, slow);
     }
@@ -95,13 +129,13 @@ fn sampled_rows_do_not_depend_on_the_batch() {
         },
         24,
     );
-    let together = generate(&m.decoder, &prompts, &seeds, &p, Adapters::On).unwrap();
+    let together = fast_generate(m, &prompts, &seeds, &p);
     // More rows than one group holds, in another order: every row unchanged.
     let many: Vec<Vec<u32>> = (0..150)
         .map(|i| prompts[i % prompts.len()].clone())
         .collect();
     let many_seeds: Vec<u64> = (0..150).map(|i| (i % prompts.len()) as u64).collect();
-    let big = generate(&m.decoder, &many, &many_seeds, &p, Adapters::On).unwrap();
+    let big = fast_generate(m, &many, &many_seeds, &p);
     for (i, g) in big.iter().enumerate() {
         assert_eq!(*g, together[i % prompts.len()], "row {i}");
     }
@@ -116,7 +150,7 @@ fn fast_backward_matches_candle_autograd() {
     use scir::model::fast::train::Recorder;
     use scir::model::score::{response_logprobs, token_logits_at_last};
     use scir::model::trainer::varmap_vars;
-    for m in family(25) {
+    for m in sharp_family(25) {
         let it = items(&m);
         let prompts: Vec<Vec<u32>> = it.iter().map(|p| p.prompt.clone()).collect();
         let tokens = [5u32, 9, 11];
@@ -166,4 +200,27 @@ fn fast_backward_matches_candle_autograd() {
             );
         }
     }
+}
+
+/// With a LoRA adapter attached the fast path declines when adapters take part (callers then
+/// use candle's path, which runs them) and applies when they are off (the base model).
+#[test]
+fn the_fast_path_declines_active_adapters() {
+    use candle_core::{DType, Device, Var};
+    use scir::model::lora::LoraAdapter;
+    let mut m = family(26).remove(0);
+    let it = items(&m);
+    for (_, lin) in m.decoder.linears_mut().into_iter().take(1) {
+        let (inp, out) = lin.dims();
+        lin.set_lora(Some(LoraAdapter {
+            a: Var::zeros((2, inp), DType::F32, &Device::Cpu).unwrap(),
+            b: Var::zeros((out, 2), DType::F32, &Device::Cpu).unwrap(),
+            scale: 1.0,
+        }));
+    }
+    assert!(fast::response_logprobs(&m.decoder, &it, Adapters::On).is_none());
+    assert!(fast::train::Recorder::new(&m.decoder).is_none());
+    let off = fast::response_logprobs(&m.decoder, &it, Adapters::Off).expect("applies");
+    let reference = response_logprobs_vec_reference(&m.decoder, &it, 0, Adapters::Off, 8).unwrap();
+    assert!(max_rel(&off.unwrap(), &reference) < TOLERANCE);
 }

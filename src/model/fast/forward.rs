@@ -332,13 +332,13 @@ fn attend(
             sc,
             total,
             (sp.len, total, d),
-            scale,
+            1.0,
             Into::Overwrite,
         );
         for i in 0..sp.len {
             let row = &mut sc[i * total..(i + 1) * total];
             let visible = sp.past + i + 1;
-            simd::softmax(&mut row[..visible]);
+            scaled_softmax(&mut row[..visible], scale);
             row[visible..].fill(0.0);
         }
         product(
@@ -351,6 +351,15 @@ fn attend(
             Into::Overwrite,
         );
     }
+}
+
+/// `softmax(row · scale)` in place. The scale is applied here, not inside gemm, whose kernels
+/// apply it at different points: a row's bits would depend on the product's shape.
+pub(super) fn scaled_softmax(row: &mut [f32], scale: f32) {
+    for x in row.iter_mut() {
+        *x *= scale;
+    }
+    simd::softmax(row);
 }
 
 fn mlp_block(

@@ -7,9 +7,10 @@
 //!   backward pass.
 //!
 //! Invariant of [`matmul_wt`]: row `i` of `y` depends only on row `i` of `x` and on `W` — not
-//! on `m`. gemm takes a matrix-vector path with another summation order when `m == 1`, so a
-//! single row is computed as two (itself twice); a row's result is then the same alone or in
-//! a batch (tested).
+//! on `m`. gemm sums in another order on three small-shape paths: matrix-vector when `m == 1`,
+//! its "horizontal" kernel when `m·n ≤ 256`, and a fixed depth block of 512 when `m, n ≤ 64`
+//! and `k > 512`. Products that small are computed with zero rows appended (see
+//! [`min_rows`]), so a row's result is the same alone or in a batch (unit-tested below).
 
 use gemm::Parallelism;
 
@@ -76,23 +77,38 @@ pub fn matmul_wt(
         "operand too short for {m}×{k}·{k}×{n}"
     );
     assert!(y.len() >= (m - 1) * ldy + n, "y too short for {m}×{n}");
-    if m == 1 {
-        let mut x2 = Vec::with_capacity(2 * k);
-        x2.extend_from_slice(&x[..k]);
-        x2.extend_from_slice(&x[..k]);
-        let mut y2 = vec![0f32; 2 * n];
-        if into == Into::Add {
-            y2[..n].copy_from_slice(&y[..n]);
-            y2[n..].copy_from_slice(&y[..n]);
+    let padded = min_rows(n, k);
+    if m < padded {
+        // Zero rows appended: gemm's blocked kernel, whose row results do not depend on m.
+        let mut x2 = vec![0f32; padded * k];
+        let mut y2 = vec![0f32; padded * n];
+        for i in 0..m {
+            x2[i * k..(i + 1) * k].copy_from_slice(&x[i * ldx..i * ldx + k]);
+            y2[i * n..(i + 1) * n].copy_from_slice(&y[i * ldy..i * ldy + n]);
         }
-        column_major(Operand::rows(&x2, k), w_t, &mut y2, n, (2, n, k), into);
-        y[..n].copy_from_slice(&y2[..n]);
+        column_major(Operand::rows(&x2, k), w_t, &mut y2, n, (padded, n, k), into);
+        for i in 0..m {
+            y[i * ldy..i * ldy + n].copy_from_slice(&y2[i * n..(i + 1) * n]);
+        }
     } else if m >= ROW_MAJOR_FROM_ROWS {
         // SAFETY: bounds checked above; y is a distinct, exclusive borrow.
         unsafe { gemm_into(y, (ldy, 1), into, x_op, w_t, (m, n, k), 1.0) };
     } else {
         column_major(x_op, w_t, y, ldy, (m, n, k), into);
     }
+}
+
+/// The fewest rows for which gemm takes its blocked kernel for an `(m, k)·(k, n)` product
+/// (see the module docs; the thresholds are gemm 0.19's).
+fn min_rows(n: usize, k: usize) -> usize {
+    const HORIZONTAL_MAX_ELEMENTS: usize = 256;
+    const SMALL_SIDE: usize = 64;
+    const SMALL_DEPTH_BLOCK: usize = 512;
+    let mut rows = 2.max(HORIZONTAL_MAX_ELEMENTS / n.max(1) + 1);
+    if n <= SMALL_SIDE && k > SMALL_DEPTH_BLOCK {
+        rows = rows.max(SMALL_SIDE + 1);
+    }
+    rows
 }
 
 /// gemm's micro-kernel wants the matrix it calls `lhs` in column panels. Asked for `x·Wᵀ`
@@ -210,5 +226,41 @@ unsafe fn gemm_into(
             false,
             Parallelism::None,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in (−1, 1).
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761) ^ seed) as f32 / u32::MAX as f32 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_row_gives_the_same_bits_in_any_number_of_rows() {
+        for (n, k) in [(16, 32), (32, 64), (64, 600), (200, 96), (600, 48)] {
+            let w = values(n * k, 7);
+            let big = 700; // takes the row-major path
+            let x = values(big * k, 11);
+            let mut all = vec![0f32; big * n];
+            matmul_wt(&x, k, &w, &mut all, n, (big, n, k), Into::Overwrite);
+            for m in [1, 2, 3, 9, 17, 65, 300] {
+                let mut part = vec![0f32; m * n];
+                matmul_wt(&x, k, &w, &mut part, n, (m, n, k), Into::Overwrite);
+                for i in 0..m {
+                    let (a, b) = (&part[i * n..(i + 1) * n], &all[i * n..(i + 1) * n]);
+                    assert!(
+                        a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                        "n={n} k={k}: row {i} differs between {m} and {big} rows"
+                    );
+                }
+            }
+        }
     }
 }

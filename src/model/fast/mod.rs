@@ -73,7 +73,10 @@ fn check_ids(w: &Weights, seqs: &[Vec<u32>]) -> anyhow::Result<()> {
     let vocab = w.cfg.vocab_size;
     for (i, s) in seqs.iter().enumerate() {
         if let Some(&id) = s.iter().find(|&&id| id as usize >= vocab) {
-            anyhow::bail!("sequence {i}: token id {id} is outside the vocabulary ({vocab})");
+            anyhow::bail!(
+                "sequence {i}: token id {id} is outside the model's vocabulary ({vocab} tokens): \
+                 the tokenizer and the checkpoint's config.json disagree"
+            );
         }
     }
     Ok(())
@@ -133,13 +136,49 @@ fn run_fresh(w: &Weights, seqs: &[Vec<u32>]) -> (Vec<f32>, Vec<Span>) {
     (hidden, spans)
 }
 
-/// For each `(hidden row, target)`: the target's log-prob under the vocabulary head.
-fn target_logprobs(w: &Weights, hidden: &[f32], targets: &[u32]) -> Vec<f32> {
+/// For sequences packed back to back (the first `prompt_len` tokens of each are its prompt):
+/// the rows that predict a response token (row `i` predicts token `i + 1`), those tokens, and
+/// the sequence each row belongs to.
+struct ResponseRows {
+    rows: Vec<usize>,
+    targets: Vec<u32>,
+    owner: Vec<usize>,
+}
+
+fn response_rows(seqs: &[Vec<u32>], prompt_lens: impl Iterator<Item = usize>) -> ResponseRows {
+    let mut out = ResponseRows {
+        rows: Vec::new(),
+        targets: Vec::new(),
+        owner: Vec::new(),
+    };
+    let mut start = 0;
+    for (r, (seq, plen)) in seqs.iter().zip(prompt_lens).enumerate() {
+        for i in plen - 1..seq.len() - 1 {
+            out.rows.push(start + i);
+            out.targets.push(seq[i + 1]);
+            out.owner.push(r);
+        }
+        start += seq.len();
+    }
+    out
+}
+
+/// Rows `rows` of `hidden` `(·, h)`, gathered into one contiguous `(rows, h)` matrix.
+fn gather_rows(hidden: &[f32], rows: &[usize], h: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows.len() * h);
+    for &r in rows {
+        out.extend_from_slice(&hidden[r * h..(r + 1) * h]);
+    }
+    out
+}
+
+/// The vocabulary head's logits `(n, vocab)` of `n` contiguous hidden rows.
+fn vocab_logits(w: &Weights, rows: &[f32]) -> Vec<f32> {
     let (h, vocab) = (w.cfg.hidden_size, w.cfg.vocab_size);
-    let n = targets.len();
+    let n = rows.len() / h;
     let mut logits = vec![0f32; n * vocab];
     matmul_wt(
-        hidden,
+        rows,
         h,
         w.lm_head,
         &mut logits,
@@ -148,10 +187,15 @@ fn target_logprobs(w: &Weights, hidden: &[f32], targets: &[u32]) -> Vec<f32> {
         Into::Overwrite,
     );
     logits
-        .chunks_exact(vocab)
-        .zip(targets)
-        .map(|(row, &t)| row[t as usize] - simd::log_sum_exp(row))
-        .collect()
+}
+
+/// Per sequence, the sum of its rows' target log-probs, from the rows' `logits`.
+fn summed_logprobs(logits: &[f32], vocab: usize, rr: &ResponseRows, seqs: usize) -> Vec<f32> {
+    let mut sums = vec![0f32; seqs];
+    for ((row, &t), &o) in logits.chunks_exact(vocab).zip(&rr.targets).zip(&rr.owner) {
+        sums[o] += row[t as usize] - simd::log_sum_exp(row);
+    }
+    sums
 }
 
 /// Sum of response-token log-probs per item (see [`super::score::response_logprobs`]);
@@ -176,23 +220,10 @@ pub fn response_logprobs(
 }
 
 fn score_group(w: &Weights, items: &[Pair], seqs: &[Vec<u32>]) -> Vec<f32> {
-    let h = w.cfg.hidden_size;
-    let (hidden, spans) = run_fresh(w, seqs);
-    // Position i predicts token i + 1; response tokens are at prompt.len()..seq.len().
-    let (mut picked, mut targets, mut owner) = (Vec::new(), Vec::new(), Vec::new());
-    for (r, ((item, seq), sp)) in items.iter().zip(seqs).zip(&spans).enumerate() {
-        for i in item.prompt.len() - 1..seq.len() - 1 {
-            let row = sp.start + i;
-            picked.extend_from_slice(&hidden[row * h..(row + 1) * h]);
-            targets.push(seq[i + 1]);
-            owner.push(r);
-        }
-    }
-    let mut sums = vec![0f32; items.len()];
-    for (lp, r) in target_logprobs(w, &picked, &targets).into_iter().zip(owner) {
-        sums[r] += lp;
-    }
-    sums
+    let (hidden, _) = run_fresh(w, seqs);
+    let rr = response_rows(seqs, items.iter().map(|p| p.prompt.len()));
+    let logits = vocab_logits(w, &gather_rows(&hidden, &rr.rows, w.cfg.hidden_size));
+    summed_logprobs(&logits, w.cfg.vocab_size, &rr, items.len())
 }
 
 /// `softmax(l_a, l_b)` at each prompt's last position (see

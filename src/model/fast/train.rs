@@ -28,9 +28,10 @@ use candle_core::{Device, Tensor, Var};
 use rayon::prelude::*;
 
 use super::forward::{self, KvCache, RopeTable, Scratch, Span, Tape};
-use super::matmul::{Into, Operand, matmul_wt, product};
+use super::matmul::{Into, Operand, product};
 use super::simd;
 use super::weights::{self, Lin, Weights};
+use super::{ResponseRows, gather_rows, response_rows, summed_logprobs, vocab_logits};
 use crate::model::decoder::Decoder;
 use crate::model::linear::Adapters;
 use crate::model::score::Pair;
@@ -40,12 +41,12 @@ const TRAIN_GROUP_TOKENS: usize = 1024;
 
 /// What a recorded group's outputs are.
 enum Head {
-    /// Per item, the sum of log-probs of `targets` predicted at `rows`.
+    /// Per sequence, the sum of log-probs of its response tokens.
     LogProbs {
-        rows: Vec<usize>,
-        targets: Vec<u32>,
-        owner: Vec<usize>,
-        /// `(rows, vocab)` logits at those rows.
+        rr: ResponseRows,
+        /// The hidden states at `rr.rows` and the logits there, kept for the backward
+        /// (filled by [`head_values`]).
+        picked: Vec<f32>,
         logits: Vec<f32>,
     },
     /// Per sequence, the logits of `tokens` at its last row.
@@ -129,23 +130,10 @@ impl<'d> Recorder<'d> {
                 "item {i}: the prompt has no tokens, so the first response token cannot be scored"
             ));
         }
-        self.record(&seqs, items.len(), |range, seqs| {
-            let (mut rows, mut targets, mut owner) = (Vec::new(), Vec::new(), Vec::new());
-            let mut start = 0;
-            for (r, (seq, &plen)) in seqs.iter().zip(&prompt_lens[range]).enumerate() {
-                for i in plen - 1..seq.len() - 1 {
-                    rows.push(start + i);
-                    targets.push(seq[i + 1]);
-                    owner.push(r);
-                }
-                start += seq.len();
-            }
-            Head::LogProbs {
-                rows,
-                targets,
-                owner,
-                logits: Vec::new(),
-            }
+        self.record(&seqs, items.len(), |range, seqs| Head::LogProbs {
+            rr: response_rows(seqs, prompt_lens[range].iter().copied()),
+            picked: Vec::new(),
+            logits: Vec::new(),
         })
     }
 
@@ -276,36 +264,10 @@ fn head_values(w: &Weights, g: &mut Group) -> Vec<f32> {
     let h = w.cfg.hidden_size;
     let vocab = w.cfg.vocab_size;
     match &mut g.head {
-        Head::LogProbs {
-            rows,
-            targets,
-            owner,
-            logits,
-        } => {
-            let picked: Vec<f32> = rows
-                .iter()
-                .flat_map(|&r| g.hidden[r * h..(r + 1) * h].iter().copied())
-                .collect();
-            *logits = vec![0f32; rows.len() * vocab];
-            let n = rows.len();
-            matmul_wt(
-                &picked,
-                h,
-                w.lm_head,
-                logits,
-                vocab,
-                (n, vocab, h),
-                Into::Overwrite,
-            );
-            let mut sums = vec![0f32; g.spans.len()];
-            for ((row, &t), &o) in logits
-                .chunks_exact(vocab)
-                .zip(targets.iter())
-                .zip(owner.iter())
-            {
-                sums[o] += row[t as usize] - simd::log_sum_exp(row);
-            }
-            sums
+        Head::LogProbs { rr, picked, logits } => {
+            *picked = gather_rows(&g.hidden, &rr.rows, h);
+            *logits = vocab_logits(w, picked);
+            summed_logprobs(logits, vocab, rr, g.spans.len())
         }
         Head::Last { tokens } => {
             let mut out = Vec::with_capacity(g.spans.len() * tokens.len());
@@ -329,15 +291,14 @@ fn head_backward(w: &Weights, g: &Group, up: &[f32], grads: &mut Grads) -> Vec<f
     let n = g.ids.len();
     let mut dh = vec![0f32; n * h];
     match &g.head {
-        Head::LogProbs {
-            rows,
-            targets,
-            owner,
-            logits,
-        } => {
+        Head::LogProbs { rr, picked, logits } => {
             // d logp / d logits = onehot(target) − softmax(logits), times the item's upstream.
             let mut dlogits = logits.clone();
-            for ((row, &t), &o) in dlogits.chunks_exact_mut(vocab).zip(targets).zip(owner) {
+            for ((row, &t), &o) in dlogits
+                .chunks_exact_mut(vocab)
+                .zip(&rr.targets)
+                .zip(&rr.owner)
+            {
                 simd::softmax(row);
                 let u = up[o];
                 for v in row.iter_mut() {
@@ -345,14 +306,10 @@ fn head_backward(w: &Weights, g: &Group, up: &[f32], grads: &mut Grads) -> Vec<f
                 }
                 row[t as usize] += u;
             }
-            let p = rows.len();
-            let picked: Vec<f32> = rows
-                .iter()
-                .flat_map(|&r| g.hidden[r * h..(r + 1) * h].iter().copied())
-                .collect();
+            let p = rr.rows.len();
             product(
                 Operand::transposed(&dlogits, vocab),
-                Operand::rows(&picked, h),
+                Operand::rows(picked, h),
                 grads.of(w.lm_head),
                 h,
                 (vocab, h, p),
@@ -369,7 +326,7 @@ fn head_backward(w: &Weights, g: &Group, up: &[f32], grads: &mut Grads) -> Vec<f
                 1.0,
                 Into::Overwrite,
             );
-            for (&r, d) in rows.iter().zip(dpicked.chunks_exact(h)) {
+            for (&r, d) in rr.rows.iter().zip(dpicked.chunks_exact(h)) {
                 dh[r * h..(r + 1) * h]
                     .iter_mut()
                     .zip(d)
@@ -578,12 +535,12 @@ fn attention_backward(w: &Weights, layer: usize, g: &Group, dx: &mut [f32], grad
                 &mut p,
                 len,
                 (len, len, d),
-                scale,
+                1.0,
                 Into::Overwrite,
             );
             for i in 0..len {
                 let row = &mut p[i * len..(i + 1) * len];
-                simd::softmax(&mut row[..=i]);
+                forward::scaled_softmax(&mut row[..=i], scale);
                 row[i + 1..].fill(0.0);
             }
             let d_out = Operand::rows(&dattn[q0..], qw);
