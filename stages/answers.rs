@@ -25,7 +25,7 @@ use crate::model::{Adapters, Message, Model, Weights};
 use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
 
 /// Bump when the output changes for the same inputs and params.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 pub const ANSWERS: &str = "answers";
 
 /// Params of `answers`.

@@ -34,7 +34,7 @@ use crate::table;
 use crate::world::tables::{EVAL_PROMPTS, GOLD_PAIRS};
 
 /// Bump when eval's tables change for the same inputs and params.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// The `eval` stage.
 pub struct Eval;

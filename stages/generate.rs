@@ -32,7 +32,7 @@ use crate::model::{Adapters, Message, Weights};
 use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
 
 /// Bump when the output changes for the same inputs and params.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 pub const RESPONSES: &str = "responses";
 pub const PAIRS: &str = "pairs";
 pub const STATS: &str = "generate_stats";

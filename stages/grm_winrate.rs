@@ -43,7 +43,7 @@ use crate::model::{Adapters, Model, Weights};
 use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
 
 /// Bump when the output changes for the same inputs and params.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 pub const PAIRS: &str = "grm_winrate_pairs";
 pub const SUMMARY: &str = "grm_winrate";
 /// The default judge template.

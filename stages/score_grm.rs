@@ -40,7 +40,7 @@ use crate::model::{Adapters, Model, Weights};
 use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
 
 /// Bump when the output changes for the same inputs and params.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 pub const GRM_SCORES: &str = "grm_scores";
 pub const JUDGE_TOKENS: &str = "judge_tokens";
 

@@ -26,7 +26,7 @@ use crate::model::{Adapters, Weights};
 use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
 
 /// Bump when the output changes for the same inputs and params.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 pub const RESPONSE_LOGPS: &str = "response_logps";
 pub const IRM_PAIRS: &str = "irm_pairs";
 

@@ -45,7 +45,7 @@ use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, reso
 use crate::world::format;
 
 /// Bump when SFT's output changes for the same inputs and params.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Name of the metrics table.
 pub const METRICS_TABLE: &str = "sft_metrics";
 

@@ -58,7 +58,7 @@ use crate::model::trainer::{StepOutputs, Stepper, varmap_vars};
 use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
 
 /// Bump when the output changes for the same inputs and params.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 pub const METRICS: &str = "train_metrics";
 
 /// Training objective.
