@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
-use crate::stage::{Outputs, Registry, Stage};
+use crate::stage::{DynStage, Outputs, Registry, ResolvedParams};
 use crate::user_err;
 
 mod refs;
@@ -147,10 +147,10 @@ pub struct ArmPlan {
 #[derive(Debug, Clone)]
 pub struct ResolvedStage {
     pub name: String,
-    pub stage: &'static dyn Stage,
+    pub stage: &'static dyn DynStage,
     pub each_iteration: bool,
     pub loc: Loc,
-    pub params: Value,
+    pub params: ResolvedParams,
     /// Slot → reference.
     pub bindings: BTreeMap<String, Binding>,
     pub outputs: Outputs,

@@ -76,7 +76,7 @@ pub fn build(pipeline: &Pipeline) -> anyhow::Result<Dag> {
                 .map(|(s, i)| (s.clone(), dag.nodes[*i].identity.clone()))
                 .collect();
             let kind = format!("{}/v{}", spec.stage.kind(), spec.stage.version());
-            let identity = cache::identity(&kind, id.1, seed, &spec.params, &input_ids);
+            let identity = cache::identity(&kind, id.1, seed, &spec.params.json, &input_ids);
             let index = *by_identity.entry(identity.clone()).or_insert_with(|| {
                 dag.nodes.push(Node {
                     task: task_name(&id.0, id.1),

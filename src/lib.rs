@@ -19,7 +19,8 @@
 //! runlog    run records
 //! sched     the executor
 //! stage     the contract every stage implements
-//! table     byte-deterministic Parquet writing and reading
+//! table     byte-deterministic Parquet writing and reading; typed tables (`table!`)
+//! tables/   one typed definition per table the stages exchange
 //! sql       `scir sql`: DataFusion over the public tables
 //! loss/     DPO, the IRM/GRM preferences, consistency losses, selection rule
 //! model/    the Llama-family decoder, checkpoints, text, generation, training
@@ -45,6 +46,7 @@ pub mod sql;
 pub mod stage;
 pub mod store;
 pub mod table;
+pub mod tables;
 pub mod world;
 
 #[path = "../stages/mod.rs"]

@@ -26,8 +26,7 @@ pub struct RunRecord {
     pub argv: Vec<String>,
     pub pipeline: String,
     pub pipeline_digest: String,
-    /// `ok` or `failed`.
-    pub status: String,
+    pub status: RunStatus,
     pub tasks: Vec<TaskRecord>,
 }
 
@@ -39,8 +38,7 @@ pub struct TaskRecord {
     pub iteration: u32,
     pub arm: String,
     pub key: String,
-    /// `ran`, `hit`, `failed` or `skipped`.
-    pub status: String,
+    pub status: TaskStatus,
     pub reason: String,
     pub seconds: f64,
     pub rows: BTreeMap<String, u64>,
@@ -50,12 +48,69 @@ pub struct TaskRecord {
     pub user_error: bool,
 }
 
-/// Task statuses.
-pub mod status {
-    pub const RAN: &str = "ran";
-    pub const HIT: &str = "hit";
-    pub const FAILED: &str = "failed";
-    pub const SKIPPED: &str = "skipped";
+/// How a run ended (`ok` | `failed` in the record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Every task is fresh.
+    Ok,
+    /// A task failed (the others that could run did).
+    Failed,
+}
+
+/// What happened to one task in a run (`ran` | `hit` | `failed` | `skipped` in the record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// Computed and committed by this run.
+    Ran,
+    /// Its object already existed (or a concurrent run committed it).
+    Hit,
+    /// Its stage returned an error; nothing was committed.
+    Failed,
+    /// Not run: an upstream task failed.
+    Skipped,
+}
+
+impl RunStatus {
+    /// The name in run records and `scir_runs`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+impl TaskStatus {
+    /// Every status, in the order summaries list them.
+    pub const ALL: [TaskStatus; 4] = [
+        TaskStatus::Ran,
+        TaskStatus::Hit,
+        TaskStatus::Failed,
+        TaskStatus::Skipped,
+    ];
+    /// The name in run records and `scir_tasks`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Ran => "ran",
+            TaskStatus::Hit => "hit",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// Now as RFC 3339 UTC with seconds.

@@ -21,7 +21,7 @@ use crate::cache::{KEY_SCHEME, KeyMaterial};
 use crate::config::Pipeline;
 use crate::dag::{Dag, Node};
 use crate::lock::{self, Holder, Wait};
-use crate::runlog::{self, RunRecord, TaskRecord, status};
+use crate::runlog::{self, RunRecord, RunStatus, TaskRecord, TaskStatus};
 use crate::store::maintain::RUN_LOCK;
 use crate::store::{Manifest, Store};
 use crate::user_err;
@@ -75,7 +75,7 @@ pub fn material(
         version: node.spec.stage.version(),
         iteration: node.iteration,
         seed: node.seed,
-        params: crate::stage::keyed_params(node.spec.stage, &node.spec.params),
+        params: crate::stage::keyed_params(node.spec.stage, &node.spec.params.json),
         inputs: inputs
             .iter()
             .map(|(s, m)| (s.clone(), m.output_digest.clone()))
@@ -168,7 +168,11 @@ pub fn run(
         argv: opts.argv.clone(),
         pipeline: pipeline.path.display().to_string(),
         pipeline_digest: pipeline.digest.clone(),
-        status: if failed { "failed" } else { "ok" }.to_string(),
+        status: if failed {
+            RunStatus::Failed
+        } else {
+            RunStatus::Ok
+        },
         tasks,
     };
     crate::failpoint::hit(crate::failpoint::site::BEFORE_RECORD);
@@ -212,7 +216,7 @@ struct Run<'a> {
 /// How one node ended.
 struct Outcome {
     state: State,
-    status: &'static str,
+    status: TaskStatus,
     reason: String,
     key: String,
     /// Failed because of the user's input (a stage's user error).
@@ -223,7 +227,7 @@ impl Outcome {
     fn failed(reason: String, key: String) -> Outcome {
         Outcome {
             state: State::Failed,
-            status: status::FAILED,
+            status: TaskStatus::Failed,
             reason,
             key,
             user_error: false,
@@ -238,7 +242,7 @@ impl Outcome {
     fn skipped(reason: String) -> Outcome {
         Outcome {
             state: State::Skipped,
-            status: status::SKIPPED,
+            status: TaskStatus::Skipped,
             reason,
             key: String::new(),
             user_error: false,
@@ -281,14 +285,18 @@ impl Run<'_> {
         let key = material.key();
         let forced = self.opts.force && self.sel.named[i];
         let (manifest, status, reason) = match self.store.manifest(&key).filter(|_| !forced) {
-            Some(m) => (m, status::HIT, "object exists".to_string()),
+            Some(m) => (m, TaskStatus::Hit, "object exists".to_string()),
             None => {
                 let me = holder(&self.run_id, format!("computing {}", node.task));
                 let note = |msg: &str| eprintln!("{}: {msg}", node.task);
                 let lock_path = self.store.key_lock(&key);
                 let _held = lock::acquire(&lock_path, &me, self.opts.wait, &note)?;
                 match self.store.manifest(&key).filter(|_| !forced) {
-                    Some(m) => (m, status::HIT, "computed by a concurrent run".to_string()),
+                    Some(m) => (
+                        m,
+                        TaskStatus::Hit,
+                        "computed by a concurrent run".to_string(),
+                    ),
                     None => match self.execute(node, &material, &key, inputs, forced) {
                         Ok(done) => done,
                         Err(e) => return Ok(Outcome::failed_by(&e, key)),
@@ -314,7 +322,7 @@ impl Run<'_> {
         key: &str,
         inputs: BTreeMap<String, &Manifest>,
         forced: bool,
-    ) -> anyhow::Result<(Manifest, &'static str, String)> {
+    ) -> anyhow::Result<(Manifest, TaskStatus, String)> {
         let reason = if forced {
             "forced".to_string()
         } else {
@@ -339,7 +347,7 @@ impl Run<'_> {
         let result = exec::execute(&t);
         spinner.finish_and_clear();
         match result {
-            Ok(m) => Ok((m, status::RAN, reason)),
+            Ok(m) => Ok((m, TaskStatus::Ran, reason)),
             Err(e) => {
                 eprintln!("error: {e:#}");
                 Err(e)
@@ -355,7 +363,7 @@ impl Run<'_> {
             _ => BTreeMap::new(),
         };
         let log_path = self.run_dir.join(log_name(node));
-        let ran = matches!(o.status, status::RAN | status::FAILED) && log_path.exists();
+        let ran = matches!(o.status, TaskStatus::Ran | TaskStatus::Failed) && log_path.exists();
         let log = if ran {
             log_path.display().to_string()
         } else {
@@ -367,9 +375,9 @@ impl Run<'_> {
             .iter()
             .filter(|a| self.opts.arm.as_ref().is_none_or(|x| x == *a));
         for (a, arm) in shown.enumerate() {
-            let (status, reason) = if a > 0 && o.status == status::RAN {
+            let (status, reason) = if a > 0 && o.status == TaskStatus::Ran {
                 (
-                    status::HIT,
+                    TaskStatus::Hit,
                     format!("same task as arm {:?} (computed once)", node.arms[0]),
                 )
             } else {
@@ -381,7 +389,7 @@ impl Run<'_> {
                 iteration: node.iteration,
                 arm: arm.clone(),
                 key: o.key.clone(),
-                status: status.to_string(),
+                status,
                 reason,
                 seconds,
                 rows: rows.clone(),

@@ -1,15 +1,18 @@
 //! The contract every stage implements, and what a running task may touch.
 //!
-//! A stage is a `&'static dyn Stage` in a [`Registry`] (kind name → stage).
-//! The engine never calls a stage's code except through this trait, and takes
-//! the registry as a parameter, so tests inject their own stages.
+//! A stage kind implements the typed [`Stage`] trait (its params are a serde struct); the
+//! engine holds it as a `&'static dyn DynStage` in a [`Registry`] (kind name → stage) and
+//! never calls a stage's code except through that trait. The engine takes the registry as a
+//! parameter, so tests inject their own stages.
 //!
 //! ```text
-//!   pipeline.yaml params ──resolve_params──▶ canonical JSON ──▶ cache key
-//!                                                 │
-//!   upstream objects (by input slot) ─────────────┤
-//!                                                 ▼
-//!                       run(&mut TaskContext) ──▶ staging dir
+//!   pipeline.yaml params ──DynStage::resolve──▶ Stage::Params (parsed once, validated)
+//!                                  │                 │
+//!                                  ▼                 ▼
+//!                      canonical JSON ──▶ key    bindings, outputs, external files
+//!   upstream objects (by input slot) ─────────────┐  │
+//!                                                 ▼  ▼
+//!                       Stage::run(&Params, &mut TaskContext) ──▶ staging dir
 //!                          write_table(name, batch)   → <name>.parquet
 //!                          checkpoint_dir()           → checkpoint/
 //! ```
@@ -19,10 +22,12 @@
 //! contains an `iteration` Int32 column), a declared checkpoint directory is
 //! non-empty, and nothing undeclared was written at the top of the staging dir.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -30,15 +35,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::table;
+use crate::table::{self, Table};
 
-/// Name of the column every table carries.
-pub const ITERATION_COLUMN: &str = "iteration";
 /// Name of the checkpoint directory inside an object.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 
 /// kind name → stage implementation.
-pub type Registry = BTreeMap<&'static str, &'static dyn Stage>;
+pub type Registry = BTreeMap<&'static str, &'static dyn DynStage>;
 
 /// What an input slot carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,23 @@ pub struct Slot {
     pub kind: SlotKind,
 }
 
+impl Slot {
+    /// A slot bound to an upstream task's tables.
+    pub const fn tables(name: &'static str) -> Slot {
+        Slot {
+            name,
+            kind: SlotKind::Tables,
+        }
+    }
+    /// A slot bound to a model (an upstream task's checkpoint).
+    pub const fn checkpoint(name: &'static str) -> Slot {
+        Slot {
+            name,
+            kind: SlotKind::Checkpoint,
+        }
+    }
+}
+
 /// What a task of a stage writes.
 #[derive(Debug, Clone, Default)]
 pub struct Outputs {
@@ -63,6 +83,27 @@ pub struct Outputs {
     pub tables: Vec<(String, SchemaRef)>,
     /// Whether the task writes a checkpoint directory (Hugging Face layout).
     pub checkpoint: bool,
+}
+
+impl Outputs {
+    /// Tables only (each `(name, schema)`, e.g. [`Table::declared`]).
+    pub fn tables(tables: Vec<(String, SchemaRef)>) -> Outputs {
+        Outputs {
+            tables,
+            checkpoint: false,
+        }
+    }
+    /// A checkpoint only.
+    pub fn checkpoint() -> Outputs {
+        Outputs::checkpoint_and(Vec::new())
+    }
+    /// A checkpoint and these tables.
+    pub fn checkpoint_and(tables: Vec<(String, SchemaRef)>) -> Outputs {
+        Outputs {
+            tables,
+            checkpoint: true,
+        }
+    }
 }
 
 /// A typed params error: the field path inside `params` and the message.
@@ -73,57 +114,161 @@ pub struct ParamError {
     pub message: String,
 }
 
-/// The implementation of one stage kind.
-pub trait Stage: Send + Sync {
+impl ParamError {
+    /// An error about the field at `path`.
+    pub fn at(path: &str, message: impl Into<String>) -> ParamError {
+        ParamError {
+            path: path.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The implementation of one stage kind, with its params as a typed struct.
+///
+/// Stage authors implement this trait; the engine sees every stage through [`DynStage`],
+/// which a blanket impl provides: it parses the YAML params into [`Stage::Params`] once
+/// (unknown fields denied, defaults applied), calls [`Stage::validate`], and keeps both the
+/// canonical JSON (key material) and the typed value, which every later call receives.
+pub trait Stage: Send + Sync + 'static {
+    /// The params as written under `params:` (`#[serde(deny_unknown_fields, default)]`).
+    type Params: Serialize + DeserializeOwned + Send + Sync + 'static;
     /// The kind name used in `pipeline.yaml` (`kind:` or the stage's name).
-    fn kind(&self) -> &'static str;
+    const KIND: &'static str;
     /// Bump when the stage's output for the same inputs changes; enters the key.
-    fn version(&self) -> u32;
+    const VERSION: u32;
     /// One line describing the stage (shown by `scir dag`).
-    fn about(&self) -> &'static str;
-    /// Typed params from the raw YAML value (with defaults), as canonical JSON.
-    /// Usually `resolve_typed::<MyParams>(raw)`.
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError>;
+    const ABOUT: &'static str;
     /// The input slots; every one must be bound (explicitly or by default).
-    fn inputs(&self) -> &'static [Slot] {
-        &[]
+    const INPUTS: &'static [Slot] = &[];
+    /// Slots that may stay unbound: when bound to `STAGE@k-N` (both stages each_iteration)
+    /// and that names an iteration before the first, the task simply has no input there
+    /// (see [`TaskContext::try_input`]).
+    const OPTIONAL_INPUTS: &'static [&'static str] = &[];
+    /// Top-level params that do not change the outputs (e.g. how often a training stage
+    /// saves resume state): they are left out of the key.
+    const UNKEYED_PARAMS: &'static [&'static str] = &[];
+
+    /// Checks beyond the types (ranges, combinations); the error names the field.
+    fn validate(&self, _params: &Self::Params) -> Result<(), ParamError> {
+        Ok(())
     }
-    /// Slots that may stay unbound: when bound to `STAGE@k-N` (both stages
-    /// each_iteration) and that names an iteration before the first, the
-    /// task simply has no input there (see [`TaskContext::try_input`]).
-    fn optional_inputs(&self) -> &'static [&'static str] {
-        &[]
-    }
-    /// Bindings (slot → reference such as `model@k-1`) for slots the YAML
-    /// leaves unbound, computed from the resolved params.
-    fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
+    /// Bindings (slot → reference such as `model@k-1`) for slots the YAML leaves unbound.
+    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
         Vec::new()
     }
-    /// Top-level params that do not change the outputs (e.g. how often a
-    /// training stage saves resume state): they are left out of the key.
-    fn unkeyed_params(&self) -> &'static [&'static str] {
-        &[]
-    }
-    /// Declared outputs for the resolved params.
-    fn outputs(&self, params: &serde_json::Value) -> Outputs;
-    /// Files or directories outside the store that the task reads (relative
-    /// to the pipeline file's directory, or absolute), e.g. a Hugging Face
-    /// checkpoint directory; their content digests enter the key.
-    fn external_files(&self, _params: &serde_json::Value) -> Vec<PathBuf> {
+    /// Declared outputs.
+    fn outputs(&self, params: &Self::Params) -> Outputs;
+    /// Files or directories outside the store that the task reads (relative to the
+    /// pipeline file's directory, or absolute), e.g. a Hugging Face checkpoint directory;
+    /// their content digests enter the key.
+    fn external_files(&self, _params: &Self::Params) -> Vec<PathBuf> {
         Vec::new()
     }
     /// Compute the outputs into `ctx`'s staging directory.
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()>;
+    fn run(&self, params: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()>;
 }
 
-impl std::fmt::Debug for dyn Stage {
+/// A stage's resolved params: the canonical JSON that enters the key, and the typed value
+/// the stage's own methods receive (parsed once, by [`DynStage::resolve`]).
+#[derive(Clone)]
+pub struct ResolvedParams {
+    /// Canonical JSON of the typed params (defaults applied, field order fixed).
+    pub json: serde_json::Value,
+    typed: Arc<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for ResolvedParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.json.fmt(f)
+    }
+}
+
+impl ResolvedParams {
+    /// The typed params of stage `S` (an internal error if they belong to another kind).
+    fn get<S: Stage>(&self) -> anyhow::Result<&S::Params> {
+        self.typed.downcast_ref().ok_or_else(|| {
+            crate::internal_err!("params handed to stage kind {} are not its own", S::KIND).into()
+        })
+    }
+}
+
+/// A stage as the engine sees it: object-safe, params as [`ResolvedParams`]. Implemented
+/// for every [`Stage`]; implement [`Stage`], not this.
+pub trait DynStage: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn version(&self) -> u32;
+    fn about(&self) -> &'static str;
+    fn inputs(&self) -> &'static [Slot];
+    fn optional_inputs(&self) -> &'static [&'static str];
+    fn unkeyed_params(&self) -> &'static [&'static str];
+    /// Typed params from the raw YAML value (`null` for none), validated.
+    fn resolve(&self, raw: serde_json::Value) -> Result<ResolvedParams, ParamError>;
+    fn default_bindings(&self, params: &ResolvedParams) -> Vec<(&'static str, String)>;
+    fn outputs(&self, params: &ResolvedParams) -> Outputs;
+    fn external_files(&self, params: &ResolvedParams) -> Vec<PathBuf>;
+    fn run(&self, params: &ResolvedParams, ctx: &mut TaskContext) -> anyhow::Result<()>;
+}
+
+impl<S: Stage> DynStage for S {
+    fn kind(&self) -> &'static str {
+        S::KIND
+    }
+    fn version(&self) -> u32 {
+        S::VERSION
+    }
+    fn about(&self) -> &'static str {
+        S::ABOUT
+    }
+    fn inputs(&self) -> &'static [Slot] {
+        S::INPUTS
+    }
+    fn optional_inputs(&self) -> &'static [&'static str] {
+        S::OPTIONAL_INPUTS
+    }
+    fn unkeyed_params(&self) -> &'static [&'static str] {
+        S::UNKEYED_PARAMS
+    }
+    fn resolve(&self, raw: serde_json::Value) -> Result<ResolvedParams, ParamError> {
+        let typed: S::Params = parse_params(raw)?;
+        self.validate(&typed)?;
+        let json = serde_json::to_value(&typed).map_err(|e| ParamError::at("", e.to_string()))?;
+        Ok(ResolvedParams {
+            json,
+            typed: Arc::new(typed),
+        })
+    }
+    fn default_bindings(&self, params: &ResolvedParams) -> Vec<(&'static str, String)> {
+        params
+            .get::<S>()
+            .map(|p| self.bindings(p))
+            .unwrap_or_default()
+    }
+    fn outputs(&self, params: &ResolvedParams) -> Outputs {
+        params
+            .get::<S>()
+            .map(|p| Stage::outputs(self, p))
+            .unwrap_or_default()
+    }
+    fn external_files(&self, params: &ResolvedParams) -> Vec<PathBuf> {
+        params
+            .get::<S>()
+            .map(|p| Stage::external_files(self, p))
+            .unwrap_or_default()
+    }
+    fn run(&self, params: &ResolvedParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        Stage::run(self, params.get::<S>()?, ctx)
+    }
+}
+
+impl std::fmt::Debug for dyn DynStage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.kind())
     }
 }
 
 /// The params that enter `stage`'s key: `params` without its unkeyed fields.
-pub fn keyed_params(stage: &dyn Stage, params: &serde_json::Value) -> serde_json::Value {
+pub fn keyed_params(stage: &dyn DynStage, params: &serde_json::Value) -> serde_json::Value {
     let mut keyed = params.clone();
     if let Some(obj) = keyed.as_object_mut() {
         for name in stage.unkeyed_params() {
@@ -133,23 +278,17 @@ pub fn keyed_params(stage: &dyn Stage, params: &serde_json::Value) -> serde_json
     keyed
 }
 
-/// Deserialize raw params into `P` (denying unknown fields, applying
-/// defaults) and serialize them back: the canonical params of a task.
-pub fn resolve_typed<P: DeserializeOwned + Serialize>(
-    raw: serde_json::Value,
-) -> Result<serde_json::Value, ParamError> {
+/// Deserialize raw params into `P` (denying unknown fields, applying defaults); the error
+/// names the field path.
+fn parse_params<P: DeserializeOwned>(raw: serde_json::Value) -> Result<P, ParamError> {
     let raw = if raw.is_null() {
         serde_json::json!({})
     } else {
         raw
     };
-    let typed: P = serde_path_to_error::deserialize(raw).map_err(|e| ParamError {
+    serde_path_to_error::deserialize(raw).map_err(|e| ParamError {
         path: path_string(e.path()),
         message: e.inner().to_string(),
-    })?;
-    serde_json::to_value(&typed).map_err(|e| ParamError {
-        path: String::new(),
-        message: e.to_string(),
     })
 }
 
@@ -167,12 +306,29 @@ pub struct InputArtifact {
     pub tables: BTreeMap<String, PathBuf>,
     /// The object's checkpoint directory, when it has one.
     pub checkpoint: Option<PathBuf>,
-    /// The params the upstream task ran with (its key material: what the user set, before
-    /// defaults), so a stage can follow an upstream setting instead of repeating it.
+    /// The params the upstream task ran with (its key material: resolved, defaults applied,
+    /// unkeyed fields left out), so a stage follows an upstream setting instead of repeating
+    /// it; read them with [`InputArtifact::params_as`].
     pub params: serde_json::Value,
 }
 
 impl InputArtifact {
+    /// The rows of upstream table `T`.
+    pub fn rows<T: Table>(&self) -> anyhow::Result<Vec<T>> {
+        T::read_path(self.table(T::NAME)?)
+    }
+
+    /// The upstream task's params as its stage's params struct `P`.
+    pub fn params_as<P: DeserializeOwned>(&self) -> anyhow::Result<P> {
+        serde_json::from_value(self.params.clone()).map_err(|e| {
+            crate::internal_err!(
+                "{} ran with params this version cannot read: {e}",
+                self.task
+            )
+            .into()
+        })
+    }
+
     /// The path of one upstream table, or an error naming what exists.
     pub fn table(&self, name: &str) -> anyhow::Result<&Path> {
         self.tables.get(name).map(PathBuf::as_path).ok_or_else(|| {
@@ -202,8 +358,6 @@ pub struct TaskContext {
     pub iteration: u32,
     /// The task's derived seed (part of its key).
     pub seed: u64,
-    /// Resolved params (canonical JSON); see [`TaskContext::params`].
-    pub params: serde_json::Value,
     /// Upstream artifacts by input slot.
     pub inputs: BTreeMap<String, InputArtifact>,
     /// Directory of the pipeline file (external files are relative to it).
@@ -217,11 +371,6 @@ pub struct TaskContext {
 }
 
 impl TaskContext {
-    /// The params as the stage's typed struct.
-    pub fn params<P: DeserializeOwned>(&self) -> anyhow::Result<P> {
-        Ok(serde_json::from_value(self.params.clone())?)
-    }
-
     /// The input bound to `slot`.
     pub fn input(&self, slot: &str) -> anyhow::Result<&InputArtifact> {
         self.inputs
@@ -258,6 +407,12 @@ impl TaskContext {
         );
         crate::failpoint::hit(crate::failpoint::site::TABLE_WRITTEN);
         Ok(())
+    }
+
+    /// Write table `T` with every row at this task's iteration.
+    pub fn write_rows<T: Table>(&mut self, rows: Vec<T>) -> anyhow::Result<()> {
+        let batch = T::batch(self.iteration, rows)?;
+        self.write_table(T::NAME, &batch)
     }
 
     /// The directory to write a checkpoint into (created on first call).

@@ -15,10 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common;
 use crate::model::{Model, Weights};
-use crate::stage::{Outputs, ParamError, Stage, TaskContext, resolve_typed};
-
-/// Bump when the output changes for the same files and params.
-pub const VERSION: u32 = 1;
+use crate::stage::{Outputs, Stage, TaskContext};
 
 /// Params of `checkpoint`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,38 +42,24 @@ fn default_extra() -> Vec<String> {
 pub struct Checkpoint;
 
 impl Stage for Checkpoint {
-    fn kind(&self) -> &'static str {
-        "checkpoint"
+    const KIND: &'static str = "checkpoint";
+    /// Bump when the output changes for the same files and params.
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "a Hugging Face model directory as a pipeline model";
+    type Params = CheckpointParams;
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
+        Outputs::checkpoint()
     }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn about(&self) -> &'static str {
-        "a Hugging Face model directory as a pipeline model"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        resolve_typed::<CheckpointParams>(raw)
-    }
-    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
-        Outputs {
-            tables: vec![],
-            checkpoint: true,
-        }
-    }
-    fn external_files(&self, params: &serde_json::Value) -> Vec<PathBuf> {
-        let Ok(p) = serde_json::from_value::<CheckpointParams>(params.clone()) else {
-            return vec![];
-        };
+    fn external_files(&self, p: &CheckpointParams) -> Vec<PathBuf> {
         ["config.json", "tokenizer.json"]
             .iter()
             .map(|s| s.to_string())
-            .chain(p.weights)
-            .chain(p.extra)
+            .chain(p.weights.iter().cloned())
+            .chain(p.extra.iter().cloned())
             .map(|f| p.path.join(f))
             .collect()
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let p: CheckpointParams = ctx.params()?;
+    fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let dir = ctx.pipeline_dir.join(&p.path);
         let model = Model::load(&dir, Weights::Frozen, &common::device())?;
         ctx.log(&format!(

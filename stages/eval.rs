@@ -22,6 +22,10 @@
 //! [`EvalLabels`] (`eval-labels@k`) gold-labels the iteration's own pairs
 //! from the SCIR stages' tables; leave it out and those metrics are absent.
 
+use crate::table::Table;
+use crate::tables::eval::EvalLabelRow;
+use crate::tables::filter_pairs::FilterPairRow;
+use crate::tables::responses::ResponseRow;
 use std::path::Path;
 
 use candle_core::Device;
@@ -29,58 +33,32 @@ use candle_core::Device;
 use crate::model::{Model, Weights};
 use crate::report::evaluate::{EvalParams, Models, evaluate};
 use crate::report::tables;
-use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
+use crate::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
 use crate::table;
 use crate::world::tables::{EVAL_PROMPTS, GOLD_PAIRS};
-
-/// Bump when eval's tables change for the same inputs and params.
-pub const VERSION: u32 = 4;
 
 /// The `eval` stage.
 pub struct Eval;
 
 const SLOTS: &[Slot] = &[
-    Slot {
-        name: "model",
-        kind: SlotKind::Checkpoint,
-    },
-    Slot {
-        name: "baseline",
-        kind: SlotKind::Checkpoint,
-    },
-    Slot {
-        name: "reference",
-        kind: SlotKind::Checkpoint,
-    },
-    Slot {
-        name: "heldout",
-        kind: SlotKind::Tables,
-    },
+    Slot::checkpoint("model"),
+    Slot::checkpoint("baseline"),
+    Slot::checkpoint("reference"),
+    Slot::tables("heldout"),
 ];
 
 impl Stage for Eval {
-    fn kind(&self) -> &'static str {
-        "eval"
+    const KIND: &'static str = "eval";
+    /// Bump when eval's tables change for the same inputs and params.
+    const VERSION: u32 = 4;
+    const ABOUT: &'static str =
+        "gold score, win rate vs M0, IRM/GRM accuracy and agreement on held-out data";
+    type Params = EvalParams;
+    fn validate(&self, p: &EvalParams) -> Result<(), ParamError> {
+        validate(p)
     }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn about(&self) -> &'static str {
-        "gold score, win rate vs M0, IRM/GRM accuracy and agreement on held-out data"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        let value = resolve_typed::<EvalParams>(raw)?;
-        let p: EvalParams = serde_json::from_value(value.clone()).map_err(|e| ParamError {
-            path: String::new(),
-            message: e.to_string(),
-        })?;
-        validate(&p)?;
-        Ok(value)
-    }
-    fn inputs(&self) -> &'static [Slot] {
-        SLOTS
-    }
-    fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
+    const INPUTS: &'static [Slot] = SLOTS;
+    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
         vec![
             ("model", "model@k".into()),
             ("baseline", "model@0".into()),
@@ -88,14 +66,10 @@ impl Stage for Eval {
             ("heldout", "heldout".into()),
         ]
     }
-    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
-        Outputs {
-            tables: tables::schemas(),
-            checkpoint: false,
-        }
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
+        Outputs::tables(tables::schemas())
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let params: EvalParams = ctx.params()?;
+    fn run(&self, params: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let heldout = ctx.input("heldout")?;
         let prompts = tables::read_prompts(heldout.table(EVAL_PROMPTS)?)?;
         let pairs = tables::read_gold_pairs(heldout.table(GOLD_PAIRS)?)?;
@@ -114,7 +88,7 @@ impl Stage for Eval {
             baseline: baseline.as_ref(),
             reference: &reference,
         };
-        let out = evaluate(&params, &models, &prompts, &pairs)?;
+        let out = evaluate(params, &models, &prompts, &pairs)?;
         for (name, mean) in &out.metrics {
             ctx.log(&format!("{name} = {:.4} (n = {})", mean.value, mean.n));
         }
@@ -174,9 +148,6 @@ fn load(dir: &Path) -> anyhow::Result<Model> {
     Model::load(dir, Weights::Frozen, &Device::Cpu)
 }
 
-/// Bump when `eval_labels` changes for the same inputs.
-pub const LABELS_VERSION: u32 = 2;
-
 /// The `eval-labels` stage: the iteration's own pairs, gold-labelled, against
 /// the preferences and labels the arm trained on ([`crate::report::labels`]).
 ///
@@ -192,41 +163,24 @@ pub const LABELS_VERSION: u32 = 2;
 pub struct EvalLabels;
 
 const LABEL_SLOTS: &[Slot] = &[
-    Slot {
-        name: "filter",
-        kind: SlotKind::Tables,
-    },
-    Slot {
-        name: "responses",
-        kind: SlotKind::Tables,
-    },
-    Slot {
-        name: "model",
-        kind: SlotKind::Checkpoint,
-    },
-    Slot {
-        name: "reference",
-        kind: SlotKind::Checkpoint,
-    },
+    Slot::tables("filter"),
+    Slot::tables("responses"),
+    Slot::checkpoint("model"),
+    Slot::checkpoint("reference"),
 ];
 
 impl Stage for EvalLabels {
-    fn kind(&self) -> &'static str {
-        "eval-labels"
+    const KIND: &'static str = "eval-labels";
+    /// Bump when `eval_labels` changes for the same inputs.
+    const VERSION: u32 = 2;
+    const ABOUT: &'static str =
+        "gold accuracy of the IRM/GRM preferences and training labels on the iteration's own pairs";
+    type Params = EvalParams;
+    fn validate(&self, p: &EvalParams) -> Result<(), ParamError> {
+        validate(p)
     }
-    fn version(&self) -> u32 {
-        LABELS_VERSION
-    }
-    fn about(&self) -> &'static str {
-        "gold accuracy of the IRM/GRM preferences and training labels on the iteration's own pairs"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        Eval.resolve_params(raw)
-    }
-    fn inputs(&self) -> &'static [Slot] {
-        LABEL_SLOTS
-    }
-    fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
+    const INPUTS: &'static [Slot] = LABEL_SLOTS;
+    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
         vec![
             ("filter", "consistency-filter@k".into()),
             ("responses", "generate@k".into()),
@@ -234,35 +188,28 @@ impl Stage for EvalLabels {
             ("reference", "model@initial".into()),
         ]
     }
-    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
-        Outputs {
-            tables: vec![(tables::EVAL_LABELS.into(), tables::metrics_schema())],
-            checkpoint: false,
-        }
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
+        Outputs::tables(vec![EvalLabelRow::declared()])
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        use crate::report::labels::{self, columns};
+    fn run(&self, params: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        use crate::report::labels;
         let filter = ctx
             .input("filter")?
-            .table(columns::FILTER_PAIRS)?
+            .table(FilterPairRow::NAME)?
             .to_path_buf();
         let responses = ctx
             .input("responses")?
-            .table(columns::RESPONSES)?
+            .table(ResponseRow::NAME)?
             .to_path_buf();
         let pairs = labels::read_own_pairs(&responses, &filter)?;
-        let params: EvalParams = ctx.params()?;
         let model = load(&checkpoint(ctx, "model")?)?;
         let reference = load(&checkpoint(ctx, "reference")?)?;
         let mut metrics = labels::label_metrics(&pairs);
         metrics.extend(labels::length_metrics(&pairs));
-        metrics.extend(labels::trained_metrics(
-            &params, &model, &reference, &pairs,
-        )?);
+        metrics.extend(labels::trained_metrics(params, &model, &reference, &pairs)?);
         for (name, mean) in &metrics {
             ctx.log(&format!("{name} = {:.4} (n = {})", mean.value, mean.n));
         }
-        let batch = tables::metrics_batch(ctx.iteration, &metrics)?;
-        ctx.write_table(tables::EVAL_LABELS, &batch)
+        ctx.write_rows(tables::label_rows(&metrics))
     }
 }

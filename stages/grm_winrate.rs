@@ -6,7 +6,7 @@
 //! `base` (an `answers` task of M0, default `answers-m0`) and `judge` (a
 //! checkpoint, default `model@0`). Each prompt's two answers are judged
 //! pairwise in both orders with the judge template (default
-//! `builtin:mt-bench-pair`, see [`super::judge`]):
+//! `builtin:mt-bench-pair`, see [`common::judge`]):
 //! `p_win = ½·[P(A | A=Mt, B=M0) + 1 − P(A | A=M0, B=Mt)]`, the
 //! swap-averaged probability that Mt's answer is better. A prompt is a win
 //! when `p_win > ½`, a tie when the two answers are the same tokens (not
@@ -20,32 +20,20 @@
 //! whether it got better; use `scir export --model-answers` and an external
 //! judge (MT-Bench, AlpacaEval) for that.
 //!
-//! ```text
-//! grm_winrate_pairs  iteration Int32, prompt_id Int64, identical Boolean, p_a_12 Float64?
-//!                    (P(A), A = Mt), p_a_21 Float64? (P(A), A = M0), p_win Float64,
-//!                    position_flip Boolean? (NULL when identical), outcome Utf8
-//!                    ("win" | "tie" | "loss"), length_candidate Int32, length_base Int32
-//! grm_winrate        iteration Int32, n Int64, wins Int64, ties Int64, losses Int64,
-//!                    win_rate Float64, mean_p_win Float64, judged Int64,
-//!                    position_flip_rate Float64? (over judged prompts), identical Int64,
-//!                    mean_length_candidate Float64, mean_length_base Float64
-//! ```
+//! Writes [`grm_winrate_pairs` and `grm_winrate`](crate::tables::grm_winrate).
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::answers::{AnswerRow, read_answers};
-use super::common::{self, Col};
-use super::judge::{self, JudgeTemplate};
+use super::common;
+use super::common::judge::{self, JudgeTemplate};
 use crate::model::score::verdict_probs_vec;
 use crate::model::{Adapters, Model, Weights};
-use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
-
-/// Bump when the output changes for the same inputs and params.
-pub const VERSION: u32 = 3;
-pub const PAIRS: &str = "grm_winrate_pairs";
-pub const SUMMARY: &str = "grm_winrate";
+use crate::stage::{Outputs, Slot, Stage, TaskContext};
+use crate::table::Table;
+use crate::tables::answers::{self, AnswerRow};
+use crate::tables::grm_winrate::{WinratePairRow, WinrateRow};
 /// The default judge template.
 pub const DEFAULT_TEMPLATE: &str = "builtin:mt-bench-pair";
 
@@ -75,64 +63,38 @@ impl Default for GrmWinrateParams {
 pub struct GrmWinrate;
 
 const SLOTS: &[Slot] = &[
-    Slot {
-        name: "judge",
-        kind: SlotKind::Checkpoint,
-    },
-    Slot {
-        name: "candidate",
-        kind: SlotKind::Tables,
-    },
-    Slot {
-        name: "base",
-        kind: SlotKind::Tables,
-    },
+    Slot::checkpoint("judge"),
+    Slot::tables("candidate"),
+    Slot::tables("base"),
 ];
 
 impl Stage for GrmWinrate {
-    fn kind(&self) -> &'static str {
-        "grm-winrate"
-    }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn about(&self) -> &'static str {
-        "win rate of Mt's answers over M0's on held-out prompts, judged by M0's own GRM"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        resolve_typed::<GrmWinrateParams>(raw)
-    }
-    fn inputs(&self) -> &'static [Slot] {
-        SLOTS
-    }
-    fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
+    const KIND: &'static str = "grm-winrate";
+    /// Bump when the output changes for the same inputs and params.
+    const VERSION: u32 = 3;
+    const ABOUT: &'static str =
+        "win rate of Mt's answers over M0's on held-out prompts, judged by M0's own GRM";
+    type Params = GrmWinrateParams;
+    const INPUTS: &'static [Slot] = SLOTS;
+    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
         vec![
             ("judge", "model@0".into()),
             ("candidate", "answers@k".into()),
             ("base", "answers-m0".into()),
         ]
     }
-    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
-        Outputs {
-            tables: vec![
-                (PAIRS.into(), pairs_schema()),
-                (SUMMARY.into(), summary_schema()),
-            ],
-            checkpoint: false,
-        }
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
+        Outputs::tables(vec![WinratePairRow::declared(), WinrateRow::declared()])
     }
-    fn external_files(&self, params: &serde_json::Value) -> Vec<PathBuf> {
-        serde_json::from_value::<GrmWinrateParams>(params.clone())
-            .ok()
-            .and_then(|p| judge::template_file(&Some(p.template)))
+    fn external_files(&self, p: &GrmWinrateParams) -> Vec<PathBuf> {
+        judge::template_file(&Some(p.template.clone()))
             .into_iter()
             .collect()
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let p: GrmWinrateParams = ctx.params()?;
-        let template = load_template(ctx, &p)?;
-        let cand = read_answers(ctx.input("candidate")?)?;
-        let base = read_answers(ctx.input("base")?)?;
+    fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        let template = load_template(ctx, p)?;
+        let cand = answers::by_prompt(ctx.input("candidate")?)?;
+        let base = answers::by_prompt(ctx.input("base")?)?;
         let rows: Vec<(&AnswerRow, &AnswerRow)> = cand
             .values()
             .map(|c| {
@@ -150,7 +112,7 @@ impl Stage for GrmWinrate {
             .collect::<Result<_, _>>()?;
         let model = common::load_model(ctx.input("judge")?, Weights::Frozen)?;
         let bar = ctx.progress(rows.len() as u64, "grm-winrate");
-        let judged = judge_rows(&model, &template, &p, &rows, &mut |n| bar.inc(n))?;
+        let judged = judge_rows(&model, &template, p, &rows, &mut |n| bar.inc(n))?;
         bar.finish_and_clear();
         let out = Outcomes::new(&rows, &judged);
         ctx.log(&format!(
@@ -161,11 +123,9 @@ impl Stage for GrmWinrate {
             out.count("loss"),
             out.win_rate()
         ));
-        let k = ctx.iteration;
-        let pairs = out.pairs_batch(k, &rows)?;
-        let summary = out.summary_batch(k, &rows)?;
-        ctx.write_table(PAIRS, &pairs)?;
-        ctx.write_table(SUMMARY, &summary)
+        let summary = out.summary_row(&rows);
+        ctx.write_rows(out.pair_rows(&rows))?;
+        ctx.write_rows(vec![summary])
     }
 }
 
@@ -286,32 +246,24 @@ impl Outcomes {
             .map(|j| j.map(|(p12, p21)| (p12 > 0.5) == (p21 > 0.5)))
             .collect()
     }
-    fn pairs_batch(
-        &self,
-        k: u32,
-        rows: &[(&AnswerRow, &AnswerRow)],
-    ) -> anyhow::Result<arrow::record_batch::RecordBatch> {
-        common::batch(
-            &pairs_schema(),
-            k,
-            vec![
-                common::arr_i64(rows.iter().map(|(c, _)| c.prompt_id).collect()),
-                common::arr_bool(self.judged.iter().map(Option::is_none).collect()),
-                common::arr_opt_f64(self.judged.iter().map(|j| j.map(|x| x.0)).collect()),
-                common::arr_opt_f64(self.judged.iter().map(|j| j.map(|x| x.1)).collect()),
-                common::arr_f64(self.p_win.clone()),
-                common::arr_opt_bool(self.flips()),
-                common::arr_str(self.outcome.iter().map(|s| s.to_string()).collect()),
-                common::arr_i32(rows.iter().map(|(c, _)| c.token_ids.len() as i32).collect()),
-                common::arr_i32(rows.iter().map(|(_, b)| b.token_ids.len() as i32).collect()),
-            ],
-        )
+    fn pair_rows(&self, rows: &[(&AnswerRow, &AnswerRow)]) -> Vec<WinratePairRow> {
+        let flips = self.flips();
+        rows.iter()
+            .enumerate()
+            .map(|(i, (c, b))| WinratePairRow {
+                prompt_id: c.prompt_id,
+                identical: self.judged[i].is_none(),
+                p_a_12: self.judged[i].map(|x| x.0),
+                p_a_21: self.judged[i].map(|x| x.1),
+                p_win: self.p_win[i],
+                position_flip: flips[i],
+                outcome: self.outcome[i].to_string(),
+                length_candidate: c.token_ids.len() as i32,
+                length_base: b.token_ids.len() as i32,
+            })
+            .collect()
     }
-    fn summary_batch(
-        &self,
-        k: u32,
-        rows: &[(&AnswerRow, &AnswerRow)],
-    ) -> anyhow::Result<arrow::record_batch::RecordBatch> {
+    fn summary_row(&self, rows: &[(&AnswerRow, &AnswerRow)]) -> WinrateRow {
         let n = rows.len();
         let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
         let flips: Vec<bool> = self.flips().into_iter().flatten().collect();
@@ -321,52 +273,18 @@ impl Outcomes {
         let len = |f: fn(&(&AnswerRow, &AnswerRow)) -> usize| {
             mean(rows.iter().map(|r| f(r) as f64).collect())
         };
-        common::batch(
-            &summary_schema(),
-            k,
-            vec![
-                common::arr_i64(vec![n as i64]),
-                common::arr_i64(vec![self.count("win") as i64]),
-                common::arr_i64(vec![self.count("tie") as i64]),
-                common::arr_i64(vec![self.count("loss") as i64]),
-                common::arr_f64(vec![self.win_rate()]),
-                common::arr_f64(vec![mean(self.p_win.clone())]),
-                common::arr_i64(vec![judged as i64]),
-                common::arr_opt_f64(vec![flip_rate]),
-                common::arr_i64(vec![(n - judged) as i64]),
-                common::arr_f64(vec![len(|r| r.0.token_ids.len())]),
-                common::arr_f64(vec![len(|r| r.1.token_ids.len())]),
-            ],
-        )
+        WinrateRow {
+            n: n as i64,
+            wins: self.count("win") as i64,
+            ties: self.count("tie") as i64,
+            losses: self.count("loss") as i64,
+            win_rate: self.win_rate(),
+            mean_p_win: mean(self.p_win.clone()),
+            judged: judged as i64,
+            position_flip_rate: flip_rate,
+            identical: (n - judged) as i64,
+            mean_length_candidate: len(|r| r.0.token_ids.len()),
+            mean_length_base: len(|r| r.1.token_ids.len()),
+        }
     }
-}
-
-fn pairs_schema() -> arrow::datatypes::SchemaRef {
-    common::schema(&[
-        ("prompt_id", Col::I64, false),
-        ("identical", Col::Bool, false),
-        ("p_a_12", Col::F64, true),
-        ("p_a_21", Col::F64, true),
-        ("p_win", Col::F64, false),
-        ("position_flip", Col::Bool, true),
-        ("outcome", Col::Str, false),
-        ("length_candidate", Col::I32, false),
-        ("length_base", Col::I32, false),
-    ])
-}
-
-fn summary_schema() -> arrow::datatypes::SchemaRef {
-    common::schema(&[
-        ("n", Col::I64, false),
-        ("wins", Col::I64, false),
-        ("ties", Col::I64, false),
-        ("losses", Col::I64, false),
-        ("win_rate", Col::F64, false),
-        ("mean_p_win", Col::F64, false),
-        ("judged", Col::I64, false),
-        ("position_flip_rate", Col::F64, true),
-        ("identical", Col::I64, false),
-        ("mean_length_candidate", Col::F64, false),
-        ("mean_length_base", Col::F64, false),
-    ])
 }

@@ -10,11 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::model::{Model, Preset};
-use crate::stage::{Outputs, ParamError, Stage, TaskContext, resolve_typed};
+use crate::stage::{Outputs, Stage, TaskContext};
 use crate::world::format::{BOS, EOS, PAD, UNK};
-
-/// Bump when the initial weights change for the same params.
-pub const VERSION: u32 = 1;
 
 /// Params of `init` (every field defaulted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,26 +45,15 @@ impl Default for InitParams {
 pub struct Init;
 
 impl Stage for Init {
-    fn kind(&self) -> &'static str {
-        "init"
+    const KIND: &'static str = "init";
+    /// Bump when the initial weights change for the same params.
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "a tiny model from scratch with the built-in world's tokenizer";
+    type Params = InitParams;
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
+        Outputs::checkpoint()
     }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn about(&self) -> &'static str {
-        "a tiny model from scratch with the built-in world's tokenizer"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        resolve_typed::<InitParams>(raw)
-    }
-    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
-        Outputs {
-            tables: vec![],
-            checkpoint: true,
-        }
-    }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let p: InitParams = ctx.params()?;
+    fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let tokenizer = crate::world::tokenizer();
         let tok_config = json!({
             "bos_token": BOS, "eos_token": EOS, "pad_token": PAD, "unk_token": UNK,

@@ -13,22 +13,17 @@
 //! 1..=N, as the `prompts` stage does), so `generate@k` takes slice k. The
 //! file (relative to the pipeline file) is digested into the key.
 //!
-//! ```text
-//! prompts  iteration Int32, id Int64 (line number, 0-based), prompt Utf8,
-//!          source_id Utf8 (the task's "id")
-//! ```
+//! Writes [`prompts`](crate::tables::prompts) ([`InstructionRow`]: `id` is the 0-based line
+//! number, `source_id` the task's `"id"`).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::common::{self, Col};
-use crate::stage::{Outputs, ParamError, Stage, TaskContext, resolve_typed};
+use crate::stage::{Outputs, ParamError, Stage, TaskContext};
+use crate::table::Table;
+use crate::tables::prompts::InstructionRow;
 use crate::user_err;
-
-/// Bump when the output changes for the same file and params.
-pub const VERSION: u32 = 1;
-pub const PROMPTS: &str = "prompts";
 /// Between the instruction and the instance input.
 const INPUT_SEPARATOR: &str = "\n\n";
 
@@ -123,44 +118,31 @@ pub fn read_self_instruct(path: &Path) -> anyhow::Result<Vec<Instruction>> {
 pub struct Instructions;
 
 impl Stage for Instructions {
-    fn kind(&self) -> &'static str {
-        "instructions"
-    }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn about(&self) -> &'static str {
-        "a Self-Instruct-style JSONL file (instruction + input) split into per-iteration slices"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        let v = resolve_typed::<InstructionsParams>(raw)?;
-        if v["iterations"].as_u64().unwrap_or(0) == 0 {
-            return Err(ParamError {
-                path: "iterations".into(),
-                message: "must be at least 1".into(),
-            });
+    const KIND: &'static str = "instructions";
+    /// Bump when the output changes for the same file and params.
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "a Self-Instruct-style JSONL file (instruction + input) split into per-iteration slices";
+    type Params = InstructionsParams;
+    fn validate(&self, p: &InstructionsParams) -> Result<(), ParamError> {
+        if p.iterations == 0 {
+            return Err(ParamError::at("iterations", "must be at least 1"));
         }
-        if v["limit"].as_u64() == Some(0) {
-            return Err(ParamError {
-                path: "limit".into(),
-                message: "must be at least 1 (or null for all)".into(),
-            });
+        if p.limit == Some(0) {
+            return Err(ParamError::at(
+                "limit",
+                "must be at least 1 (or null for all)",
+            ));
         }
-        Ok(v)
+        Ok(())
     }
-    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
-        Outputs {
-            tables: vec![(PROMPTS.into(), schema())],
-            checkpoint: false,
-        }
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
+        Outputs::tables(vec![InstructionRow::declared()])
     }
-    fn external_files(&self, params: &serde_json::Value) -> Vec<PathBuf> {
-        serde_json::from_value::<InstructionsParams>(params.clone())
-            .map(|p| vec![p.path])
-            .unwrap_or_default()
+    fn external_files(&self, p: &InstructionsParams) -> Vec<PathBuf> {
+        vec![p.path.clone()]
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let p: InstructionsParams = ctx.params()?;
+    fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let path = ctx.pipeline_dir.join(&p.path);
         let all = read_self_instruct(&path)?;
         let total = all.len();
@@ -180,30 +162,23 @@ impl Stage for Instructions {
             ));
         }
         let per = n.div_ceil(p.iterations);
-        let batch = arrow::record_batch::RecordBatch::try_new(
-            schema(),
-            vec![
-                common::arr_i32((0..n).map(|i| (i / per) as i32 + 1).collect()),
-                common::arr_i64(picked.iter().map(|t| t.line as i64).collect()),
-                common::arr_str(picked.iter().map(|t| t.prompt.clone()).collect()),
-                common::arr_str(picked.iter().map(|t| t.source_id.clone()).collect()),
-            ],
-        )?;
+        let iterations = (0..n).map(|i| (i / per) as i32 + 1).collect();
+        let rows = picked
+            .into_iter()
+            .map(|t| InstructionRow {
+                id: t.line as i64,
+                prompt: t.prompt,
+                source_id: t.source_id,
+            })
+            .collect();
+        let batch = InstructionRow::batch_at(iterations, rows)?;
         ctx.log(&format!(
             "{n} of {total} tasks from {} in {} slices",
             path.display(),
             p.iterations
         ));
-        ctx.write_table(PROMPTS, &batch)
+        ctx.write_table(InstructionRow::NAME, &batch)
     }
-}
-
-fn schema() -> arrow::datatypes::SchemaRef {
-    common::schema(&[
-        ("id", Col::I64, false),
-        ("prompt", Col::Str, false),
-        ("source_id", Col::Str, false),
-    ])
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! One file per pipeline stage; this module is the registry.
 //!
-//! A stage implements [`crate::stage::Stage`]; [`registry`] maps each kind
+//! A stage implements the typed [`crate::stage::Stage`]; [`registry`] maps each kind
 //! name (as written in `pipeline.yaml`) to its implementation. The engine
 //! takes the registry as a parameter, so tests add their own stages.
 //!
@@ -26,18 +26,19 @@
 //! Adding a stage `foo` (see `world.rs` for a complete one):
 //!
 //! ```text
-//! 1. stages/foo.rs:  pub const VERSION: u32 = 1;      // bump when outputs change
-//!                    #[derive(Serialize, Deserialize)] #[serde(deny_unknown_fields, default)]
+//! 0. src/tables/foo.rs: table! { pub struct FooRow in "foo" { … } }   // if it writes a table
+//! 1. stages/foo.rs:  #[derive(Serialize, Deserialize)] #[serde(deny_unknown_fields, default)]
 //!                    pub struct FooParams { … }       // + Default
 //!                    pub struct Foo;  impl Stage for Foo {
-//!                      kind() -> "foo", version() -> VERSION, about() -> "one line",
-//!                      resolve_params(raw) -> resolve_typed::<FooParams>(raw),
-//!                      inputs() -> &[Slot { name: "model", kind: SlotKind::Checkpoint }, …],
-//!                      default_bindings(params) -> vec![("model", "model@k-1".into())],
-//!                      outputs(params) -> Outputs { tables: vec![("foo", schema)], checkpoint },
-//!                      run(ctx) { let p: FooParams = ctx.params()?;
-//!                                 let path = ctx.input("data")?.table("prompts")?;
-//!                                 ctx.write_table("foo", &batch)?;   // or ctx.checkpoint_dir()
+//!                      type Params = FooParams;
+//!                      const KIND = "foo"; const VERSION = 1;   // bump when outputs change
+//!                      const ABOUT = "one line";
+//!                      const INPUTS = &[Slot::checkpoint("model"), Slot::tables("data")];
+//!                      validate(&FooParams) -> Result<(), ParamError>   // ranges (optional)
+//!                      bindings(&FooParams) -> vec![("model", "model@k-1".into())],
+//!                      outputs(&FooParams) -> Outputs::tables(vec![FooRow::declared()]),  // tables/foo.rs
+//!                      run(&FooParams, ctx) { let prompts: Vec<PromptRow> = ctx.input("data")?.rows()?;
+//!                                 ctx.write_rows(rows)?;   // or ctx.checkpoint_dir()
 //!                      } }
 //! 2. here:           pub mod foo;  static FOO: foo::Foo = foo::Foo;  add &FOO to `registry`.
 //! 3. pipeline.yaml:  stages: { foo: { each_iteration: true, inputs: { data: world }, params: {…} } }
@@ -48,7 +49,7 @@
 //! order; sampling uses `ctx.seed` (derived per task, part of the key) with
 //! per-row seeds, so results do not depend on thread count.
 
-use crate::stage::{Registry, Stage};
+use crate::stage::{DynStage, Registry};
 
 pub mod answers;
 pub mod checkpoint;
@@ -59,15 +60,11 @@ pub mod generate;
 pub mod grm_winrate;
 pub mod init;
 pub mod instructions;
-pub mod judge;
 pub mod prompts;
-pub mod resume;
 pub mod score_grm;
 pub mod score_irm;
 pub mod sft;
 pub mod train;
-pub mod train_data;
-pub mod trained_consistency;
 pub mod world;
 
 static EVAL: eval::Eval = eval::Eval;
@@ -89,7 +86,7 @@ static GRM_WINRATE: grm_winrate::GrmWinrate = grm_winrate::GrmWinrate;
 
 /// Every built-in stage kind.
 pub fn registry() -> Registry {
-    let stages: [&'static dyn Stage; 16] = [
+    let stages: [&'static dyn DynStage; 16] = [
         &WORLD,
         &HELDOUT,
         &INIT,

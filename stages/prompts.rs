@@ -8,22 +8,17 @@
 //! model's chat template is applied by `generate`, which wraps each prompt
 //! as a user message (the raw text stays in this table).
 //!
-//! ```text
-//! prompts  iteration Int32, id Int64, prompt Utf8
-//! ```
+//! Writes [`prompts`](crate::tables::prompts) ([`PromptRow`]).
 
 use std::path::PathBuf;
 
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 use serde::{Deserialize, Serialize};
 
-use super::common::{self, Col};
-use crate::stage::{Outputs, ParamError, Stage, TaskContext, resolve_typed};
+use crate::stage::{Outputs, ParamError, Stage, TaskContext};
+use crate::table::Table;
+use crate::tables::prompts::PromptRow;
 use crate::user_err;
-
-/// Bump when the output changes for the same file and params.
-pub const VERSION: u32 = 1;
-pub const PROMPTS: &str = "prompts";
 
 /// Params of `prompts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,38 +45,25 @@ fn one() -> usize {
 pub struct Prompts;
 
 impl Stage for Prompts {
-    fn kind(&self) -> &'static str {
-        "prompts"
-    }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn about(&self) -> &'static str {
-        "a prompt file (JSONL, Parquet or CSV) split into per-iteration slices"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        let v = resolve_typed::<PromptsParams>(raw)?;
-        if v["iterations"].as_u64().unwrap_or(0) == 0 {
-            return Err(ParamError {
-                path: "iterations".into(),
-                message: "must be at least 1".into(),
-            });
+    const KIND: &'static str = "prompts";
+    /// Bump when the output changes for the same file and params.
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "a prompt file (JSONL, Parquet or CSV) split into per-iteration slices";
+    type Params = PromptsParams;
+    fn validate(&self, p: &PromptsParams) -> Result<(), ParamError> {
+        if p.iterations == 0 {
+            return Err(ParamError::at("iterations", "must be at least 1"));
         }
-        Ok(v)
+        Ok(())
     }
-    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
-        Outputs {
-            tables: vec![(PROMPTS.into(), schema())],
-            checkpoint: false,
-        }
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
+        Outputs::tables(vec![PromptRow::declared()])
     }
-    fn external_files(&self, params: &serde_json::Value) -> Vec<PathBuf> {
-        serde_json::from_value::<PromptsParams>(params.clone())
-            .map(|p| vec![p.path])
-            .unwrap_or_default()
+    fn external_files(&self, p: &PromptsParams) -> Vec<PathBuf> {
+        vec![p.path.clone()]
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let p: PromptsParams = ctx.params()?;
+    fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let path = ctx.pipeline_dir.join(&p.path);
         let texts = read_column(&path, &p.column)?;
         let n = texts.len();
@@ -94,21 +76,18 @@ impl Stage for Prompts {
         }
         let per = n.div_ceil(p.iterations);
         let iters: Vec<i32> = (0..n).map(|i| (i / per) as i32 + 1).collect();
-        let batch = arrow::record_batch::RecordBatch::try_new(
-            schema(),
-            vec![
-                common::arr_i32(iters),
-                common::arr_i64((0..n as i64).collect()),
-                common::arr_str(texts),
-            ],
-        )?;
+        let rows = texts
+            .into_iter()
+            .enumerate()
+            .map(|(i, prompt)| PromptRow {
+                id: i as i64,
+                prompt,
+            })
+            .collect();
         ctx.log(&format!("{n} prompts from {}", path.display()));
-        ctx.write_table(PROMPTS, &batch)
+        let batch = PromptRow::batch_at(iters, rows)?;
+        ctx.write_table(PromptRow::NAME, &batch)
     }
-}
-
-fn schema() -> arrow::datatypes::SchemaRef {
-    common::schema(&[("id", Col::I64, false), ("prompt", Col::Str, false)])
 }
 
 /// The non-null strings of `column` of the file at `path`, in file order.

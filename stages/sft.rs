@@ -17,7 +17,7 @@
 //! the result does not depend on the number of threads.
 //! `resume_every: N` (default 50; 0: never) saves the training state every N
 //! steps into the task's resume area; a killed task continues from there and
-//! ends bit-identical ([`super::resume`]; not part of the key).
+//! ends bit-identical ([`common::resume`]; not part of the key).
 //!
 //! Inputs: `model` (checkpoint, default `model@initial`), `data` (tables
 //! `ift`, `eft`, default `world`). Outputs: the checkpoint and table
@@ -34,20 +34,18 @@ use candle_core::backprop::GradStore;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::common::{self, Col};
-use super::resume::{self, Resume};
+use super::common;
+use super::common::resume::{self, Resume};
 use crate::model::optim::AdamWParams;
 use crate::model::schedule::{LrSchedule, ScheduleKind};
 use crate::model::score::{Pair, response_logprobs};
 use crate::model::trainer::{StepOutputs, Stepper, varmap_vars};
 use crate::model::{Adapters, Decoder, Weights};
-use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
+use crate::stage::{Outputs, Slot, Stage, TaskContext};
+use crate::table::Table;
+use crate::tables::sft_metrics::SftMetricRow;
+use crate::tables::world::{EftRow, IftRow};
 use crate::world::format;
-
-/// Bump when SFT's output changes for the same inputs and params.
-pub const VERSION: u32 = 4;
-/// Name of the metrics table.
-pub const METRICS_TABLE: &str = "sft_metrics";
 
 /// Params of `sft`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,50 +103,26 @@ pub const DEFAULT_RESUME_EVERY: u64 = 50;
 /// The `sft` stage.
 pub struct Sft;
 
-const SLOTS: &[Slot] = &[
-    Slot {
-        name: "model",
-        kind: SlotKind::Checkpoint,
-    },
-    Slot {
-        name: "data",
-        kind: SlotKind::Tables,
-    },
-];
+const SLOTS: &[Slot] = &[Slot::checkpoint("model"), Slot::tables("data")];
 
 impl Stage for Sft {
-    fn kind(&self) -> &'static str {
-        "sft"
-    }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn about(&self) -> &'static str {
-        "supervised fine-tuning on the world's IFT + EFT data (M0)"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        resolve_typed::<SftParams>(raw)
-    }
-    fn inputs(&self) -> &'static [Slot] {
-        SLOTS
-    }
-    fn unkeyed_params(&self) -> &'static [&'static str] {
-        &[resume::PARAM]
-    }
-    fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
+    const KIND: &'static str = "sft";
+    /// Bump when SFT's output changes for the same inputs and params.
+    const VERSION: u32 = 4;
+    const ABOUT: &'static str = "supervised fine-tuning on the world's IFT + EFT data (M0)";
+    type Params = SftParams;
+    const INPUTS: &'static [Slot] = SLOTS;
+    const UNKEYED_PARAMS: &'static [&'static str] = &[resume::PARAM];
+    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
         vec![("model", "model@initial".into()), ("data", "world".into())]
     }
-    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
-        Outputs {
-            tables: vec![(METRICS_TABLE.into(), metrics_schema())],
-            checkpoint: true,
-        }
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
+        Outputs::checkpoint_and(vec![SftMetricRow::declared()])
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let p: SftParams = ctx.params()?;
+    fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let model = common::load_model(ctx.input("model")?, Weights::Trainable)?;
         let data = ctx.input("data")?.clone();
-        let examples = examples(&model.text, &data, &p)?;
+        let examples = examples(&model.text, &data, p)?;
         if examples.is_empty() {
             anyhow::bail!(crate::user_err!(
                 "sft: no training examples (set `ift` or `eft`, or give the world IFT/EFT rows)"
@@ -163,17 +137,17 @@ impl Stage for Sft {
         };
         let vars = varmap_vars(&model.varmap)?;
         let resume = Resume::open(ctx, p.resume_every)?;
-        let (mut stepper, resumed) = resume.start::<SavedRows>(ctx, &vars, || {
+        let (mut stepper, resumed) = resume.start::<SftMetricRow>(ctx, &vars, || {
             Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm))
         })?;
         let n = examples.len();
         let (mut cursor, mut rows, done) = match resumed {
             Some(r) => (
                 Cursor::at(n, ctx.seed, r.state.epoch, r.state.data_position as usize),
-                MetricRows::from_saved(&r.metrics),
+                r.metrics,
                 r.state.global_step,
             ),
-            None => (Cursor::at(n, ctx.seed, 0, 0), MetricRows::default(), 0),
+            None => (Cursor::at(n, ctx.seed, 0, 0), Vec::new(), 0),
         };
         let pad = model.text.pad_id();
         let bar = ctx.progress(p.steps, "sft");
@@ -192,27 +166,26 @@ impl Stage for Sft {
             }
             let info = stepper.step()?;
             seen_tokens += tokens as u64;
-            rows.push(
-                step as i32 + 1,
-                value,
-                info.lr,
-                info.grad_norm,
-                tokens as i64,
-            );
+            rows.push(SftMetricRow {
+                step: step as i32 + 1,
+                loss: value,
+                lr: info.lr,
+                grad_norm: info.grad_norm,
+                tokens: tokens as i64,
+            });
             let at = (cursor.epoch, cursor.pos as u64);
             let steps = (step + 1, p.steps);
-            resume.after_step(ctx.seed, steps, at, &stepper, &vars, || rows.saved())?;
+            resume.after_step(ctx.seed, steps, at, &stepper, &vars, || rows.clone())?;
             let rate = seen_tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
             bar.set_message(format!("{} loss {value:.3} {rate:.0} tok/s", ctx.task));
             bar.inc(1);
         }
         bar.finish_and_clear();
-        if let Some(last) = rows.loss.last() {
-            ctx.log(&format!("final loss {last:.4}"));
+        if let Some(last) = rows.last() {
+            ctx.log(&format!("final loss {:.4}", last.loss));
         }
         model.save(&ctx.checkpoint_dir()?)?;
-        let batch = rows.batch(ctx.iteration)?;
-        ctx.write_table(METRICS_TABLE, &batch)
+        ctx.write_rows(rows)
     }
 }
 
@@ -254,35 +227,6 @@ fn sharded_gradients(
     Ok((value, grads))
 }
 
-fn metrics_schema() -> arrow::datatypes::SchemaRef {
-    common::schema(&[
-        ("step", Col::I32, false),
-        ("loss", Col::F64, false),
-        ("lr", Col::F64, false),
-        ("grad_norm", Col::F64, false),
-        ("tokens", Col::I64, false),
-    ])
-}
-
-#[derive(Default)]
-struct MetricRows {
-    step: Vec<i32>,
-    loss: Vec<f64>,
-    lr: Vec<f64>,
-    grad_norm: Vec<f64>,
-    tokens: Vec<i64>,
-}
-
-/// [`MetricRows`] as saved in the resume area (floats as bits).
-#[derive(Serialize, Deserialize)]
-struct SavedRows {
-    step: Vec<i32>,
-    loss: Vec<u64>,
-    lr: Vec<u64>,
-    grad_norm: Vec<u64>,
-    tokens: Vec<i64>,
-}
-
 /// Where SFT is in its stream of shuffled epochs: `epoch` orders drawn so
 /// far, `pos` examples consumed from the last one.
 struct Cursor {
@@ -311,47 +255,6 @@ impl Cursor {
     }
 }
 
-impl MetricRows {
-    fn saved(&self) -> SavedRows {
-        SavedRows {
-            step: self.step.clone(),
-            loss: resume::bits(&self.loss),
-            lr: resume::bits(&self.lr),
-            grad_norm: resume::bits(&self.grad_norm),
-            tokens: self.tokens.clone(),
-        }
-    }
-    fn from_saved(s: &SavedRows) -> MetricRows {
-        MetricRows {
-            step: s.step.clone(),
-            loss: resume::floats(&s.loss),
-            lr: resume::floats(&s.lr),
-            grad_norm: resume::floats(&s.grad_norm),
-            tokens: s.tokens.clone(),
-        }
-    }
-    fn push(&mut self, step: i32, loss: f64, lr: f64, grad_norm: f64, tokens: i64) {
-        self.step.push(step);
-        self.loss.push(loss);
-        self.lr.push(lr);
-        self.grad_norm.push(grad_norm);
-        self.tokens.push(tokens);
-    }
-    fn batch(self, k: u32) -> anyhow::Result<arrow::record_batch::RecordBatch> {
-        common::batch(
-            &metrics_schema(),
-            k,
-            vec![
-                common::arr_i32(self.step),
-                common::arr_f64(self.loss),
-                common::arr_f64(self.lr),
-                common::arr_f64(self.grad_norm),
-                common::arr_i64(self.tokens),
-            ],
-        )
-    }
-}
-
 /// Every training example as (prompt ids, response ids + EOS).
 fn examples(
     text: &crate::model::Text,
@@ -360,26 +263,17 @@ fn examples(
 ) -> anyhow::Result<Vec<Pair>> {
     let mut texts: Vec<(String, String)> = Vec::new();
     if p.ift {
-        let ift = common::read_table(data, crate::world::tables::IFT)?;
-        let prompts = common::col_str(&ift, "prompt")?;
-        let responses = common::col_str(&ift, "response")?;
-        for (pr, r) in prompts.into_iter().zip(responses) {
-            texts.push((pr.unwrap_or_default(), r.unwrap_or_default()));
+        for r in data.rows::<IftRow>()? {
+            texts.push((r.prompt, r.response));
         }
     }
     if p.eft {
-        let eft = common::read_table(data, crate::world::tables::EFT)?;
-        let prompts = common::col_str(&eft, "prompt")?;
-        let a = common::col_str(&eft, "response_a")?;
-        let b = common::col_str(&eft, "response_b")?;
-        let labels = common::col_str(&eft, "label")?;
-        for (((pr, a), b), label) in prompts.into_iter().zip(a).zip(b).zip(labels) {
-            let (pr, a) = (pr.unwrap_or_default(), a.unwrap_or_default());
-            let prompt = match b {
-                Some(b) => format::judge_pairwise(&pr, &a, &b),
-                None => format::judge_pointwise(&pr, &a),
+        for r in data.rows::<EftRow>()? {
+            let prompt = match &r.response_b {
+                Some(b) => format::judge_pairwise(&r.prompt, &r.response_a, b),
+                None => format::judge_pointwise(&r.prompt, &r.response_a),
             };
-            texts.push((prompt, label.unwrap_or_default()));
+            texts.push((prompt, r.label));
         }
     }
     texts

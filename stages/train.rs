@@ -20,7 +20,7 @@
 //!
 //! `resume_every: N` (default 50; 0: never) saves the training state every N
 //! optimizer steps into the task's resume area; a killed task continues from
-//! there on the next run and ends bit-identical ([`super::resume`]; not part
+//! there on the next run and ends bit-identical ([`common::resume`]; not part
 //! of the key).
 //!
 //! `lora: { rank, alpha, target_modules }` trains LoRA adapters only (the
@@ -29,22 +29,14 @@
 //! Defaults (DESIGN §2/§5; the prototype's stable setting): lr 5e-5 constant,
 //! 1 epoch, batch 16, β 0.1, λ 1, γ 0.1, δ 0, symmetric KL, grad through both.
 //!
-//! ```text
-//! train_metrics  iteration Int32, step Int32, epoch Int32, pairs Int32, loss Float64,
-//!                "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
-//!                "logps/chosen", "logps/rejected", "loss/dpo", "loss/consistency",
-//!                "consistency/selected_frac", "consistency/agreement" (Float64, NULL when
-//!                undefined: no pair selected, or srlm for the consistency metrics),
-//!                lr Float64, grad_norm Float64
-//! ```
+//! Writes Mt+1 and [`train_metrics`](crate::tables::train_metrics).
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::common::{self, Col};
-use super::judge;
-use super::resume::{self, Resume};
-use super::train_data::{self, TrainData, TrainPair};
+use super::common::resume::{self, Resume};
+use super::common::train_data::{self, TrainData, TrainPair};
+use super::common::{self, judge};
 use crate::loss::{
     ConsistencyGrad, ConsistencyKind, DpoMetrics, LogBernoulli, PairLogps, Preferred,
     ScirLossConfig, dpo_sigmoid, scir_loss_with,
@@ -55,11 +47,10 @@ use crate::model::optim::AdamWParams;
 use crate::model::schedule::{LrSchedule, ScheduleKind};
 use crate::model::score::Pair;
 use crate::model::trainer::{StepOutputs, Stepper, varmap_vars};
-use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
-
-/// Bump when the output changes for the same inputs and params.
-pub const VERSION: u32 = 3;
-pub const METRICS: &str = "train_metrics";
+use crate::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
+use crate::table::Table;
+use crate::tables::grm_scores::GrmMode;
+use crate::tables::train_metrics::TrainMetricRow;
 
 /// Training objective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,63 +140,32 @@ pub const DEFAULT_RESUME_EVERY: u64 = 50;
 pub struct Train;
 
 const SLOTS: &[Slot] = &[
-    Slot {
-        name: "model",
-        kind: SlotKind::Checkpoint,
-    },
-    Slot {
-        name: "generation",
-        kind: SlotKind::Tables,
-    },
-    Slot {
-        name: "irm",
-        kind: SlotKind::Tables,
-    },
-    Slot {
-        name: "grm",
-        kind: SlotKind::Tables,
-    },
-    Slot {
-        name: "filter",
-        kind: SlotKind::Tables,
-    },
+    Slot::checkpoint("model"),
+    Slot::tables("generation"),
+    Slot::tables("irm"),
+    Slot::tables("grm"),
+    Slot::tables("filter"),
 ];
 
 impl Stage for Train {
-    fn kind(&self) -> &'static str {
-        "train"
-    }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn about(&self) -> &'static str {
-        "Mt → Mt+1: SCIR (dynamic selection + consistency loss) or SRLM (plain DPO)"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        let v = resolve_typed::<TrainParams>(raw)?;
-        let p: TrainParams = serde_json::from_value(v.clone()).map_err(|e| ParamError {
-            path: String::new(),
-            message: e.to_string(),
-        })?;
-        loss_config(&p, 1.0).validate().map_err(|e| ParamError {
-            path: String::new(),
-            message: e.to_string(),
-        })?;
+    const KIND: &'static str = "train";
+    /// Bump when the output changes for the same inputs and params.
+    const VERSION: u32 = 3;
+    const ABOUT: &'static str =
+        "Mt → Mt+1: SCIR (dynamic selection + consistency loss) or SRLM (plain DPO)";
+    type Params = TrainParams;
+    fn validate(&self, p: &TrainParams) -> Result<(), ParamError> {
+        loss_config(p, 1.0)
+            .validate()
+            .map_err(|e| ParamError::at("", e.to_string()))?;
         if p.batch_size == 0 {
-            return Err(ParamError {
-                path: "batch_size".into(),
-                message: "must be at least 1".into(),
-            });
+            return Err(ParamError::at("batch_size", "must be at least 1"));
         }
-        Ok(v)
+        Ok(())
     }
-    fn inputs(&self) -> &'static [Slot] {
-        SLOTS
-    }
-    fn unkeyed_params(&self) -> &'static [&'static str] {
-        &[resume::PARAM]
-    }
-    fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
+    const INPUTS: &'static [Slot] = SLOTS;
+    const UNKEYED_PARAMS: &'static [&'static str] = &[resume::PARAM];
+    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
         vec![
             ("model", "model@k-1".into()),
             ("generation", "generate".into()),
@@ -214,14 +174,10 @@ impl Stage for Train {
             ("filter", "consistency-filter".into()),
         ]
     }
-    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
-        Outputs {
-            tables: vec![(METRICS.into(), metrics_schema())],
-            checkpoint: true,
-        }
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
+        Outputs::checkpoint_and(vec![TrainMetricRow::declared()])
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let p: TrainParams = ctx.params()?;
+    fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         // Under LoRA the base weights stay plain tensors: no gradient is computed for them
         // (see `model::frozen_matmul`), and the merged weights are written at the end.
         let weights = match p.lora {
@@ -253,12 +209,11 @@ impl Stage for Train {
             ..AdamWParams::default()
         };
         let resume = Resume::open(ctx, p.resume_every)?;
-        let (mut stepper, resumed) = resume.start::<SavedRows>(ctx, &vars, || {
+        let (mut stepper, resumed) = resume.start::<TrainMetricRow>(ctx, &vars, || {
             Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm))
         })?;
-        let (done, mut rows) = resumed.map_or((0, Rows::default()), |r| {
-            (r.state.global_step, Rows::from_saved(&r.metrics))
-        });
+        let (done, mut rows) =
+            resumed.map_or((0, Vec::new()), |r| (r.state.global_step, r.metrics));
         let bar = ctx.progress(total, "train");
         bar.set_position(done);
         let mut step = 0u64;
@@ -272,24 +227,17 @@ impl Stage for Train {
                 let batch: Vec<&TrainPair> = chunk.iter().map(|&i| &data.pairs[i]).collect();
                 let mut outputs = StepOutputs::new(&model.decoder, model.text.pad_id());
                 let (loss, m) = match p.method {
-                    Method::Scir => scir_batch(&mut outputs, &data, &batch, &p)?,
-                    Method::Srlm => srlm_batch(&mut outputs, &batch, &p)?,
+                    Method::Scir => scir_batch(&mut outputs, &data, &batch, p)?,
+                    Method::Srlm => srlm_batch(&mut outputs, &batch, p)?,
                 };
                 common::check_finite("the training loss", m.loss, step)?;
                 stepper.accumulate(&outputs.gradients(&loss)?)?;
                 let info = stepper.step()?;
-                rows.push(
-                    step as i32,
-                    epoch as i32,
-                    batch.len() as i32,
-                    &m,
-                    info.lr,
-                    info.grad_norm,
-                );
+                rows.push(m.row(step, epoch, batch.len(), info.lr, info.grad_norm));
                 let position = ((c + 1) * p.batch_size).min(n) as u64;
                 let at = (epoch, position);
                 resume.after_step(ctx.seed, (step, total), at, &stepper, &vars, || {
-                    rows.saved()
+                    rows.clone()
                 })?;
                 bar.set_message(format!("{} loss {:.4}", ctx.task, m.loss));
                 bar.inc(1);
@@ -300,8 +248,7 @@ impl Stage for Train {
             model.merge_lora(set)?;
         }
         model.save(&ctx.checkpoint_dir()?)?;
-        let batch = rows.batch(ctx.iteration)?;
-        ctx.write_table(METRICS, &batch)
+        ctx.write_rows(rows)
     }
 }
 
@@ -317,7 +264,7 @@ fn loss_config(p: &TrainParams, irm_beta: f64) -> ScirLossConfig {
     }
 }
 
-/// One step's metrics, named as in the module docs.
+/// One step's metrics, before the step's bookkeeping joins them in a [`TrainMetricRow`].
 #[derive(Debug, Clone, Default)]
 struct Metrics {
     loss: f64,
@@ -326,6 +273,31 @@ struct Metrics {
     loss_consistency: Option<f64>,
     selected_frac: Option<f64>,
     agreement: Option<f64>,
+}
+
+impl Metrics {
+    /// The table row of optimizer step `step`.
+    fn row(&self, step: u64, epoch: u64, pairs: usize, lr: f64, grad_norm: f64) -> TrainMetricRow {
+        let d = self.dpo;
+        TrainMetricRow {
+            step: step as i32,
+            epoch: epoch as i32,
+            pairs: pairs as i32,
+            loss: Some(self.loss),
+            rewards_chosen: d.rewards_chosen,
+            rewards_rejected: d.rewards_rejected,
+            rewards_accuracies: d.rewards_accuracies,
+            rewards_margins: d.rewards_margins,
+            logps_chosen: d.logps_chosen,
+            logps_rejected: d.logps_rejected,
+            loss_dpo: self.loss_dpo,
+            loss_consistency: self.loss_consistency,
+            selected_frac: self.selected_frac,
+            agreement: self.agreement,
+            lr,
+            grad_norm,
+        }
+    }
 }
 
 /// `(logπθ(y1), logπθ(y2))` of a batch, `(n,)` each, differentiable.
@@ -360,7 +332,7 @@ fn grm_preference(
     let j = &data.judge;
     let first: Vec<Vec<u32>> = batch.iter().map(|p| p.judge_1.clone()).collect();
     let second: Option<Vec<Vec<u32>>> = batch.iter().map(|p| p.judge_2.clone()).collect();
-    if j.pointwise {
+    if j.mode == GrmMode::Pointwise {
         let second = second.ok_or_else(|| anyhow::anyhow!("pointwise judge prompt missing"))?;
         let s1 = judge::expected_scores_of(&out.last_logits(&first, &j.token_ids)?, &j.values)?;
         let s2 = judge::expected_scores_of(&out.last_logits(&second, &j.token_ids)?, &j.values)?;
@@ -391,17 +363,8 @@ fn scir_batch(
         irm_ref_y1: host(batch.iter().map(|b| b.irm_ref[0]).collect())?,
         irm_ref_y2: host(batch.iter().map(|b| b.irm_ref[1]).collect())?,
     };
-    let fixed: Option<Vec<Option<Preferred>>> = (p.selection == Selection::Static).then(|| {
-        batch
-            .iter()
-            .map(|b| {
-                b.y1_preferred.map(|y1| match y1 {
-                    true => Preferred::Y1,
-                    false => Preferred::Y2,
-                })
-            })
-            .collect()
-    });
+    let fixed: Option<Vec<Option<Preferred>>> =
+        (p.selection == Selection::Static).then(|| batch.iter().map(|b| b.label).collect());
     let out = scir_loss_with(&logps, &q, &loss_config(p, data.irm_beta), fixed.as_deref())?;
     let m = out.metrics;
     Ok((
@@ -425,7 +388,7 @@ fn srlm_batch(
     let (py1, py2) = policy_logps(out, batch)?;
     let y1_wins: Vec<u8> = batch
         .iter()
-        .map(|b| u8::from(b.y1_preferred.unwrap_or(true)))
+        .map(|b| u8::from(b.label != Some(Preferred::Y2)))
         .collect();
     let mask = Tensor::new(y1_wins.as_slice(), &common::device())?;
     let pick = |a: &Tensor, b: &Tensor| -> candle_core::Result<(Tensor, Tensor)> {
@@ -450,118 +413,4 @@ fn srlm_batch(
             ..Metrics::default()
         },
     ))
-}
-
-const FLOAT_METRICS: [&str; 11] = [
-    "loss",
-    "rewards/chosen",
-    "rewards/rejected",
-    "rewards/accuracies",
-    "rewards/margins",
-    "logps/chosen",
-    "logps/rejected",
-    "loss/dpo",
-    "loss/consistency",
-    "consistency/selected_frac",
-    "consistency/agreement",
-];
-
-#[derive(Default)]
-struct Rows {
-    step: Vec<i32>,
-    epoch: Vec<i32>,
-    pairs: Vec<i32>,
-    values: Vec<[Option<f64>; 11]>,
-    lr: Vec<f64>,
-    grad_norm: Vec<f64>,
-}
-
-/// [`Rows`] as saved in the resume area (floats as bits: exact round trip).
-#[derive(Serialize, Deserialize)]
-struct SavedRows {
-    step: Vec<i32>,
-    epoch: Vec<i32>,
-    pairs: Vec<i32>,
-    values: Vec<[Option<u64>; 11]>,
-    lr: Vec<u64>,
-    grad_norm: Vec<u64>,
-}
-
-impl Rows {
-    fn saved(&self) -> SavedRows {
-        SavedRows {
-            step: self.step.clone(),
-            epoch: self.epoch.clone(),
-            pairs: self.pairs.clone(),
-            values: self
-                .values
-                .iter()
-                .map(|v| v.map(|x| x.map(f64::to_bits)))
-                .collect(),
-            lr: resume::bits(&self.lr),
-            grad_norm: resume::bits(&self.grad_norm),
-        }
-    }
-    fn from_saved(s: &SavedRows) -> Rows {
-        Rows {
-            step: s.step.clone(),
-            epoch: s.epoch.clone(),
-            pairs: s.pairs.clone(),
-            values: s
-                .values
-                .iter()
-                .map(|v| v.map(|x| x.map(f64::from_bits)))
-                .collect(),
-            lr: resume::floats(&s.lr),
-            grad_norm: resume::floats(&s.grad_norm),
-        }
-    }
-    fn push(&mut self, step: i32, epoch: i32, pairs: i32, m: &Metrics, lr: f64, grad_norm: f64) {
-        self.step.push(step);
-        self.epoch.push(epoch);
-        self.pairs.push(pairs);
-        let d = m.dpo;
-        self.values.push([
-            Some(m.loss),
-            d.rewards_chosen,
-            d.rewards_rejected,
-            d.rewards_accuracies,
-            d.rewards_margins,
-            d.logps_chosen,
-            d.logps_rejected,
-            m.loss_dpo,
-            m.loss_consistency,
-            m.selected_frac,
-            m.agreement,
-        ]);
-        self.lr.push(lr);
-        self.grad_norm.push(grad_norm);
-    }
-    fn batch(self, k: u32) -> anyhow::Result<arrow::record_batch::RecordBatch> {
-        let mut cols = vec![
-            common::arr_i32(self.step),
-            common::arr_i32(self.epoch),
-            common::arr_i32(self.pairs),
-        ];
-        for i in 0..FLOAT_METRICS.len() {
-            cols.push(common::arr_opt_f64(
-                self.values.iter().map(|v| v[i]).collect(),
-            ));
-        }
-        cols.push(common::arr_f64(self.lr));
-        cols.push(common::arr_f64(self.grad_norm));
-        common::batch(&metrics_schema(), k, cols)
-    }
-}
-
-fn metrics_schema() -> arrow::datatypes::SchemaRef {
-    let mut fields = vec![
-        ("step", Col::I32, false),
-        ("epoch", Col::I32, false),
-        ("pairs", Col::I32, false),
-    ];
-    fields.extend(FLOAT_METRICS.iter().map(|&n| (n, Col::F64, true)));
-    fields.push(("lr", Col::F64, false));
-    fields.push(("grad_norm", Col::F64, false));
-    common::schema(&fields)
 }

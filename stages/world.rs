@@ -21,14 +21,10 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use std::sync::Arc;
 
-use crate::stage::{Outputs, ParamError, Slot, SlotKind, Stage, TaskContext, resolve_typed};
+use crate::stage::{Outputs, Slot, Stage, TaskContext};
 use crate::table;
 use crate::world::{self, HELDOUT_TABLES, TRAINING_TABLES, WorldParams};
 
-/// Bump when the world's tables change for the same params.
-pub const VERSION: u32 = 2;
-/// Bump when the held-out tables change for the same world.
-pub const HELDOUT_VERSION: u32 = 1;
 /// The one-row table holding the world's resolved params.
 pub const PARAMS_TABLE: &str = "world_params";
 
@@ -38,25 +34,15 @@ pub struct World;
 /// The `heldout` stage.
 pub struct Heldout;
 
-const HELDOUT_SLOTS: &[Slot] = &[Slot {
-    name: "world",
-    kind: SlotKind::Tables,
-}];
+const HELDOUT_SLOTS: &[Slot] = &[Slot::tables("world")];
 
 impl Stage for World {
-    fn kind(&self) -> &'static str {
-        "world"
-    }
-    fn version(&self) -> u32 {
-        VERSION
-    }
-    fn about(&self) -> &'static str {
-        "the built-in synthetic world's prompt pool and IFT/EFT seed data"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        resolve_typed::<WorldParams>(raw)
-    }
-    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
+    const KIND: &'static str = "world";
+    /// Bump when the world's tables change for the same params.
+    const VERSION: u32 = 2;
+    const ABOUT: &'static str = "the built-in synthetic world's prompt pool and IFT/EFT seed data";
+    type Params = WorldParams;
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
         let mut tables = part_schemas(&TRAINING_TABLES);
         tables.push((PARAMS_TABLE.into(), params_schema()));
         Outputs {
@@ -64,8 +50,8 @@ impl Stage for World {
             checkpoint: false,
         }
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let mut params: WorldParams = ctx.params()?;
+    fn run(&self, params: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        let mut params = params.clone();
         params.seed = params.seed.wrapping_add(ctx.seed);
         write_part(ctx, &params, &TRAINING_TABLES)?;
         let json = serde_json::to_string(&serde_json::to_value(&params)?)?;
@@ -81,31 +67,20 @@ impl Stage for World {
 }
 
 impl Stage for Heldout {
-    fn kind(&self) -> &'static str {
-        "heldout"
-    }
-    fn version(&self) -> u32 {
-        HELDOUT_VERSION
-    }
-    fn about(&self) -> &'static str {
-        "the built-in world's held-out prompts and gold-labelled pairs (eval only)"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        resolve_typed::<NoParams>(raw)
-    }
-    fn inputs(&self) -> &'static [Slot] {
-        HELDOUT_SLOTS
-    }
-    fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
+    const KIND: &'static str = "heldout";
+    /// Bump when the held-out tables change for the same world.
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "the built-in world's held-out prompts and gold-labelled pairs (eval only)";
+    type Params = NoParams;
+    const INPUTS: &'static [Slot] = HELDOUT_SLOTS;
+    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
         vec![("world", "world".into())]
     }
-    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
-        Outputs {
-            tables: part_schemas(&HELDOUT_TABLES),
-            checkpoint: false,
-        }
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
+        Outputs::tables(part_schemas(&HELDOUT_TABLES))
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
+    fn run(&self, _params: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let path = ctx.input("world")?.table(PARAMS_TABLE)?.to_path_buf();
         let params = read_params(&path)?;
         write_part(ctx, &params, &HELDOUT_TABLES)
@@ -115,7 +90,7 @@ impl Stage for Heldout {
 /// `heldout` takes no params.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NoParams {}
+pub struct NoParams {}
 
 fn params_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![

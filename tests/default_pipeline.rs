@@ -8,7 +8,7 @@ use std::process::Output;
 
 use crate::util::scir;
 use scir::dag::Dag;
-use scir::runlog::RunRecord;
+use scir::runlog::{RunRecord, RunStatus, TaskStatus};
 
 const DEFAULT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.yaml");
 const SMOKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smoke/default.yaml");
@@ -176,9 +176,12 @@ fn the_smoke_default_pipeline_runs_and_reports() {
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("seed1");
     let first = run(&a, "1");
-    assert_eq!(first.status, "ok");
+    assert_eq!(first.status, RunStatus::Ok);
     let second = run(&a, "1");
-    assert!(second.tasks.iter().all(|t| t.status == "hit"), "{second:?}");
+    assert!(
+        second.tasks.iter().all(|t| t.status == TaskStatus::Hit),
+        "{second:?}"
+    );
 
     let json = ok(scir(&[
         "report",

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use crate::engine_stages;
 use crate::util::{Project, snapshot, with_status};
+use scir::runlog::{RunStatus, TaskStatus};
 
 /// src@0 → base@0 (= model@0) → gen@1 → train@1 (= model@1) → gen@2 → train@2;
 /// gen@k also reads src@0.
@@ -31,7 +32,7 @@ fn first_run_computes_everything_and_second_run_hits_everything() {
     let p = Project::new(CHAIN);
     let r = p.run_ok(&[]);
     assert_eq!(with_status(&r, "ran"), all());
-    assert_eq!(r.status, "ok");
+    assert_eq!(r.status, RunStatus::Ok);
     let r2 = p.run_ok(&[]);
     assert_eq!(with_status(&r2, "hit"), all());
     assert!(p.counts().values().all(|n| *n == 1), "{:?}", p.counts());
@@ -251,7 +252,7 @@ fn flipped_byte_is_caught_by_verify_and_never_fed_downstream() {
     assert_eq!(p.cmd("run", &[]).unwrap(), ExitCode::from(1));
     let r = p.last_record().unwrap();
     let base = r.tasks.iter().find(|t| t.task == "base@0").unwrap();
-    assert_eq!(base.status, "failed");
+    assert_eq!(base.status, TaskStatus::Failed);
     assert!(
         base.reason.contains("damaged") && base.reason.contains("verify --fix"),
         "{}",
@@ -420,7 +421,7 @@ fn an_input_file_edited_while_the_task_runs_is_not_committed() {
     assert_eq!(p.cmd("run", &[]).unwrap(), ExitCode::from(1));
     let r = p.last_record().unwrap();
     let src = r.tasks.iter().find(|t| t.task == "src@0").unwrap();
-    assert_eq!(src.status, "failed");
+    assert_eq!(src.status, TaskStatus::Failed);
     assert!(
         src.reason.contains("changed while the task ran"),
         "{}",
@@ -462,7 +463,9 @@ fn arm_selects_one_arm_and_an_unknown_arm_is_a_user_error() {
     assert!(!p.artifacts().exists());
     let r = p.run_ok(&["--arm", "b"]);
     assert!(
-        r.tasks.iter().all(|t| t.arm == "b" && t.status == "ran"),
+        r.tasks
+            .iter()
+            .all(|t| t.arm == "b" && t.status == TaskStatus::Ran),
         "{:?}",
         r.tasks
     );

@@ -7,6 +7,7 @@ use std::process::{Child, ExitCode};
 use crate::engine::CHAIN;
 use crate::engine_stages;
 use crate::util::{CHILD_ARGS_ENV, CHILD_REGISTRY_ENV, Project, snapshot, wait_for, with_status};
+use scir::runlog::{RunStatus, TaskStatus};
 
 /// Not a test: when the env var is set, act as the `scir` binary with the
 /// test stages and exit with its status (used by the tests below).
@@ -109,7 +110,7 @@ fn crash_between_commit_and_refs_is_repaired_by_a_hit() {
     let r = p.run_ok(&[]);
     assert_eq!(
         r.tasks.iter().find(|t| t.task == "src@0").unwrap().status,
-        "hit"
+        TaskStatus::Hit
     );
     assert_eq!(p.counts()["src@0"], 1);
     assert_eq!(store.read_refs().unwrap()["main"].len(), 6);
@@ -157,7 +158,7 @@ fn no_wait_names_the_lock_holder_and_a_waiter_proceeds_after_the_holder_dies() {
     kill(&mut holder);
     p.set_mode("src@0", "");
     let r = p.run_ok(&["--no-wait"]);
-    assert_eq!(r.status, "ok");
+    assert_eq!(r.status, RunStatus::Ok);
 }
 
 #[test]

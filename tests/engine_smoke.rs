@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use scir::runlog::RunRecord;
+use scir::runlog::{RunRecord, RunStatus, TaskStatus};
 
 const SMOKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smoke/pipeline.yaml");
 
@@ -32,9 +32,9 @@ fn smoke_pipeline_runs_then_hits_everything() {
     let artifacts = dir.path().join("artifacts");
     let (first, secs) = scir_run(&artifacts);
     eprintln!("first smoke run: {secs:.2} s");
-    assert_eq!(first.status, "ok");
+    assert_eq!(first.status, RunStatus::Ok);
     assert!(
-        first.tasks.iter().all(|t| t.status == "ran"),
+        first.tasks.iter().all(|t| t.status == TaskStatus::Ran),
         "{:?}",
         first.tasks
     );
@@ -42,7 +42,7 @@ fn smoke_pipeline_runs_then_hits_everything() {
     eprintln!("second smoke run (all hits): {secs:.2} s");
     assert!(!second.tasks.is_empty());
     assert!(
-        second.tasks.iter().all(|t| t.status == "hit"),
+        second.tasks.iter().all(|t| t.status == TaskStatus::Hit),
         "{:?}",
         second.tasks
     );

@@ -21,9 +21,7 @@ use std::time::Duration;
 use arrow::array::{Array, Int32Array, Int64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use scir::stage::{
-    Outputs, ParamError, Registry, Slot, SlotKind, Stage, TaskContext, resolve_typed,
-};
+use scir::stage::{DynStage, Outputs, Registry, Slot, Stage, TaskContext};
 use serde::{Deserialize, Serialize};
 
 const POLL: Duration = Duration::from_millis(20);
@@ -119,7 +117,7 @@ fn touch(path: &Path) {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-struct SrcParams {
+pub struct SrcParams {
     rows: u32,
     value: i64,
     file: Option<PathBuf>,
@@ -140,27 +138,17 @@ impl Default for SrcParams {
 pub struct Src;
 
 impl Stage for Src {
-    fn kind(&self) -> &'static str {
-        "src"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn about(&self) -> &'static str {
-        "test source"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        resolve_typed::<SrcParams>(raw)
-    }
-    fn outputs(&self, _: &serde_json::Value) -> Outputs {
+    const KIND: &'static str = "src";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "test source";
+    type Params = SrcParams;
+    fn outputs(&self, _: &Self::Params) -> Outputs {
         table_outputs()
     }
-    fn external_files(&self, params: &serde_json::Value) -> Vec<PathBuf> {
-        let p: SrcParams = serde_json::from_value(params.clone()).unwrap();
-        p.file.into_iter().collect()
+    fn external_files(&self, p: &SrcParams) -> Vec<PathBuf> {
+        p.file.iter().cloned().collect()
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let p: SrcParams = ctx.params()?;
+    fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         if control(ctx)? {
             return Ok(());
         }
@@ -176,7 +164,7 @@ impl Stage for Src {
 
 #[derive(Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-struct AddParams {
+pub struct AddParams {
     add: i64,
     note: String,
 }
@@ -184,29 +172,15 @@ struct AddParams {
 pub struct Add;
 
 impl Stage for Add {
-    fn kind(&self) -> &'static str {
-        "add"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn about(&self) -> &'static str {
-        "adds a constant"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        resolve_typed::<AddParams>(raw)
-    }
-    fn inputs(&self) -> &'static [Slot] {
-        &[Slot {
-            name: "data",
-            kind: SlotKind::Tables,
-        }]
-    }
-    fn outputs(&self, _: &serde_json::Value) -> Outputs {
+    const KIND: &'static str = "add";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "adds a constant";
+    type Params = AddParams;
+    const INPUTS: &'static [Slot] = &[Slot::tables("data")];
+    fn outputs(&self, _: &Self::Params) -> Outputs {
         table_outputs()
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let p: AddParams = ctx.params()?;
+    fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         if control(ctx)? {
             return Ok(());
         }
@@ -221,7 +195,7 @@ impl Stage for Add {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-struct CkptParams {
+pub struct CkptParams {
     scale: i64,
     note: String,
 }
@@ -235,37 +209,22 @@ impl Default for CkptParams {
     }
 }
 
-pub struct Ckpt {
-    pub version: u32,
-}
+/// A checkpoint stage at version `V` (tests bump it).
+pub struct Ckpt<const V: u32>;
 
-impl Stage for Ckpt {
-    fn kind(&self) -> &'static str {
-        "ckpt"
-    }
-    fn version(&self) -> u32 {
-        self.version
-    }
-    fn about(&self) -> &'static str {
-        "a checkpoint holding a number"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        resolve_typed::<CkptParams>(raw)
-    }
-    fn inputs(&self) -> &'static [Slot] {
-        &[Slot {
-            name: "data",
-            kind: SlotKind::Tables,
-        }]
-    }
-    fn outputs(&self, _: &serde_json::Value) -> Outputs {
+impl<const V: u32> Stage for Ckpt<V> {
+    const KIND: &'static str = "ckpt";
+    const VERSION: u32 = V;
+    const ABOUT: &'static str = "a checkpoint holding a number";
+    type Params = CkptParams;
+    const INPUTS: &'static [Slot] = &[Slot::tables("data")];
+    fn outputs(&self, _: &Self::Params) -> Outputs {
         Outputs {
             tables: Vec::new(),
             checkpoint: true,
         }
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let p: CkptParams = ctx.params()?;
+    fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         if control(ctx)? {
             return Ok(());
         }
@@ -273,7 +232,7 @@ impl Stage for Ckpt {
         let dir = ctx.checkpoint_dir()?;
         std::fs::write(
             dir.join("weights.txt"),
-            format!("{}\n", sum * p.scale * i64::from(self.version)),
+            format!("{}\n", sum * p.scale * i64::from(V)),
         )?;
         Ok(())
     }
@@ -282,38 +241,18 @@ impl Stage for Ckpt {
 pub struct Gen;
 
 impl Stage for Gen {
-    fn kind(&self) -> &'static str {
-        "gen"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn about(&self) -> &'static str {
-        "shifts rows by the model's number"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        resolve_typed::<AddParams>(raw)
-    }
-    fn inputs(&self) -> &'static [Slot] {
-        &[
-            Slot {
-                name: "model",
-                kind: SlotKind::Checkpoint,
-            },
-            Slot {
-                name: "data",
-                kind: SlotKind::Tables,
-            },
-        ]
-    }
-    fn default_bindings(&self, _: &serde_json::Value) -> Vec<(&'static str, String)> {
+    const KIND: &'static str = "gen";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "shifts rows by the model's number";
+    type Params = AddParams;
+    const INPUTS: &'static [Slot] = &[Slot::checkpoint("model"), Slot::tables("data")];
+    fn bindings(&self, _: &Self::Params) -> Vec<(&'static str, String)> {
         vec![("model", "model@k-1".into())]
     }
-    fn outputs(&self, _: &serde_json::Value) -> Outputs {
+    fn outputs(&self, _: &Self::Params) -> Outputs {
         table_outputs()
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let p: AddParams = ctx.params()?;
+    fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         if control(ctx)? {
             return Ok(());
         }
@@ -332,11 +271,11 @@ impl Stage for Gen {
 
 static SRC: Src = Src;
 static ADD: Add = Add;
-static CKPT: Ckpt = Ckpt { version: 1 };
-static CKPT_V2: Ckpt = Ckpt { version: 2 };
+static CKPT: Ckpt<1> = Ckpt;
+static CKPT_V2: Ckpt<2> = Ckpt;
 static GEN: Gen = Gen;
 
-fn build(stages: &[&'static dyn Stage]) -> Registry {
+fn build(stages: &[&'static dyn DynStage]) -> Registry {
     let mut reg: Registry = scir::stages::registry();
     for s in stages {
         reg.insert(s.kind(), *s);

@@ -12,9 +12,7 @@ use std::process::ExitCode;
 use candle_core::Device;
 use scir::model::{Model, Preset};
 use scir::report::{self, Report};
-use scir::stage::{
-    Outputs, ParamError, Registry, Slot, SlotKind, Stage, TaskContext, resolve_typed,
-};
+use scir::stage::{Outputs, Registry, Slot, Stage, TaskContext};
 use serde::{Deserialize, Serialize};
 
 use crate::util::{Project, snapshot};
@@ -23,7 +21,7 @@ const SMOKE: &str = include_str!("smoke/eval.yaml");
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SeedParams {
+pub struct SeedParams {
     seed: u64,
 }
 
@@ -49,53 +47,30 @@ fn checkpoint_outputs() -> Outputs {
 
 struct TinyModel;
 impl Stage for TinyModel {
-    fn kind(&self) -> &'static str {
-        "tiny-model"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn about(&self) -> &'static str {
-        "test: a random-init tiny model for the world's tokenizer"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        resolve_typed::<SeedParams>(raw)
-    }
-    fn outputs(&self, _: &serde_json::Value) -> Outputs {
+    const KIND: &'static str = "tiny-model";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "test: a random-init tiny model for the world's tokenizer";
+    type Params = SeedParams;
+    fn outputs(&self, _: &Self::Params) -> Outputs {
         checkpoint_outputs()
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let p: SeedParams = ctx.params()?;
+    fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         save_tiny(ctx, p.seed)
     }
 }
 
 struct TinyStep;
-const STEP_SLOTS: &[Slot] = &[Slot {
-    name: "model",
-    kind: SlotKind::Checkpoint,
-}];
+const STEP_SLOTS: &[Slot] = &[Slot::checkpoint("model")];
 impl Stage for TinyStep {
-    fn kind(&self) -> &'static str {
-        "tiny-step"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn about(&self) -> &'static str {
-        "test: stands in for train (a new random-init model per iteration)"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        resolve_typed::<SeedParams>(raw)
-    }
-    fn inputs(&self) -> &'static [Slot] {
-        STEP_SLOTS
-    }
-    fn outputs(&self, _: &serde_json::Value) -> Outputs {
+    const KIND: &'static str = "tiny-step";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "test: stands in for train (a new random-init model per iteration)";
+    type Params = SeedParams;
+    const INPUTS: &'static [Slot] = STEP_SLOTS;
+    fn outputs(&self, _: &Self::Params) -> Outputs {
         checkpoint_outputs()
     }
-    fn run(&self, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let p: SeedParams = ctx.params()?;
+    fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         save_tiny(ctx, p.seed + u64::from(ctx.iteration))
     }
 }
@@ -236,14 +211,11 @@ fn report_json_and_files_have_the_documented_structure() {
 #[test]
 fn report_includes_eval_labels_when_present() {
     let (p, _) = run_smoke();
-    let batch = scir::report::tables::metrics_batch(
-        1,
-        &[(
-            "label_acc".into(),
-            report::metrics::Mean { value: 0.75, n: 4 },
-        )],
-    )
-    .unwrap();
+    let rows = scir::report::tables::label_rows(&[(
+        "label_acc".into(),
+        report::metrics::Mean { value: 0.75, n: 4 },
+    )]);
+    let batch = <scir::tables::eval::EvalLabelRow as scir::table::Table>::batch(1, rows).unwrap();
     let batch = scir::table::with_constant_str(&batch, "arm", "a").unwrap();
     let dir = p.artifacts().join("tables/eval_labels");
     std::fs::create_dir_all(&dir).unwrap();
@@ -285,54 +257,55 @@ fn same_seed_gives_the_same_eval_bytes() {
     }
 }
 
-/// `eval-labels` reads the SCIR stages' tables by column name (extra columns
-/// and Utf8/Int32 variants are fine) and gold-labels the pairs.
+/// `eval-labels` reads the SCIR stages' `responses` and `filter_pairs` (their shared typed
+/// definitions) and gold-labels the pairs.
 #[test]
-fn eval_labels_reads_responses_and_filter_pairs_by_name() {
-    use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray};
-    use arrow::record_batch::RecordBatch;
-    use std::sync::Arc;
+fn eval_labels_reads_responses_and_filter_pairs() {
+    use scir::loss::Preferred;
+    use scir::table::Table;
+    use scir::tables::filter_pairs::FilterPairRow;
+    use scir::tables::responses::ResponseRow;
     let dir = tempfile::tempdir().unwrap();
-    let strs = |v: &[&str]| -> ArrayRef { Arc::new(StringArray::from(v.to_vec())) };
-    let responses = RecordBatch::try_from_iter([
-        (
-            "iteration",
-            Arc::new(Int32Array::from(vec![1, 1, 1])) as ArrayRef,
-        ),
-        ("response_id", Arc::new(Int64Array::from(vec![10, 11, 12]))),
-        (
-            "prompt",
-            strs(&["sort: cba\n", "sort: cba\n", "sort: cba\n"]),
-        ),
-        ("text", strs(&["abc", "acb", "abc"])),
-    ])
-    .unwrap();
-    let filter = RecordBatch::try_from_iter([
-        (
-            "iteration",
-            Arc::new(Int32Array::from(vec![1, 1])) as ArrayRef,
-        ),
-        ("pair_id", Arc::new(Int64Array::from(vec![0, 1]))),
-        ("response_id_1", Arc::new(Int64Array::from(vec![11, 10]))),
-        ("response_id_2", Arc::new(Int64Array::from(vec![10, 12]))),
-        ("p_irm", Arc::new(Float64Array::from(vec![0.3, 0.6]))),
-        ("p_grm", Arc::new(Float64Array::from(vec![0.2, 0.4]))),
-        (
-            "consistent",
-            Arc::new(BooleanArray::from(vec![true, false])),
-        ),
-        ("label", Arc::new(StringArray::from(vec![Some("y2"), None]))),
-        ("selected", Arc::new(BooleanArray::from(vec![true, false]))),
-    ])
-    .unwrap();
+    let response = |response_id: i64, text: &str| ResponseRow {
+        response_id,
+        prompt_id: 0,
+        sample_idx: 0,
+        prompt: "sort: cba\n".into(),
+        prompt_ids: vec![],
+        text: text.into(),
+        token_ids: vec![],
+        length: 0,
+        finished: true,
+    };
+    let responses = vec![
+        response(10, "abc"),
+        response(11, "acb"),
+        response(12, "abc"),
+    ];
+    let pair = |pair_id, r1, r2, p_irm, p_grm, consistent, label, selected| FilterPairRow {
+        pair_id,
+        prompt_id: 0,
+        response_id_1: r1,
+        response_id_2: r2,
+        p_irm,
+        p_grm,
+        consistent,
+        agreed: None,
+        label,
+        selected,
+    };
+    let filter = vec![
+        pair(0, 11, 10, 0.3, 0.2, true, Some(Preferred::Y2), true),
+        pair(1, 10, 12, 0.6, 0.4, false, None, false),
+    ];
     let (r, f) = (dir.path().join("r.parquet"), dir.path().join("f.parquet"));
-    scir::table::write(&r, &[responses]).unwrap();
-    scir::table::write(&f, &[filter]).unwrap();
+    scir::table::write(&r, &[ResponseRow::batch(1, responses).unwrap()]).unwrap();
+    scir::table::write(&f, &[FilterPairRow::batch(1, filter).unwrap()]).unwrap();
     let pairs = report::labels::read_own_pairs(&r, &f).unwrap();
     assert_eq!(pairs.len(), 2);
     assert!(pairs[0].gold_1 < 1.0 && pairs[0].gold_2 == 1.0);
-    assert_eq!(pairs[0].label_y1, Some(false));
-    assert_eq!(pairs[1].label_y1, None);
+    assert_eq!(pairs[0].label, Some(Preferred::Y2));
+    assert_eq!(pairs[1].label, None);
     let m: BTreeMap<String, report::metrics::Mean> =
         report::labels::label_metrics(&pairs).into_iter().collect();
     assert_eq!(m["own_gold_tie_rate"].value, 0.5);

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use crate::util::{scir, stdout_ok};
 use scir::model::config::ModelConfig;
 use scir::model::tokenizer::Text;
-use scir::stages::judge::{self, JudgeTemplate};
+use scir::stages::common::judge::{self, JudgeTemplate};
+use scir::table::Table;
+use scir::tables::grm_scores::GrmScoreRow;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -139,11 +141,8 @@ fn chat_judge_lora_and_heldout_winrate_run_end_to_end() {
     // The judge prompt: pair-v2's system message, the chat template, the "[[" prefill.
     let text = fixture_text();
     let grm =
-        scir::stages::common::read_path(&art.join("tables/grm_scores/iter-0001.scir.parquet"))
-            .unwrap();
-    let ids = scir::stages::common::col_ids(&grm, "judge_ids_1").unwrap()[0]
-        .clone()
-        .unwrap();
+        GrmScoreRow::read_path(&art.join("tables/grm_scores/iter-0001.scir.parquet")).unwrap();
+    let ids = grm[0].judge_ids_1.clone();
     let decoded = text.decode(&ids, false).unwrap();
     assert!(
         decoded.contains("<|im_start|>system\nPlease act as an impartial judge"),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::util::scir;
-use scir::runlog::RunRecord;
+use scir::runlog::{RunRecord, RunStatus, TaskStatus};
 
 const SMOKE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smoke");
 const FIXTURE: &str = concat!(
@@ -77,7 +77,7 @@ fn tasks(r: &RunRecord, st: &str) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = r
         .tasks
         .iter()
-        .filter(|t| t.status == st)
+        .filter(|t| t.status.as_str() == st)
         .map(|t| (t.task.clone(), t.arm.clone()))
         .collect();
     v.sort();
@@ -105,7 +105,7 @@ fn smoke_runs_every_stage_in_both_arms_and_reruns_only_what_changed() {
     let (dir, pipeline) = smoke_project();
     let art = dir.path().join("artifacts");
     let first = run(&pipeline, &art);
-    assert_eq!(first.status, "ok");
+    assert_eq!(first.status, RunStatus::Ok);
     for stage in [
         "world",
         "init",
@@ -260,11 +260,11 @@ arms:
     std::fs::write(&pipeline, yaml).unwrap();
     let art = dir.path().join("artifacts");
     let rec = run(&pipeline, &art);
-    assert_eq!(rec.status, "ok");
+    assert_eq!(rec.status, RunStatus::Ok);
     assert!(
         rec.tasks
             .iter()
-            .any(|t| t.task == "train@1" && t.arm == "lora" && t.status == "ran")
+            .any(|t| t.task == "train@1" && t.arm == "lora" && t.status == TaskStatus::Ran)
     );
     let flips = sql(
         &art,
@@ -347,7 +347,7 @@ fn irm_reference_and_static_mode_do_what_they_say() {
     assert!(dag.contains("irm_ref ← sft@0"), "{dag}");
     assert!(dag.contains("irm_ref ← init@0 ["), "{dag}");
     let art = dir.path().join("artifacts");
-    assert_eq!(run(&pipeline, &art).status, "ok");
+    assert_eq!(run(&pipeline, &art).status, RunStatus::Ok);
     // Against Mt itself the implicit reward is exactly ½ before training.
     let off = sql(
         &art,

@@ -149,7 +149,7 @@ pub fn with_status(r: &RunRecord, st: &str) -> Vec<String> {
     let mut v: Vec<String> = r
         .tasks
         .iter()
-        .filter(|t| t.status == st)
+        .filter(|t| t.status.as_str() == st)
         .map(|t| t.task.clone())
         .collect();
     v.sort();

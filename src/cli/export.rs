@@ -15,7 +15,7 @@ use crate::export::{self, Format};
 use crate::model::generate::Sampler;
 use crate::model::{Model, Weights};
 use crate::stage::Registry;
-use crate::stages::answers::AnswerSettings;
+use crate::stages::common::answering::AnswerSettings;
 use crate::user_err;
 
 const AFTER_HELP: &str = "\

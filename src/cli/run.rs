@@ -11,7 +11,7 @@ use super::{PipelineArg, StoreArgs, short_key};
 use crate::dag::Dag;
 use crate::lock::Wait;
 use crate::report;
-use crate::runlog::{RunRecord, status};
+use crate::runlog::{RunRecord, RunStatus, TaskStatus};
 use crate::sched::{self, RunOptions};
 use crate::stage::Registry;
 use crate::store::Store;
@@ -105,9 +105,9 @@ fn exit_code(record: &RunRecord) -> ExitCode {
     let failed: Vec<_> = record
         .tasks
         .iter()
-        .filter(|t| t.status == status::FAILED)
+        .filter(|t| t.status == TaskStatus::Failed)
         .collect();
-    if record.status == "ok" {
+    if record.status == RunStatus::Ok {
         ExitCode::SUCCESS
     } else if !failed.is_empty() && failed.iter().all(|t| t.user_error) {
         ExitCode::from(2)
@@ -120,9 +120,9 @@ fn exit_code(record: &RunRecord) -> ExitCode {
 /// missing), so a fully cached run stays cheap. Pipelines without an `eval` table get
 /// no report.
 fn refresh_report(artifacts: &Path, record: &RunRecord, quiet: bool) -> anyhow::Result<()> {
-    let ran = record.tasks.iter().any(|t| t.status == status::RAN);
+    let ran = record.tasks.iter().any(|t| t.status == TaskStatus::Ran);
     let missing = !artifacts.join(report::REPORT_DIR).exists();
-    if record.status != "ok" || !(ran || missing) {
+    if record.status != RunStatus::Ok || !(ran || missing) {
         return Ok(());
     }
     let written = report::refresh(artifacts)?;
@@ -136,7 +136,7 @@ fn print_human(record: &RunRecord) {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &record.tasks {
         *counts.entry(t.status.as_str()).or_default() += 1;
-        let detail = if t.status == status::HIT {
+        let detail = if t.status == TaskStatus::Hit {
             String::new()
         } else {
             format!("  ({})", t.reason)

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::{StoreArgs, short_key};
-use crate::runlog::{self, RunRecord};
+use crate::runlog::{self, RunRecord, TaskStatus};
 use crate::store::Store;
 use crate::user_err;
 
@@ -75,14 +75,11 @@ pub fn run(args: &RunsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn counts(r: &RunRecord) -> String {
-    let n = |s: &str| r.tasks.iter().filter(|t| t.status == s).count();
-    format!(
-        "ran {} hit {} failed {} skipped {}",
-        n("ran"),
-        n("hit"),
-        n("failed"),
-        n("skipped")
-    )
+    let counts: Vec<String> = TaskStatus::ALL
+        .iter()
+        .map(|&s| format!("{s} {}", r.tasks.iter().filter(|t| t.status == s).count()))
+        .collect();
+    counts.join(" ")
 }
 
 fn show(r: &RunRecord) {

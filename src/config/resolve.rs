@@ -8,7 +8,8 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 
 use super::{Binding, Loc, Reference, ResolvedStage, StageFile};
-use crate::stage::{ITERATION_COLUMN, Outputs, Registry, Stage};
+use crate::stage::{DynStage, Outputs, Registry, ResolvedParams};
+use crate::table::ITERATION_COLUMN;
 use crate::user_err;
 
 /// Deep-merge `over` into `base`: mappings merge key by key, anything else replaces.
@@ -57,7 +58,7 @@ pub(super) fn resolve_stage(
         }
         deep_merge(&mut raw, &o.value);
     }
-    let params = stage.resolve_params(raw).map_err(|e| {
+    let params = stage.resolve(raw).map_err(|e| {
         let field = if e.path.is_empty() {
             "params".to_string()
         } else {
@@ -107,9 +108,9 @@ pub(super) fn resolve_stage(
 fn bind_inputs(
     path: &Path,
     name: &str,
-    stage: &'static dyn Stage,
+    stage: &'static dyn DynStage,
     s: &StageFile,
-    params: &Value,
+    params: &ResolvedParams,
     loc: Loc,
 ) -> anyhow::Result<BTreeMap<String, Binding>> {
     let slots: Vec<&str> = stage.inputs().iter().map(|s| s.name).collect();
@@ -181,7 +182,7 @@ fn bind_inputs(
 
 /// Every table a stage declares carries an Int32 `iteration` column (a bug
 /// in the stage otherwise, not the user's fault).
-fn check_outputs(stage: &dyn Stage, outputs: &Outputs) -> anyhow::Result<()> {
+fn check_outputs(stage: &dyn DynStage, outputs: &Outputs) -> anyhow::Result<()> {
     for (name, schema) in &outputs.tables {
         let ok = schema
             .field_with_name(ITERATION_COLUMN)

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Message, Model};
-use crate::stages::answers::{AnswerSettings, answer_chats};
+use crate::stages::common::answering::{AnswerSettings, answer_chats};
 use crate::stages::instructions::Instruction;
 use crate::user_err;
 

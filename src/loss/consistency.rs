@@ -108,6 +108,22 @@ pub enum Preferred {
     Y2,
 }
 
+impl Preferred {
+    /// The label as stored in tables: `y1` | `y2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preferred::Y1 => "y1",
+            Preferred::Y2 => "y2",
+        }
+    }
+    /// Inverse of [`Preferred::as_str`].
+    pub fn parse(s: &str) -> Option<Preferred> {
+        [Preferred::Y1, Preferred::Y2]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
 /// The selection rule: `Some(direction)` iff `(p−½)(q−½) > 0` and
 /// `min(|p−½|, |q−½|) ≥ δ`; `None` (not consistent) otherwise, including any exact ½.
 pub fn select_pair(p: f64, q: f64, delta: f64) -> Option<Preferred> {

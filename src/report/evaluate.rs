@@ -20,14 +20,7 @@ use super::measure::{self, Decoding, Response};
 use super::metrics::{self, Mean};
 use crate::loss::bernoulli::sigmoid;
 use crate::model::Model;
-
-/// Which judge the consistency metrics pair with the IRM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrmMode {
-    Pointwise,
-    Pairwise,
-}
+use crate::tables::grm_scores::GrmMode;
 
 /// Params of the `eval` stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

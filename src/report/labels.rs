@@ -2,13 +2,8 @@
 //! gold-labelled here (and only here), against the IRM/GRM preferences and
 //! the labels the consistency filter wrote.
 //!
-//! Reads (column names as the SCIR stages write them; see [`columns`]):
-//!
-//! ```text
-//! responses      (generate@k)            response_id, prompt, text
-//! filter_pairs   (consistency-filter@k)  pair_id, response_id_1, response_id_2, p_irm, p_grm,
-//!                                        consistent, label ("y1"|"y2"|NULL), selected
-//! ```
+//! Reads [`responses`](crate::tables::responses) (generate@k) and
+//! [`filter_pairs`](crate::tables::filter_pairs) (consistency-filter@k).
 //!
 //! Writes table `eval_labels` (same long format as `eval`: iteration, metric, value, n):
 //!
@@ -31,34 +26,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
-use arrow::compute::cast;
-use arrow::datatypes::DataType;
-use arrow::record_batch::RecordBatch;
-
 use super::evaluate::{EvalParams, GoldPair, Models, grm_q, judge};
 use super::metrics::{Mean, credit};
-use crate::loss::select_pair;
+use crate::loss::{Preferred, select_pair};
 use crate::model::Model;
-use crate::table;
-
-/// Column names read from the SCIR stages' tables.
-pub mod columns {
-    pub const RESPONSES: &str = "responses";
-    pub const FILTER_PAIRS: &str = "filter_pairs";
-    pub const RESPONSE_ID: &str = "response_id";
-    pub const PROMPT: &str = "prompt";
-    pub const TEXT: &str = "text";
-    pub const RESPONSE_ID_1: &str = "response_id_1";
-    pub const RESPONSE_ID_2: &str = "response_id_2";
-    pub const P_IRM: &str = "p_irm";
-    pub const P_GRM: &str = "p_grm";
-    pub const CONSISTENT: &str = "consistent";
-    pub const LABEL: &str = "label";
-    pub const SELECTED: &str = "selected";
-    /// `label` value meaning "the first response is better".
-    pub const Y1: &str = "y1";
-}
+use crate::table::Table;
+use crate::tables::filter_pairs::FilterPairRow;
+use crate::tables::responses::ResponseRow;
 
 /// One generated pair as the filter saw it, with both responses' gold scores.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,8 +45,8 @@ pub struct OwnPair {
     pub p_irm: f64,
     pub p_grm: f64,
     pub consistent: bool,
-    /// The training label: `Some(true)` = y1 better; `None` = no label.
-    pub label_y1: Option<bool>,
+    /// The training label (`None`: no label).
+    pub label: Option<Preferred>,
     pub selected: bool,
 }
 
@@ -117,8 +91,8 @@ pub fn length_metrics(pairs: &[OwnPair]) -> Vec<(String, Mean)> {
         ),
         (
             "label_longer".into(),
-            of(&|p, l| match (p.selected, p.label_y1) {
-                (true, Some(y1)) => Some(flag(y1 == l)),
+            of(&|p, l| match (p.selected, p.label) {
+                (true, Some(label)) => Some(flag((label == Preferred::Y1) == l)),
                 _ => None,
             }),
         ),
@@ -165,69 +139,25 @@ pub fn label_metrics(pairs: &[OwnPair]) -> Vec<(String, Mean)> {
         ),
         (
             "label_acc".into(),
-            of(&|p, t| match (p.selected, p.label_y1) {
-                (true, Some(y1)) => Some(flag(y1 == t)),
+            of(&|p, t| match (p.selected, p.label) {
+                (true, Some(label)) => Some(flag((label == Preferred::Y1) == t)),
                 _ => None,
             }),
         ),
     ]
 }
 
-fn column(batch: &RecordBatch, name: &str, dt: &DataType, file: &Path) -> anyhow::Result<ArrayRef> {
-    let col = batch.column_by_name(name).ok_or_else(|| {
-        anyhow::anyhow!(
-            "{}: no column {name:?} (eval_labels reads the SCIR stages' tables)",
-            file.display()
-        )
-    })?;
-    Ok(cast(col, dt)?)
-}
-
-fn strings(a: &ArrayRef) -> &StringArray {
-    a.as_any().downcast_ref().expect("cast to Utf8")
-}
-fn ints(a: &ArrayRef) -> &Int64Array {
-    a.as_any().downcast_ref().expect("cast to Int64")
-}
-fn floats(a: &ArrayRef) -> &Float64Array {
-    a.as_any().downcast_ref().expect("cast to Float64")
-}
-fn bools(a: &ArrayRef) -> &BooleanArray {
-    a.as_any().downcast_ref().expect("cast to Boolean")
-}
-
 /// Read `responses` and `filter_pairs` files into gold-scored [`OwnPair`]s.
 pub fn read_own_pairs(responses: &Path, filter: &Path) -> anyhow::Result<Vec<OwnPair>> {
-    use columns as c;
-    let mut rows = Vec::new();
-    for b in table::read(responses)? {
-        let id = column(&b, c::RESPONSE_ID, &DataType::Int64, responses)?;
-        let prompt = column(&b, c::PROMPT, &DataType::Utf8, responses)?;
-        let text = column(&b, c::TEXT, &DataType::Utf8, responses)?;
-        for i in 0..b.num_rows() {
-            let (p, t) = (strings(&prompt).value(i), strings(&text).value(i));
-            rows.push((ints(&id).value(i), p.to_string(), t.to_string()));
-        }
-    }
+    let rows = ResponseRow::read_path(responses)?
+        .into_iter()
+        .map(|r| (r.response_id, r.prompt, r.text))
+        .collect();
     let gold = gold_by_id(rows)?;
-    let mut out = Vec::new();
-    for b in table::read(filter)? {
-        let get = |n: &str, dt: &DataType| column(&b, n, dt, filter);
-        let (r1, r2) = (
-            get(c::RESPONSE_ID_1, &DataType::Int64)?,
-            get(c::RESPONSE_ID_2, &DataType::Int64)?,
-        );
-        let (p, q) = (
-            get(c::P_IRM, &DataType::Float64)?,
-            get(c::P_GRM, &DataType::Float64)?,
-        );
-        let consistent = get(c::CONSISTENT, &DataType::Boolean)?;
-        let label = get(c::LABEL, &DataType::Utf8)?;
-        let labels = strings(&label);
-        let selected = get(c::SELECTED, &DataType::Boolean)?;
-        for i in 0..b.num_rows() {
-            let get = |ids: &ArrayRef| {
-                let id = ints(ids).value(i);
+    FilterPairRow::read_path(filter)?
+        .into_iter()
+        .map(|f| {
+            let get = |id: i64| {
                 gold.get(&id).ok_or_else(|| {
                     anyhow::anyhow!(
                         "{}: response {id} is not in {}",
@@ -236,22 +166,22 @@ pub fn read_own_pairs(responses: &Path, filter: &Path) -> anyhow::Result<Vec<Own
                     )
                 })
             };
-            let ((prompt, text_1, gold_1), (_, text_2, gold_2)) = (get(&r1)?, get(&r2)?);
-            out.push(OwnPair {
+            let ((prompt, text_1, gold_1), (_, text_2, gold_2)) =
+                (get(f.response_id_1)?, get(f.response_id_2)?);
+            Ok(OwnPair {
                 prompt: prompt.clone(),
                 text_1: text_1.clone(),
                 text_2: text_2.clone(),
                 gold_1: *gold_1,
                 gold_2: *gold_2,
-                p_irm: floats(&p).value(i),
-                p_grm: floats(&q).value(i),
-                consistent: bools(&consistent).value(i),
-                label_y1: labels.is_valid(i).then(|| labels.value(i) == c::Y1),
-                selected: bools(&selected).value(i),
-            });
-        }
-    }
-    Ok(out)
+                p_irm: f.p_irm,
+                p_grm: f.p_grm,
+                consistent: f.consistent,
+                label: f.label,
+                selected: f.selected,
+            })
+        })
+        .collect()
 }
 
 /// Mt on the pairs it was just trained on (the selected pairs of its own
@@ -326,7 +256,7 @@ mod tests {
             p_irm: p,
             p_grm: q,
             consistent,
-            label_y1: label,
+            label: label.map(|y1| if y1 { Preferred::Y1 } else { Preferred::Y2 }),
             selected: label.is_some(),
         }
     }

@@ -48,7 +48,6 @@ pub fn execute(t: &TaskRun) -> anyhow::Result<Manifest> {
         task: t.node.task.clone(),
         iteration: t.node.iteration,
         seed: t.node.seed,
-        params: t.node.spec.params.clone(),
         inputs: input_artifacts(t),
         pipeline_dir: t.pipeline_dir.to_path_buf(),
         staging: staging.clone(),
@@ -59,14 +58,15 @@ pub fn execute(t: &TaskRun) -> anyhow::Result<Manifest> {
         show_progress: t.show_progress,
     };
     let started = Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| t.node.spec.stage.run(&mut ctx))).unwrap_or_else(
-        |panic| {
-            Err(anyhow::anyhow!(
-                "the stage panicked: {}",
-                panic_message(&panic)
-            ))
-        },
-    );
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        t.node.spec.stage.run(&t.node.spec.params, &mut ctx)
+    }))
+    .unwrap_or_else(|panic| {
+        Err(anyhow::anyhow!(
+            "the stage panicked: {}",
+            panic_message(&panic)
+        ))
+    });
     let result = result
         .and_then(|()| check_outputs(&mut ctx))
         .and_then(|()| check_externals(t));

@@ -20,6 +20,7 @@
 //!             rows_json (the per-table counts as a JSON object), log
 //! ```
 
+use crate::runlog::TaskStatus;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -162,11 +163,11 @@ fn timestamps<'a>(values: impl Iterator<Item = Option<&'a str>>) -> anyhow::Resu
     Ok(cast(&strings(values), &target)?)
 }
 
-fn count_status(run: &RunRecord, status: &str) -> i64 {
+fn count_status(run: &RunRecord, status: TaskStatus) -> i64 {
     let n = run
         .tasks
         .iter()
-        .filter(|t| t.status.as_deref() == Some(status))
+        .filter(|t| t.status.as_deref() == Some(status.as_str()))
         .count();
     n as i64
 }
@@ -176,7 +177,7 @@ pub fn runs_batch(runs: &[RunRecord]) -> anyhow::Result<RecordBatch> {
     let started = timestamps(runs.iter().map(|r| r.started_at.as_deref()))?;
     let finished = timestamps(runs.iter().map(|r| r.finished_at.as_deref()))?;
     let seconds = seconds_between(&started, &finished)?;
-    let counts = |status: &str| -> ArrayRef {
+    let counts = |status: TaskStatus| -> ArrayRef {
         Arc::new(Int64Array::from_iter_values(
             runs.iter().map(|r| count_status(r, status)),
         ))
@@ -194,10 +195,10 @@ pub fn runs_batch(runs: &[RunRecord]) -> anyhow::Result<RecordBatch> {
         Arc::new(Int64Array::from_iter_values(
             runs.iter().map(|r| r.tasks.len() as i64),
         )),
-        counts("ran"),
-        counts("hit"),
-        counts("failed"),
-        counts("skipped"),
+        counts(TaskStatus::Ran),
+        counts(TaskStatus::Hit),
+        counts(TaskStatus::Failed),
+        counts(TaskStatus::Skipped),
     ];
     Ok(RecordBatch::try_new(runs_schema(), columns)?)
 }

@@ -10,24 +10,26 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use super::params::{TaskKind, WorldParams};
 use super::rng::RowRng;
 use super::{format, gold, noise};
+use crate::table::Table;
+use crate::tables::world::{EftRow, EvalPromptRow, GoldPairRow, IftRow, WorldPromptRow};
 use crate::user_err;
 
 /// Prompt pool, one slice per iteration (`iteration` 1..=iterations).
-pub const PROMPTS: &str = "prompts";
+pub const PROMPTS: &str = WorldPromptRow::NAME;
 /// Instruction demonstrations (`iteration` 0).
-pub const IFT: &str = "ift";
+pub const IFT: &str = IftRow::NAME;
 /// Judge training examples, pointwise and pairwise (`iteration` 0).
-pub const EFT: &str = "eft";
+pub const EFT: &str = EftRow::NAME;
 /// Held-out evaluation prompts (`iteration` 0).
-pub const EVAL_PROMPTS: &str = "eval_prompts";
+pub const EVAL_PROMPTS: &str = EvalPromptRow::NAME;
 /// Held-out pairs with gold preference labels, for eval only (`iteration` 0).
-pub const GOLD_PAIRS: &str = "gold_pairs";
+pub const GOLD_PAIRS: &str = GoldPairRow::NAME;
 /// `eft.mode` of a pointwise example.
 pub const MODE_POINTWISE: &str = "pointwise";
 /// `eft.mode` of a pairwise example.
@@ -38,54 +40,15 @@ pub const PAIR_EPSILON: f64 = 1e-9;
 /// Draws allowed to find one unused prompt (or one pair) before giving up.
 const MAX_ATTEMPTS: usize = 10_000;
 
-fn field(name: &str, dt: DataType, nullable: bool) -> Field {
-    Field::new(name, dt, nullable)
-}
-
-fn head(extra: Vec<Field>) -> SchemaRef {
-    let mut fields = vec![
-        field("iteration", DataType::Int32, false),
-        field("id", DataType::Int64, false),
-        field("task", DataType::Utf8, false),
-        field("prompt", DataType::Utf8, false),
-    ];
-    fields.extend(extra);
-    Arc::new(Schema::new(fields))
-}
-
-/// Schemas of every table, in generation output order.
+/// Schemas of every table, in generation output order: the typed definitions of
+/// [`crate::tables::world`], which the stages that read these tables share.
 pub fn schemas() -> Vec<(String, SchemaRef)> {
-    let utf8 = |n: &str| field(n, DataType::Utf8, false);
     vec![
-        (PROMPTS.into(), head(vec![])),
-        (
-            IFT.into(),
-            head(vec![
-                utf8("response"),
-                field("noisy", DataType::Boolean, false),
-            ]),
-        ),
-        (
-            EFT.into(),
-            head(vec![
-                utf8("mode"),
-                utf8("response_a"),
-                field("response_b", DataType::Utf8, true),
-                utf8("label"),
-                field("noisy", DataType::Boolean, false),
-            ]),
-        ),
-        (EVAL_PROMPTS.into(), head(vec![])),
-        (
-            GOLD_PAIRS.into(),
-            head(vec![
-                utf8("response_a"),
-                utf8("response_b"),
-                field("gold_a", DataType::Float64, false),
-                field("gold_b", DataType::Float64, false),
-                utf8("label"),
-            ]),
-        ),
+        WorldPromptRow::declared(),
+        IftRow::declared(),
+        EftRow::declared(),
+        EvalPromptRow::declared(),
+        GoldPairRow::declared(),
     ]
 }
 

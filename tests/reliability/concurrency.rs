@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use scir::runlog::RunRecord;
+use scir::runlog::{RunRecord, RunStatus, TaskStatus};
 
 use super::harness::{TOY, Toy, stderr};
 
@@ -111,8 +111,8 @@ fn four_concurrent_runs_and_queries_compute_each_key_once() {
     // Every key ran exactly once over all four runs.
     let mut ran: BTreeMap<String, usize> = BTreeMap::new();
     for (_, r) in &records {
-        assert_eq!(r.status, "ok");
-        for t in r.tasks.iter().filter(|t| t.status == "ran") {
+        assert_eq!(r.status, RunStatus::Ok);
+        for t in r.tasks.iter().filter(|t| t.status == TaskStatus::Ran) {
             *ran.entry(t.key.clone()).or_default() += 1;
         }
     }

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 
 use super::harness::{Point, TOY, Toy, assert_public_tables_read, assert_same, digests};
+use scir::runlog::RunStatus;
 
 /// Kill points in CI.
 const CI_POINTS: usize = 32;
@@ -120,7 +121,7 @@ fn kill_once(p: &Point, expected: &BTreeMap<String, String>) {
     toy.assert_verify_clean();
     assert_public_tables_read(&toy.artifacts(), true);
     let rec = toy.run_ok(&[]);
-    assert_eq!(rec.status, "ok");
+    assert_eq!(rec.status, RunStatus::Ok);
     assert_same(
         &format!("after a kill at {} ({})", p.spec(), p.task),
         &digests(&toy.artifacts()),

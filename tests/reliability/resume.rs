@@ -6,6 +6,7 @@
 use scir::failpoint::TRACE_ENV;
 
 use super::harness::{Point, TOY, Toy, assert_same, digests};
+use scir::runlog::TaskStatus;
 
 /// The `nth` (1-based) training step of `task` in a traced run.
 fn step_of(trace: &[Point], task: &str, nth: usize) -> Point {
@@ -97,7 +98,7 @@ fn resume_every_is_not_part_of_the_key() {
     std::fs::write(toy.path("pipeline.yaml"), changed).unwrap();
     let rec = toy.run_ok(&[]);
     assert!(
-        rec.tasks.iter().all(|t| t.status == "hit"),
+        rec.tasks.iter().all(|t| t.status == TaskStatus::Hit),
         "{:?}",
         rec.tasks
     );

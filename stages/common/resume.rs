@@ -7,7 +7,8 @@
 //!         trainer_state.json              step, epoch, data position, RNG, optimizer params
 //!         optimizer.safetensors           AdamW moments and step
 //!         params.safetensors              the trainable tensors
-//!     metrics-<step>.json                 the metric rows of steps 1..=step (f64 as bits)
+//!     metrics-<step>.parquet              the metric rows of steps 1..=step (the stage's
+//!                                         metrics table: exact floats)
 //! ```
 //!
 //! The area is keyed by the task key, so a rerun only ever resumes the very
@@ -22,15 +23,14 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Var;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::model::optim::AdamW;
 use crate::model::train_state::{self, TRAINER_STATE_FILE, TrainerState};
 use crate::model::trainer::Stepper;
 use crate::stage::TaskContext;
+use crate::table::{self, Table};
 
-/// The param name (not part of the key; see [`crate::stage::Stage::unkeyed_params`]).
+/// The param name (not part of the key; see [`crate::stage::Stage::UNKEYED_PARAMS`]).
 pub const PARAM: &str = "resume_every";
 const STATE_DIR: &str = "state";
 
@@ -43,7 +43,8 @@ pub struct Resume {
 /// What a resumed run continues from.
 pub struct Resumed<M> {
     pub state: TrainerState,
-    pub metrics: M,
+    /// The metric rows of the steps done.
+    pub metrics: Vec<M>,
 }
 
 impl Resume {
@@ -57,7 +58,7 @@ impl Resume {
 
     /// A stepper from `new`, with the saved state loaded into it and into
     /// `params` when there is usable state.
-    pub fn start<M: DeserializeOwned>(
+    pub fn start<M: Table>(
         &self,
         ctx: &mut TaskContext,
         params: &[(String, Var)],
@@ -73,18 +74,18 @@ impl Resume {
 
     /// After optimizer step `step` of `total` (at `epoch`, `position`; see
     /// [`state`]): save when due.
-    pub fn after_step<M: Serialize>(
+    pub fn after_step<M: Table>(
         &self,
         seed: u64,
         (step, total): (u64, u64),
         (epoch, position): (u64, u64),
         stepper: &Stepper,
         params: &[(String, Var)],
-        metrics: impl FnOnce() -> M,
+        metrics: impl FnOnce() -> Vec<M>,
     ) -> anyhow::Result<()> {
         if self.due(step, total) {
             let s = state(seed, step, epoch, position, stepper.optimizer());
-            self.save(&s, stepper.optimizer(), params, &metrics())?;
+            self.save(&s, stepper.optimizer(), params, metrics())?;
         }
         crate::failpoint::hit(crate::failpoint::site::TRAIN_STEP);
         Ok(())
@@ -96,18 +97,21 @@ impl Resume {
     }
 
     /// Save the state after a step (see the module docs for the order).
-    pub fn save<M: Serialize>(
+    pub fn save<M: Table>(
         &self,
         state: &TrainerState,
         opt: &AdamW,
         params: &[(String, Var)],
-        metrics: &M,
+        metrics: Vec<M>,
     ) -> anyhow::Result<()> {
         let step = state.global_step;
-        crate::store::write_json_atomic(&self.metrics_path(step), metrics)?;
+        let path = self.metrics_path(step);
+        let tmp = path.with_extension("parquet.tmp");
+        table::write(&tmp, &[M::batch(0, metrics)?])?;
+        std::fs::rename(&tmp, &path)?;
         train_state::save_checkpoint(&self.dir.join(STATE_DIR), state, opt, params)?;
         for old in crate::store::read_dir_sorted(&self.dir)? {
-            if old.extension().is_some_and(|e| e == "json") && old != self.metrics_path(step) {
+            if old.is_file() && old != self.metrics_path(step) {
                 std::fs::remove_file(&old)?;
             }
         }
@@ -117,7 +121,7 @@ impl Resume {
     /// Load saved state into `opt` and `params`, if there is any. On a damaged
     /// area the error is logged, the area removed and `None` returned; `opt`
     /// may then be half-loaded (rebuild it) but `params` are untouched.
-    pub fn load<M: DeserializeOwned>(
+    pub fn load<M: Table>(
         &self,
         ctx: &mut TaskContext,
         opt: &mut AdamW,
@@ -145,7 +149,7 @@ impl Resume {
         }
     }
 
-    fn try_load<M: DeserializeOwned>(
+    fn try_load<M: Table>(
         &self,
         state_dir: &Path,
         opt: &mut AdamW,
@@ -153,14 +157,14 @@ impl Resume {
     ) -> anyhow::Result<Resumed<M>> {
         let text = std::fs::read_to_string(state_dir.join(TRAINER_STATE_FILE))?;
         let peek: TrainerState = serde_json::from_str(&text)?;
-        let metrics_text = std::fs::read_to_string(self.metrics_path(peek.global_step))?;
-        let metrics: M = serde_json::from_str(&metrics_text)?;
+        let metrics = M::read_path(&self.metrics_path(peek.global_step))?;
         let state = train_state::load_checkpoint(state_dir, opt, params)?;
         Ok(Resumed { state, metrics })
     }
 
     fn metrics_path(&self, step: u64) -> PathBuf {
-        self.dir.join(format!("metrics-{step}.json"))
+        self.dir
+            .join(format!("metrics-{step}.{}", table::EXTENSION))
     }
 }
 
@@ -178,14 +182,4 @@ pub fn state(seed: u64, step: u64, epoch: u64, position: u64, opt: &AdamW) -> Tr
 /// training (data order is `epoch_order(seed, epoch)`).
 pub fn unused_rng(seed: u64) -> rand_chacha::ChaCha8Rng {
     rand_core::SeedableRng::seed_from_u64(seed)
-}
-
-/// `f64`s as their bit patterns (JSON round-trips them exactly).
-pub fn bits(v: &[f64]) -> Vec<u64> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
-/// Inverse of [`bits`].
-pub fn floats(v: &[u64]) -> Vec<f64> {
-    v.iter().map(|x| f64::from_bits(*x)).collect()
 }

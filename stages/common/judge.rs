@@ -32,11 +32,11 @@ use crate::model::{Adapters, Decoder, Message, Text};
 use crate::user_err;
 
 /// The built-in pairwise template.
-pub const DEFAULT_PAIRWISE: &str = include_str!("templates/judge_pairwise.txt");
+pub const DEFAULT_PAIRWISE: &str = include_str!("../templates/judge_pairwise.txt");
 /// The built-in pointwise template.
-pub const DEFAULT_POINTWISE: &str = include_str!("templates/judge_pointwise.txt");
+pub const DEFAULT_POINTWISE: &str = include_str!("../templates/judge_pointwise.txt");
 /// MT-Bench's `pair-v2` pairwise judge as a chat judge template (verdict after `[[`).
-pub const MT_BENCH_PAIR: &str = include_str!("templates/judge_pairwise_mt_bench.txt");
+pub const MT_BENCH_PAIR: &str = include_str!("../templates/judge_pairwise_mt_bench.txt");
 /// The prefix of a built-in template's name in a `template` param.
 pub const BUILTIN_PREFIX: &str = "builtin:";
 /// Built-in templates by name (`template: builtin:<name>`).
@@ -45,7 +45,7 @@ pub const BUILTIN: [(&str, &str); 4] = [
     ("world-pointwise", DEFAULT_POINTWISE),
     (
         "instruct-pairwise",
-        include_str!("templates/judge_pairwise_instruct.txt"),
+        include_str!("../templates/judge_pairwise_instruct.txt"),
     ),
     ("mt-bench-pair", MT_BENCH_PAIR),
 ];

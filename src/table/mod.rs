@@ -6,6 +6,17 @@
 //! ([`ROW_GROUP_ROWS`]), and rows are written in the order given. The BLAKE3
 //! digest of the file is computed while writing (a hashing `Write` adapter),
 //! so committed files are never re-read to be hashed.
+//!
+//! Typed tables sit on top: [`Column`] maps a Rust type to an Arrow column and back, and
+//! [`table!`](crate::table!) defines a table once — its name, its row struct, and from those
+//! its schema, writer and reader ([`Table`]). The tables the stages exchange are defined
+//! that way in [`crate::tables`].
+
+mod column;
+mod typed;
+
+pub use column::Column;
+pub use typed::Table;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -25,6 +36,8 @@ use parquet::file::properties::WriterProperties;
 pub const CREATED_BY: &str = "scir";
 /// Rows per row group.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+/// Name of the Int32 column every table carries first.
+pub const ITERATION_COLUMN: &str = "iteration";
 /// File extension of tables.
 pub const EXTENSION: &str = "parquet";
 const READ_CHUNK: usize = 1 << 16;
@@ -222,14 +235,11 @@ pub fn with_constant_str(
 
 /// `schema` with an Int32 `iteration` column first, unless it has one.
 pub fn schema_with_iteration(schema: &SchemaRef) -> SchemaRef {
-    if schema
-        .field_with_name(crate::stage::ITERATION_COLUMN)
-        .is_ok()
-    {
+    if schema.field_with_name(ITERATION_COLUMN).is_ok() {
         return schema.clone();
     }
     let mut fields = vec![Arc::new(Field::new(
-        crate::stage::ITERATION_COLUMN,
+        ITERATION_COLUMN,
         DataType::Int32,
         false,
     ))];
@@ -240,10 +250,7 @@ pub fn schema_with_iteration(schema: &SchemaRef) -> SchemaRef {
 /// `batch` with an Int32 `iteration = k` column first, unless it has one.
 pub fn with_iteration(batch: &RecordBatch, k: u32) -> anyhow::Result<RecordBatch> {
     let schema = batch.schema();
-    if schema
-        .field_with_name(crate::stage::ITERATION_COLUMN)
-        .is_ok()
-    {
+    if schema.field_with_name(ITERATION_COLUMN).is_ok() {
         return Ok(batch.clone());
     }
     let k = i32::try_from(k)?;
