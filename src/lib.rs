@@ -29,27 +29,20 @@
 //! stages/   (top-level folder) one file per pipeline stage
 //! ```
 
-pub mod cache;
+pub mod bench;
 pub mod cli;
-pub mod config;
-pub mod dag;
+pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod export;
 pub mod failpoint;
-pub mod lock;
 pub mod loss;
 pub mod model;
 pub mod report;
-pub mod runlog;
-pub mod sched;
 pub mod sql;
-pub mod stage;
-pub mod store;
+pub mod stages;
 pub mod table;
 pub mod tables;
 pub mod world;
-
-#[path = "../stages/mod.rs"]
-pub mod stages;
 
 pub use error::Error;

@@ -212,7 +212,7 @@ fn a_missing_pipeline_file_is_a_user_error() {
 fn the_shipped_pipelines_load() {
     let reg = scir::stages::registry();
     for path in ["pipeline.yaml", "tests/smoke/pipeline.yaml"] {
-        let pipeline = scir::config::load(std::path::Path::new(path), &reg).unwrap();
-        scir::dag::build(&pipeline).unwrap();
+        let pipeline = scir::engine::config::load(std::path::Path::new(path), &reg).unwrap();
+        scir::engine::dag::build(&pipeline).unwrap();
     }
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Output;
 
 use crate::util::scir;
-use scir::dag::Dag;
-use scir::runlog::{RunRecord, RunStatus, TaskStatus};
+use scir::engine::dag::Dag;
+use scir::engine::runlog::{RunRecord, RunStatus, TaskStatus};
 
 const DEFAULT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.yaml");
 const SMOKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smoke/default.yaml");
@@ -30,8 +30,8 @@ const GOLD_KINDS: &[&str] = &["heldout", "eval", "eval-labels"];
 
 fn dag(path: &str) -> Dag {
     let reg = scir::stages::registry();
-    let pipeline = scir::config::load(Path::new(path), &reg).unwrap();
-    scir::dag::build(&pipeline).unwrap()
+    let pipeline = scir::engine::config::load(Path::new(path), &reg).unwrap();
+    scir::engine::dag::build(&pipeline).unwrap()
 }
 
 fn kind(dag: &Dag, i: usize) -> &'static str {

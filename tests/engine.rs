@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use crate::engine_stages;
 use crate::util::{Project, snapshot, with_status};
-use scir::runlog::{RunStatus, TaskStatus};
+use scir::engine::runlog::{RunStatus, TaskStatus};
 
 /// src@0 → base@0 (= model@0) → gen@1 → train@1 (= model@1) → gen@2 → train@2;
 /// gen@k also reads src@0.
@@ -373,7 +373,7 @@ fn gc_keeps_current_objects_and_drops_old_ones() {
     ));
     p.run_ok(&[]);
     let objects = || {
-        scir::store::Store::new(&p.artifacts())
+        scir::engine::store::Store::new(&p.artifacts())
             .object_keys()
             .unwrap()
             .len()
@@ -428,7 +428,7 @@ fn an_input_file_edited_while_the_task_runs_is_not_committed() {
         src.reason
     );
     assert!(
-        scir::store::Store::new(&p.artifacts())
+        scir::engine::store::Store::new(&p.artifacts())
             .object_keys()
             .unwrap()
             .is_empty()

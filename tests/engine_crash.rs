@@ -7,7 +7,7 @@ use std::process::{Child, ExitCode};
 use crate::engine::CHAIN;
 use crate::engine_stages;
 use crate::util::{CHILD_ARGS_ENV, CHILD_REGISTRY_ENV, Project, snapshot, wait_for, with_status};
-use scir::runlog::{RunStatus, TaskStatus};
+use scir::engine::runlog::{RunStatus, TaskStatus};
 
 /// Not a test: when the env var is set, act as the `scir` binary with the
 /// test stages and exit with its status (used by the tests below).
@@ -54,7 +54,7 @@ fn killed_mid_write_leaves_nothing_half_visible_and_rerun_recomputes_only_that_t
     );
     p.write_pipeline(&changed);
     p.set_mode("train@1", "block");
-    let store = scir::store::Store::new(&p.artifacts());
+    let store = scir::engine::store::Store::new(&p.artifacts());
     let objects = store.object_keys().unwrap();
     let refs = std::fs::read(store.refs_path()).unwrap();
     let tables = snapshot(&p.artifacts().join("tables"));
@@ -100,11 +100,11 @@ fn crash_between_commit_and_refs_is_repaired_by_a_hit() {
         "",
         "run",
         &[],
-        &[(scir::store::FAILPOINT_ENV, "after-commit")],
+        &[(scir::engine::store::FAILPOINT_ENV, "after-commit")],
     );
     let (code, _) = finish(child);
     assert_ne!(code, Some(0));
-    let store = scir::store::Store::new(&p.artifacts());
+    let store = scir::engine::store::Store::new(&p.artifacts());
     assert_eq!(store.object_keys().unwrap().len(), 1, "src@0 committed");
     assert!(store.read_refs().unwrap().is_empty(), "refs not updated");
     let r = p.run_ok(&[]);
@@ -136,7 +136,11 @@ fn two_concurrent_runs_compute_each_task_once_and_end_valid() {
     assert_eq!(p.counts().len(), 6);
     let serial = Project::new(CHAIN);
     serial.run_ok(&[]);
-    let refs = |p: &Project| scir::store::Store::new(&p.artifacts()).read_refs().unwrap();
+    let refs = |p: &Project| {
+        scir::engine::store::Store::new(&p.artifacts())
+            .read_refs()
+            .unwrap()
+    };
     assert_eq!(refs(&p), refs(&serial));
     assert_eq!(p.cmd("verify", &[]).unwrap(), ExitCode::SUCCESS);
 }
@@ -167,7 +171,7 @@ fn gc_during_a_run_keeps_its_staging_dir_and_committed_objects() {
     p.set_mode("gen@1", "wait");
     let child = p.spawn("", "run", &[], &[]);
     wait_for(&p.path("reached.gen@1"));
-    let store = scir::store::Store::new(&p.artifacts());
+    let store = scir::engine::store::Store::new(&p.artifacts());
     let staging_before = snapshot(&store.tmp_dir()).len();
     assert_eq!(p.cmd("gc", &[]).unwrap(), ExitCode::SUCCESS);
     assert_eq!(

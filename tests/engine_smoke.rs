@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use scir::runlog::{RunRecord, RunStatus, TaskStatus};
+use scir::engine::runlog::{RunRecord, RunStatus, TaskStatus};
 
 const SMOKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smoke/pipeline.yaml");
 

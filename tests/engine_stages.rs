@@ -21,7 +21,7 @@ use std::time::Duration;
 use arrow::array::{Array, Int32Array, Int64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use scir::stage::{DynStage, Outputs, Registry, Slot, Stage, TaskContext};
+use scir::engine::stage::{DynStage, Outputs, Registry, Slot, Stage, TaskContext};
 use serde::{Deserialize, Serialize};
 
 const POLL: Duration = Duration::from_millis(20);

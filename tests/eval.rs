@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use candle_core::Device;
+use scir::engine::stage::{Outputs, Registry, Slot, Stage, TaskContext};
 use scir::model::{Model, Preset};
 use scir::report::{self, Report};
-use scir::stage::{Outputs, Registry, Slot, Stage, TaskContext};
 use serde::{Deserialize, Serialize};
 
 use crate::util::{Project, snapshot};
@@ -211,9 +211,9 @@ fn report_json_and_files_have_the_documented_structure() {
 #[test]
 fn report_includes_eval_labels_when_present() {
     let (p, _) = run_smoke();
-    let rows = scir::report::tables::label_rows(&[(
+    let rows = scir::eval::tables::label_rows(&[(
         "label_acc".into(),
-        report::metrics::Mean { value: 0.75, n: 4 },
+        scir::eval::metrics::Mean { value: 0.75, n: 4 },
     )]);
     let batch = <scir::tables::eval::EvalLabelRow as scir::table::Table>::batch(1, rows).unwrap();
     let batch = scir::table::with_constant_str(&batch, "arm", "a").unwrap();
@@ -301,13 +301,14 @@ fn eval_labels_reads_responses_and_filter_pairs() {
     let (r, f) = (dir.path().join("r.parquet"), dir.path().join("f.parquet"));
     scir::table::write(&r, &[ResponseRow::batch(1, responses).unwrap()]).unwrap();
     scir::table::write(&f, &[FilterPairRow::batch(1, filter).unwrap()]).unwrap();
-    let pairs = report::labels::read_own_pairs(&r, &f).unwrap();
+    let pairs = scir::eval::labels::read_own_pairs(&r, &f).unwrap();
     assert_eq!(pairs.len(), 2);
     assert!(pairs[0].gold_1 < 1.0 && pairs[0].gold_2 == 1.0);
     assert_eq!(pairs[0].label, Some(Preferred::Y2));
     assert_eq!(pairs[1].label, None);
-    let m: BTreeMap<String, report::metrics::Mean> =
-        report::labels::label_metrics(&pairs).into_iter().collect();
+    let m: BTreeMap<String, scir::eval::metrics::Mean> = scir::eval::labels::label_metrics(&pairs)
+        .into_iter()
+        .collect();
     assert_eq!(m["own_gold_tie_rate"].value, 0.5);
     assert_eq!((m["label_acc"].value, m["label_acc"].n), (1.0, 1));
     assert_eq!(m["own_irm_acc"].value, 1.0);
@@ -323,9 +324,9 @@ fn eval_labels_reads_responses_and_filter_pairs() {
         )
         .unwrap()
     };
-    let params = report::evaluate::EvalParams::default();
-    let t: BTreeMap<String, report::metrics::Mean> =
-        report::labels::trained_metrics(&params, &tiny(1), &tiny(2), &pairs)
+    let params = scir::eval::evaluate::EvalParams::default();
+    let t: BTreeMap<String, scir::eval::metrics::Mean> =
+        scir::eval::labels::trained_metrics(&params, &tiny(1), &tiny(2), &pairs)
             .unwrap()
             .into_iter()
             .collect();

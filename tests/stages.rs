@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::util::scir;
-use scir::runlog::{RunRecord, RunStatus, TaskStatus};
+use scir::engine::runlog::{RunRecord, RunStatus, TaskStatus};
 
 const SMOKE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smoke");
 const FIXTURE: &str = concat!(

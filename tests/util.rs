@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Output, Stdio};
 
 use clap::Parser;
-use scir::runlog::{self, RunRecord};
-use scir::stage::Registry;
+use scir::engine::runlog::{self, RunRecord};
+use scir::engine::stage::Registry;
 
 use crate::engine_stages;
 
@@ -163,7 +163,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     if !dir.exists() {
         return out;
     }
-    for f in scir::store::walk_files(dir).unwrap() {
+    for f in scir::engine::files::walk_files(dir).unwrap() {
         let rel = f.strip_prefix(dir).unwrap().display().to_string();
         out.insert(rel, std::fs::read(&f).unwrap_or_default());
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 
-use crate::stage::{Outputs, ParamError, Registry, Slot, SlotKind, Stage, TaskContext};
+use crate::engine::stage::{Outputs, ParamError, Registry, Slot, SlotKind, Stage, TaskContext};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,7 +31,7 @@ impl Stage for Src {
         "a table"
     }
     fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        crate::stage::resolve_typed::<SrcParams>(raw)
+        crate::engine::stage::resolve_typed::<SrcParams>(raw)
     }
     fn outputs(&self, _params: &serde_json::Value) -> Outputs {
         let schema = Schema::new(vec![Field::new("iteration", DataType::Int32, false)]);
@@ -67,7 +67,7 @@ impl Stage for Gen {
         "a model step"
     }
     fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        crate::stage::resolve_typed::<SrcParams>(raw)
+        crate::engine::stage::resolve_typed::<SrcParams>(raw)
     }
     fn inputs(&self) -> &'static [Slot] {
         GEN_SLOTS

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use super::PipelineArg;
-use crate::dag::Dag;
-use crate::stage::Registry;
+use crate::engine::dag::Dag;
+use crate::engine::stage::Registry;
 
 /// Show the unrolled DAG: one node per task (stage@iteration), edges from
 /// each input to its user, labelled with the input slot. Tasks shared by

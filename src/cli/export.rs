@@ -11,10 +11,10 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{PipelineArg, StoreArgs};
+use crate::engine::stage::Registry;
 use crate::export::{self, Format};
 use crate::model::generate::Sampler;
 use crate::model::{Model, Weights};
-use crate::stage::Registry;
 use crate::stages::common::answering::AnswerSettings;
 use crate::user_err;
 

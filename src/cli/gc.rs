@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::StoreArgs;
-use crate::lock::{self, Holder, Wait};
-use crate::store::{Store, maintain};
+use crate::engine::lock::{self, Holder, Wait};
+use crate::engine::store::{Store, maintain};
 
 /// Remove objects that no ref points at (the results of older params or
 /// code versions) and staging dirs of finished or killed runs. Objects of the

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::stage::Registry;
+use crate::engine::stage::Registry;
 
 /// `println!` that ignores a closed stdout (`scir runs | head`).
 macro_rules! outln {
@@ -187,18 +187,11 @@ pub fn run_with_registry(cli: Cli, registry: &Registry) -> anyhow::Result<ExitCo
 pub fn load(
     arg: &PipelineArg,
     registry: &Registry,
-) -> anyhow::Result<(crate::config::Pipeline, crate::dag::Dag)> {
-    let mut pipeline = crate::config::load(&arg.pipeline, registry)?;
+) -> anyhow::Result<(crate::engine::config::Pipeline, crate::engine::dag::Dag)> {
+    let mut pipeline = crate::engine::config::load(&arg.pipeline, registry)?;
     if let Some(seed) = arg.seed {
         pipeline.seed = seed;
     }
-    let dag = crate::dag::build(&pipeline)?;
+    let dag = crate::engine::dag::build(&pipeline)?;
     Ok((pipeline, dag))
 }
-
-/// The first `n` characters of a key.
-pub fn short_key(key: &str) -> &str {
-    &key[..key.len().min(SHORT_KEY)]
-}
-
-const SHORT_KEY: usize = 12;

@@ -10,7 +10,7 @@ use candle_core::Device;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::model::bench::PresetArg;
+use crate::bench::PresetArg;
 use crate::model::generate::{GenerateParams, Sampler, generate};
 use crate::model::score::{Pair, response_logprobs_vec};
 use crate::model::{Adapters, Model, Preset, Weights};
@@ -25,10 +25,10 @@ pub enum ModelCmd {
     /// Generate a continuation of a prompt.
     Generate(GenerateArgs),
     /// Print generation tokens/s and training-step times for built-in sizes.
-    Bench(crate::model::bench::BenchArgs),
+    Bench(crate::bench::BenchArgs),
     /// The scir side of bench/compare.sh (see BENCHMARKS.md).
     #[command(hide = true)]
-    BenchCompare(crate::model::bench_compare::CompareArgs),
+    BenchCompare(crate::bench::compare::CompareArgs),
     /// Make a model from scratch (random, seeded) for a tokenizer directory.
     Init(InitArgs),
     /// Load a checkpoint (f32/f16/bf16, sharded or not) and save it as one f32 file.
@@ -126,8 +126,8 @@ pub fn run(cmd: &ModelCmd) -> anyhow::Result<ExitCode> {
         ModelCmd::Info(a) => info(a),
         ModelCmd::Logprobs(a) => logprobs(a),
         ModelCmd::Generate(a) => gen_cmd(a),
-        ModelCmd::Bench(a) => crate::model::bench::run(a),
-        ModelCmd::BenchCompare(a) => crate::model::bench_compare::run(a),
+        ModelCmd::Bench(a) => crate::bench::run(a),
+        ModelCmd::BenchCompare(a) => crate::bench::compare::run(a),
         ModelCmd::Init(a) => init(a),
         ModelCmd::Convert(a) => Model::load(&a.model, Weights::Frozen, &Device::Cpu)?.save(&a.out),
         ModelCmd::Import(a) => import(a),

@@ -7,14 +7,15 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{PipelineArg, StoreArgs, short_key};
-use crate::dag::Dag;
-use crate::lock::Wait;
+use super::{PipelineArg, StoreArgs};
+use crate::engine::cache::short_key;
+use crate::engine::dag::Dag;
+use crate::engine::lock::Wait;
+use crate::engine::runlog::{RunRecord, RunStatus, TaskStatus};
+use crate::engine::sched::{self, RunOptions};
+use crate::engine::stage::Registry;
+use crate::engine::store::Store;
 use crate::report;
-use crate::runlog::{RunRecord, RunStatus, TaskStatus};
-use crate::sched::{self, RunOptions};
-use crate::stage::Registry;
-use crate::store::Store;
 
 /// Bring the pipeline's tasks up to date.
 ///

@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::{StoreArgs, short_key};
-use crate::runlog::{self, RunRecord, TaskStatus};
-use crate::store::Store;
+use super::StoreArgs;
+use crate::engine::cache::short_key;
+use crate::engine::runlog::{self, RunRecord, TaskStatus};
+use crate::engine::store::Store;
 use crate::user_err;
 
 /// List run records (oldest first), or show one with `scir runs show ID`

@@ -5,12 +5,13 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{PipelineArg, StoreArgs, short_key};
-use crate::cache::{self, KeyMaterial};
-use crate::dag::Dag;
-use crate::sched;
-use crate::stage::Registry;
-use crate::store::{Manifest, Store};
+use super::{PipelineArg, StoreArgs};
+use crate::engine::cache::short_key;
+use crate::engine::cache::{self, KeyMaterial};
+use crate::engine::dag::Dag;
+use crate::engine::sched;
+use crate::engine::stage::Registry;
+use crate::engine::store::{Manifest, Store};
 use crate::user_err;
 
 /// Show which tasks are fresh (their object exists) or stale, and why.

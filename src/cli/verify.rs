@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::{StoreArgs, short_key};
-use crate::lock::{self, Holder, Wait};
-use crate::store::{Store, maintain};
+use super::StoreArgs;
+use crate::engine::cache::short_key;
+use crate::engine::lock::{self, Holder, Wait};
+use crate::engine::store::{Store, maintain};
 
 /// Re-hash every object in the store against its manifest (catches bit rot
 /// and edits). Exits 1 when something is damaged; `--fix` removes damaged

@@ -10,6 +10,13 @@ use candle_core::{Device, Result, Tensor};
 
 use crate::user_err;
 
+/// A prompt and a response, as token ids (EOS already appended to the response if wanted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    pub prompt: Vec<u32>,
+    pub response: Vec<u32>,
+}
+
 /// Token ids with padding, plus which positions are real.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {

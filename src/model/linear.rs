@@ -10,7 +10,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::frozen_matmul;
-use super::lora::LoraAdapter;
+use super::lora::adapter::LoraAdapter;
 
 /// Whether attached LoRA adapters take part in a forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

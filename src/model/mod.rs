@@ -18,8 +18,6 @@
 //! generate    batched sampling with per-row seeds
 //! gguf        GGUF (llama.cpp) files → HF directories (`scir model import`)
 //! score       response log-probs and judge verdict probabilities
-//! bench       `scir model bench`
-//! bench_compare the scir side of bench/compare.sh (hidden `scir model bench-compare`)
 //! lora        LoRA adapters (training)
 //! fused_adamw one-pass in-place AdamW for f32 parameters (bit-identical)
 //! optim       AdamW with saveable state, grad accumulation, clipping
@@ -51,8 +49,6 @@
 
 pub mod attention;
 pub mod batch;
-pub mod bench;
-pub mod bench_compare;
 pub mod chat;
 pub mod checkpoint;
 pub mod config;
@@ -70,8 +66,10 @@ pub mod optim;
 pub mod params;
 pub mod rms_norm;
 pub mod rope;
+pub mod sampling;
 pub mod schedule;
 pub mod score;
+pub mod simd;
 pub mod threads;
 pub mod tokenizer;
 pub mod train_state;

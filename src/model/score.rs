@@ -12,16 +12,10 @@
 
 use candle_core::{D, DType, Tensor};
 
+pub use super::batch::Pair;
 use super::batch::{Batch, Padding};
 use super::decoder::Decoder;
 use super::linear::Adapters;
-
-/// A prompt and a response, as token ids (EOS already appended to the response if wanted).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pair {
-    pub prompt: Vec<u32>,
-    pub response: Vec<u32>,
-}
 
 /// Every item's prompt has a token (the first response token is predicted from it).
 fn check_prompts(items: &[Pair]) -> anyhow::Result<()> {

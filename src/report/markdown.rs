@@ -99,7 +99,7 @@ pub const CHARTS: &[Chart] = &[
 pub fn refresh(artifacts: &Path) -> anyhow::Result<Option<PathBuf>> {
     let has_eval = crate::sql::table_dirs(artifacts)?
         .iter()
-        .any(|(name, _)| name == super::tables::EVAL);
+        .any(|(name, _)| name == crate::eval::tables::EVAL);
     if !has_eval {
         return Ok(None);
     }

@@ -21,7 +21,7 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use serde::Serialize;
 
-use super::tables::{EVAL, EVAL_LABELS};
+use crate::eval::tables::{EVAL, EVAL_LABELS};
 use crate::user_err;
 
 /// The text table's columns, in order (present ones only are shown).

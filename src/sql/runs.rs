@@ -20,7 +20,7 @@
 //!             rows_json (the per-table counts as a JSON object), log
 //! ```
 
-use crate::runlog::TaskStatus;
+use crate::engine::runlog::TaskStatus;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;

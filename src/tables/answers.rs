@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::stage::InputArtifact;
+use crate::engine::stage::InputArtifact;
 
 crate::table! {
     /// One prompt's answer.

@@ -28,9 +28,9 @@
 //!   eval_pairs
 //! ```
 //!
-//! A stage writes rows with [`crate::stage::TaskContext::write_rows`] and reads an upstream
-//! table with [`crate::stage::InputArtifact::rows`]. Settings of the upstream stage (β, the
-//! judge's mode and τ) are read from its params ([`crate::stage::InputArtifact::params_as`]),
+//! A stage writes rows with [`crate::engine::stage::TaskContext::write_rows`] and reads an upstream
+//! table with [`crate::engine::stage::InputArtifact::rows`]. Settings of the upstream stage (β, the
+//! judge's mode and τ) are read from its params ([`crate::engine::stage::InputArtifact::params_as`]),
 //! not from columns: the columns that repeat them (`irm_pairs.beta`, `grm_scores.tau`) are
 //! there for SQL.
 //!

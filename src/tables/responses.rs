@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::stage::InputArtifact;
+use crate::engine::stage::InputArtifact;
 
 crate::table! {
     /// One sampled response.

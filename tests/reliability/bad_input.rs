@@ -90,7 +90,7 @@ impl Case {
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
-    for f in scir::store::walk_files(from).unwrap() {
+    for f in scir::engine::files::walk_files(from).unwrap() {
         std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
     }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use scir::runlog::{RunRecord, RunStatus, TaskStatus};
+use scir::engine::runlog::{RunRecord, RunStatus, TaskStatus};
 
 use super::harness::{TOY, Toy, stderr};
 

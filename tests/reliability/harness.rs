@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use scir::engine::runlog::RunRecord;
 use scir::failpoint::{FAILPOINT_ENV, PARK_ENV, TRACE_ENV};
-use scir::runlog::RunRecord;
 
 pub const SCIR: &str = env!("CARGO_BIN_EXE_scir");
 pub const TOY: &str = include_str!("toy.yaml");
@@ -162,7 +162,7 @@ fn parse_trace(text: &str) -> Vec<Point> {
 /// task → key), every referenced object's output digest and file digests,
 /// and the bytes of every public table and model link.
 pub fn digests(artifacts: &Path) -> BTreeMap<String, String> {
-    let store = scir::store::Store::new(artifacts);
+    let store = scir::engine::store::Store::new(artifacts);
     let mut out = BTreeMap::new();
     for (arm, tasks) in store.read_refs().unwrap() {
         for (task, key) in tasks {
@@ -176,7 +176,7 @@ pub fn digests(artifacts: &Path) -> BTreeMap<String, String> {
         }
     }
     for sub in ["tables", "models"] {
-        for file in scir::store::walk_files(&artifacts.join(sub)).unwrap() {
+        for file in scir::engine::files::walk_files(&artifacts.join(sub)).unwrap() {
             let rel = file.strip_prefix(artifacts).unwrap().display().to_string();
             let value = match std::fs::read_link(&file) {
                 Ok(target) => format!("link {}", target.display()),
@@ -192,7 +192,7 @@ pub fn digests(artifacts: &Path) -> BTreeMap<String, String> {
 
 /// Every committed object: key → digest of its files.
 pub fn objects(artifacts: &Path) -> BTreeMap<String, String> {
-    let store = scir::store::Store::new(artifacts);
+    let store = scir::engine::store::Store::new(artifacts);
     let keys = store.object_keys().unwrap();
     keys.into_iter()
         .map(|k| {
@@ -231,7 +231,7 @@ pub fn assert_same(what: &str, a: &BTreeMap<String, String>, b: &BTreeMap<String
 /// `killed`, the view's temp files (`*.parquet.new`, which no reader lists)
 /// of an interrupted publish may lie next to them.
 pub fn assert_public_tables_read(artifacts: &Path, killed: bool) {
-    for file in scir::store::walk_files(&artifacts.join("tables")).unwrap() {
+    for file in scir::engine::files::walk_files(&artifacts.join("tables")).unwrap() {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         if killed && name.ends_with(".parquet.new") {
             continue;

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use super::harness::{Point, TOY, Toy, assert_public_tables_read, assert_same, digests};
-use scir::runlog::RunStatus;
+use scir::engine::runlog::RunStatus;
 
 /// Kill points in CI.
 const CI_POINTS: usize = 32;

@@ -6,7 +6,7 @@
 use scir::failpoint::TRACE_ENV;
 
 use super::harness::{Point, TOY, Toy, assert_same, digests};
-use scir::runlog::TaskStatus;
+use scir::engine::runlog::TaskStatus;
 
 /// The `nth` (1-based) training step of `task` in a traced run.
 fn step_of(trace: &[Point], task: &str, nth: usize) -> Point {
@@ -19,7 +19,7 @@ fn step_of(trace: &[Point], task: &str, nth: usize) -> Point {
 }
 
 fn resume_dirs(toy: &Toy) -> Vec<std::path::PathBuf> {
-    scir::store::read_dir_sorted(&toy.artifacts().join(".scir/resume")).unwrap()
+    scir::engine::files::read_dir_sorted(&toy.artifacts().join(".scir/resume")).unwrap()
 }
 
 /// Training steps each task ("train@1 scir") ran in a traced run.
@@ -35,7 +35,7 @@ fn steps_run(trace_file: &str) -> std::collections::BTreeMap<String, usize> {
 }
 
 /// The log of `task` ("train@1 scir") in a run record.
-fn task_log(rec: &scir::runlog::RunRecord, task: &str) -> String {
+fn task_log(rec: &scir::engine::runlog::RunRecord, task: &str) -> String {
     let (task, arm) = task.split_once(' ').unwrap();
     let t = rec.tasks.iter().find(|t| t.task == task && t.arm == arm);
     std::fs::read_to_string(&t.unwrap().log).unwrap()

@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
-use scir::model::bench::synthetic_tokenizer;
+use scir::bench::synthetic_tokenizer;
 use scir::model::lora::{LoraConfig, LoraSet};
 use scir::model::optim::AdamWParams;
 use scir::model::schedule::{LrSchedule, ScheduleKind};

@@ -3,10 +3,10 @@
 //! `model_training`.
 
 use candle_core::{DType, Device, Tensor};
+use scir::bench::synthetic_tokenizer;
 use scir::loss::{
     ConsistencyGrad, ConsistencyKind, LogBernoulli, PairLogps, ScirLossConfig, scir_loss,
 };
-use scir::model::bench::synthetic_tokenizer;
 use scir::model::config::{Arch, ModelConfig, Preset};
 use scir::model::score::{Pair, response_logprobs};
 use scir::model::trainer::{varmap_vars, verdict_logit_gaps};

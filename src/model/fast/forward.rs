@@ -14,8 +14,8 @@
 //! summation order and the `exp` polynomial: ~1e-6 relative on logits (tests bound it).
 
 use super::matmul::{Into, Operand, matmul_wt, product};
-use super::simd;
 use super::weights::{Lin, Weights};
+use crate::model::simd;
 
 /// One sequence's rows in a packed group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

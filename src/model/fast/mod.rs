@@ -33,7 +33,6 @@
 
 pub mod forward;
 pub mod matmul;
-pub mod simd;
 pub mod train;
 pub mod weights;
 
@@ -42,11 +41,11 @@ use rayon::prelude::*;
 use self::forward::{KvCache, RopeTable, Scratch, Span};
 use self::matmul::{Into, matmul_wt};
 use self::weights::Weights;
-use super::batch::Batch;
+use super::batch::{Batch, Pair};
 use super::decoder::Decoder;
-use super::generate::{GenerateParams, Generated, pick, start_rows};
 use super::linear::Adapters;
-use super::score::Pair;
+use super::sampling::{GenerateParams, Generated, pick, start_rows};
+use super::simd;
 
 /// Tokens per packed group when scoring: large enough for efficient matmuls, small enough
 /// that a group's activations stay near the caches and the threads balance.

@@ -29,12 +29,12 @@ use rayon::prelude::*;
 
 use super::forward::{self, KvCache, RopeTable, Scratch, Span, Tape};
 use super::matmul::{Into, Operand, product};
-use super::simd;
 use super::weights::{self, Lin, Weights};
 use super::{ResponseRows, gather_rows, response_rows, summed_logprobs, vocab_logits};
+use crate::model::batch::Pair;
 use crate::model::decoder::Decoder;
 use crate::model::linear::Adapters;
-use crate::model::score::Pair;
+use crate::model::simd;
 
 /// Most tokens per group (fixed, so the split does not depend on the machine).
 const TRAIN_GROUP_TOKENS: usize = 1024;

@@ -1,0 +1,506 @@
+//! The executor: brings the selected tasks up to date, in topological order.
+//!
+//! For each node: compute its key from its inputs' output digests; if the
+//! object exists it is a **hit**; otherwise take the key's lock (waiting, with
+//! a message naming the holder, unless `--no-wait`), re-check, run, commit.
+//! Then, under the short global lock, point refs of every arm that lists the
+//! node at the key and republish the public view. Two concurrent runs thus
+//! compute each key once. Tasks run one at a time (a stage may use every core
+//! inside); results do not depend on this order.
+//!
+//! Selection (`--stage S [--iter N]`): the targets are S's tasks (or all);
+//! `--downstream` adds everything that depends on them; without `--single`
+//! their upstream is brought up to date too, with it upstream objects must
+//! already exist (the error names the command that builds them).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::engine::cache::{KEY_SCHEME, KeyMaterial};
+use crate::engine::config::Pipeline;
+use crate::engine::dag::{Dag, Node};
+use crate::engine::lock::{self, Holder, Wait};
+use crate::engine::runlog::{self, RunRecord, RunStatus, TaskRecord, TaskStatus};
+use crate::engine::store::maintain::RUN_LOCK;
+use crate::engine::store::{Manifest, Store};
+use crate::user_err;
+
+mod exec;
+mod publish;
+mod select;
+
+use publish::{finish_full_run, publish};
+
+pub use select::{Selection, select};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Only this arm's tasks (`None`: every arm).
+    pub arm: Option<String>,
+    pub stage: Option<String>,
+    pub iter: Option<u32>,
+    pub single: bool,
+    pub downstream: bool,
+    pub force: bool,
+    pub keep_going: bool,
+    pub wait: Wait,
+    pub show_progress: bool,
+    pub argv: Vec<String>,
+}
+
+/// Per-node state during a run.
+#[derive(Debug, Clone)]
+enum State {
+    Pending,
+    Done(Box<Manifest>),
+    Failed,
+    Skipped,
+}
+
+/// The key material of `node` given its inputs' manifests.
+pub fn material(
+    store: &Store,
+    node: &Node,
+    inputs: &BTreeMap<String, &Manifest>,
+) -> anyhow::Result<KeyMaterial> {
+    let mut externals = BTreeMap::new();
+    for (name, path) in &node.spec.externals {
+        externals.insert(name.clone(), store.stat.digest_path(path)?);
+    }
+    Ok(KeyMaterial {
+        scheme: KEY_SCHEME,
+        kind: node.spec.stage.kind().to_string(),
+        version: node.spec.stage.version(),
+        iteration: node.iteration,
+        seed: node.seed,
+        params: crate::engine::stage::keyed_params(node.spec.stage, &node.spec.params.json),
+        inputs: inputs
+            .iter()
+            .map(|(s, m)| (s.clone(), m.output_digest.clone()))
+            .collect(),
+        externals,
+    })
+}
+
+/// The committed object of `node` for the current inputs, found without
+/// running anything (`None` when it or an upstream object is missing).
+pub fn probe(
+    store: &Store,
+    dag: &Dag,
+    i: usize,
+    memo: &mut BTreeMap<usize, Option<Manifest>>,
+) -> Option<Manifest> {
+    if let Some(m) = memo.get(&i) {
+        return m.clone();
+    }
+    let node = &dag.nodes[i];
+    let mut ups = BTreeMap::new();
+    for (slot, up) in &node.inputs {
+        ups.insert(slot.clone(), probe(store, dag, *up, memo)?);
+    }
+    let refs: BTreeMap<String, &Manifest> = ups.iter().map(|(s, m)| (s.clone(), m)).collect();
+    let found = material(store, node, &refs)
+        .ok()
+        .and_then(|m| store.manifest(&m.key()));
+    memo.insert(i, found.clone());
+    found
+}
+
+/// Run the selected tasks; always returns the run record (status `failed`
+/// when a task failed). User errors (bad selection, missing upstream with
+/// `--single`, a held lock with `--no-wait`) are returned before anything runs.
+pub fn run(
+    store: &Store,
+    pipeline: &Pipeline,
+    dag: &Dag,
+    opts: &RunOptions,
+) -> anyhow::Result<RunRecord> {
+    let sel = select(dag, opts)?;
+    if opts.single {
+        check_upstream(store, pipeline, dag, &sel)?;
+    }
+    store.init()?;
+    let started_at = runlog::now_rfc3339();
+    let (run_id, run_dir) = runlog::create_run_dir(&store.runs_dir(), &started_at)?;
+    let me = holder(&run_id, "running".into());
+    let _alive = lock::acquire(&run_dir.join(RUN_LOCK), &me, Wait::NoWait, &|_| {})?;
+    let run = Run {
+        store,
+        pipeline,
+        dag,
+        opts,
+        sel,
+        run_id,
+        run_dir,
+    };
+    let mut states = vec![State::Pending; dag.nodes.len()];
+    let mut memo = BTreeMap::new();
+    let mut tasks = Vec::new();
+    let mut stopped_by: Option<String> = None;
+    for i in (0..dag.nodes.len()).filter(|i| run.sel.in_plan[*i]) {
+        let started = Instant::now();
+        let outcome = match run.step(i, &states, &mut memo, stopped_by.as_deref()) {
+            Ok(o) => o,
+            Err(e) if is_user_error(&e) => return Err(e),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                Outcome::failed(format!("{e:#}"), String::new())
+            }
+        };
+        if matches!(outcome.state, State::Failed) && !opts.keep_going && stopped_by.is_none() {
+            stopped_by = Some(dag.nodes[i].task.clone());
+        }
+        tasks.extend(run.records(i, &outcome, started.elapsed().as_secs_f64()));
+        states[i] = outcome.state;
+    }
+    let failed = states
+        .iter()
+        .any(|s| matches!(s, State::Failed | State::Skipped));
+    if !failed && run.sel.everything {
+        finish_full_run(store, dag, &states, &run.run_id)?;
+    }
+    let record = RunRecord {
+        run_id: run.run_id.clone(),
+        started_at,
+        finished_at: runlog::now_rfc3339(),
+        argv: opts.argv.clone(),
+        pipeline: pipeline.path.display().to_string(),
+        pipeline_digest: pipeline.digest.clone(),
+        status: if failed {
+            RunStatus::Failed
+        } else {
+            RunStatus::Ok
+        },
+        tasks,
+    };
+    crate::failpoint::hit(crate::failpoint::site::BEFORE_RECORD);
+    runlog::write(&run.run_dir, &record)?;
+    store.stat.save()?;
+    if !failed {
+        // Every staging dir was renamed into the store; failed ones stay for `scir gc`.
+        let _ = std::fs::remove_dir_all(store.tmp_dir().join(&run.run_id));
+    }
+    Ok(record)
+}
+
+fn is_user_error(e: &anyhow::Error) -> bool {
+    crate::error::exit_code(e) == 2
+}
+
+fn holder(run_id: &str, doing: String) -> Holder {
+    Holder {
+        run_id: run_id.to_string(),
+        pid: std::process::id(),
+        doing,
+    }
+}
+
+/// `<task>.<first arm>.log`.
+pub fn log_name(node: &Node) -> String {
+    format!("{}.{}.log", node.task, node.arms[0])
+}
+
+/// Everything one run shares between its tasks.
+struct Run<'a> {
+    store: &'a Store,
+    pipeline: &'a Pipeline,
+    dag: &'a Dag,
+    opts: &'a RunOptions,
+    sel: Selection,
+    run_id: String,
+    run_dir: PathBuf,
+}
+
+/// How one node ended.
+struct Outcome {
+    state: State,
+    status: TaskStatus,
+    reason: String,
+    key: String,
+    /// Failed because of the user's input (a stage's user error).
+    user_error: bool,
+}
+
+impl Outcome {
+    fn failed(reason: String, key: String) -> Outcome {
+        Outcome {
+            state: State::Failed,
+            status: TaskStatus::Failed,
+            reason,
+            key,
+            user_error: false,
+        }
+    }
+    fn failed_by(e: &anyhow::Error, key: String) -> Outcome {
+        Outcome {
+            user_error: is_user_error(e),
+            ..Outcome::failed(format!("{e:#}"), key)
+        }
+    }
+    fn skipped(reason: String) -> Outcome {
+        Outcome {
+            state: State::Skipped,
+            status: TaskStatus::Skipped,
+            reason,
+            key: String::new(),
+            user_error: false,
+        }
+    }
+}
+
+impl Run<'_> {
+    /// Bring node `i` up to date (hit, run, or skip).
+    fn step(
+        &self,
+        i: usize,
+        states: &[State],
+        memo: &mut BTreeMap<usize, Option<Manifest>>,
+        stopped_by: Option<&str>,
+    ) -> anyhow::Result<Outcome> {
+        let (node, dag) = (&self.dag.nodes[i], self.dag);
+        let mut inputs: BTreeMap<String, Manifest> = BTreeMap::new();
+        for (slot, up) in &node.inputs {
+            let m = match &states[*up] {
+                State::Done(m) => (**m).clone(),
+                State::Failed | State::Skipped => {
+                    let why = format!("upstream {} did not complete", dag.nodes[*up].task);
+                    return Ok(Outcome::skipped(why));
+                }
+                State::Pending => probe(self.store, dag, *up, memo)
+                    .ok_or_else(|| missing_upstream(self.pipeline, self.store, &dag.nodes[*up]))?,
+            };
+            inputs.insert(slot.clone(), m);
+        }
+        if let Some(first) = stopped_by {
+            return Ok(Outcome::skipped(format!(
+                "not run: the run stopped after {first} failed (--keep-going runs independent \
+                 tasks)"
+            )));
+        }
+        let inputs: BTreeMap<String, &Manifest> =
+            inputs.iter().map(|(s, m)| (s.clone(), m)).collect();
+        let material = material(self.store, node, &inputs)?;
+        let key = material.key();
+        let forced = self.opts.force && self.sel.named[i];
+        let (manifest, status, reason) = match self.store.manifest(&key).filter(|_| !forced) {
+            Some(m) => (m, TaskStatus::Hit, "object exists".to_string()),
+            None => {
+                let me = holder(&self.run_id, format!("computing {}", node.task));
+                let note = |msg: &str| eprintln!("{}: {msg}", node.task);
+                let lock_path = self.store.key_lock(&key);
+                let _held = lock::acquire(&lock_path, &me, self.opts.wait, &note)?;
+                match self.store.manifest(&key).filter(|_| !forced) {
+                    Some(m) => (
+                        m,
+                        TaskStatus::Hit,
+                        "computed by a concurrent run".to_string(),
+                    ),
+                    None => match self.execute(node, &material, &key, inputs, forced) {
+                        Ok(done) => done,
+                        Err(e) => return Ok(Outcome::failed_by(&e, key)),
+                    },
+                }
+            }
+        };
+        publish(self.store, &self.run_id, node, &key)?;
+        Ok(Outcome {
+            state: State::Done(Box::new(manifest)),
+            status,
+            reason,
+            key,
+            user_error: false,
+        })
+    }
+
+    /// Run a node's stage and commit; holds the key's lock.
+    fn execute(
+        &self,
+        node: &Node,
+        material: &KeyMaterial,
+        key: &str,
+        inputs: BTreeMap<String, &Manifest>,
+        forced: bool,
+    ) -> anyhow::Result<(Manifest, TaskStatus, String)> {
+        let reason = if forced {
+            "forced".to_string()
+        } else {
+            why_run(self.store, node, material)
+        };
+        if self.opts.show_progress {
+            eprintln!("running {} ({reason})", node.task);
+        }
+        let t = exec::TaskRun {
+            store: self.store,
+            run_id: &self.run_id,
+            node,
+            material,
+            key,
+            inputs,
+            pipeline_dir: &self.pipeline.dir,
+            log: self.run_dir.join(log_name(node)),
+            show_progress: self.opts.show_progress,
+            replace: forced,
+        };
+        let spinner = task_spinner(self.opts.show_progress, &node.task);
+        let result = exec::execute(&t);
+        spinner.finish_and_clear();
+        match result {
+            Ok(m) => Ok((m, TaskStatus::Ran, reason)),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                Err(e)
+            }
+        }
+    }
+
+    /// One record per arm that lists node `i` (later arms of a computed node: `hit`).
+    fn records(&self, i: usize, o: &Outcome, seconds: f64) -> Vec<TaskRecord> {
+        let node = &self.dag.nodes[i];
+        let rows: BTreeMap<String, u64> = match &o.state {
+            State::Done(m) => m.tables.iter().map(|(n, t)| (n.clone(), t.rows)).collect(),
+            _ => BTreeMap::new(),
+        };
+        let log_path = self.run_dir.join(log_name(node));
+        let ran = matches!(o.status, TaskStatus::Ran | TaskStatus::Failed) && log_path.exists();
+        let log = if ran {
+            log_path.display().to_string()
+        } else {
+            String::new()
+        };
+        let mut out = Vec::new();
+        let shown = node
+            .arms
+            .iter()
+            .filter(|a| self.opts.arm.as_ref().is_none_or(|x| x == *a));
+        for (a, arm) in shown.enumerate() {
+            let (status, reason) = if a > 0 && o.status == TaskStatus::Ran {
+                (
+                    TaskStatus::Hit,
+                    format!("same task as arm {:?} (computed once)", node.arms[0]),
+                )
+            } else {
+                (o.status, o.reason.clone())
+            };
+            out.push(TaskRecord {
+                task: node.task.clone(),
+                stage: node.stage.clone(),
+                iteration: node.iteration,
+                arm: arm.clone(),
+                key: o.key.clone(),
+                status,
+                reason,
+                seconds,
+                rows: rows.clone(),
+                log: log.clone(),
+                user_error: o.user_error,
+            });
+        }
+        out
+    }
+}
+
+/// Why node `i` (whose inputs `probe` found in `memo`) has no object.
+pub fn why_stale(
+    store: &Store,
+    dag: &Dag,
+    i: usize,
+    memo: &BTreeMap<usize, Option<Manifest>>,
+) -> String {
+    let node = &dag.nodes[i];
+    let ups: BTreeMap<String, Manifest> = node
+        .inputs
+        .iter()
+        .filter_map(|(s, u)| memo.get(u).cloned().flatten().map(|m| (s.clone(), m)))
+        .collect();
+    let inputs: BTreeMap<String, &Manifest> = ups.iter().map(|(s, m)| (s.clone(), m)).collect();
+    match material(store, node, &inputs) {
+        Ok(m) => why_run(store, node, &m),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+/// Why a node without an object must run: its key material compared with
+/// that of the object refs point at (the last result of this task).
+fn why_run(store: &Store, node: &Node, now: &KeyMaterial) -> String {
+    let refs = store.read_refs().unwrap_or_default();
+    let old = node
+        .arms
+        .iter()
+        .find_map(|a| refs.get(a)?.get(&node.task))
+        .and_then(|k| store.manifest(k));
+    let Some(old) = old else {
+        return "no object".to_string();
+    };
+    let diff = crate::engine::cache::diff(&old.material, now);
+    if diff.is_empty() {
+        return "no object (removed?)".to_string();
+    }
+    let shown: Vec<&str> = diff
+        .iter()
+        .take(REASON_FIELDS)
+        .map(String::as_str)
+        .collect();
+    let more = diff.len().saturating_sub(REASON_FIELDS);
+    let tail = if more > 0 {
+        format!("; +{more} more")
+    } else {
+        String::new()
+    };
+    format!("changed: {}{tail}", shown.join("; "))
+}
+
+/// How many changed key fields a reason lists.
+const REASON_FIELDS: usize = 3;
+
+/// A spinner with the task's name and elapsed time (hidden unless on a terminal).
+fn task_spinner(show: bool, task: &str) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.set_message(task.to_string());
+    bar.enable_steady_tick(SPINNER_TICK);
+    bar
+}
+
+const SPINNER_TICK: std::time::Duration = std::time::Duration::from_millis(120);
+
+fn missing_upstream(pipeline: &Pipeline, store: &Store, node: &Node) -> anyhow::Error {
+    user_err!(
+        "{} is needed but not built (no object for its current key)\nBuild it first: scir run {} \
+         --artifacts {} --stage {} --iter {}\n(or drop --single to build upstream tasks \
+         automatically)",
+        node.task,
+        pipeline.path.display(),
+        store.root.display(),
+        node.stage,
+        node.iteration
+    )
+    .into()
+}
+
+/// With `--single`: every input of a planned task outside the plan must exist.
+fn check_upstream(
+    store: &Store,
+    pipeline: &Pipeline,
+    dag: &Dag,
+    sel: &Selection,
+) -> anyhow::Result<()> {
+    let mut memo = BTreeMap::new();
+    for (i, node) in dag.nodes.iter().enumerate() {
+        if !sel.in_plan[i] {
+            continue;
+        }
+        for up in node.inputs.values() {
+            if !sel.in_plan[*up] && probe(store, dag, *up, &mut memo).is_none() {
+                return Err(missing_upstream(pipeline, store, &dag.nodes[*up]));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! The generative reward model: the model as a judge of pairs, and score-grm's params
+//! (which consistency-filter and train read from score-grm's input instead of repeating
+//! them).
+//!
+//! `pairwise`: the judge template renders `(x, A=y1, B=y2)`; `P(A) = softmax(l_A, l_B)[0]`
+//! of the two verdict tokens at the answer position. With `swap` the order `(A=y2, B=y1)`
+//! is judged too and `p_grm = ½·[P(A|y1,y2) + 1 − P(A|y2,y1)]`; `position_flip` is true when
+//! the judge picks the same letter in both orders. `pointwise`: each response is judged
+//! alone; `s(y)` = expected value over the score tokens; `p_grm = σ((s(y1) − s(y2))/τ)`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::judge::{self, JudgeTemplate};
+use crate::engine::stage::TaskContext;
+use crate::loss::bernoulli::sigmoid;
+use crate::model::score::verdict_probs_vec;
+use crate::model::{Adapters, Model};
+use crate::tables::grm_scores::{GrmMode, GrmScoreRow};
+use crate::tables::judge_tokens::JudgeTokenRow;
+use crate::tables::pairs::PairRow;
+use crate::tables::responses::{self, ResponseRow};
+
+/// Params of `score-grm`: how the model judges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoreGrmParams {
+    pub mode: GrmMode,
+    /// Judge template file (relative to the pipeline file), or `builtin:<name>`;
+    /// `null`: the world's built-in template of the mode.
+    pub template: Option<PathBuf>,
+    /// Pairwise: also judge the swapped order and average.
+    pub swap: bool,
+    /// Pairwise verdict strings `[A, B]` (one token each).
+    pub verdicts: [String; 2],
+    /// Pointwise score strings, worst first (one token each); values 1..=n.
+    pub scores: Vec<String>,
+    /// Pointwise temperature τ in `σ(Δs/τ)`.
+    pub tau: f64,
+    /// Judge prompts per forward pass (speed only).
+    pub batch_size: usize,
+}
+
+impl Default for ScoreGrmParams {
+    fn default() -> Self {
+        ScoreGrmParams {
+            mode: GrmMode::Pairwise,
+            template: None,
+            swap: true,
+            verdicts: ["A".into(), "B".into()],
+            scores: (1..=5).map(|i| i.to_string()).collect(),
+            tau: 1.0,
+            batch_size: 64,
+        }
+    }
+}
+
+/// The judge template of `p`: a file relative to the pipeline, a `builtin:` name, or the
+/// built-in template of the mode.
+pub fn load_template(ctx: &TaskContext, p: &ScoreGrmParams) -> anyhow::Result<JudgeTemplate> {
+    match &p.template {
+        Some(rel) if judge::template_file(&p.template).is_none() => {
+            let name = rel.to_string_lossy();
+            let name = name.trim_start_matches(judge::BUILTIN_PREFIX);
+            JudgeTemplate::new(judge::builtin(name)?, &format!("built-in {name}"))
+        }
+        Some(rel) => {
+            let path = ctx.pipeline_dir.join(rel);
+            let src = std::fs::read_to_string(&path).map_err(|e| {
+                crate::user_err!("{}: cannot read the judge template ({e})", path.display())
+            })?;
+            let t = JudgeTemplate::new(&src, &path.display().to_string())?;
+            t.check_shows_inputs(p.mode == GrmMode::Pairwise)?;
+            Ok(t)
+        }
+        None => match p.mode {
+            GrmMode::Pairwise => JudgeTemplate::new(judge::DEFAULT_PAIRWISE, "built-in pairwise"),
+            GrmMode::Pointwise => {
+                JudgeTemplate::new(judge::DEFAULT_POINTWISE, "built-in pointwise")
+            }
+        },
+    }
+}
+
+/// Responses by `response_id`.
+pub type Responses = BTreeMap<i64, ResponseRow>;
+
+/// What judging a set of pairs gives: a row per pair, and the tokens read.
+pub struct Judged {
+    pub scores: Vec<GrmScoreRow>,
+    pub tokens: Vec<JudgeTokenRow>,
+}
+
+/// Judge every pair of `pairs` (in order) with `model` as `p` says.
+pub fn judge_pairs(
+    model: &Model,
+    template: &JudgeTemplate,
+    p: &ScoreGrmParams,
+    responses: &Responses,
+    pairs: &[PairRow],
+) -> anyhow::Result<Judged> {
+    match p.mode {
+        GrmMode::Pairwise => pairwise(model, template, p, responses, pairs),
+        GrmMode::Pointwise => pointwise(model, template, p, responses, pairs),
+    }
+}
+
+fn token_rows(mode: GrmMode, tokens: Vec<(String, u32, f64)>) -> Vec<JudgeTokenRow> {
+    tokens
+        .into_iter()
+        .map(|(token, id, value)| JudgeTokenRow {
+            mode,
+            token,
+            token_id: id as i32,
+            value,
+        })
+        .collect()
+}
+
+fn pairwise(
+    model: &Model,
+    template: &JudgeTemplate,
+    p: &ScoreGrmParams,
+    responses: &Responses,
+    pairs: &[PairRow],
+) -> anyhow::Result<Judged> {
+    let a = judge::single_token(&model.text, &p.verdicts[0], "verdict")?;
+    let b = judge::single_token(&model.text, &p.verdicts[1], "verdict")?;
+    let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
+    for (i, pair) in pairs.iter().enumerate() {
+        let (y1, y2) = (
+            responses::get(responses, pair.response_id_1, pair.pair_id)?,
+            responses::get(responses, pair.response_id_2, pair.pair_id)?,
+        );
+        let t12 = template.pairwise(&y1.prompt, &y1.text, &y2.text)?;
+        if i == 0 {
+            judge::check_seam(&model.text, &t12, &p.verdicts[0], a)?;
+            judge::check_seam(&model.text, &t12, &p.verdicts[1], b)?;
+        }
+        fwd.push(judge::encode(&model.text, &t12)?);
+        if p.swap {
+            let t21 = template.pairwise(&y1.prompt, &y2.text, &y1.text)?;
+            bwd.push(judge::encode(&model.text, &t21)?);
+        }
+    }
+    let pad = model.text.pad_id();
+    let probs = |prompts: &[Vec<u32>]| {
+        if prompts.is_empty() {
+            return Ok(Vec::new());
+        }
+        verdict_probs_vec(
+            &model.decoder,
+            prompts,
+            (a, b),
+            pad,
+            Adapters::On,
+            p.batch_size,
+        )
+    };
+    let p12 = probs(&fwd)?;
+    let p21 = probs(&bwd)?;
+    let mut scores = Vec::with_capacity(pairs.len());
+    for (i, pair) in pairs.iter().enumerate() {
+        let pa12 = f64::from(p12[i][0]);
+        let (pa21, q, flip) = if p.swap {
+            let pa21 = f64::from(p21[i][0]);
+            let flip = (pa12 > 0.5) == (pa21 > 0.5);
+            (Some(pa21), 0.5 * (pa12 + 1.0 - pa21), Some(flip))
+        } else {
+            (None, pa12, None)
+        };
+        scores.push(GrmScoreRow {
+            pair_id: pair.pair_id,
+            mode: GrmMode::Pairwise,
+            p_a_12: Some(pa12),
+            p_a_21: pa21,
+            score_1: None,
+            score_2: None,
+            tau: None,
+            p_grm: q,
+            position_flip: flip,
+            judge_ids_1: fwd[i].clone(),
+            judge_ids_2: bwd.get(i).cloned(),
+        });
+    }
+    let tokens = vec![
+        (p.verdicts[0].clone(), a, 1.0),
+        (p.verdicts[1].clone(), b, 0.0),
+    ];
+    Ok(Judged {
+        scores,
+        tokens: token_rows(GrmMode::Pairwise, tokens),
+    })
+}
+
+fn pointwise(
+    model: &Model,
+    template: &JudgeTemplate,
+    p: &ScoreGrmParams,
+    responses: &Responses,
+    pairs: &[PairRow],
+) -> anyhow::Result<Judged> {
+    let ids: Vec<u32> = p
+        .scores
+        .iter()
+        .map(|s| judge::single_token(&model.text, s, "score string"))
+        .collect::<anyhow::Result<_>>()?;
+    let values: Vec<f64> = (1..=ids.len()).map(|v| v as f64).collect();
+    // Each response is judged once, whatever the number of pairs it is in.
+    let mut prompts = BTreeMap::new();
+    for (i, (id, r)) in responses.iter().enumerate() {
+        let t = template.pointwise(&r.prompt, &r.text)?;
+        if i == 0 {
+            for (s, &token) in p.scores.iter().zip(&ids) {
+                judge::check_seam(&model.text, &t, s, token)?;
+            }
+        }
+        prompts.insert(*id, judge::encode(&model.text, &t)?);
+    }
+    let order: Vec<i64> = prompts.keys().copied().collect();
+    let all: Vec<Vec<u32>> = prompts.values().cloned().collect();
+    let pad = model.text.pad_id();
+    let mut scores = Vec::with_capacity(all.len());
+    for chunk in all.chunks(p.batch_size.max(1)) {
+        let s = judge::expected_scores(&model.decoder, chunk, &ids, &values, pad)?;
+        scores.extend(s.detach().to_vec1::<f32>()?.into_iter().map(f64::from));
+    }
+    let score: BTreeMap<i64, f64> = order.into_iter().zip(scores).collect();
+    let rows = pairs
+        .iter()
+        .map(|pair| {
+            let (r1, r2) = (pair.response_id_1, pair.response_id_2);
+            let (s1, s2) = (score[&r1], score[&r2]);
+            GrmScoreRow {
+                pair_id: pair.pair_id,
+                mode: GrmMode::Pointwise,
+                p_a_12: None,
+                p_a_21: None,
+                score_1: Some(s1),
+                score_2: Some(s2),
+                tau: Some(p.tau),
+                p_grm: sigmoid((s1 - s2) / p.tau),
+                position_flip: None,
+                judge_ids_1: prompts[&r1].clone(),
+                judge_ids_2: Some(prompts[&r2].clone()),
+            }
+        })
+        .collect();
+    let tokens = p
+        .scores
+        .iter()
+        .zip(&ids)
+        .zip(&values)
+        .map(|((s, &id), &v)| (s.clone(), id, v))
+        .collect();
+    Ok(Judged {
+        scores: rows,
+        tokens: token_rows(GrmMode::Pointwise, tokens),
+    })
+}

@@ -1,0 +1,112 @@
+//! The training set of `train@k`, assembled by `pair_id` from the upstream
+//! tables: token ids from `generate` (responses) and `score-grm` (judge
+//! prompts, verdict/score tokens), cached log-probs from `score-irm`, labels
+//! and selection from `consistency-filter`. Nothing is re-tokenised. β of the
+//! IRM and the judge's mode and τ are score-irm's and score-grm's params.
+
+use std::collections::BTreeMap;
+
+use super::grm::ScoreGrmParams;
+use super::irm::ScoreIrmParams;
+use crate::engine::stage::TaskContext;
+use crate::loss::Preferred;
+use crate::tables::filter_pairs::FilterPairRow;
+use crate::tables::grm_scores::{GrmMode, GrmScoreRow};
+use crate::tables::judge_tokens::JudgeTokenRow;
+use crate::tables::response_logps::ResponseLogpRow;
+use crate::tables::responses;
+
+/// One training pair.
+#[derive(Debug, Clone)]
+pub struct TrainPair {
+    pub pair_id: i64,
+    pub prompt: Vec<u32>,
+    pub y1: Vec<u32>,
+    pub y2: Vec<u32>,
+    /// `logπ_Mt(y)`: the DPO reference.
+    pub dpo_ref: [f64; 2],
+    /// `logπ_irm_ref(y)`.
+    pub irm_ref: [f64; 2],
+    /// Judge prompts (pairwise: orders (y1,y2) and (y2,y1); pointwise: y1, y2).
+    pub judge_1: Vec<u32>,
+    pub judge_2: Option<Vec<u32>>,
+    /// The fixed label, when the filter gave one.
+    pub label: Option<Preferred>,
+}
+
+/// The GRM's token side.
+#[derive(Debug, Clone)]
+pub struct JudgeSpec {
+    pub mode: GrmMode,
+    pub token_ids: Vec<u32>,
+    pub values: Vec<f64>,
+    pub tau: f64,
+}
+
+/// Everything `train` reads.
+pub struct TrainData {
+    pub pairs: Vec<TrainPair>,
+    pub judge: JudgeSpec,
+    /// β of the implicit reward (score-irm's).
+    pub irm_beta: f64,
+}
+
+/// Read and join the inputs of `ctx` (selected pairs only, in pair-id order).
+pub fn load(ctx: &TaskContext) -> anyhow::Result<TrainData> {
+    let responses = responses::by_id(ctx.input("generation")?)?;
+    let irm = ctx.input("irm")?;
+    let logps: BTreeMap<i64, ResponseLogpRow> = irm
+        .rows::<ResponseLogpRow>()?
+        .into_iter()
+        .map(|r| (r.response_id, r))
+        .collect();
+    let irm_beta = irm.params_as::<ScoreIrmParams>()?.beta;
+    let grm = ctx.input("grm")?;
+    let judge_ids: BTreeMap<i64, GrmScoreRow> = grm
+        .rows::<GrmScoreRow>()?
+        .into_iter()
+        .map(|r| (r.pair_id, r))
+        .collect();
+    let settings: ScoreGrmParams = grm.params_as()?;
+    let tokens: Vec<JudgeTokenRow> = grm.rows()?;
+    let judge = JudgeSpec {
+        mode: settings.mode,
+        token_ids: tokens.iter().map(|t| t.token_id as u32).collect(),
+        values: tokens.iter().map(|t| t.value).collect(),
+        tau: settings.tau,
+    };
+    let mut pairs = Vec::new();
+    for f in ctx.input("filter")?.rows::<FilterPairRow>()? {
+        if !f.selected {
+            continue;
+        }
+        let pid = f.pair_id;
+        let (a, b) = (
+            responses::get(&responses, f.response_id_1, pid)?,
+            responses::get(&responses, f.response_id_2, pid)?,
+        );
+        let missing = || anyhow::anyhow!("pair {pid} has no log-probs or judge prompts upstream");
+        let (la, lb) = (
+            logps.get(&f.response_id_1).ok_or_else(missing)?,
+            logps.get(&f.response_id_2).ok_or_else(missing)?,
+        );
+        let judged = judge_ids.get(&pid).ok_or_else(missing)?;
+        pairs.push(TrainPair {
+            pair_id: pid,
+            prompt: a.prompt_ids.clone(),
+            y1: a.token_ids.clone(),
+            y2: b.token_ids.clone(),
+            dpo_ref: [la.logp_policy, lb.logp_policy],
+            irm_ref: [la.logp_irm_ref, lb.logp_irm_ref],
+            judge_1: judged.judge_ids_1.clone(),
+            judge_2: judged.judge_ids_2.clone(),
+            label: f.label,
+        });
+    }
+    pairs.sort_by_key(|p| p.pair_id);
+    Ok(TrainData {
+        pairs,
+        judge,
+        irm_beta,
+    })
+}

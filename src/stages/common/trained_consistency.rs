@@ -1,0 +1,134 @@
+//! The IRM/GRM consistency rate on the previous iteration's trained pairs
+//! under the current model Mt: the drift of the two rewards on data they were
+//! trained to agree on. Used by `consistency-filter@k`, k ≥ 2.
+//!
+//! The pairs are those of `filter_pairs` of `consistency-filter@k-1` with
+//! `selected = true`, their responses those of `generate@k-1`. `p_irm` is
+//! computed by [`irm::score`] with score-irm@k's β (read from its params) against
+//! the filter's `irm_ref` slot (bound like score-irm's default); `p_grm` by
+//! [`grm::judge_pairs`] with score-grm@k's own params (template, mode, swap, τ,
+//! verdict/score strings), read from its input, so they cannot drift from score-grm.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::grm::{self, Responses, ScoreGrmParams};
+use super::irm::{self, ScoreIrmParams};
+use super::load_model;
+use crate::engine::stage::{InputArtifact, TaskContext};
+use crate::loss::select_pair;
+use crate::model::score::Pair;
+use crate::model::{Model, Weights};
+use crate::tables::filter_pairs::FilterPairRow;
+use crate::tables::pairs::PairRow;
+use crate::tables::responses;
+
+/// The pairs compared and the fraction of them with `(p−½)(q−½) > 0`.
+pub struct TrainedConsistency {
+    pub pairs: i64,
+    pub rate: Option<f64>,
+}
+
+/// Scores the previous iteration's selected pairs under `model`.
+pub fn measure(
+    ctx: &TaskContext,
+    previous: &InputArtifact,
+    previous_generation: &InputArtifact,
+) -> anyhow::Result<TrainedConsistency> {
+    let pairs = selected_pairs(previous)?;
+    if pairs.is_empty() {
+        return Ok(TrainedConsistency {
+            pairs: 0,
+            rate: None,
+        });
+    }
+    let responses = responses::by_id(previous_generation)?;
+    // Mt is loaded once and serves both the IRM and the GRM.
+    let model = load_model(ctx.input("model")?, Weights::Frozen)?;
+    let p_irm = irm_probs(ctx, &model, &responses, &pairs)?;
+    let q = grm_probs(ctx, &model, &responses, &pairs)?;
+    let agree = p_irm
+        .iter()
+        .zip(&q)
+        .filter(|(p, q)| select_pair(**p, **q, 0.0).is_some())
+        .count();
+    Ok(TrainedConsistency {
+        pairs: pairs.len() as i64,
+        rate: Some(agree as f64 / pairs.len() as f64),
+    })
+}
+
+fn selected_pairs(previous: &InputArtifact) -> anyhow::Result<Vec<PairRow>> {
+    Ok(previous
+        .rows::<FilterPairRow>()?
+        .into_iter()
+        .filter(|r| r.selected)
+        .map(|r| PairRow {
+            pair_id: r.pair_id,
+            prompt_id: r.prompt_id,
+            response_id_1: r.response_id_1,
+            response_id_2: r.response_id_2,
+        })
+        .collect())
+}
+
+fn irm_probs(
+    ctx: &TaskContext,
+    model: &Model,
+    responses: &Responses,
+    pairs: &[PairRow],
+) -> anyhow::Result<Vec<f64>> {
+    let settings: ScoreIrmParams = ctx.input("irm")?.params_as()?;
+    // Only the responses of the selected pairs are scored (SRLM selects a few).
+    let ids: BTreeSet<i64> = pairs
+        .iter()
+        .flat_map(|p| [p.response_id_1, p.response_id_2])
+        .collect();
+    let items: Vec<Pair> = ids
+        .iter()
+        .filter_map(|id| responses.get(id))
+        .map(|r| Pair {
+            prompt: r.prompt_ids.clone(),
+            response: r.token_ids.clone(),
+        })
+        .collect();
+    let batch = ScoreIrmParams::default().batch_size;
+    let policy = irm::score_with(model, &items, batch)?;
+    let reference = if ctx.input("model")?.checkpoint == ctx.input("irm_ref")?.checkpoint {
+        policy.clone()
+    } else {
+        irm::score(ctx.input("irm_ref")?, &items, batch)?
+    };
+    let margin: BTreeMap<i64, f64> = ids
+        .iter()
+        .filter(|id| responses.contains_key(id))
+        .zip(policy.iter().zip(&reference))
+        .map(|(&id, (a, b))| (id, a - b))
+        .collect();
+    pairs
+        .iter()
+        .map(|pair| {
+            let get = |r: i64| {
+                margin.get(&r).copied().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "pair {} names response {r}, which does not exist",
+                        pair.pair_id
+                    )
+                })
+            };
+            let (m1, m2) = (get(pair.response_id_1)?, get(pair.response_id_2)?);
+            Ok(irm::preference(settings.beta, m1, m2).1)
+        })
+        .collect()
+}
+
+fn grm_probs(
+    ctx: &TaskContext,
+    model: &Model,
+    responses: &Responses,
+    pairs: &[PairRow],
+) -> anyhow::Result<Vec<f64>> {
+    let settings: ScoreGrmParams = ctx.input("grm")?.params_as()?;
+    let template = grm::load_template(ctx, &settings)?;
+    let judged = grm::judge_pairs(model, &template, &settings, responses, pairs)?;
+    Ok(judged.scores.into_iter().map(|s| s.p_grm).collect())
+}

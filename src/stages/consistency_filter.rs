@@ -1,0 +1,226 @@
+//! `consistency-filter@k`: joins the IRM and GRM preferences by `pair_id`
+//! (never by position), measures their agreement at the start of the
+//! iteration and writes the training set.
+//!
+//! A pair is `consistent` iff `(p_irm−½)(p_grm−½) > 0` and
+//! `min(|p_irm−½|, |p_grm−½|) ≥ delta` (the selection rule of
+//! [`crate::loss::select_pair`]); `agreed` is the direction both prefer.
+//! Modes:
+//! * `dynamic` (SCIR, default): every pair goes to training; selection
+//!   happens per step with the current θ. `label` is the agreement now
+//!   (informational).
+//! * `static`: only pairs consistent now, labelled by that agreement.
+//! * `grm_only` (SRLM): label = the GRM's verdict; pairs with
+//!   `|p_grm − ½| < margin` are dropped.
+//!
+//! Writes [`filter_pairs`](crate::tables::filter_pairs) and
+//! [`filter_summary`](crate::tables::filter_summary).
+//!
+//! The trained-pairs rate ([`common::trained_consistency`]) needs the slots
+//! `previous` (`consistency-filter@k-1`) and `previous_generation`
+//! (`generate@k-1`). They are *optional inputs*: the engine leaves them
+//! unbound where `@k-1` is before the first iteration (k = 1), and the stage
+//! then writes 0 / NULL. `model` (`model@k-1`, Mt) and `irm_ref` are the
+//! checkpoints it is scored with; `irm_ref`'s default binding follows the
+//! param `irm_reference` exactly as score-irm's does: the DAG is planned
+//! before anything runs, so the filter needs the setting too, and it stops
+//! with a user error when it differs from the one score-irm ran with. β and
+//! the judge settings (template, mode, verdicts, swap, τ) are score-grm's and
+//! score-irm's own, read from their inputs' params.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::common::irm::{IrmReference, ScoreIrmParams};
+use super::common::trained_consistency::{self, TrainedConsistency};
+use crate::engine::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
+use crate::loss::{Preferred, select_pair};
+use crate::table::Table;
+use crate::tables::filter_pairs::{FilterMode, FilterPairRow};
+use crate::tables::filter_summary::FilterSummaryRow;
+use crate::tables::grm_scores::GrmScoreRow;
+use crate::tables::irm_pairs::IrmPairRow;
+
+/// Params of `consistency-filter`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterParams {
+    pub mode: FilterMode,
+    /// δ of the consistency rule.
+    pub delta: f64,
+    /// `grm_only`: drop pairs with `|p_grm − ½| < margin`.
+    pub margin: f64,
+    /// As score-irm's `irm_reference`: the default binding of `irm_ref`.
+    pub irm_reference: IrmReference,
+}
+
+impl Default for FilterParams {
+    fn default() -> Self {
+        FilterParams {
+            mode: FilterMode::Dynamic,
+            delta: 0.0,
+            margin: 0.02,
+            irm_reference: IrmReference::Initial,
+        }
+    }
+}
+
+/// The `consistency-filter` stage.
+pub struct ConsistencyFilter;
+
+const SLOTS: &[Slot] = &[
+    Slot::tables("irm"),
+    Slot::tables("grm"),
+    Slot::checkpoint("model"),
+    Slot::checkpoint("irm_ref"),
+    Slot::tables("previous"),
+    Slot::tables("previous_generation"),
+];
+
+impl Stage for ConsistencyFilter {
+    type Params = FilterParams;
+    const KIND: &'static str = "consistency-filter";
+    /// Bump when the output changes for the same inputs and params.
+    const VERSION: u32 = 3;
+    const ABOUT: &'static str =
+        "IRM/GRM agreement per pair and the training set (dynamic, static or grm_only)";
+    const INPUTS: &'static [Slot] = SLOTS;
+    /// Left unbound at k = 1.
+    const OPTIONAL_INPUTS: &'static [&'static str] = &["previous", "previous_generation"];
+
+    fn validate(&self, p: &FilterParams) -> Result<(), ParamError> {
+        for (name, x) in [("delta", p.delta), ("margin", p.margin)] {
+            if !(0.0..0.5).contains(&x) {
+                return Err(ParamError::at(
+                    name,
+                    format!("must be in [0, 0.5), got {x}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+    fn bindings(&self, p: &FilterParams) -> Vec<(&'static str, String)> {
+        vec![
+            ("irm", "score-irm".into()),
+            ("grm", "score-grm".into()),
+            ("model", "model@k-1".into()),
+            ("irm_ref", p.irm_reference.binding().into()),
+            ("previous", "consistency-filter@k-1".into()),
+            ("previous_generation", "generate@k-1".into()),
+        ]
+    }
+    fn outputs(&self, _p: &FilterParams) -> Outputs {
+        Outputs::tables(vec![
+            FilterPairRow::declared(),
+            FilterSummaryRow::declared(),
+        ])
+    }
+    fn run(&self, p: &FilterParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        check_irm_reference(ctx, p.irm_reference)?;
+        let irm: Vec<IrmPairRow> = ctx.input("irm")?.rows()?;
+        let grm: Vec<GrmScoreRow> = ctx.input("grm")?.rows()?;
+        let q_by_pair: BTreeMap<i64, f64> = grm.iter().map(|g| (g.pair_id, g.p_grm)).collect();
+        if irm.len() != q_by_pair.len() || irm.iter().any(|r| !q_by_pair.contains_key(&r.pair_id)) {
+            anyhow::bail!(
+                "{}: the IRM and GRM tables score different pairs ({} vs {})",
+                ctx.task,
+                irm.len(),
+                q_by_pair.len()
+            );
+        }
+        let rows: Vec<FilterPairRow> = irm
+            .iter()
+            .map(|r| filter_row(p, r, q_by_pair[&r.pair_id]))
+            .collect();
+        let trained = match (
+            ctx.try_input("previous"),
+            ctx.try_input("previous_generation"),
+        ) {
+            (Some(prev), Some(generation)) => trained_consistency::measure(ctx, prev, generation)?,
+            _ => TrainedConsistency {
+                pairs: 0,
+                rate: None,
+            },
+        };
+        let summary = summary_row(&rows, p.mode, &trained);
+        ctx.log(&format!(
+            "{} pairs, {} consistent, {} selected",
+            rows.len(),
+            summary.consistent,
+            summary.selected
+        ));
+        ctx.write_rows(rows)?;
+        ctx.write_rows(vec![summary])
+    }
+}
+
+/// One pair's agreement, label and selection.
+fn filter_row(p: &FilterParams, irm: &IrmPairRow, q: f64) -> FilterPairRow {
+    let agreed = select_pair(irm.p_irm, q, p.delta);
+    let (label, selected) = match p.mode {
+        FilterMode::Dynamic => (agreed, true),
+        FilterMode::Static => (agreed, agreed.is_some()),
+        FilterMode::GrmOnly => {
+            let dir = if q > 0.5 {
+                Preferred::Y1
+            } else {
+                Preferred::Y2
+            };
+            let keep = (q - 0.5).abs() >= p.margin && q != 0.5;
+            (keep.then_some(dir), keep)
+        }
+    };
+    FilterPairRow {
+        pair_id: irm.pair_id,
+        prompt_id: irm.prompt_id,
+        response_id_1: irm.response_id_1,
+        response_id_2: irm.response_id_2,
+        p_irm: irm.p_irm,
+        p_grm: q,
+        consistent: agreed.is_some(),
+        agreed,
+        label,
+        selected,
+    }
+}
+
+fn summary_row(
+    rows: &[FilterPairRow],
+    mode: FilterMode,
+    trained: &TrainedConsistency,
+) -> FilterSummaryRow {
+    let n = rows.len();
+    let count = |f: &dyn Fn(&FilterPairRow) -> bool| rows.iter().filter(|r| f(r)).count();
+    let rate = |c: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
+    let agree0 = count(&|r| select_pair(r.p_irm, r.p_grm, 0.0).is_some());
+    let consistent = count(&|r| r.consistent);
+    FilterSummaryRow {
+        mode,
+        pairs: n as i64,
+        consistent: consistent as i64,
+        agreement: rate(agree0),
+        consistency_rate: rate(consistent),
+        selected: count(&|r| r.selected) as i64,
+        trained_pairs: trained.pairs,
+        trained_consistency_rate: trained.rate,
+    }
+}
+
+/// The filter's `irm_reference` must be the one score-irm ran with: the trained-pairs rate
+/// scores Mt against the filter's `irm_ref`, which must be score-irm's reference.
+fn check_irm_reference(ctx: &TaskContext, own: IrmReference) -> anyhow::Result<()> {
+    let irm = ctx.input("irm")?;
+    let upstream = irm.params_as::<ScoreIrmParams>()?.irm_reference;
+    if upstream != own {
+        anyhow::bail!(crate::user_err!(
+            "consistency-filter has irm_reference: {} but {} ran with irm_reference: {}; set \
+             the same value on both stages (the filter scores the previous trained pairs \
+             against it)",
+            own.name(),
+            irm.task,
+            upstream.name()
+        ));
+    }
+    Ok(())
+}

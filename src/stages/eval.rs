@@ -1,0 +1,215 @@
+//! `eval`: measure one model of the chain on the world's held-out sets.
+//!
+//! Glue around [`crate::eval::evaluate`]. Input slots (defaults in brackets):
+//!
+//! ```text
+//! model      checkpoint  the model measured            [model@k]
+//! baseline   checkpoint  M0, for the gold win rate      [model@0]
+//! reference  checkpoint  the IRM reference              [model@initial]  (DESIGN: irm_reference)
+//! heldout    tables      eval_prompts, gold_pairs       [heldout]
+//! ```
+//!
+//! The engine runs `each_iteration` stages at k = 1..=N, so M0 gets its own
+//! run-once entry of the same kind; both write the same tables, at
+//! iteration 0 and at k, so the public `eval` table holds every model:
+//!
+//! ```yaml
+//! eval-m0: { kind: eval, inputs: { model: model@0 } }
+//! eval:    { kind: eval, each_iteration: true }
+//! ```
+//!
+//! The gold scorer and `gold_pairs` are read here and nowhere in training.
+//! [`EvalLabels`] (`eval-labels@k`) gold-labels the iteration's own pairs
+//! from the SCIR stages' tables; leave it out and those metrics are absent.
+
+use crate::table::Table;
+use crate::tables::eval::EvalLabelRow;
+use crate::tables::filter_pairs::FilterPairRow;
+use crate::tables::responses::ResponseRow;
+use std::path::Path;
+
+use candle_core::Device;
+
+use crate::engine::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
+use crate::eval::evaluate::{EvalParams, Models, evaluate};
+use crate::eval::tables;
+use crate::model::{Model, Weights};
+use crate::table;
+use crate::world::tables::{EVAL_PROMPTS, GOLD_PAIRS};
+
+/// The `eval` stage.
+pub struct Eval;
+
+const SLOTS: &[Slot] = &[
+    Slot::checkpoint("model"),
+    Slot::checkpoint("baseline"),
+    Slot::checkpoint("reference"),
+    Slot::tables("heldout"),
+];
+
+impl Stage for Eval {
+    const KIND: &'static str = "eval";
+    /// Bump when eval's tables change for the same inputs and params.
+    const VERSION: u32 = 4;
+    const ABOUT: &'static str =
+        "gold score, win rate vs M0, IRM/GRM accuracy and agreement on held-out data";
+    type Params = EvalParams;
+    fn validate(&self, p: &EvalParams) -> Result<(), ParamError> {
+        validate(p)
+    }
+    const INPUTS: &'static [Slot] = SLOTS;
+    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
+        vec![
+            ("model", "model@k".into()),
+            ("baseline", "model@0".into()),
+            ("reference", "model@initial".into()),
+            ("heldout", "heldout".into()),
+        ]
+    }
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
+        Outputs::tables(tables::schemas())
+    }
+    fn run(&self, params: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        let heldout = ctx.input("heldout")?;
+        let prompts = tables::read_prompts(heldout.table(EVAL_PROMPTS)?)?;
+        let pairs = tables::read_gold_pairs(heldout.table(GOLD_PAIRS)?)?;
+        let model_dir = checkpoint(ctx, "model")?;
+        let base_dir = checkpoint(ctx, "baseline")?;
+        let ref_dir = checkpoint(ctx, "reference")?;
+        let model = load(&model_dir)?;
+        let baseline = if base_dir == model_dir {
+            None
+        } else {
+            Some(load(&base_dir)?)
+        };
+        let reference = load(&ref_dir)?;
+        let models = Models {
+            model: &model,
+            baseline: baseline.as_ref(),
+            reference: &reference,
+        };
+        let out = evaluate(params, &models, &prompts, &pairs)?;
+        for (name, mean) in &out.metrics {
+            ctx.log(&format!("{name} = {:.4} (n = {})", mean.value, mean.n));
+        }
+        for (name, batch) in tables::batches(ctx.iteration, &out)? {
+            ctx.write_table(&name, &table::with_iteration(&batch, ctx.iteration)?)?;
+        }
+        Ok(())
+    }
+}
+
+fn validate(p: &EvalParams) -> Result<(), ParamError> {
+    let bad = |path: &str, message: &str| {
+        Err(ParamError {
+            path: path.into(),
+            message: message.into(),
+        })
+    };
+    if !(p.temperature > 0.0 && p.temperature.is_finite()) {
+        return bad(
+            "temperature",
+            "must be positive (greedy is always measured too)",
+        );
+    }
+    if !(p.top_p > 0.0 && p.top_p <= 1.0) {
+        return bad("top_p", "must be in (0, 1]");
+    }
+    if !(p.beta > 0.0 && p.beta.is_finite() && p.tau > 0.0 && p.tau.is_finite()) {
+        return bad("", "beta and tau must be positive");
+    }
+    if !(0.0..0.5).contains(&p.delta) {
+        return bad("delta", "must be in [0, 0.5)");
+    }
+    if p.samples == 0 || p.max_new_tokens == 0 || p.batch_size == 0 {
+        return bad(
+            "",
+            "samples, max_new_tokens and batch_size must be at least 1",
+        );
+    }
+    if !(2..=crate::world::params::MAX_SCORE_LEVELS).contains(&p.score_levels) {
+        return bad("score_levels", "must be 2..=9 (the world's score_levels)");
+    }
+    Ok(())
+}
+
+fn checkpoint(ctx: &TaskContext, slot: &str) -> anyhow::Result<std::path::PathBuf> {
+    let input = ctx.input(slot)?;
+    input.checkpoint.clone().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: input {slot} ({}) has no checkpoint",
+            ctx.task,
+            input.task
+        )
+    })
+}
+
+fn load(dir: &Path) -> anyhow::Result<Model> {
+    Model::load(dir, Weights::Frozen, &Device::Cpu)
+}
+
+/// The `eval-labels` stage: the iteration's own pairs, gold-labelled, against
+/// the preferences and labels the arm trained on ([`crate::eval::labels`]).
+///
+/// ```text
+/// filter     tables      consistency-filter@k's filter_pairs   [consistency-filter@k]
+/// responses  tables      generate@k's responses               [generate@k]
+/// model      checkpoint  Mt, trained on those pairs           [model@k]
+/// reference  checkpoint  the IRM reference                    [model@initial]
+/// ```
+///
+/// Params are eval's ([`EvalParams`]); it uses `beta`, `grm`, `tau`,
+/// `delta`, `score_levels` and `batch_size` (set them as train/filter do).
+pub struct EvalLabels;
+
+const LABEL_SLOTS: &[Slot] = &[
+    Slot::tables("filter"),
+    Slot::tables("responses"),
+    Slot::checkpoint("model"),
+    Slot::checkpoint("reference"),
+];
+
+impl Stage for EvalLabels {
+    const KIND: &'static str = "eval-labels";
+    /// Bump when `eval_labels` changes for the same inputs.
+    const VERSION: u32 = 2;
+    const ABOUT: &'static str =
+        "gold accuracy of the IRM/GRM preferences and training labels on the iteration's own pairs";
+    type Params = EvalParams;
+    fn validate(&self, p: &EvalParams) -> Result<(), ParamError> {
+        validate(p)
+    }
+    const INPUTS: &'static [Slot] = LABEL_SLOTS;
+    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
+        vec![
+            ("filter", "consistency-filter@k".into()),
+            ("responses", "generate@k".into()),
+            ("model", "model@k".into()),
+            ("reference", "model@initial".into()),
+        ]
+    }
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
+        Outputs::tables(vec![EvalLabelRow::declared()])
+    }
+    fn run(&self, params: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        use crate::eval::labels;
+        let filter = ctx
+            .input("filter")?
+            .table(FilterPairRow::NAME)?
+            .to_path_buf();
+        let responses = ctx
+            .input("responses")?
+            .table(ResponseRow::NAME)?
+            .to_path_buf();
+        let pairs = labels::read_own_pairs(&responses, &filter)?;
+        let model = load(&checkpoint(ctx, "model")?)?;
+        let reference = load(&checkpoint(ctx, "reference")?)?;
+        let mut metrics = labels::label_metrics(&pairs);
+        metrics.extend(labels::length_metrics(&pairs));
+        metrics.extend(labels::trained_metrics(params, &model, &reference, &pairs)?);
+        for (name, mean) in &metrics {
+            ctx.log(&format!("{name} = {:.4} (n = {})", mean.value, mean.n));
+        }
+        ctx.write_rows(tables::label_rows(&metrics))
+    }
+}

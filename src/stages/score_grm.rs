@@ -1,0 +1,87 @@
+//! `score-grm@k`: the generative reward model — Mt as a judge of every pair
+//! ([`common::grm`]: pairwise swap-averaged, or pointwise).
+//!
+//! The judge prompt ids are stored (and reused by `train@k`); so are the
+//! verdict/score token ids (`judge_tokens`). The template is a file named by
+//! `template` (relative to the pipeline file, digested into the key) or the
+//! built-in one of the mode (`stages/templates/`), or a built-in named
+//! `builtin:<name>` ([`judge::BUILTIN`]). For real instruct models,
+//! `template: builtin:mt-bench-pair` is MT-Bench's `pair-v2` judge rendered
+//! through the model's chat template (system + user message) with the
+//! assistant turn pre-filled up to the verdict (`[[`), so `P(A)` is read at
+//! one position; the verdict strings must then be single tokens right after
+//! the prefill ([`judge::check_seam`], a user error otherwise).
+//!
+//! Writes [`grm_scores`](crate::tables::grm_scores) and
+//! [`judge_tokens`](crate::tables::judge_tokens).
+
+use std::path::PathBuf;
+
+use super::common::grm::{self, ScoreGrmParams};
+use super::common::{self, judge};
+use crate::engine::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
+use crate::model::Weights;
+use crate::table::Table;
+use crate::tables::grm_scores::GrmScoreRow;
+use crate::tables::judge_tokens::JudgeTokenRow;
+use crate::tables::pairs::PairRow;
+use crate::tables::responses;
+
+/// The `score-grm` stage.
+pub struct ScoreGrm;
+
+const SLOTS: &[Slot] = &[Slot::checkpoint("model"), Slot::tables("generation")];
+
+impl Stage for ScoreGrm {
+    type Params = ScoreGrmParams;
+    const KIND: &'static str = "score-grm";
+    /// Bump when the output changes for the same inputs and params.
+    const VERSION: u32 = 3;
+    const ABOUT: &'static str =
+        "generative reward: Mt judges each pair (pairwise swap-averaged, or pointwise)";
+    const INPUTS: &'static [Slot] = SLOTS;
+
+    fn validate(&self, p: &ScoreGrmParams) -> Result<(), ParamError> {
+        if !(p.tau.is_finite() && p.tau > 0.0) {
+            return Err(ParamError::at(
+                "tau",
+                format!("must be a positive number, got {}", p.tau),
+            ));
+        }
+        if p.scores.len() < 2 {
+            return Err(ParamError::at("scores", "needs at least two score strings"));
+        }
+        Ok(())
+    }
+    fn bindings(&self, _p: &ScoreGrmParams) -> Vec<(&'static str, String)> {
+        vec![
+            ("model", "model@k-1".into()),
+            ("generation", "generate".into()),
+        ]
+    }
+    fn outputs(&self, _p: &ScoreGrmParams) -> Outputs {
+        Outputs::tables(vec![GrmScoreRow::declared(), JudgeTokenRow::declared()])
+    }
+    fn external_files(&self, p: &ScoreGrmParams) -> Vec<PathBuf> {
+        judge::template_file(&p.template).into_iter().collect()
+    }
+    fn run(&self, p: &ScoreGrmParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        let template = grm::load_template(ctx, p)?;
+        let model = common::load_model(ctx.input("model")?, Weights::Frozen)?;
+        let generation = ctx.input("generation")?;
+        let responses = responses::by_id(generation)?;
+        let pairs: Vec<PairRow> = generation.rows()?;
+        let judged = grm::judge_pairs(&model, &template, p, &responses, &pairs)?;
+        let flips = judged
+            .scores
+            .iter()
+            .filter(|s| s.position_flip == Some(true))
+            .count();
+        ctx.log(&format!(
+            "{} pairs judged, {flips} position flips",
+            pairs.len()
+        ));
+        ctx.write_rows(judged.scores)?;
+        ctx.write_rows(judged.tokens)
+    }
+}

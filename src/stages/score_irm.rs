@@ -1,0 +1,131 @@
+//! `score-irm@k`: the implicit reward model ([`common::irm`]). Log-probs of every response
+//! under Mt and under the IRM reference, and `p_irm` per pair.
+//!
+//! The Mt log-probs are also the DPO reference log-probs of `train@k`, which
+//! never recomputes them. `irm_reference` (`initial` | `previous_iteration` |
+//! `iteration_start`, default `initial`) picks the default binding of the
+//! `irm_ref` slot: `model@initial`, `model@k-2` or `model@k-1`. When the
+//! reference is Mt itself its log-probs are copied, not recomputed (p = ½).
+//! `logπ(y|x)` sums the response tokens' log-probs (the stored ids: EOS
+//! included when generated) given the stored prompt ids.
+//!
+//! Writes [`response_logps`](crate::tables::response_logps) and
+//! [`irm_pairs`](crate::tables::irm_pairs).
+
+use std::collections::BTreeMap;
+
+use super::common::irm::{self, ScoreIrmParams};
+use crate::engine::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
+use crate::model::score::Pair;
+use crate::table::Table;
+use crate::tables::irm_pairs::IrmPairRow;
+use crate::tables::pairs::PairRow;
+use crate::tables::response_logps::ResponseLogpRow;
+use crate::tables::responses;
+
+/// The `score-irm` stage.
+pub struct ScoreIrm;
+
+const SLOTS: &[Slot] = &[
+    Slot::checkpoint("model"),
+    Slot::checkpoint("irm_ref"),
+    Slot::tables("generation"),
+];
+
+impl Stage for ScoreIrm {
+    type Params = ScoreIrmParams;
+    const KIND: &'static str = "score-irm";
+    /// Bump when the output changes for the same inputs and params.
+    const VERSION: u32 = 3;
+    const ABOUT: &'static str =
+        "implicit reward: response log-probs under Mt and the IRM reference, p_irm per pair";
+    const INPUTS: &'static [Slot] = SLOTS;
+
+    fn validate(&self, p: &ScoreIrmParams) -> Result<(), ParamError> {
+        if !(p.beta.is_finite() && p.beta > 0.0) {
+            return Err(ParamError::at(
+                "beta",
+                format!("must be a positive number, got {}", p.beta),
+            ));
+        }
+        Ok(())
+    }
+    fn bindings(&self, p: &ScoreIrmParams) -> Vec<(&'static str, String)> {
+        vec![
+            ("model", "model@k-1".into()),
+            ("irm_ref", p.irm_reference.binding().into()),
+            ("generation", "generate".into()),
+        ]
+    }
+    fn outputs(&self, _p: &ScoreIrmParams) -> Outputs {
+        Outputs::tables(vec![ResponseLogpRow::declared(), IrmPairRow::declared()])
+    }
+    fn run(&self, p: &ScoreIrmParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        let generation = ctx.input("generation")?;
+        let responses = responses::by_id(generation)?;
+        let pairs: Vec<PairRow> = generation.rows()?;
+        let items: Vec<Pair> = responses
+            .values()
+            .map(|r| Pair {
+                prompt: r.prompt_ids.clone(),
+                response: r.token_ids.clone(),
+            })
+            .collect();
+        let policy = irm::score(ctx.input("model")?, &items, p.batch_size)?;
+        let same = ctx.input("model")?.checkpoint == ctx.input("irm_ref")?.checkpoint;
+        let reference = if same {
+            policy.clone()
+        } else {
+            irm::score(ctx.input("irm_ref")?, &items, p.batch_size)?
+        };
+        let logps: Vec<ResponseLogpRow> = responses
+            .values()
+            .zip(policy.iter().zip(&reference))
+            .map(|(r, (&policy, &reference))| ResponseLogpRow {
+                response_id: r.response_id,
+                logp_policy: policy,
+                logp_irm_ref: reference,
+                length: r.token_ids.len() as i32,
+            })
+            .collect();
+        let margins: BTreeMap<i64, f64> = logps
+            .iter()
+            .map(|l| (l.response_id, l.logp_policy - l.logp_irm_ref))
+            .collect();
+        let irm_pairs = pair_rows(&pairs, &margins, p.beta)?;
+        ctx.write_rows(logps)?;
+        ctx.write_rows(irm_pairs)
+    }
+}
+
+/// The IRM preference of every pair from its responses' `logπ_Mt − logπ_ref` margins.
+fn pair_rows(
+    pairs: &[PairRow],
+    margins: &BTreeMap<i64, f64>,
+    beta: f64,
+) -> anyhow::Result<Vec<IrmPairRow>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let get = |r: i64| {
+                margins.get(&r).copied().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "pair {} names response {r}, which does not exist",
+                        pair.pair_id
+                    )
+                })
+            };
+            let (irm_logit, p_irm) =
+                irm::preference(beta, get(pair.response_id_1)?, get(pair.response_id_2)?);
+            Ok(IrmPairRow {
+                pair_id: pair.pair_id,
+                prompt_id: pair.prompt_id,
+                response_id_1: pair.response_id_1,
+                response_id_2: pair.response_id_2,
+                beta,
+                irm_logit,
+                p_irm,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,416 @@
+//! `train@k`: from Mt, writes Mt+1 on the pairs of `consistency-filter@k`.
+//!
+//! * `method: scir` (default): every step, with the current θ, computes the
+//!   IRM `p` (policy log-probs against the cached IRM-reference log-probs,
+//!   score-irm's β) and the GRM `q` (the stored judge prompts, pairwise
+//!   swap-averaged or pointwise), selects the consistent pairs
+//!   ([`crate::loss::select_pair`] with `delta`), and minimises
+//!   `L = mean_consistent(L_dpo) + λ·mean_all(L_con)` ([`crate::loss::scir_loss`];
+//!   `consistency.loss: symmetric_kl | agreement_nll`, `consistency.grad:
+//!   both | irm_only`, γ weights the entropy term).
+//!   `selection: static` (ablation) replaces the per-step choice with the
+//!   filter's labels (run the filter with `mode: static`).
+//! * `method: srlm`: plain DPO on the filter's fixed labels (no consistency
+//!   loss).
+//!
+//! The DPO reference log-probs are score-irm's `logp_policy` (Mt), never
+//! recomputed. Pairs are visited in a seeded shuffle per epoch, `batch_size`
+//! per optimizer step, AdamW with a schedule and clipping. A non-finite loss
+//! or gradient stops the task with an error, and nothing is committed.
+//!
+//! `resume_every: N` (default 50; 0: never) saves the training state every N
+//! optimizer steps into the task's resume area; a killed task continues from
+//! there on the next run and ends bit-identical ([`common::resume`]; not part
+//! of the key).
+//!
+//! `lora: { rank, alpha, target_modules }` trains LoRA adapters only (the
+//! base weights stay fixed) and merges them into the saved Mt+1.
+//!
+//! Defaults (DESIGN §2/§5; the prototype's stable setting): lr 5e-5 constant,
+//! 1 epoch, batch 16, β 0.1, λ 1, γ 0.1, δ 0, symmetric KL, grad through both.
+//!
+//! Writes Mt+1 and [`train_metrics`](crate::tables::train_metrics).
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::common::resume::{self, Resume};
+use super::common::train_data::{self, TrainData, TrainPair};
+use super::common::{self, judge};
+use crate::engine::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
+use crate::loss::{
+    ConsistencyGrad, ConsistencyKind, DpoMetrics, LogBernoulli, PairLogps, Preferred,
+    ScirLossConfig, dpo_sigmoid, scir_loss_with,
+};
+use crate::model::Weights;
+use crate::model::lora::{LoraConfig, LoraSet};
+use crate::model::optim::AdamWParams;
+use crate::model::schedule::{LrSchedule, ScheduleKind};
+use crate::model::score::Pair;
+use crate::model::trainer::{StepOutputs, Stepper, varmap_vars};
+use crate::table::Table;
+use crate::tables::grm_scores::GrmMode;
+use crate::tables::train_metrics::TrainMetricRow;
+
+/// Training objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Scir,
+    Srlm,
+}
+
+/// How `scir` picks the pairs and labels DPO trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selection {
+    /// Every step, with the current θ (the paper's method).
+    #[default]
+    Dynamic,
+    /// Once, before training: the filter's labels (pairs it left unlabelled
+    /// train only through the consistency loss). The ablation of dynamic
+    /// selection; pair it with `consistency-filter: { mode: static }`.
+    Static,
+}
+
+/// The consistency-loss knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsistencyParams {
+    pub loss: ConsistencyKind,
+    pub grad: ConsistencyGrad,
+}
+
+/// Params of `train`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainParams {
+    pub method: Method,
+    pub lr: f64,
+    pub epochs: u64,
+    pub batch_size: usize,
+    pub schedule: ScheduleKind,
+    pub warmup_steps: u64,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+    /// DPO β.
+    pub beta: f64,
+    /// λ: weight of the consistency loss (scir).
+    pub lambda: f64,
+    /// γ: weight of the entropy term (scir, symmetric_kl).
+    pub gamma: f64,
+    /// δ: margin of the per-step selection rule (scir).
+    pub delta: f64,
+    /// `dynamic` (per step) or `static` (the filter's labels) selection (scir).
+    pub selection: Selection,
+    pub consistency: ConsistencyParams,
+    /// Train LoRA adapters instead of every weight (merged into Mt+1 on save).
+    pub lora: Option<LoraConfig>,
+    /// Save resume state every this many optimizer steps (0: never; not in the key).
+    pub resume_every: u64,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams {
+            method: Method::Scir,
+            lr: 5e-5,
+            epochs: 1,
+            batch_size: 16,
+            schedule: ScheduleKind::Constant,
+            warmup_steps: 0,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            beta: 0.1,
+            lambda: 1.0,
+            gamma: 0.1,
+            delta: 0.0,
+            selection: Selection::Dynamic,
+            consistency: ConsistencyParams::default(),
+            lora: None,
+            resume_every: DEFAULT_RESUME_EVERY,
+        }
+    }
+}
+
+/// Default of `resume_every`.
+pub const DEFAULT_RESUME_EVERY: u64 = 50;
+
+/// The `train` stage.
+pub struct Train;
+
+const SLOTS: &[Slot] = &[
+    Slot::checkpoint("model"),
+    Slot::tables("generation"),
+    Slot::tables("irm"),
+    Slot::tables("grm"),
+    Slot::tables("filter"),
+];
+
+impl Stage for Train {
+    const KIND: &'static str = "train";
+    /// Bump when the output changes for the same inputs and params.
+    const VERSION: u32 = 3;
+    const ABOUT: &'static str =
+        "Mt → Mt+1: SCIR (dynamic selection + consistency loss) or SRLM (plain DPO)";
+    type Params = TrainParams;
+    fn validate(&self, p: &TrainParams) -> Result<(), ParamError> {
+        loss_config(p, 1.0)
+            .validate()
+            .map_err(|e| ParamError::at("", e.to_string()))?;
+        if p.batch_size == 0 {
+            return Err(ParamError::at("batch_size", "must be at least 1"));
+        }
+        Ok(())
+    }
+    const INPUTS: &'static [Slot] = SLOTS;
+    const UNKEYED_PARAMS: &'static [&'static str] = &[resume::PARAM];
+    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
+        vec![
+            ("model", "model@k-1".into()),
+            ("generation", "generate".into()),
+            ("irm", "score-irm".into()),
+            ("grm", "score-grm".into()),
+            ("filter", "consistency-filter".into()),
+        ]
+    }
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
+        Outputs::checkpoint_and(vec![TrainMetricRow::declared()])
+    }
+    fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        // Under LoRA the base weights stay plain tensors: no gradient is computed for them
+        // (see `model::frozen_matmul`), and the merged weights are written at the end.
+        let weights = match p.lora {
+            Some(_) => Weights::Frozen,
+            None => Weights::Trainable,
+        };
+        let mut model = common::load_model(ctx.input("model")?, weights)?;
+        let lora = match &p.lora {
+            Some(cfg) => Some(LoraSet::attach(
+                cfg.clone(),
+                &mut model.decoder,
+                candle_core::DType::F32,
+            )?),
+            None => None,
+        };
+        let vars = match &lora {
+            Some(set) => set.named_vars(),
+            None => varmap_vars(&model.varmap)?,
+        };
+        let data = train_data::load(ctx)?;
+        let n = data.pairs.len();
+        let steps_per_epoch = n.div_ceil(p.batch_size) as u64;
+        let total = steps_per_epoch * p.epochs;
+        ctx.log(&format!("{n} training pairs, {total} steps"));
+        let schedule = LrSchedule::new(p.schedule, p.lr, p.warmup_steps.min(total), total)?;
+        let opt = AdamWParams {
+            lr: p.lr,
+            weight_decay: p.weight_decay,
+            ..AdamWParams::default()
+        };
+        let resume = Resume::open(ctx, p.resume_every)?;
+        let (mut stepper, resumed) = resume.start::<TrainMetricRow>(ctx, &vars, || {
+            Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm))
+        })?;
+        let (done, mut rows) =
+            resumed.map_or((0, Vec::new()), |r| (r.state.global_step, r.metrics));
+        let bar = ctx.progress(total, "train");
+        bar.set_position(done);
+        let mut step = 0u64;
+        for epoch in 0..p.epochs {
+            let order = crate::model::train_state::epoch_order(n, ctx.seed, epoch);
+            for (c, chunk) in order.chunks(p.batch_size).enumerate() {
+                step += 1;
+                if step <= done {
+                    continue;
+                }
+                let batch: Vec<&TrainPair> = chunk.iter().map(|&i| &data.pairs[i]).collect();
+                let mut outputs = StepOutputs::new(&model.decoder, model.text.pad_id());
+                let (loss, m) = match p.method {
+                    Method::Scir => scir_batch(&mut outputs, &data, &batch, p)?,
+                    Method::Srlm => srlm_batch(&mut outputs, &batch, p)?,
+                };
+                common::check_finite("the training loss", m.loss, step)?;
+                stepper.accumulate(&outputs.gradients(&loss)?)?;
+                let info = stepper.step()?;
+                rows.push(m.row(step, epoch, batch.len(), info.lr, info.grad_norm));
+                let position = ((c + 1) * p.batch_size).min(n) as u64;
+                let at = (epoch, position);
+                resume.after_step(ctx.seed, (step, total), at, &stepper, &vars, || {
+                    rows.clone()
+                })?;
+                bar.set_message(format!("{} loss {:.4}", ctx.task, m.loss));
+                bar.inc(1);
+            }
+        }
+        bar.finish_and_clear();
+        if let Some(set) = &lora {
+            model.merge_lora(set)?;
+        }
+        model.save(&ctx.checkpoint_dir()?)?;
+        ctx.write_rows(rows)
+    }
+}
+
+fn loss_config(p: &TrainParams, irm_beta: f64) -> ScirLossConfig {
+    ScirLossConfig {
+        beta: p.beta,
+        irm_beta,
+        lambda: p.lambda,
+        gamma: p.gamma,
+        delta: p.delta,
+        kind: p.consistency.loss,
+        grad: p.consistency.grad,
+    }
+}
+
+/// One step's metrics, before the step's bookkeeping joins them in a [`TrainMetricRow`].
+#[derive(Debug, Clone, Default)]
+struct Metrics {
+    loss: f64,
+    dpo: DpoMetrics,
+    loss_dpo: Option<f64>,
+    loss_consistency: Option<f64>,
+    selected_frac: Option<f64>,
+    agreement: Option<f64>,
+}
+
+impl Metrics {
+    /// The table row of optimizer step `step`.
+    fn row(&self, step: u64, epoch: u64, pairs: usize, lr: f64, grad_norm: f64) -> TrainMetricRow {
+        let d = self.dpo;
+        TrainMetricRow {
+            step: step as i32,
+            epoch: epoch as i32,
+            pairs: pairs as i32,
+            loss: Some(self.loss),
+            rewards_chosen: d.rewards_chosen,
+            rewards_rejected: d.rewards_rejected,
+            rewards_accuracies: d.rewards_accuracies,
+            rewards_margins: d.rewards_margins,
+            logps_chosen: d.logps_chosen,
+            logps_rejected: d.logps_rejected,
+            loss_dpo: self.loss_dpo,
+            loss_consistency: self.loss_consistency,
+            selected_frac: self.selected_frac,
+            agreement: self.agreement,
+            lr,
+            grad_norm,
+        }
+    }
+}
+
+/// `(logπθ(y1), logπθ(y2))` of a batch, `(n,)` each, differentiable.
+fn policy_logps(out: &mut StepOutputs, batch: &[&TrainPair]) -> anyhow::Result<(Tensor, Tensor)> {
+    let mut items: Vec<Pair> = batch
+        .iter()
+        .map(|p| Pair {
+            prompt: p.prompt.clone(),
+            response: p.y1.clone(),
+        })
+        .collect();
+    items.extend(batch.iter().map(|p| Pair {
+        prompt: p.prompt.clone(),
+        response: p.y2.clone(),
+    }));
+    let lp = out.response_logprobs(&items)?;
+    let n = batch.len();
+    Ok((lp.narrow(0, 0, n)?, lp.narrow(0, n, n)?))
+}
+
+fn host(v: Vec<f64>) -> anyhow::Result<Tensor> {
+    let n = v.len();
+    Ok(Tensor::from_vec(v, n, &common::device())?)
+}
+
+/// q under the current θ from the stored judge prompts.
+fn grm_preference(
+    out: &mut StepOutputs,
+    data: &TrainData,
+    batch: &[&TrainPair],
+) -> anyhow::Result<LogBernoulli> {
+    let j = &data.judge;
+    let first: Vec<Vec<u32>> = batch.iter().map(|p| p.judge_1.clone()).collect();
+    let second: Option<Vec<Vec<u32>>> = batch.iter().map(|p| p.judge_2.clone()).collect();
+    if j.mode == GrmMode::Pointwise {
+        let second = second.ok_or_else(|| anyhow::anyhow!("pointwise judge prompt missing"))?;
+        let s1 = judge::expected_scores_of(&out.last_logits(&first, &j.token_ids)?, &j.values)?;
+        let s2 = judge::expected_scores_of(&out.last_logits(&second, &j.token_ids)?, &j.values)?;
+        return Ok(LogBernoulli::grm_pointwise(&s1, &s2, j.tau)?);
+    }
+    let (a, b) = (j.token_ids[0], j.token_ids[1]);
+    let gap_ab = out.verdict_logit_gaps(&first, (a, b))?;
+    let gap_ba = match second {
+        Some(s) => Some(out.verdict_logit_gaps(&s, (a, b))?),
+        None => None,
+    };
+    Ok(LogBernoulli::grm_pairwise(&gap_ab, gap_ba.as_ref())?)
+}
+
+fn scir_batch(
+    out: &mut StepOutputs,
+    data: &TrainData,
+    batch: &[&TrainPair],
+    p: &TrainParams,
+) -> anyhow::Result<(Tensor, Metrics)> {
+    let (py1, py2) = policy_logps(out, batch)?;
+    let q = grm_preference(out, data, batch)?;
+    let logps = PairLogps {
+        policy_y1: py1,
+        policy_y2: py2,
+        dpo_ref_y1: host(batch.iter().map(|b| b.dpo_ref[0]).collect())?,
+        dpo_ref_y2: host(batch.iter().map(|b| b.dpo_ref[1]).collect())?,
+        irm_ref_y1: host(batch.iter().map(|b| b.irm_ref[0]).collect())?,
+        irm_ref_y2: host(batch.iter().map(|b| b.irm_ref[1]).collect())?,
+    };
+    let fixed: Option<Vec<Option<Preferred>>> =
+        (p.selection == Selection::Static).then(|| batch.iter().map(|b| b.label).collect());
+    let out = scir_loss_with(&logps, &q, &loss_config(p, data.irm_beta), fixed.as_deref())?;
+    let m = out.metrics;
+    Ok((
+        out.loss,
+        Metrics {
+            loss: m.loss,
+            dpo: m.dpo,
+            loss_dpo: Some(m.loss_dpo),
+            loss_consistency: Some(m.loss_consistency),
+            selected_frac: Some(m.selected_frac),
+            agreement: Some(m.agreement),
+        },
+    ))
+}
+
+fn srlm_batch(
+    out: &mut StepOutputs,
+    batch: &[&TrainPair],
+    p: &TrainParams,
+) -> anyhow::Result<(Tensor, Metrics)> {
+    let (py1, py2) = policy_logps(out, batch)?;
+    let y1_wins: Vec<u8> = batch
+        .iter()
+        .map(|b| u8::from(b.label != Some(Preferred::Y2)))
+        .collect();
+    let mask = Tensor::new(y1_wins.as_slice(), &common::device())?;
+    let pick = |a: &Tensor, b: &Tensor| -> candle_core::Result<(Tensor, Tensor)> {
+        Ok((mask.where_cond(a, b)?, mask.where_cond(b, a)?))
+    };
+    let (pc, pr) = pick(&py1, &py2)?;
+    let r1 =
+        host(batch.iter().map(|b| b.dpo_ref[0]).collect())?.to_dtype(candle_core::DType::F32)?;
+    let r2 =
+        host(batch.iter().map(|b| b.dpo_ref[1]).collect())?.to_dtype(candle_core::DType::F32)?;
+    let (rc, rr) = pick(&r1, &r2)?;
+    let out = dpo_sigmoid(&pc, &pr, &rc, &rr, p.beta, 0.0)?;
+    let dpo = DpoMetrics::compute(&out, &pc, &pr)?;
+    let loss = out.losses.mean_all()?;
+    let value = f64::from(loss.to_scalar::<f32>()?);
+    Ok((
+        loss,
+        Metrics {
+            loss: value,
+            dpo,
+            loss_dpo: Some(value),
+            ..Metrics::default()
+        },
+    ))
+}
