@@ -37,10 +37,10 @@ use datafusion::functions::datetime::planner::DatetimeFunctionPlanner;
 use datafusion::functions::unicode::planner::UnicodeFunctionPlanner;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
+use crate::engine::layout::Layout;
 use crate::user_err;
 
 /// Directory of the public tables, relative to the artifacts root.
-pub const TABLES_DIR: &str = "tables";
 /// Extension of a real table file; anything else in a table dir is ignored.
 pub const PARQUET_EXT: &str = ".parquet";
 /// Table name of the run records.
@@ -64,7 +64,7 @@ pub enum Format {
 /// The public tables found under `artifacts`: `(name, directory)`, sorted by
 /// name; only directories holding at least one `.parquet` file.
 pub fn table_dirs(artifacts: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    let root = artifacts.join(TABLES_DIR);
+    let root = Layout::new(artifacts).tables_dir();
     if !root.is_dir() {
         return Ok(Vec::new());
     }
@@ -253,7 +253,7 @@ pub fn emit_rc(artifacts: &Path) -> anyhow::Result<String> {
     if tables.is_empty() {
         return Err(user_err!(
             "no tables under {}; run `scir run` first (or pass --artifacts DIR)",
-            artifacts.join(TABLES_DIR).display()
+            Layout::new(artifacts).tables_dir().display()
         )
         .into());
     }

@@ -56,7 +56,7 @@ fn killed_mid_write_leaves_nothing_half_visible_and_rerun_recomputes_only_that_t
     p.set_mode("train@1", "block");
     let store = scir::engine::store::Store::new(&p.artifacts());
     let objects = store.object_keys().unwrap();
-    let refs = std::fs::read(store.refs_path()).unwrap();
+    let refs = std::fs::read(store.layout.refs_path()).unwrap();
     let tables = snapshot(&p.artifacts().join("tables"));
     let models = snapshot(&p.artifacts().join("models"));
     let mut child = p.spawn("", "run", &[], &[]);
@@ -64,7 +64,7 @@ fn killed_mid_write_leaves_nothing_half_visible_and_rerun_recomputes_only_that_t
     kill(&mut child);
     assert_eq!(store.object_keys().unwrap(), objects, "no new object");
     assert_eq!(
-        std::fs::read(store.refs_path()).unwrap(),
+        std::fs::read(store.layout.refs_path()).unwrap(),
         refs,
         "refs unchanged"
     );
@@ -88,9 +88,12 @@ fn killed_mid_write_leaves_nothing_half_visible_and_rerun_recomputes_only_that_t
     assert_eq!(p.counts()["train@1"], 3, "first run, killed run, rerun");
     assert_eq!(p.counts()["gen@1"], 1);
     // The dead run's staging dir is garbage now.
-    assert!(std::fs::read_dir(store.tmp_dir()).unwrap().count() >= 1);
+    assert!(std::fs::read_dir(store.layout.tmp_dir()).unwrap().count() >= 1);
     assert_eq!(p.cmd("gc", &[]).unwrap(), ExitCode::SUCCESS);
-    assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(store.layout.tmp_dir()).unwrap().count(),
+        0
+    );
 }
 
 #[test]
@@ -172,7 +175,7 @@ fn gc_during_a_run_keeps_its_staging_dir_and_committed_objects() {
     let child = p.spawn("", "run", &[], &[]);
     wait_for(&p.path("reached.gen@1"));
     let store = scir::engine::store::Store::new(&p.artifacts());
-    let staging_before = snapshot(&store.tmp_dir()).len();
+    let staging_before = snapshot(&store.layout.tmp_dir()).len();
     assert_eq!(p.cmd("gc", &[]).unwrap(), ExitCode::SUCCESS);
     assert_eq!(
         store.object_keys().unwrap().len(),
@@ -180,10 +183,10 @@ fn gc_during_a_run_keeps_its_staging_dir_and_committed_objects() {
         "src@0 and base@0 kept"
     );
     assert!(
-        std::fs::read_dir(store.tmp_dir()).unwrap().count() == 1,
+        std::fs::read_dir(store.layout.tmp_dir()).unwrap().count() == 1,
         "the live run's staging dir kept"
     );
-    assert!(snapshot(&store.tmp_dir()).len() >= staging_before);
+    assert!(snapshot(&store.layout.tmp_dir()).len() >= staging_before);
     std::fs::write(p.path("go.gen@1"), "").unwrap();
     let (code, err) = finish(child);
     assert_eq!(code, Some(0), "{err}");

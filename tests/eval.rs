@@ -193,7 +193,7 @@ fn report_json_and_files_have_the_documented_structure() {
         "{text}"
     );
     assert_eq!(text.lines().count(), 7);
-    let dir = p.artifacts().join(report::REPORT_DIR);
+    let dir = scir::engine::layout::Layout::new(&p.artifacts()).report_dir();
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     // Without eval-labels there is no label chart.
     assert!(!md.contains("labels.png") && !dir.join("labels.png").exists());
@@ -239,7 +239,9 @@ fn same_seed_gives_the_same_eval_bytes() {
     let pick = |p: &Project| -> BTreeMap<String, Vec<u8>> {
         let mut out = snapshot(&p.artifacts().join("tables"));
         out.retain(|k, _| k.starts_with("eval"));
-        out.extend(snapshot(&p.artifacts().join(report::REPORT_DIR)));
+        out.extend(snapshot(
+            &scir::engine::layout::Layout::new(&p.artifacts()).report_dir(),
+        ));
         out
     };
     let (x, y) = (pick(&a), pick(&b));

@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let registry = scir_fuzz::stages::registry();
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = scir_fuzz::config::parse(&path, text);
+        let _ = scir_fuzz::engine::config::parse(&path, text);
     }
-    let _ = scir_fuzz::config::load(&path, &registry);
+    let _ = scir_fuzz::engine::config::load(&path, &registry);
 });

@@ -5,13 +5,8 @@
 pub mod error;
 #[path = "../../src/failpoint.rs"]
 pub mod failpoint;
-#[path = "../../src/table.rs"]
+#[path = "../../src/table/mod.rs"]
 pub mod table;
-#[path = "../../src/stage.rs"]
-pub mod stage;
-// config.rs declares `mod refs; mod resolve;`, which a `#[path]` module looks
-// up next to the file itself: `shipped/` links the three files side by side.
-#[path = "shipped/config.rs"]
-pub mod config;
 
+pub mod engine;
 pub mod stages;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::stage::{Outputs, ParamError, Registry, Slot, SlotKind, Stage, TaskContext};
+use crate::engine::stage::{DynStage, Outputs, Registry, Slot, Stage, TaskContext};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-struct SrcParams {
+pub struct SrcParams {
     rows: u32,
     name: Option<String>,
 }
@@ -21,70 +21,33 @@ struct Src;
 struct Gen;
 
 impl Stage for Src {
-    fn kind(&self) -> &'static str {
-        "src"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn about(&self) -> &'static str {
-        "a table"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        crate::engine::stage::resolve_typed::<SrcParams>(raw)
-    }
-    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
+    type Params = SrcParams;
+    const KIND: &'static str = "src";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "a table";
+    fn outputs(&self, _params: &SrcParams) -> Outputs {
         let schema = Schema::new(vec![Field::new("iteration", DataType::Int32, false)]);
-        Outputs {
-            tables: vec![("nums".into(), Arc::new(schema))],
-            checkpoint: false,
-        }
+        Outputs::tables(vec![("nums".into(), Arc::new(schema))])
     }
-    fn run(&self, _ctx: &mut TaskContext) -> anyhow::Result<()> {
+    fn run(&self, _params: &SrcParams, _ctx: &mut TaskContext) -> anyhow::Result<()> {
         Ok(())
     }
 }
 
-const GEN_SLOTS: &[Slot] = &[
-    Slot {
-        name: "model",
-        kind: SlotKind::Checkpoint,
-    },
-    Slot {
-        name: "data",
-        kind: SlotKind::Tables,
-    },
-];
-
 impl Stage for Gen {
-    fn kind(&self) -> &'static str {
-        "gen"
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn about(&self) -> &'static str {
-        "a model step"
-    }
-    fn resolve_params(&self, raw: serde_json::Value) -> Result<serde_json::Value, ParamError> {
-        crate::engine::stage::resolve_typed::<SrcParams>(raw)
-    }
-    fn inputs(&self) -> &'static [Slot] {
-        GEN_SLOTS
-    }
-    fn optional_inputs(&self) -> &'static [&'static str] {
-        &["data"]
-    }
-    fn default_bindings(&self, _params: &serde_json::Value) -> Vec<(&'static str, String)> {
+    type Params = SrcParams;
+    const KIND: &'static str = "gen";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "a model step";
+    const INPUTS: &'static [Slot] = &[Slot::checkpoint("model"), Slot::tables("data")];
+    const OPTIONAL_INPUTS: &'static [&'static str] = &["data"];
+    fn bindings(&self, _params: &SrcParams) -> Vec<(&'static str, String)> {
         vec![("model", "model@k-1".into())]
     }
-    fn outputs(&self, _params: &serde_json::Value) -> Outputs {
-        Outputs {
-            tables: Vec::new(),
-            checkpoint: true,
-        }
+    fn outputs(&self, _params: &SrcParams) -> Outputs {
+        Outputs::checkpoint()
     }
-    fn run(&self, _ctx: &mut TaskContext) -> anyhow::Result<()> {
+    fn run(&self, _params: &SrcParams, _ctx: &mut TaskContext) -> anyhow::Result<()> {
         Ok(())
     }
 }
@@ -94,6 +57,6 @@ static GEN: Gen = Gen;
 
 /// The fuzzers' registry.
 pub fn registry() -> Registry {
-    let stages: [&'static dyn Stage; 2] = [&SRC, &GEN];
+    let stages: [&'static dyn DynStage; 2] = [&SRC, &GEN];
     stages.into_iter().map(|s| (s.kind(), s)).collect()
 }

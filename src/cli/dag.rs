@@ -1,5 +1,6 @@
 //! `scir dag`: the unrolled DAG of tasks.
 
+use super::StoreArgs;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -20,9 +21,9 @@ pub struct DagArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Ascii)]
     pub format: Format,
-    /// Accepted for symmetry with the other commands (the DAG needs no artifacts).
-    #[arg(long, value_name = "DIR", default_value = "artifacts", hide = true)]
-    pub artifacts: std::path::PathBuf,
+    /// Accepted like every pipeline command's (the DAG itself needs no artifacts).
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `scir dag --format`.

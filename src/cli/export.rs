@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{PipelineArg, StoreArgs};
+use crate::engine::layout::Layout;
 use crate::engine::stage::Registry;
 use crate::export::{self, Format};
 use crate::model::generate::Sampler;
@@ -108,9 +109,8 @@ pub fn run(args: &ExportArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
         })
     });
     let out_dir = args.out.clone().unwrap_or_else(|| {
-        args.store
-            .artifacts
-            .join("exports")
+        Layout::new(&args.store.artifacts)
+            .exports_dir()
             .join(args.model_answers.name())
     });
     let settings = AnswerSettings {
@@ -227,8 +227,5 @@ fn resolve_model(args: &ExportArgs, registry: &Registry) -> anyhow::Result<(Path
 
 /// The public view's link to the checkpoint of `stage@k` in `arm`.
 fn model_link(artifacts: &Path, arm: &str, stage: &str, k: u32) -> PathBuf {
-    artifacts
-        .join("models")
-        .join(arm)
-        .join(format!("{stage}@{k}"))
+    artifacts.join(Layout::model_link(arm, stage, k))
 }

@@ -25,7 +25,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// Run `scir gc`.
 pub fn run(args: &GcArgs) -> anyhow::Result<ExitCode> {
     let store = Store::new(&args.store.artifacts);
-    if !store.internal().exists() {
+    if !store.layout.internal().exists() {
         outln!("nothing to collect in {}", store.root.display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -34,7 +34,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<ExitCode> {
         pid: std::process::id(),
         doing: "collecting garbage".into(),
     };
-    let _g = lock::acquire(&store.global_lock(), &me, Wait::Block, &|m| {
+    let _g = lock::acquire(&store.layout.global_lock(), &me, Wait::Block, &|m| {
         eprintln!("{m}")
     })?;
     let r = maintain::gc(&store, args.dry_run)?;

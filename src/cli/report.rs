@@ -1,5 +1,6 @@
 //! `scir report`: the per-arm, per-iteration eval table (logic in [`crate::report`]).
 
+use super::StoreArgs;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,9 +44,8 @@ Examples:
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct ReportArgs {
-    /// The artifacts directory.
-    #[arg(long, value_name = "DIR", default_value = "artifacts")]
-    pub artifacts: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Print every metric as JSON instead of the summary table.
     #[arg(long)]
     pub json: bool,
@@ -58,8 +58,8 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if !args.seeds.is_empty() {
         return seeds(args);
     }
-    let report = crate::report::load(&args.artifacts)?;
-    let path = crate::report::write_report(&args.artifacts, &report)?;
+    let report = crate::report::load(&args.store.artifacts)?;
+    let path = crate::report::write_report(&args.store.artifacts, &report)?;
     let text = if args.json {
         report.json()?
     } else {

@@ -10,6 +10,7 @@ use clap::Args;
 use super::{PipelineArg, StoreArgs};
 use crate::engine::cache::short_key;
 use crate::engine::dag::Dag;
+use crate::engine::layout::Layout;
 use crate::engine::lock::Wait;
 use crate::engine::runlog::{RunRecord, RunStatus, TaskStatus};
 use crate::engine::sched::{self, RunOptions};
@@ -122,7 +123,7 @@ fn exit_code(record: &RunRecord) -> ExitCode {
 /// no report.
 fn refresh_report(artifacts: &Path, record: &RunRecord, quiet: bool) -> anyhow::Result<()> {
     let ran = record.tasks.iter().any(|t| t.status == TaskStatus::Ran);
-    let missing = !artifacts.join(report::REPORT_DIR).exists();
+    let missing = !Layout::new(artifacts).report_dir().exists();
     if record.status != RunStatus::Ok || !(ran || missing) {
         return Ok(());
     }

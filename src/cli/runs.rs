@@ -36,7 +36,7 @@ pub enum RunsCmd {
 /// Run `scir runs`.
 pub fn run(args: &RunsArgs) -> anyhow::Result<ExitCode> {
     let store = Store::new(&args.store.artifacts);
-    let records = runlog::list(&store.runs_dir())?;
+    let records = runlog::list(&store.layout.runs_dir())?;
     match &args.command {
         None => {
             for r in &records {

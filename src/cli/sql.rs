@@ -1,7 +1,7 @@
 //! `scir sql`: SQL over the public tables (logic in [`crate::sql`]).
 
+use super::StoreArgs;
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -57,9 +57,8 @@ pub struct SqlArgs {
     /// The SQL query (quote it for the shell).
     #[arg(required_unless_present = "emit_rc", conflicts_with = "emit_rc")]
     pub query: Option<String>,
-    /// The artifacts directory to query.
-    #[arg(long, value_name = "DIR", default_value = "artifacts")]
-    pub artifacts: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: FormatArg,
@@ -72,13 +71,13 @@ pub struct SqlArgs {
 pub fn run(args: &SqlArgs) -> anyhow::Result<ExitCode> {
     let text = match &args.query {
         Some(query) if !args.emit_rc => {
-            let (batches, warnings) = sql::query(&args.artifacts, query)?;
+            let (batches, warnings) = sql::query(&args.store.artifacts, query)?;
             for warning in warnings {
                 eprintln!("warning: {warning}");
             }
             sql::render(&batches, args.format.into())?
         }
-        _ => sql::emit_rc(&args.artifacts)?,
+        _ => sql::emit_rc(&args.store.artifacts)?,
     };
     let mut stdout = std::io::stdout().lock();
     match stdout

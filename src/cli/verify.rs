@@ -34,7 +34,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             pid: std::process::id(),
             doing: "removing damaged objects".into(),
         };
-        let _g = lock::acquire(&store.global_lock(), &me, Wait::Block, &|m| {
+        let _g = lock::acquire(&store.layout.global_lock(), &me, Wait::Block, &|m| {
             eprintln!("{m}")
         })?;
         let mut keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();

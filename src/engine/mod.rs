@@ -19,6 +19,7 @@ pub mod cache;
 pub mod config;
 pub mod dag;
 pub mod files;
+pub mod layout;
 pub mod lock;
 pub mod runlog;
 pub mod sched;

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::layout::RUN_FILE;
 use serde::{Deserialize, Serialize};
 
 /// The record of one `scir run`.
@@ -156,14 +157,11 @@ pub fn create_run_dir(runs_dir: &Path, started_at: &str) -> anyhow::Result<(Stri
 
 /// Write `record` as `<dir>/run.json` (temp file, then rename).
 pub fn write(dir: &Path, record: &RunRecord) -> anyhow::Result<()> {
-    let tmp = dir.join("run.json.tmp");
+    let tmp = dir.join(format!("{RUN_FILE}.tmp"));
     std::fs::write(&tmp, serde_json::to_string_pretty(record)? + "\n")?;
     std::fs::rename(&tmp, dir.join(RUN_FILE))?;
     Ok(())
 }
-
-/// The record file name.
-pub const RUN_FILE: &str = "run.json";
 
 /// Every readable run record under `runs_dir`, oldest first.
 pub fn list(runs_dir: &Path) -> anyhow::Result<Vec<RunRecord>> {

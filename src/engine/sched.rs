@@ -123,7 +123,7 @@ pub fn run(
     }
     store.init()?;
     let started_at = runlog::now_rfc3339();
-    let (run_id, run_dir) = runlog::create_run_dir(&store.runs_dir(), &started_at)?;
+    let (run_id, run_dir) = runlog::create_run_dir(&store.layout.runs_dir(), &started_at)?;
     let me = holder(&run_id, "running".into());
     let _alive = lock::acquire(&run_dir.join(RUN_LOCK), &me, Wait::NoWait, &|_| {})?;
     let run = Run {
@@ -180,7 +180,7 @@ pub fn run(
     store.stat.save()?;
     if !failed {
         // Every staging dir was renamed into the store; failed ones stay for `scir gc`.
-        let _ = std::fs::remove_dir_all(store.tmp_dir().join(&run.run_id));
+        let _ = std::fs::remove_dir_all(store.layout.tmp_dir().join(&run.run_id));
     }
     Ok(record)
 }
@@ -289,7 +289,7 @@ impl Run<'_> {
             None => {
                 let me = holder(&self.run_id, format!("computing {}", node.task));
                 let note = |msg: &str| eprintln!("{}: {msg}", node.task);
-                let lock_path = self.store.key_lock(&key);
+                let lock_path = self.store.layout.key_lock(&key);
                 let _held = lock::acquire(&lock_path, &me, self.opts.wait, &note)?;
                 match self.store.manifest(&key).filter(|_| !forced) {
                     Some(m) => (

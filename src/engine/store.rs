@@ -1,23 +1,6 @@
 //! The object store: immutable committed task outputs, refs, atomic commit.
 //!
-//! ```text
-//! artifacts/
-//!     tables/<table>/iter-NNNN.<arm>.parquet   PUBLIC view (see `publish`)
-//!     models/<arm>/<stage>@<k>                 PUBLIC: symlink to a checkpoint
-//!     .scir/                                   INTERNAL (layout may change)
-//!         lock                                 global flock (refs + view)
-//!         refs.json                            arm -> task -> key ("current")
-//!         published.json                       public file -> key it shows
-//!         objects/<ab>/<key>/                  immutable committed outputs
-//!             manifest.json                    written last = commit marker
-//!             <table>.parquet, checkpoint/
-//!         locks/<key>.lock                     per-key flock
-//!         tmp/<run-id>/<task>-<key8>/          staging, same filesystem
-//!         resume/<key>/                        a task's resume state (training
-//!                                              checkpoints); survives a crash,
-//!                                              removed after its commit
-//!         runs/<run-id>/                       run records (see `runlog`)
-//! ```
+//! Where the store lives under the artifacts directory: [`super::layout`].
 //!
 //! Commit protocol ([`Store::commit`]): the stage writes into a staging dir;
 //! the engine checks every declared output (present, declared schema, nothing
@@ -39,14 +22,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::layout::Layout;
 use crate::engine::cache::statcache::StatCache;
 use crate::engine::cache::{self, KeyMaterial};
 
 pub mod maintain;
 pub mod view;
 
-/// The internal directory under the artifacts dir.
-pub const INTERNAL: &str = ".scir";
 /// The manifest file of an object.
 pub const MANIFEST: &str = "manifest.json";
 /// Environment variable naming a failpoint at which the process stops (tests).
@@ -93,6 +75,8 @@ pub type Refs = BTreeMap<String, BTreeMap<String, String>>;
 #[derive(Debug, Clone)]
 pub struct Store {
     pub root: PathBuf,
+    /// The artifacts directory's paths.
+    pub layout: Layout,
     /// Digests of external files (see [`crate::engine::cache::statcache`]).
     pub stat: Arc<StatCache>,
 }
@@ -109,54 +93,22 @@ pub enum Committed {
 impl Store {
     /// The store at `root` (nothing is created until [`Store::init`]).
     pub fn new(root: &Path) -> Store {
-        let stat = StatCache::new(root.join(INTERNAL).join("statcache.json"));
+        let layout = Layout::new(root);
+        let stat = StatCache::new(layout.statcache_path());
         Store {
             root: root.to_path_buf(),
+            layout,
             stat: Arc::new(stat),
         }
-    }
-    pub fn internal(&self) -> PathBuf {
-        self.root.join(INTERNAL)
-    }
-    pub fn objects_dir(&self) -> PathBuf {
-        self.internal().join("objects")
-    }
-    pub fn object_dir(&self, key: &str) -> PathBuf {
-        self.objects_dir().join(&key[..2.min(key.len())]).join(key)
-    }
-    pub fn key_lock(&self, key: &str) -> PathBuf {
-        self.internal().join("locks").join(format!("{key}.lock"))
-    }
-    pub fn global_lock(&self) -> PathBuf {
-        self.internal().join("lock")
-    }
-    /// The resume area of task key `key` (see [`crate::engine::stage::TaskContext::resume_dir`]).
-    pub fn resume_dir(&self, key: &str) -> PathBuf {
-        self.internal().join("resume").join(key)
-    }
-    pub fn tmp_dir(&self) -> PathBuf {
-        self.internal().join("tmp")
-    }
-    pub fn runs_dir(&self) -> PathBuf {
-        self.internal().join("runs")
-    }
-    pub fn refs_path(&self) -> PathBuf {
-        self.internal().join("refs.json")
-    }
-    pub fn tables_dir(&self) -> PathBuf {
-        self.root.join("tables")
-    }
-    pub fn models_dir(&self) -> PathBuf {
-        self.root.join("models")
     }
 
     /// Create the directory skeleton.
     pub fn init(&self) -> anyhow::Result<()> {
         for dir in [
-            self.objects_dir(),
-            self.tmp_dir(),
-            self.runs_dir(),
-            self.internal().join("locks"),
+            self.layout.objects_dir(),
+            self.layout.tmp_dir(),
+            self.layout.runs_dir(),
+            self.layout.internal().join("locks"),
         ] {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
@@ -165,14 +117,14 @@ impl Store {
 
     /// The manifest of object `key`, if it is committed and readable.
     pub fn manifest(&self, key: &str) -> Option<Manifest> {
-        let text = std::fs::read_to_string(self.object_dir(key).join(MANIFEST)).ok()?;
+        let text = std::fs::read_to_string(self.layout.object_dir(key).join(MANIFEST)).ok()?;
         serde_json::from_str(&text).ok()
     }
 
     /// Keys of every object directory present.
     pub fn object_keys(&self) -> anyhow::Result<Vec<String>> {
         let mut keys = Vec::new();
-        for shard in read_dir_sorted(&self.objects_dir())? {
+        for shard in read_dir_sorted(&self.layout.objects_dir())? {
             for entry in read_dir_sorted(&shard)? {
                 if let Some(name) = entry.file_name() {
                     keys.push(name.to_string_lossy().into_owned());
@@ -187,7 +139,7 @@ impl Store {
     pub fn commit(&self, staging: &Path, key: &str, replace: bool) -> anyhow::Result<Committed> {
         make_read_only(staging)?;
         fsync_dir(staging)?;
-        let target = self.object_dir(key);
+        let target = self.layout.object_dir(key);
         let parent = target.parent().expect("object dirs have a shard parent");
         std::fs::create_dir_all(parent)?;
         failpoint(crate::failpoint::site::BEFORE_COMMIT);
@@ -214,15 +166,15 @@ impl Store {
 
     /// Read `refs.json` (empty when absent).
     pub fn read_refs(&self) -> anyhow::Result<Refs> {
-        read_json_or_default(&self.refs_path())
+        read_json_or_default(&self.layout.refs_path())
     }
 
     /// Replace `refs.json` atomically. Call under the global lock.
     pub fn write_refs(&self, refs: &Refs) -> anyhow::Result<()> {
-        if self.refs_path().exists() && self.read_refs().ok().as_ref() == Some(refs) {
+        if self.layout.refs_path().exists() && self.read_refs().ok().as_ref() == Some(refs) {
             return Ok(());
         }
-        write_json_atomic(&self.refs_path(), refs)
+        write_json_atomic(&self.layout.refs_path(), refs)
     }
 }
 

@@ -24,9 +24,8 @@ use anyhow::Context;
 
 use super::plot::{Series, line_chart};
 use super::view::Report;
+use crate::engine::layout::Layout;
 
-/// The report's directory, relative to the artifacts root.
-pub const REPORT_DIR: &str = "report";
 /// The markdown file inside it.
 pub const REPORT_FILE: &str = "report.md";
 
@@ -109,7 +108,7 @@ pub fn refresh(artifacts: &Path) -> anyhow::Result<Option<PathBuf>> {
 
 /// Rebuild `artifacts/report/` from `report`; returns the path of report.md.
 pub fn write_report(artifacts: &Path, report: &Report) -> anyhow::Result<PathBuf> {
-    let dir = artifacts.join(REPORT_DIR);
+    let dir = Layout::new(artifacts).report_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     for (file, title, y_label, y_max, metrics) in CHARTS {
         let series = chart_series(report, metrics);

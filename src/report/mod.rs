@@ -22,5 +22,5 @@ pub mod png;
 pub mod seeds;
 pub mod view;
 
-pub use markdown::{REPORT_DIR, refresh, write_report};
+pub use markdown::{refresh, write_report};
 pub use view::{Report, load};

@@ -20,6 +20,7 @@
 //!             rows_json (the per-table counts as a JSON object), log
 //! ```
 
+use crate::engine::layout::{self, Layout};
 use crate::engine::runlog::TaskStatus;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,10 +32,6 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::Deserialize;
 
-/// Directory of run records, relative to the artifacts root.
-pub const RUNS_DIR: &str = ".scir/runs";
-/// File name of one run record inside its run directory.
-pub const RUN_FILE: &str = "run.json";
 /// Time zone of the timestamp columns.
 const UTC: &str = "+00:00";
 
@@ -71,7 +68,7 @@ pub struct TaskRecord {
 /// Read every `run.json` under `<artifacts>/.scir/runs`, sorted by directory
 /// name. Returns the records and one warning per unreadable record.
 pub fn load(artifacts: &Path) -> anyhow::Result<(Vec<RunRecord>, Vec<String>)> {
-    let dir = artifacts.join(RUNS_DIR);
+    let dir = Layout::new(artifacts).runs_dir();
     let mut records = Vec::new();
     let mut warnings = Vec::new();
     if !dir.is_dir() {
@@ -83,11 +80,11 @@ pub fn load(artifacts: &Path) -> anyhow::Result<(Vec<RunRecord>, Vec<String>)> {
         .with_context(|| format!("reading {}", dir.display()))?
         .into_iter()
         .map(|e| e.path())
-        .filter(|p| p.join(RUN_FILE).is_file())
+        .filter(|p| p.join(layout::RUN_FILE).is_file())
         .collect();
     run_dirs.sort();
     for run_dir in run_dirs {
-        let file = run_dir.join(RUN_FILE);
+        let file = run_dir.join(layout::RUN_FILE);
         let parsed = std::fs::read(&file)
             .map_err(anyhow::Error::from)
             .and_then(|bytes| Ok(serde_json::from_slice::<RunRecord>(&bytes)?));

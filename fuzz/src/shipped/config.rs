@@ -1,1 +1,1 @@
-../../../src/config.rs
+../../../src/engine/config.rs

@@ -1,1 +1,1 @@
-../../../src/config/refs.rs
+../../../src/engine/config/refs.rs

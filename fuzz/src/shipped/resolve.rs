@@ -1,1 +1,1 @@
-../../../src/config/resolve.rs
+../../../src/engine/config/resolve.rs

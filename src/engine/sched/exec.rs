@@ -32,11 +32,12 @@ pub struct TaskRun<'a> {
 /// Run the task and commit its object; returns the committed manifest.
 pub fn execute(t: &TaskRun) -> anyhow::Result<Manifest> {
     verify_inputs(t)?;
-    let staging = t
-        .store
-        .tmp_dir()
-        .join(t.run_id)
-        .join(format!("{}-{}", t.node.task, &t.key[..8]));
+    let staging =
+        t.store
+            .layout
+            .tmp_dir()
+            .join(t.run_id)
+            .join(format!("{}-{}", t.node.task, &t.key[..8]));
     if staging.exists() {
         std::fs::remove_dir_all(&staging)?;
     }
@@ -51,7 +52,7 @@ pub fn execute(t: &TaskRun) -> anyhow::Result<Manifest> {
         inputs: input_artifacts(t),
         pipeline_dir: t.pipeline_dir.to_path_buf(),
         staging: staging.clone(),
-        resume: t.store.resume_dir(t.key),
+        resume: t.store.layout.resume_dir(t.key),
         declared: t.node.spec.outputs.clone(),
         written: BTreeMap::new(),
         log,
@@ -103,7 +104,7 @@ pub fn execute(t: &TaskRun) -> anyhow::Result<Manifest> {
     let manifest = finish_manifest(&staging, manifest)?;
     let committed = t.store.commit(&staging, t.key, t.replace)?;
     // The object exists now: the resume state is garbage (still under the key's lock).
-    let _ = std::fs::remove_dir_all(t.store.resume_dir(t.key));
+    let _ = std::fs::remove_dir_all(t.store.layout.resume_dir(t.key));
     match committed {
         Committed::Ours => Ok(manifest),
         Committed::Theirs => t
@@ -134,7 +135,7 @@ fn input_artifacts(t: &TaskRun) -> BTreeMap<String, InputArtifact> {
     t.inputs
         .iter()
         .map(|(slot, m)| {
-            let dir = t.store.object_dir(&m.key);
+            let dir = t.store.layout.object_dir(&m.key);
             let tables = m
                 .tables
                 .iter()

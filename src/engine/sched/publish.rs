@@ -9,7 +9,7 @@ use super::{State, holder};
 /// Point refs of every arm of `node` at `key` and republish, under the global lock.
 pub(super) fn publish(store: &Store, run_id: &str, node: &Node, key: &str) -> anyhow::Result<()> {
     let me = holder(run_id, format!("publishing {}", node.task));
-    let _g = lock::acquire(&store.global_lock(), &me, Wait::Block, &|_| {})?;
+    let _g = lock::acquire(&store.layout.global_lock(), &me, Wait::Block, &|_| {})?;
     if store.manifest(key).is_none() {
         anyhow::bail!(
             "object {key} of {} vanished (did `scir gc` run concurrently?); run again",
@@ -40,7 +40,7 @@ pub(super) fn finish_full_run(
     run_id: &str,
 ) -> anyhow::Result<()> {
     let me = holder(run_id, "publishing".into());
-    let _g = lock::acquire(&store.global_lock(), &me, Wait::Block, &|_| {})?;
+    let _g = lock::acquire(&store.layout.global_lock(), &me, Wait::Block, &|_| {})?;
     let mut refs = crate::engine::store::Refs::new();
     for (node, state) in dag.nodes.iter().zip(states) {
         if let State::Done(m) = state {

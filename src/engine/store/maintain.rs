@@ -36,7 +36,7 @@ pub fn verify(store: &Store) -> anyhow::Result<(usize, Vec<Problem>)> {
 
 /// Problems of one object (empty when it is intact).
 pub fn verify_object(store: &Store, key: &str) -> anyhow::Result<Vec<Problem>> {
-    let dir = store.object_dir(key);
+    let dir = store.layout.object_dir(key);
     let problem = |what: String| Problem {
         key: key.to_string(),
         what,
@@ -77,10 +77,10 @@ pub fn verify_object(store: &Store, key: &str) -> anyhow::Result<Vec<Problem>> {
 
 /// Move a corrupt object out of the store (it is recomputed on the next run).
 pub fn quarantine(store: &Store, key: &str) -> anyhow::Result<()> {
-    let dir = store.object_dir(key);
-    let aside = store.tmp_dir().join(format!("corrupt-{key}"));
+    let dir = store.layout.object_dir(key);
+    let aside = store.layout.tmp_dir().join(format!("corrupt-{key}"));
     let _ = std::fs::remove_dir_all(&aside);
-    std::fs::create_dir_all(store.tmp_dir())?;
+    std::fs::create_dir_all(store.layout.tmp_dir())?;
     std::fs::rename(&dir, &aside)?;
     std::fs::remove_dir_all(&aside)?;
     Ok(())
@@ -113,20 +113,20 @@ pub fn gc(store: &Store, dry_run: bool) -> anyhow::Result<GcReport> {
             report.kept += 1;
             continue;
         }
-        let dir = store.object_dir(&key);
+        let dir = store.layout.object_dir(&key);
         report.bytes += dir_bytes(&dir);
         report.objects += 1;
         if !dry_run {
             std::fs::remove_dir_all(&dir)?;
         }
     }
-    for entry in read_dir_sorted(&store.tmp_dir())? {
+    for entry in read_dir_sorted(&store.layout.tmp_dir())? {
         let name = entry
             .file_name()
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        let run_lock = store.runs_dir().join(&name).join(RUN_LOCK);
+        let run_lock = store.layout.runs_dir().join(&name).join(RUN_LOCK);
         if lock::is_held(&run_lock) {
             continue;
         }
@@ -136,9 +136,9 @@ pub fn gc(store: &Store, dry_run: bool) -> anyhow::Result<GcReport> {
             std::fs::remove_dir_all(&entry)?;
         }
     }
-    for entry in read_dir_sorted(&store.internal().join("resume"))? {
+    for entry in read_dir_sorted(&store.layout.resume_root())? {
         let key = entry.file_name().unwrap_or_default().to_string_lossy();
-        if lock::is_held(&store.key_lock(&key)) {
+        if lock::is_held(&store.layout.key_lock(&key)) {
             continue;
         }
         report.bytes += dir_bytes(&entry);
@@ -152,7 +152,7 @@ pub fn gc(store: &Store, dry_run: bool) -> anyhow::Result<GcReport> {
 
 /// The id of some run that is alive now.
 fn live_run(store: &Store) -> anyhow::Result<Option<String>> {
-    for dir in read_dir_sorted(&store.runs_dir())? {
+    for dir in read_dir_sorted(&store.layout.runs_dir())? {
         if lock::is_held(&dir.join(RUN_LOCK)) {
             return Ok(dir.file_name().map(|n| n.to_string_lossy().into_owned()));
         }

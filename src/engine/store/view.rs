@@ -20,18 +20,18 @@ use anyhow::Context;
 
 use super::{Refs, Store};
 use crate::engine::files::{read_json_or_default, write_json_atomic};
+use crate::engine::layout::Layout;
 use crate::table;
 
 /// Public file (relative to the artifacts dir) → key it shows.
 type Published = BTreeMap<String, String>;
 
-const PUBLISHED: &str = "published.json";
 const TEMP_SUFFIX: &str = "new";
 
 /// Bring the public view in line with `refs`. With `prune`, public files of
 /// tasks no longer in `refs` are removed.
 pub fn sync(store: &Store, refs: &Refs, prune: bool) -> anyhow::Result<()> {
-    let published_path = store.internal().join(PUBLISHED);
+    let published_path = store.layout.published_path();
     let mut published: Published = read_json_or_default(&published_path)?;
     let before = published.clone();
     let mut wanted = BTreeSet::new();
@@ -43,26 +43,23 @@ pub fn sync(store: &Store, refs: &Refs, prune: bool) -> anyhow::Result<()> {
             let k = manifest.material.iteration;
             let stage = task.split('@').next().unwrap_or(task);
             for (name, entry) in &manifest.tables {
-                let rel = format!("tables/{name}/iter-{k:04}.{arm}.{}", table::EXTENSION);
+                let rel = Layout::table_file(name, k, arm);
                 wanted.insert(rel.clone());
                 if published.get(&rel) == Some(key) && store.root.join(&rel).exists() {
                     continue;
                 }
-                let src = store.object_dir(key).join(&entry.file);
+                let src = store.layout.object_dir(key).join(&entry.file);
                 let digest = &manifest.files[&entry.file].digest;
                 publish_table(&src, digest, arm, &store.root.join(&rel))?;
                 published.insert(rel, key.clone());
             }
             if let Some(ckpt) = &manifest.checkpoint {
-                let rel = format!("models/{arm}/{stage}@{k}");
+                let rel = Layout::model_link(arm, stage, k);
                 wanted.insert(rel.clone());
                 if published.get(&rel) == Some(key) && store.root.join(&rel).exists() {
                     continue;
                 }
-                let target = Path::new("../../")
-                    .join(super::INTERNAL)
-                    .join(relative_object(store, key))
-                    .join(ckpt);
+                let target = Layout::model_link_target(key, ckpt);
                 publish_link(&target, &store.root.join(&rel))?;
                 published.insert(rel, key.clone());
             }
@@ -87,14 +84,6 @@ pub fn sync(store: &Store, refs: &Refs, prune: bool) -> anyhow::Result<()> {
         write_json_atomic(&published_path, &published)?;
     }
     Ok(())
-}
-
-fn relative_object(store: &Store, key: &str) -> PathBuf {
-    store
-        .object_dir(key)
-        .strip_prefix(store.internal())
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
 }
 
 fn temp_name(path: &Path) -> PathBuf {
