@@ -1,4 +1,4 @@
-//! Engine behaviour in-process with the test stages (DESIGN §3 failure modes).
+//! Engine behaviour in-process with the test stages (the cache and commit protocol of `engine::cache` and `engine::store`).
 //! Crash and concurrency tests, which need real processes, are in
 //! `engine_crash.rs`.
 

@@ -335,10 +335,9 @@ fn a_diverging_loss_stops_train_and_commits_nothing() {
 fn irm_reference_and_static_mode_do_what_they_say() {
     let (dir, pipeline) = smoke_project();
     let yaml = std::fs::read_to_string(&pipeline).unwrap();
-    let arms = "arms:\n  start:\n    score-irm: { irm_reference: iteration_start }\n    \
-                consistency-filter: { irm_reference: iteration_start }\n  prev:\n    \
-                score-irm: { irm_reference: previous_iteration }\n    \
-                consistency-filter: { mode: static, irm_reference: previous_iteration }\n";
+    let arms = "arms:\n  start:\n    models: { irm_reference: iteration_start }\n  prev:\n    \
+                models: { irm_reference: previous_iteration }\n    \
+                consistency-filter: { mode: static }\n";
     let head = yaml.split("arms:").next().unwrap();
     std::fs::write(&pipeline, format!("{head}{arms}")).unwrap();
     let dag = scir(&["dag", pipeline.to_str().unwrap()]);
@@ -346,6 +345,13 @@ fn irm_reference_and_static_mode_do_what_they_say() {
     assert!(dag.contains("irm_ref ← train@1 [start]"), "{dag}");
     assert!(dag.contains("irm_ref ← sft@0"), "{dag}");
     assert!(dag.contains("irm_ref ← init@0 ["), "{dag}");
+    // One binding: score-irm and the filter measure against the same model in every arm.
+    for line in dag.lines().filter(|l| l.contains("irm_ref ←")) {
+        assert!(
+            !line.contains("score-irm") && !line.contains("consistency-filter"),
+            "{line}"
+        );
+    }
     let art = dir.path().join("artifacts");
     assert_eq!(run(&pipeline, &art).status, RunStatus::Ok);
     // Against Mt itself the implicit reward is exactly ½ before training.
@@ -362,27 +368,24 @@ fn irm_reference_and_static_mode_do_what_they_say() {
 }
 
 #[test]
-fn a_filter_whose_irm_reference_differs_from_score_irm_is_a_user_error() {
+fn an_arm_with_an_unknown_irm_reference_is_a_user_error_naming_the_place() {
     let (dir, pipeline) = smoke_project();
     let yaml = std::fs::read_to_string(&pipeline).unwrap();
     let head = yaml.split("arms:").next().unwrap();
-    let arms = "arms:\n  start:\n    score-irm: { irm_reference: iteration_start }\n";
+    let arms = "arms:\n  start:\n    models: { irm_reference: latest }\n";
     std::fs::write(&pipeline, format!("{head}{arms}")).unwrap();
     let art = dir.path().join("artifacts");
     let out = run_output(&pipeline, &art);
     assert_eq!(out.status.code(), Some(2), "a user error exits 2");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("consistency-filter has irm_reference: initial")
-            && err.contains("ran with irm_reference: iteration_start")
-            && err.contains("set the same value on both stages"),
+        err.contains("scir.yaml:")
+            && err.contains("arm \"start\", models:")
+            && err.contains("unknown variant `latest`")
+            && err.contains("previous_iteration"),
         "{err}"
     );
-    assert!(
-        !art.join("tables/filter_pairs/iter-0001.start.parquet")
-            .exists(),
-        "the failed filter published its table"
-    );
+    assert!(!art.exists(), "a bad pipeline file wrote artifacts");
 }
 
 #[test]

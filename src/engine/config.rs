@@ -17,6 +17,7 @@
 //!   initial: init        #   model@-1 and below (and model@initial) = initial
 //!   start: sft
 //!   step: train
+//!   irm_reference: initial  # model@irm_ref = model@initial | model@k-2 | model@k-1
 //! stages:
 //!   world: { kind: world, params: { … } }      # kind defaults to the name
 //!   generate:
@@ -25,12 +26,13 @@
 //! arms:                  # optional; default one arm named `main`
 //!   scir: {}
 //!   srlm: { train: { method: srlm } }          # per-stage param overrides
+//!   ref-start: { models: { irm_reference: iteration_start } }
 //! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
@@ -75,6 +77,41 @@ pub struct ModelsFile {
     pub initial: Option<Spanned<String>>,
     pub start: Spanned<String>,
     pub step: Spanned<String>,
+    /// What `model@irm_ref` names (default `initial`); an arm may override it.
+    #[serde(default)]
+    pub irm_reference: Option<IrmReference>,
+}
+
+/// The model the implicit reward of iteration k is measured against: what `model@irm_ref`
+/// names, for every stage that binds it (score-irm, consistency-filter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IrmReference {
+    /// `model@initial`: the model before SFT, fixed for all iterations (the stable choice).
+    #[default]
+    Initial,
+    /// `model@k-2`: the model Mt was trained against (M_{t−1}).
+    PreviousIteration,
+    /// `model@k-1`: Mt itself (p = ½ at the start of training).
+    IterationStart,
+}
+
+impl IrmReference {
+    /// The model chain offset from iteration k (`None`: `model@initial`).
+    pub fn offset(self) -> Option<i64> {
+        match self {
+            IrmReference::Initial => None,
+            IrmReference::PreviousIteration => Some(-2),
+            IrmReference::IterationStart => Some(-1),
+        }
+    }
+}
+
+/// The `models:` overrides an arm may set (under the reserved key `models`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArmModelsFile {
+    pub irm_reference: IrmReference,
 }
 
 /// One entry of `stages:`.
@@ -91,8 +128,10 @@ pub struct StageFile {
     pub params: Option<Spanned<Value>>,
 }
 
-/// One arm: stage name → params overrides.
+/// One arm: stage name → params overrides, and `models: { irm_reference }`.
 pub type ArmFile = Option<BTreeMap<String, Spanned<Value>>>;
+/// The key of an arm's model-chain overrides (a reserved stage name).
+pub const ARM_MODELS: &str = "models";
 
 // ---------------------------------------------------------------- the plan
 
@@ -141,6 +180,8 @@ pub struct ModelChain {
 pub struct ArmPlan {
     pub name: String,
     pub stages: BTreeMap<String, ResolvedStage>,
+    /// What `model@irm_ref` names in this arm.
+    pub irm_reference: IrmReference,
 }
 
 /// One stage with typed, resolved params and bound inputs.
@@ -270,7 +311,12 @@ fn validate(
         dir
     };
     let mut plans = Vec::new();
-    for (arm, overrides) in &arms {
+    let default_reference = file
+        .models
+        .as_ref()
+        .and_then(|m| m.value.irm_reference)
+        .unwrap_or_default();
+    for (arm, (overrides, reference)) in &arms {
         let mut stages = BTreeMap::new();
         for (name, spec) in &file.stages {
             let over = overrides.get(name.as_str());
@@ -280,6 +326,7 @@ fn validate(
         plans.push(ArmPlan {
             name: arm.clone(),
             stages,
+            irm_reference: reference.unwrap_or(default_reference),
         });
     }
     Ok(Pipeline {
@@ -299,13 +346,14 @@ fn check_name(path: &Path, what: &str, name: &str, loc: Loc) -> anyhow::Result<(
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        && name != MODEL;
+        && name != MODEL
+        && name != ARM_MODELS;
     if ok {
         return Ok(());
     }
     Err(user_err!(
         "{}:{}:{}: {what} name {name:?} is not allowed\nUse letters, digits, `_` and `-` only \
-         (and not `{MODEL}`, which names the model chain).",
+         (and not `{MODEL}` or `{ARM_MODELS}`, which name the model chain).",
         path.display(),
         loc.line,
         loc.col
@@ -368,14 +416,16 @@ fn stage_list(file: &PipelineFile) -> String {
 }
 
 type Overrides<'a> = BTreeMap<&'a str, &'a Spanned<Value>>;
+/// An arm's params overrides and its `models.irm_reference`, if it sets one.
+type ArmOverrides<'a> = (Overrides<'a>, Option<IrmReference>);
 
 fn arm_overrides<'a>(
     path: &Path,
     file: &'a PipelineFile,
-) -> anyhow::Result<BTreeMap<String, Overrides<'a>>> {
+) -> anyhow::Result<BTreeMap<String, ArmOverrides<'a>>> {
     let mut out = BTreeMap::new();
     let Some(arms) = &file.arms else {
-        out.insert(DEFAULT_ARM.to_string(), BTreeMap::new());
+        out.insert(DEFAULT_ARM.to_string(), (BTreeMap::new(), None));
         return Ok(out);
     };
     if arms.value.is_empty() {
@@ -392,7 +442,12 @@ fn arm_overrides<'a>(
     for (arm, spec) in &arms.value {
         check_name(path, "arm", arm, Loc::of(spec))?;
         let mut over = BTreeMap::new();
+        let mut reference = None;
         for (stage, value) in spec.value.iter().flatten() {
+            if stage == ARM_MODELS {
+                reference = Some(arm_models(path, arm, value)?);
+                continue;
+            }
             if !file.stages.contains_key(stage) {
                 let l = Loc::of(value);
                 return Err(user_err!(
@@ -407,7 +462,24 @@ fn arm_overrides<'a>(
             }
             over.insert(stage.as_str(), value);
         }
-        out.insert(arm.clone(), over);
+        out.insert(arm.clone(), (over, reference));
     }
     Ok(out)
+}
+
+/// An arm's `models: { irm_reference: … }`.
+fn arm_models(path: &Path, arm: &str, value: &Spanned<Value>) -> anyhow::Result<IrmReference> {
+    let l = Loc::of(value);
+    serde_json::from_value::<ArmModelsFile>(value.value.clone())
+        .map(|m| m.irm_reference)
+        .map_err(|e| {
+            user_err!(
+                "{}:{}:{}: arm {arm:?}, models: {e}\nAn arm may set `models: {{ irm_reference: \
+                 initial | previous_iteration | iteration_start }}`.",
+                path.display(),
+                l.line,
+                l.col
+            )
+            .into()
+        })
 }

@@ -235,7 +235,9 @@ fn resolve(
     };
     let (stage, at) = match &binding.reference {
         Reference::Stage { stage, at } => (stage, *at),
-        Reference::Model { at } => return resolve_model(pipeline, *at, here).map_err(fail),
+        Reference::Model { at } => {
+            return resolve_model(pipeline, arm, *at, here).map_err(fail);
+        }
     };
     let want = stage_iteration(arm, spec, stage, at, here).map_err(fail)?;
     let stage = stage.clone();
@@ -270,7 +272,9 @@ fn stage_iteration(
     let d = match (at, target.each_iteration) {
         (At::Same, false) => return Ok(0),
         (At::Abs(j), _) => return Ok(j),
-        (At::Initial, _) => return Err("@initial is for the model chain".into()),
+        (At::Initial | At::IrmRef, _) => {
+            return Err("@initial and @irm_ref are for the model chain".into());
+        }
         (At::Same, true) => 0,
         (At::Rel(d), _) => d,
     };
@@ -292,7 +296,12 @@ fn describe_iterations(valid: &[u32]) -> String {
     }
 }
 
-fn resolve_model(pipeline: &Pipeline, at: At, here: Option<i64>) -> Result<TaskId, String> {
+fn resolve_model(
+    pipeline: &Pipeline,
+    arm: &ArmPlan,
+    at: At,
+    here: Option<i64>,
+) -> Result<TaskId, String> {
     let Some(models) = &pipeline.models else {
         return Err(
             "the pipeline has no `models:` section\nDeclare `models: { start: STAGE, \
@@ -300,8 +309,13 @@ fn resolve_model(pipeline: &Pipeline, at: At, here: Option<i64>) -> Result<TaskI
                 .into(),
         );
     };
+    let at = match (at, arm.irm_reference.offset()) {
+        (At::IrmRef, None) => At::Initial,
+        (At::IrmRef, Some(d)) => At::Rel(d),
+        (at, _) => at,
+    };
     let j = match (at, here) {
-        (At::Initial, _) => -1,
+        (At::Initial | At::IrmRef, _) => -1,
         (At::Abs(j), _) => j,
         (At::Rel(d), Some(h)) => h + d,
         (At::Rel(_), None) | (At::Same, _) => {

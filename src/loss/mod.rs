@@ -1,4 +1,4 @@
-//! The training losses of DESIGN §2, on candle tensors, differentiable end to end.
+//! The training losses of docs/algorithm.md, on candle tensors, differentiable end to end.
 //!
 //! Shapes: every per-pair input and output is a 1-D tensor `(n,)` over the pairs of a
 //! batch; `logπ(y|x)` is the sum of the response tokens' log-probs (EOS included).

@@ -48,13 +48,13 @@ pub struct PairLogps {
     pub irm_ref_y2: Tensor,
 }
 
-/// The knobs of the objective (DESIGN §2).
+/// The knobs of the objective (docs/algorithm.md).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScirLossConfig {
     /// DPO β.
     pub beta: f64,
-    /// IRM β (in `p = σ(β·Δ)`); DESIGN uses the same β for both.
+    /// IRM β (in `p = σ(β·Δ)`); scir uses the same β for both by default.
     pub irm_beta: f64,
     /// λ: weight of the consistency loss.
     pub lambda: f64,

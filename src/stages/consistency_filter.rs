@@ -21,10 +21,8 @@
 //! (`generate@k-1`). They are *optional inputs*: the engine leaves them
 //! unbound where `@k-1` is before the first iteration (k = 1), and the stage
 //! then writes 0 / NULL. `model` (`model@k-1`, Mt) and `irm_ref` are the
-//! checkpoints it is scored with; `irm_ref`'s default binding follows the
-//! param `irm_reference` exactly as score-irm's does: the DAG is planned
-//! before anything runs, so the filter needs the setting too, and it stops
-//! with a user error when it differs from the one score-irm ran with. β and
+//! checkpoints it is scored with; `irm_ref` binds `model@irm_ref`, the model
+//! chain's IRM reference, as score-irm's does, so the two cannot differ. β and
 //! the judge settings (template, mode, verdicts, swap, τ) are score-grm's and
 //! score-irm's own, read from their inputs' params.
 
@@ -32,7 +30,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::common::irm::{IrmReference, ScoreIrmParams};
 use super::common::trained_consistency::{self, TrainedConsistency};
 use crate::engine::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
 use crate::loss::{Preferred, select_pair};
@@ -51,8 +48,6 @@ pub struct FilterParams {
     pub delta: f64,
     /// `grm_only`: drop pairs with `|p_grm − ½| < margin`.
     pub margin: f64,
-    /// As score-irm's `irm_reference`: the default binding of `irm_ref`.
-    pub irm_reference: IrmReference,
 }
 
 impl Default for FilterParams {
@@ -61,7 +56,6 @@ impl Default for FilterParams {
             mode: FilterMode::Dynamic,
             delta: 0.0,
             margin: 0.02,
-            irm_reference: IrmReference::Initial,
         }
     }
 }
@@ -100,12 +94,12 @@ impl Stage for ConsistencyFilter {
         }
         Ok(())
     }
-    fn bindings(&self, p: &FilterParams) -> Vec<(&'static str, String)> {
+    fn bindings(&self, _p: &FilterParams) -> Vec<(&'static str, String)> {
         vec![
             ("irm", "score-irm".into()),
             ("grm", "score-grm".into()),
             ("model", "model@k-1".into()),
-            ("irm_ref", p.irm_reference.binding().into()),
+            ("irm_ref", "model@irm_ref".into()),
             ("previous", "consistency-filter@k-1".into()),
             ("previous_generation", "generate@k-1".into()),
         ]
@@ -117,7 +111,6 @@ impl Stage for ConsistencyFilter {
         ])
     }
     fn run(&self, p: &FilterParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        check_irm_reference(ctx, p.irm_reference)?;
         let irm: Vec<IrmPairRow> = ctx.input("irm")?.rows()?;
         let grm: Vec<GrmScoreRow> = ctx.input("grm")?.rows()?;
         let q_by_pair: BTreeMap<i64, f64> = grm.iter().map(|g| (g.pair_id, g.p_grm)).collect();
@@ -205,22 +198,4 @@ fn summary_row(
         trained_pairs: trained.pairs,
         trained_consistency_rate: trained.rate,
     }
-}
-
-/// The filter's `irm_reference` must be the one score-irm ran with: the trained-pairs rate
-/// scores Mt against the filter's `irm_ref`, which must be score-irm's reference.
-fn check_irm_reference(ctx: &TaskContext, own: IrmReference) -> anyhow::Result<()> {
-    let irm = ctx.input("irm")?;
-    let upstream = irm.params_as::<ScoreIrmParams>()?.irm_reference;
-    if upstream != own {
-        anyhow::bail!(crate::user_err!(
-            "consistency-filter has irm_reference: {} but {} ran with irm_reference: {}; set \
-             the same value on both stages (the filter scores the previous trained pairs \
-             against it)",
-            own.name(),
-            irm.task,
-            upstream.name()
-        ));
-    }
-    Ok(())
 }

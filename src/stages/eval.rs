@@ -5,7 +5,7 @@
 //! ```text
 //! model      checkpoint  the model measured            [model@k]
 //! baseline   checkpoint  M0, for the gold win rate      [model@0]
-//! reference  checkpoint  the IRM reference              [model@initial]  (DESIGN: irm_reference)
+//! reference  checkpoint  the IRM reference              [model@initial]
 //! heldout    tables      eval_prompts, gold_pairs       [heldout]
 //! ```
 //!

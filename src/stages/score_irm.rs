@@ -2,9 +2,9 @@
 //! under Mt and under the IRM reference, and `p_irm` per pair.
 //!
 //! The Mt log-probs are also the DPO reference log-probs of `train@k`, which
-//! never recomputes them. `irm_reference` (`initial` | `previous_iteration` |
-//! `iteration_start`, default `initial`) picks the default binding of the
-//! `irm_ref` slot: `model@initial`, `model@k-2` or `model@k-1`. When the
+//! never recomputes them. The `irm_ref` slot binds `model@irm_ref`: the model chain's
+//! `irm_reference` (`initial` | `previous_iteration` | `iteration_start`, default
+//! `initial`, per arm) makes it `model@initial`, `model@k-2` or `model@k-1`. When the
 //! reference is Mt itself its log-probs are copied, not recomputed (p = ½).
 //! `logπ(y|x)` sums the response tokens' log-probs (the stored ids: EOS
 //! included when generated) given the stored prompt ids.
@@ -50,10 +50,10 @@ impl Stage for ScoreIrm {
         }
         Ok(())
     }
-    fn bindings(&self, p: &ScoreIrmParams) -> Vec<(&'static str, String)> {
+    fn bindings(&self, _p: &ScoreIrmParams) -> Vec<(&'static str, String)> {
         vec![
             ("model", "model@k-1".into()),
-            ("irm_ref", p.irm_reference.binding().into()),
+            ("irm_ref", "model@irm_ref".into()),
             ("generation", "generate".into()),
         ]
     }

@@ -35,7 +35,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::common;
-use super::common::resume::{self, Resume};
+use super::common::resume;
+use super::common::training::Training;
 use crate::engine::stage::{Outputs, Slot, Stage, TaskContext};
 use crate::model::optim::AdamWParams;
 use crate::model::schedule::{LrSchedule, ScheduleKind};
@@ -136,51 +137,41 @@ impl Stage for Sft {
             ..AdamWParams::default()
         };
         let vars = varmap_vars(&model.varmap)?;
-        let resume = Resume::open(ctx, p.resume_every)?;
-        let (mut stepper, resumed) = resume.start::<SftMetricRow>(ctx, &vars, || {
-            Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm))
-        })?;
+        let mut training = Training::<SftMetricRow>::start(
+            ctx,
+            p.resume_every,
+            vars.clone(),
+            p.steps,
+            "sft",
+            || Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm)),
+        )?;
         let n = examples.len();
-        let (mut cursor, mut rows, done) = match resumed {
-            Some(r) => (
-                Cursor::at(n, ctx.seed, r.state.epoch, r.state.data_position as usize),
-                r.metrics,
-                r.state.global_step,
-            ),
-            None => (Cursor::at(n, ctx.seed, 0, 0), Vec::new(), 0),
-        };
+        let (epoch, position) = training.resumed_at.unwrap_or((0, 0));
+        let mut cursor = Cursor::at(n, ctx.seed, epoch, position as usize);
         let pad = model.text.pad_id();
-        let bar = ctx.progress(p.steps, "sft");
-        bar.set_position(done);
         let start = Instant::now();
         let mut seen_tokens = 0u64;
-        for step in done..p.steps {
+        for step in training.done + 1..=p.steps {
             let batch: Vec<Pair> = (0..p.batch_size.max(1))
                 .map(|_| examples[cursor.next(n, ctx.seed)].clone())
                 .collect();
             let tokens: usize = batch.iter().map(|e| e.response.len()).sum();
             let (value, grads) = sharded_gradients(&model.decoder, &batch, tokens, pad, p.shards)?;
-            common::check_finite("the SFT loss", value, step + 1)?;
-            for g in &grads {
-                stepper.accumulate(g)?;
-            }
-            let info = stepper.step()?;
+            let info = training.step("the SFT loss", value, step, || Ok(grads))?;
             seen_tokens += tokens as u64;
-            rows.push(SftMetricRow {
-                step: step as i32 + 1,
+            let row = SftMetricRow {
+                step: step as i32,
                 loss: value,
                 lr: info.lr,
                 grad_norm: info.grad_norm,
                 tokens: tokens as i64,
-            });
-            let at = (cursor.epoch, cursor.pos as u64);
-            let steps = (step + 1, p.steps);
-            resume.after_step(ctx.seed, steps, at, &stepper, &vars, || rows.clone())?;
+            };
             let rate = seen_tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!("{} loss {value:.3} {rate:.0} tok/s", ctx.task));
-            bar.inc(1);
+            let message = format!("{} loss {value:.3} {rate:.0} tok/s", ctx.task);
+            let at = (cursor.epoch, cursor.pos as u64);
+            training.record(ctx.seed, step, at, row, message)?;
         }
-        bar.finish_and_clear();
+        let rows = training.finish();
         if let Some(last) = rows.last() {
             ctx.log(&format!("final loss {:.4}", last.loss));
         }

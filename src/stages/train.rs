@@ -26,7 +26,7 @@
 //! `lora: { rank, alpha, target_modules }` trains LoRA adapters only (the
 //! base weights stay fixed) and merges them into the saved Mt+1.
 //!
-//! Defaults (DESIGN §2/§5; the prototype's stable setting): lr 5e-5 constant,
+//! Defaults (docs/algorithm.md, "Defaults and why"): lr 5e-5 constant,
 //! 1 epoch, batch 16, β 0.1, λ 1, γ 0.1, δ 0, symmetric KL, grad through both.
 //!
 //! Writes Mt+1 and [`train_metrics`](crate::tables::train_metrics).
@@ -34,8 +34,9 @@
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::common::resume::{self, Resume};
+use super::common::resume;
 use super::common::train_data::{self, TrainData, TrainPair};
+use super::common::training::Training;
 use super::common::{self, judge};
 use crate::engine::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
 use crate::loss::{
@@ -208,20 +209,21 @@ impl Stage for Train {
             weight_decay: p.weight_decay,
             ..AdamWParams::default()
         };
-        let resume = Resume::open(ctx, p.resume_every)?;
-        let (mut stepper, resumed) = resume.start::<TrainMetricRow>(ctx, &vars, || {
-            Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm))
-        })?;
-        let (done, mut rows) =
-            resumed.map_or((0, Vec::new()), |r| (r.state.global_step, r.metrics));
-        let bar = ctx.progress(total, "train");
-        bar.set_position(done);
+        let new_stepper = || Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm));
+        let mut training = Training::<TrainMetricRow>::start(
+            ctx,
+            p.resume_every,
+            vars.clone(),
+            total,
+            "train",
+            new_stepper,
+        )?;
         let mut step = 0u64;
         for epoch in 0..p.epochs {
             let order = crate::model::train_state::epoch_order(n, ctx.seed, epoch);
             for (c, chunk) in order.chunks(p.batch_size).enumerate() {
                 step += 1;
-                if step <= done {
+                if step <= training.done {
                     continue;
                 }
                 let batch: Vec<&TrainPair> = chunk.iter().map(|&i| &data.pairs[i]).collect();
@@ -230,20 +232,16 @@ impl Stage for Train {
                     Method::Scir => scir_batch(&mut outputs, &data, &batch, p)?,
                     Method::Srlm => srlm_batch(&mut outputs, &batch, p)?,
                 };
-                common::check_finite("the training loss", m.loss, step)?;
-                stepper.accumulate(&outputs.gradients(&loss)?)?;
-                let info = stepper.step()?;
-                rows.push(m.row(step, epoch, batch.len(), info.lr, info.grad_norm));
-                let position = ((c + 1) * p.batch_size).min(n) as u64;
-                let at = (epoch, position);
-                resume.after_step(ctx.seed, (step, total), at, &stepper, &vars, || {
-                    rows.clone()
+                let info = training.step("the training loss", m.loss, step, || {
+                    Ok(vec![outputs.gradients(&loss)?])
                 })?;
-                bar.set_message(format!("{} loss {:.4}", ctx.task, m.loss));
-                bar.inc(1);
+                let row = m.row(step, epoch, batch.len(), info.lr, info.grad_norm);
+                let position = ((c + 1) * p.batch_size).min(n) as u64;
+                let message = format!("{} loss {:.4}", ctx.task, m.loss);
+                training.record(ctx.seed, step, (epoch, position), row, message)?;
             }
         }
-        bar.finish_and_clear();
+        let rows = training.finish();
         if let Some(set) = &lora {
             model.merge_lora(set)?;
         }

@@ -1,4 +1,4 @@
-//! The losses of DESIGN §2: DPO against hand-computed and TRL numbers, the consistency
+//! The losses of docs/algorithm.md: DPO against hand-computed and TRL numbers, the consistency
 //! losses and the selection rule against hand-computed cases (ties at exactly ½, δ > 0),
 //! gradients through both reward paths, and finite-difference checks.
 

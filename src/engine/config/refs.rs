@@ -8,6 +8,8 @@
 //! model@k-N        the model chain: model@0 = models.start, model@j = models.step@j,
 //! model@N            model@j for j < 0 = models.initial
 //! model@initial    models.initial
+//! model@irm_ref    the IRM reference of iteration k: models.irm_reference (per arm) says
+//!                  model@initial, model@k-2 or model@k-1
 //! ```
 
 use super::MODEL;
@@ -23,6 +25,8 @@ pub enum At {
     Abs(i64),
     /// `@initial` (model chain only).
     Initial,
+    /// `@irm_ref` (model chain only): the arm's `models.irm_reference`.
+    IrmRef,
 }
 
 /// A parsed input reference.
@@ -32,7 +36,8 @@ pub enum Reference {
     Model { at: At },
 }
 
-const SYNTAX_HINT: &str = "Write STAGE, STAGE@k, STAGE@k-1, STAGE@0, model@k-1 or model@initial.";
+const SYNTAX_HINT: &str =
+    "Write STAGE, STAGE@k, STAGE@k-1, STAGE@0, model@k-1, model@initial or model@irm_ref.";
 
 impl Reference {
     /// Parse a reference; the error says what is wrong and what is allowed.
@@ -53,9 +58,9 @@ impl Reference {
                 at => Ok(Reference::Model { at }),
             };
         }
-        if at == At::Initial {
+        if matches!(at, At::Initial | At::IrmRef) {
             return Err(format!(
-                "{text:?}: only the model chain has @initial. {SYNTAX_HINT}"
+                "{text:?}: only the model chain has @initial and @irm_ref. {SYNTAX_HINT}"
             ));
         }
         Ok(Reference::Stage {
@@ -72,6 +77,9 @@ fn bad(text: &str) -> String {
 fn parse_at(at: &str) -> Option<At> {
     if at == "initial" {
         return Some(At::Initial);
+    }
+    if at == "irm_ref" {
+        return Some(At::IrmRef);
     }
     if at == "k" {
         return Some(At::Rel(0));
@@ -105,6 +113,10 @@ mod tests {
             Reference::parse("model@initial"),
             Ok(Reference::Model { at: At::Initial })
         );
+        assert_eq!(
+            Reference::parse("model@irm_ref"),
+            Ok(Reference::Model { at: At::IrmRef })
+        );
         for bad in [
             "model",
             "gen@k+1",
@@ -113,6 +125,7 @@ mod tests {
             "gen@",
             "gen@-1",
             "gen@initial",
+            "gen@irm_ref",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad}");
         }

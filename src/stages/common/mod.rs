@@ -8,6 +8,7 @@
 //! train_data           train@k's training set, joined by pair_id from upstream tables
 //! trained_consistency  the IRM/GRM agreement on the previous iteration's trained pairs
 //! resume               resumable training (sft, train)
+//! training             the training-loop skeleton sft and train share
 //! ```
 //!
 //! Tables are read and written through their typed definitions in [`crate::tables`].
@@ -25,6 +26,7 @@ pub mod judge;
 pub mod resume;
 pub mod train_data;
 pub mod trained_consistency;
+pub mod training;
 
 /// Every stage runs on the CPU.
 pub fn device() -> Device {
