@@ -6,27 +6,24 @@
 //! two agree more. Each iteration runs as a DAG of cached stages that exchange
 //! Parquet tables and checkpoints on disk.
 //!
-//! Layout (one concept per module):
+//! Layout (one concept per module; the README's "How the code is laid out" draws the
+//! dependency direction):
 //!
 //! ```text
 //! cli/      the command line (clap); `main.rs` only calls `cli::main`
-//! config    pipeline.yaml: strict parsing, validation into a runtime plan
-//! dag       stages x iterations x arms unrolled into tasks
-//! export    model answers for external judges (MT-Bench, AlpacaEval)
-//! cache     content-addressed task keys (BLAKE3 over canonical JSON)
-//! store     the object store, atomic commit, public view, verify, gc
-//! lock      kernel-released file locks
-//! runlog    run records
-//! sched     the executor
-//! stage     the contract every stage implements
-//! table     byte-deterministic Parquet writing and reading; typed tables (`table!`)
+//! engine/   the pipeline engine: config, DAG, cache keys, stage contract, store, scheduler
+//! stages/   one file per pipeline stage, their shared helpers in `stages::common`
 //! tables/   one typed definition per table the stages exchange
+//! table/    byte-deterministic Parquet writing and reading; typed tables (`table!`)
+//! eval/     what the eval stages measure (held-out data only)
+//! report/   `scir report`: the eval tables as text, JSON, report.md and charts
 //! sql       `scir sql`: DataFusion over the public tables
+//! export    model answers for external judges (MT-Bench, AlpacaEval)
 //! loss/     DPO, the IRM/GRM preferences, consistency losses, selection rule
 //! model/    the Llama-family decoder, checkpoints, text, generation, training
-//! report/   eval metrics, the eval tables, `scir report` (table, report.md, plots)
 //! world/    the built-in synthetic world (its gold scorer is for eval only)
-//! stages/   (top-level folder) one file per pipeline stage
+//! bench/    `scir model bench` and the scir side of bench/compare.sh
+//! jsonl     JSON Lines input files; error, failpoint: shared by all
 //! ```
 
 pub mod bench;
@@ -36,6 +33,7 @@ pub mod error;
 pub mod eval;
 pub mod export;
 pub mod failpoint;
+pub mod jsonl;
 pub mod loss;
 pub mod model;
 pub mod report;

@@ -245,10 +245,10 @@ impl Stage for Gen {
     const VERSION: u32 = 1;
     const ABOUT: &'static str = "shifts rows by the model's number";
     type Params = AddParams;
-    const INPUTS: &'static [Slot] = &[Slot::checkpoint("model"), Slot::tables("data")];
-    fn bindings(&self, _: &Self::Params) -> Vec<(&'static str, String)> {
-        vec![("model", "model@k-1".into())]
-    }
+    const INPUTS: &'static [Slot] = &[
+        Slot::checkpoint("model").by_default("model@k-1"),
+        Slot::tables("data"),
+    ];
     fn outputs(&self, _: &Self::Params) -> Outputs {
         table_outputs()
     }

@@ -1,5 +1,6 @@
 //! The one integration-test binary; one module per area.
 
+mod architecture;
 mod config;
 mod default_pipeline;
 mod engine;

@@ -39,14 +39,8 @@ impl Stage for Gen {
     const KIND: &'static str = "gen";
     const VERSION: u32 = 1;
     const ABOUT: &'static str = "a model step";
-    const INPUTS: &'static [Slot] = &[Slot::checkpoint("model"), Slot::tables("data")];
-    const OPTIONAL_INPUTS: &'static [&'static str] = &["data"];
-    fn bindings(&self, _params: &SrcParams) -> Vec<(&'static str, String)> {
-        vec![("model", "model@k-1".into())]
-    }
-    fn outputs(&self, _params: &SrcParams) -> Outputs {
-        Outputs::checkpoint()
-    }
+    const INPUTS: &'static [Slot] = &[Slot::checkpoint("model").by_default("model@k-1"), Slot::tables("data").optional()];
+    const CHECKPOINT: bool = true;
     fn run(&self, _params: &SrcParams, _ctx: &mut TaskContext) -> anyhow::Result<()> {
         Ok(())
     }

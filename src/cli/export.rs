@@ -115,14 +115,7 @@ pub fn run(args: &ExportArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
     });
     let settings = AnswerSettings {
         max_new_tokens: args.max_new_tokens,
-        sampler: if args.temperature == 0.0 {
-            Sampler::Greedy
-        } else {
-            Sampler::Sample {
-                temperature: args.temperature,
-                top_p: 1.0,
-            }
-        },
+        sampler: Sampler::at(args.temperature, 1.0),
         batch_size: args.batch_size.max(1),
         seed: args.seed,
     };

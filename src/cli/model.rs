@@ -224,20 +224,9 @@ fn logprobs(a: &LogprobsArgs) -> anyhow::Result<()> {
 
 fn gen_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
     let m = Model::load(&a.model, Weights::Frozen, &Device::Cpu)?;
-    let sampler = if a.greedy {
-        Sampler::Greedy
-    } else {
-        Sampler::Sample {
-            temperature: a.temperature,
-            top_p: a.top_p,
-        }
-    };
-    let params = GenerateParams {
-        max_new_tokens: a.max_new_tokens,
-        sampler,
-        stop_ids: m.text.stop_ids().to_vec(),
-        pad_id: m.text.pad_id(),
-    };
+    let temperature = if a.greedy { 0.0 } else { a.temperature };
+    let sampler = Sampler::at(temperature, a.top_p);
+    let params = GenerateParams::for_text(&m.text, a.max_new_tokens, sampler);
     let prompt = m.text.encode_prompt(&a.prompt)?;
     let out = generate(&m.decoder, &[prompt], &[a.seed], &params, Adapters::On)?.remove(0);
     let text = m.text.decode(&out.token_ids, true)?;

@@ -190,7 +190,12 @@ fn before_first(
     slot: &str,
     binding: &Binding,
 ) -> bool {
-    if !spec.stage.optional_inputs().contains(&slot) || !spec.each_iteration {
+    let optional = spec
+        .stage
+        .inputs()
+        .iter()
+        .any(|s| s.name == slot && s.optional);
+    if !optional || !spec.each_iteration {
         return false;
     }
     match &binding.reference {

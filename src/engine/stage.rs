@@ -52,11 +52,18 @@ pub enum SlotKind {
     Checkpoint,
 }
 
-/// One named input of a stage kind.
+/// One named input of a stage kind, with the reference it binds when the pipeline file
+/// leaves it unbound.
 #[derive(Debug, Clone, Copy)]
 pub struct Slot {
     pub name: &'static str,
     pub kind: SlotKind,
+    /// The default binding (`model@k-1`, `generate`, …).
+    pub default: Option<&'static str>,
+    /// May stay unbound: when bound to `STAGE@k-N` (both stages each_iteration) and that
+    /// names an iteration before the first, the task simply has no input there (see
+    /// [`TaskContext::try_input`]).
+    pub optional: bool,
 }
 
 impl Slot {
@@ -65,16 +72,35 @@ impl Slot {
         Slot {
             name,
             kind: SlotKind::Tables,
+            default: None,
+            optional: false,
         }
     }
     /// A slot bound to a model (an upstream task's checkpoint).
     pub const fn checkpoint(name: &'static str) -> Slot {
         Slot {
-            name,
             kind: SlotKind::Checkpoint,
+            ..Slot::tables(name)
+        }
+    }
+    /// The slot bound to `reference` unless the pipeline file binds it.
+    pub const fn by_default(self, reference: &'static str) -> Slot {
+        Slot {
+            default: Some(reference),
+            ..self
+        }
+    }
+    /// The slot may stay unbound before the first iteration.
+    pub const fn optional(self) -> Slot {
+        Slot {
+            optional: true,
+            ..self
         }
     }
 }
+
+/// A table a stage writes, as its typed definition declares it ([`Table::declared`]).
+pub type DeclaredTable = fn() -> (String, SchemaRef);
 
 /// What a task of a stage writes.
 #[derive(Debug, Clone, Default)]
@@ -141,10 +167,10 @@ pub trait Stage: Send + Sync + 'static {
     const ABOUT: &'static str;
     /// The input slots; every one must be bound (explicitly or by default).
     const INPUTS: &'static [Slot] = &[];
-    /// Slots that may stay unbound: when bound to `STAGE@k-N` (both stages each_iteration)
-    /// and that names an iteration before the first, the task simply has no input there
-    /// (see [`TaskContext::try_input`]).
-    const OPTIONAL_INPUTS: &'static [&'static str] = &[];
+    /// The tables it writes (see [`Stage::outputs`]).
+    const TABLES: &'static [DeclaredTable] = &[];
+    /// Whether it writes a checkpoint (a model; see [`Stage::outputs`]).
+    const CHECKPOINT: bool = false;
     /// Top-level params that do not change the outputs (e.g. how often a training stage
     /// saves resume state): they are left out of the key.
     const UNKEYED_PARAMS: &'static [&'static str] = &[];
@@ -153,12 +179,22 @@ pub trait Stage: Send + Sync + 'static {
     fn validate(&self, _params: &Self::Params) -> Result<(), ParamError> {
         Ok(())
     }
-    /// Bindings (slot → reference such as `model@k-1`) for slots the YAML leaves unbound.
+    /// Bindings (slot → reference such as `model@k-1`) for slots the YAML leaves unbound:
+    /// the slots' defaults unless a stage's depend on its params.
     fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
-        Vec::new()
+        Self::INPUTS
+            .iter()
+            .filter_map(|s| s.default.map(|d| (s.name, d.to_string())))
+            .collect()
     }
-    /// Declared outputs.
-    fn outputs(&self, params: &Self::Params) -> Outputs;
+    /// Declared outputs: [`Stage::TABLES`] and [`Stage::CHECKPOINT`] unless a stage's
+    /// depend on its params.
+    fn outputs(&self, _params: &Self::Params) -> Outputs {
+        Outputs {
+            tables: Self::TABLES.iter().map(|declared| declared()).collect(),
+            checkpoint: Self::CHECKPOINT,
+        }
+    }
     /// Files or directories outside the store that the task reads (relative to the
     /// pipeline file's directory, or absolute), e.g. a Hugging Face checkpoint directory;
     /// their content digests enter the key.
@@ -200,7 +236,6 @@ pub trait DynStage: Send + Sync {
     fn version(&self) -> u32;
     fn about(&self) -> &'static str;
     fn inputs(&self) -> &'static [Slot];
-    fn optional_inputs(&self) -> &'static [&'static str];
     fn unkeyed_params(&self) -> &'static [&'static str];
     /// Typed params from the raw YAML value (`null` for none), validated.
     fn resolve(&self, raw: serde_json::Value) -> Result<ResolvedParams, ParamError>;
@@ -222,9 +257,6 @@ impl<S: Stage> DynStage for S {
     }
     fn inputs(&self) -> &'static [Slot] {
         S::INPUTS
-    }
-    fn optional_inputs(&self) -> &'static [&'static str] {
-        S::OPTIONAL_INPUTS
     }
     fn unkeyed_params(&self) -> &'static [&'static str] {
         S::UNKEYED_PARAMS

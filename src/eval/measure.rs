@@ -74,12 +74,7 @@ pub fn respond(
         Decoding::Greedy => Sampler::Greedy,
         Decoding::Sampled { temperature, top_p } => Sampler::Sample { temperature, top_p },
     };
-    let params = GenerateParams {
-        max_new_tokens,
-        sampler,
-        stop_ids: text.stop_ids().to_vec(),
-        pad_id: text.pad_id(),
-    };
+    let params = GenerateParams::for_text(text, max_new_tokens, sampler);
     let mut rows = Vec::new();
     for (id, prompt) in prompts {
         for sample in 0..samples {

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use super::evaluate::{EvalOutput, GoldPair};
@@ -18,15 +17,6 @@ pub const EVAL: &str = EvalMetricRow::NAME;
 /// The metrics of the iteration's own pairs ([`super::labels`]); same columns as `eval`.
 pub const EVAL_LABELS: &str = EvalLabelRow::NAME;
 
-/// Name and schema of every table the eval stage writes.
-pub fn schemas() -> Vec<(String, SchemaRef)> {
-    vec![
-        EvalMetricRow::declared(),
-        EvalResponseRow::declared(),
-        EvalPairRow::declared(),
-    ]
-}
-
 /// The `eval_labels` rows of metrics `m`.
 pub fn label_rows(m: &[(String, Mean)]) -> Vec<EvalLabelRow> {
     m.iter()
@@ -38,7 +28,7 @@ pub fn label_rows(m: &[(String, Mean)]) -> Vec<EvalLabelRow> {
         .collect()
 }
 
-/// The three tables of one eval task at iteration `k`, in [`schemas`] order.
+/// The three tables of one eval task at iteration `k`.
 pub fn batches(k: u32, out: &EvalOutput) -> anyhow::Result<Vec<(String, RecordBatch)>> {
     let metrics = out
         .metrics

@@ -73,22 +73,11 @@ pub struct MtBenchQuestion {
 /// Every question of an MT-Bench `question.jsonl`, in file order.
 pub fn read_mt_bench(path: &Path) -> anyhow::Result<Vec<MtBenchQuestion>> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| user_err!("{shown}: cannot read the question file ({e})"))?;
+    let expected = "a JSON object with \"question_id\" and \"turns\": [..]";
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let q: MtBenchQuestion = serde_json::from_str(line).map_err(|e| {
-            user_err!(
-                "{shown}:{}: not an MT-Bench question ({e}); each line must be a JSON object \
-                 with \"question_id\" and \"turns\": [..]",
-                n + 1
-            )
-        })?;
+    for (line, q) in crate::jsonl::read::<MtBenchQuestion>(path, "MT-Bench question", expected)? {
         if q.turns.is_empty() {
-            anyhow::bail!(user_err!("{shown}:{}: \"turns\" is empty", n + 1));
+            anyhow::bail!(user_err!("{shown}:{line}: \"turns\" is empty"));
         }
         out.push(q);
     }

@@ -7,6 +7,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use rand_distr::{Distribution, StandardUniform};
 
+use super::tokenizer::Text;
+
 /// How the next token is chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Sampler {
@@ -14,6 +16,17 @@ pub enum Sampler {
     Greedy,
     /// Sample from `softmax(logits / temperature)` restricted to the top-p nucleus.
     Sample { temperature: f64, top_p: f64 },
+}
+
+impl Sampler {
+    /// Greedy at temperature 0, else sampling at `temperature` within the top-p nucleus.
+    pub fn at(temperature: f64, top_p: f64) -> Sampler {
+        if temperature == 0.0 {
+            Sampler::Greedy
+        } else {
+            Sampler::Sample { temperature, top_p }
+        }
+    }
 }
 
 /// Generation settings shared by every row.
@@ -25,6 +38,18 @@ pub struct GenerateParams {
     pub stop_ids: Vec<u32>,
     /// Fed for left padding and for finished rows (never attended to / never returned).
     pub pad_id: u32,
+}
+
+impl GenerateParams {
+    /// Settings for `text`'s model: its stop ids and padding.
+    pub fn for_text(text: &Text, max_new_tokens: usize, sampler: Sampler) -> GenerateParams {
+        GenerateParams {
+            max_new_tokens,
+            sampler,
+            stop_ids: text.stop_ids().to_vec(),
+            pad_id: text.pad_id(),
+        }
+    }
 }
 
 /// One row's output.

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::common;
 use super::common::answering::{self, AnswerSettings};
-use crate::engine::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
+use super::common::slots;
+use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::model::generate::Sampler;
 use crate::model::{Message, Weights};
 use crate::table::Table;
@@ -57,15 +58,16 @@ impl Default for AnswersParams {
 /// The `answers` stage.
 pub struct Answers;
 
-const SLOTS: &[Slot] = &[Slot::checkpoint("model"), Slot::tables("prompts")];
-
 impl Stage for Answers {
+    type Params = AnswersParams;
     const KIND: &'static str = "answers";
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 4;
     const ABOUT: &'static str =
         "one answer per prompt (greedy by default) from a model, for held-out evaluation";
-    type Params = AnswersParams;
+    const INPUTS: &'static [Slot] = &[slots::MK, Slot::tables("prompts").by_default("prompts")];
+    const TABLES: &'static [DeclaredTable] = &[AnswerRow::declared];
+
     fn validate(&self, p: &AnswersParams) -> Result<(), ParamError> {
         let bad = |path: &str, message: &str| Err(ParamError::at(path, message));
         if p.max_new_tokens == 0 {
@@ -79,27 +81,12 @@ impl Stage for Answers {
         }
         Ok(())
     }
-    const INPUTS: &'static [Slot] = SLOTS;
-    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
-        vec![("model", "model@k".into()), ("prompts", "prompts".into())]
-    }
-    fn outputs(&self, _params: &Self::Params) -> Outputs {
-        Outputs::tables(vec![AnswerRow::declared()])
-    }
     fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let model = common::load_model(ctx.input("model")?, Weights::Frozen)?;
         let prompts = read_prompts(ctx.input("prompts")?, &p.table, p.limit)?;
-        let sampler = if p.temperature == 0.0 {
-            Sampler::Greedy
-        } else {
-            Sampler::Sample {
-                temperature: p.temperature,
-                top_p: p.top_p,
-            }
-        };
         let settings = AnswerSettings {
             max_new_tokens: p.max_new_tokens,
-            sampler,
+            sampler: Sampler::at(p.temperature, p.top_p),
             batch_size: p.batch_size,
             seed: ctx.seed,
         };

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::common;
-use crate::engine::stage::{Outputs, Stage, TaskContext};
+use crate::engine::stage::{Stage, TaskContext};
 use crate::model::{Model, Weights};
 
 /// Params of `checkpoint`.
@@ -42,14 +42,13 @@ fn default_extra() -> Vec<String> {
 pub struct Checkpoint;
 
 impl Stage for Checkpoint {
+    type Params = CheckpointParams;
     const KIND: &'static str = "checkpoint";
     /// Bump when the output changes for the same files and params.
     const VERSION: u32 = 1;
     const ABOUT: &'static str = "a Hugging Face model directory as a pipeline model";
-    type Params = CheckpointParams;
-    fn outputs(&self, _params: &Self::Params) -> Outputs {
-        Outputs::checkpoint()
-    }
+    const CHECKPOINT: bool = true;
+
     fn external_files(&self, p: &CheckpointParams) -> Vec<PathBuf> {
         ["config.json", "tokenizer.json"]
             .iter()

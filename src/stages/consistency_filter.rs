@@ -16,7 +16,7 @@
 //! Writes [`filter_pairs`](crate::tables::filter_pairs) and
 //! [`filter_summary`](crate::tables::filter_summary).
 //!
-//! The trained-pairs rate ([`common::trained_consistency`]) needs the slots
+//! The trained-pairs rate ([`trained_consistency`]) needs the slots
 //! `previous` (`consistency-filter@k-1`) and `previous_generation`
 //! (`generate@k-1`). They are *optional inputs*: the engine leaves them
 //! unbound where `@k-1` is before the first iteration (k = 1), and the stage
@@ -30,8 +30,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::common::slots;
 use super::common::trained_consistency::{self, TrainedConsistency};
-use crate::engine::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
+use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::loss::{Preferred, select_pair};
 use crate::table::Table;
 use crate::tables::filter_pairs::{FilterMode, FilterPairRow};
@@ -63,15 +64,6 @@ impl Default for FilterParams {
 /// The `consistency-filter` stage.
 pub struct ConsistencyFilter;
 
-const SLOTS: &[Slot] = &[
-    Slot::tables("irm"),
-    Slot::tables("grm"),
-    Slot::checkpoint("model"),
-    Slot::checkpoint("irm_ref"),
-    Slot::tables("previous"),
-    Slot::tables("previous_generation"),
-];
-
 impl Stage for ConsistencyFilter {
     type Params = FilterParams;
     const KIND: &'static str = "consistency-filter";
@@ -79,9 +71,19 @@ impl Stage for ConsistencyFilter {
     const VERSION: u32 = 3;
     const ABOUT: &'static str =
         "IRM/GRM agreement per pair and the training set (dynamic, static or grm_only)";
-    const INPUTS: &'static [Slot] = SLOTS;
-    /// Left unbound at k = 1.
-    const OPTIONAL_INPUTS: &'static [&'static str] = &["previous", "previous_generation"];
+    const INPUTS: &'static [Slot] = &[
+        slots::IRM,
+        slots::GRM,
+        slots::MT,
+        slots::IRM_REF,
+        Slot::tables("previous")
+            .by_default("consistency-filter@k-1")
+            .optional(),
+        Slot::tables("previous_generation")
+            .by_default("generate@k-1")
+            .optional(),
+    ];
+    const TABLES: &'static [DeclaredTable] = &[FilterPairRow::declared, FilterSummaryRow::declared];
 
     fn validate(&self, p: &FilterParams) -> Result<(), ParamError> {
         for (name, x) in [("delta", p.delta), ("margin", p.margin)] {
@@ -93,22 +95,6 @@ impl Stage for ConsistencyFilter {
             }
         }
         Ok(())
-    }
-    fn bindings(&self, _p: &FilterParams) -> Vec<(&'static str, String)> {
-        vec![
-            ("irm", "score-irm".into()),
-            ("grm", "score-grm".into()),
-            ("model", "model@k-1".into()),
-            ("irm_ref", "model@irm_ref".into()),
-            ("previous", "consistency-filter@k-1".into()),
-            ("previous_generation", "generate@k-1".into()),
-        ]
-    }
-    fn outputs(&self, _p: &FilterParams) -> Outputs {
-        Outputs::tables(vec![
-            FilterPairRow::declared(),
-            FilterSummaryRow::declared(),
-        ])
     }
     fn run(&self, p: &FilterParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let irm: Vec<IrmPairRow> = ctx.input("irm")?.rows()?;

@@ -22,15 +22,16 @@
 //! [`EvalLabels`] (`eval-labels@k`) gold-labels the iteration's own pairs
 //! from the SCIR stages' tables; leave it out and those metrics are absent.
 
+use super::common::slots;
 use crate::table::Table;
-use crate::tables::eval::EvalLabelRow;
+use crate::tables::eval::{EvalLabelRow, EvalMetricRow, EvalPairRow, EvalResponseRow};
 use crate::tables::filter_pairs::FilterPairRow;
 use crate::tables::responses::ResponseRow;
 use std::path::Path;
 
 use candle_core::Device;
 
-use crate::engine::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
+use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::eval::evaluate::{EvalParams, Models, evaluate};
 use crate::eval::tables;
 use crate::model::{Model, Weights};
@@ -41,33 +42,28 @@ use crate::world::tables::{EVAL_PROMPTS, GOLD_PAIRS};
 pub struct Eval;
 
 const SLOTS: &[Slot] = &[
-    Slot::checkpoint("model"),
-    Slot::checkpoint("baseline"),
-    Slot::checkpoint("reference"),
-    Slot::tables("heldout"),
+    slots::MK,
+    Slot::checkpoint("baseline").by_default("model@0"),
+    slots::INITIAL,
+    Slot::tables("heldout").by_default("heldout"),
 ];
 
 impl Stage for Eval {
+    type Params = EvalParams;
     const KIND: &'static str = "eval";
     /// Bump when eval's tables change for the same inputs and params.
     const VERSION: u32 = 4;
     const ABOUT: &'static str =
         "gold score, win rate vs M0, IRM/GRM accuracy and agreement on held-out data";
-    type Params = EvalParams;
+    const INPUTS: &'static [Slot] = SLOTS;
+    const TABLES: &'static [DeclaredTable] = &[
+        EvalMetricRow::declared,
+        EvalResponseRow::declared,
+        EvalPairRow::declared,
+    ];
+
     fn validate(&self, p: &EvalParams) -> Result<(), ParamError> {
         validate(p)
-    }
-    const INPUTS: &'static [Slot] = SLOTS;
-    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
-        vec![
-            ("model", "model@k".into()),
-            ("baseline", "model@0".into()),
-            ("reference", "model@initial".into()),
-            ("heldout", "heldout".into()),
-        ]
-    }
-    fn outputs(&self, _params: &Self::Params) -> Outputs {
-        Outputs::tables(tables::schemas())
     }
     fn run(&self, params: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let heldout = ctx.input("heldout")?;
@@ -162,34 +158,23 @@ fn load(dir: &Path) -> anyhow::Result<Model> {
 /// `delta`, `score_levels` and `batch_size` (set them as train/filter do).
 pub struct EvalLabels;
 
-const LABEL_SLOTS: &[Slot] = &[
-    Slot::tables("filter"),
-    Slot::tables("responses"),
-    Slot::checkpoint("model"),
-    Slot::checkpoint("reference"),
-];
-
 impl Stage for EvalLabels {
+    type Params = EvalParams;
     const KIND: &'static str = "eval-labels";
     /// Bump when `eval_labels` changes for the same inputs.
     const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "gold accuracy of the IRM/GRM preferences and training labels on the iteration's own pairs";
-    type Params = EvalParams;
+    const INPUTS: &'static [Slot] = &[
+        Slot::tables("filter").by_default("consistency-filter@k"),
+        Slot::tables("responses").by_default("generate@k"),
+        slots::MK,
+        slots::INITIAL,
+    ];
+    const TABLES: &'static [DeclaredTable] = &[EvalLabelRow::declared];
+
     fn validate(&self, p: &EvalParams) -> Result<(), ParamError> {
         validate(p)
-    }
-    const INPUTS: &'static [Slot] = LABEL_SLOTS;
-    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
-        vec![
-            ("filter", "consistency-filter@k".into()),
-            ("responses", "generate@k".into()),
-            ("model", "model@k".into()),
-            ("reference", "model@initial".into()),
-        ]
-    }
-    fn outputs(&self, _params: &Self::Params) -> Outputs {
-        Outputs::tables(vec![EvalLabelRow::declared()])
     }
     fn run(&self, params: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         use crate::eval::labels;

@@ -17,8 +17,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::common::slots;
 use super::common::{self, answering::row_seed};
-use crate::engine::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
+use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::model::generate::{GenerateParams, Generated, Sampler, generate};
 use crate::model::{Adapters, Message, Weights};
 use crate::table::Table;
@@ -74,14 +75,19 @@ impl Default for GenerateStageParams {
 /// The `generate` stage.
 pub struct Generate;
 
-const SLOTS: &[Slot] = &[Slot::checkpoint("model"), Slot::tables("prompts")];
-
 impl Stage for Generate {
+    type Params = GenerateStageParams;
     const KIND: &'static str = "generate";
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 4;
     const ABOUT: &'static str = "Mt samples n responses per prompt and forms unlabeled pairs";
-    type Params = GenerateStageParams;
+    const INPUTS: &'static [Slot] = &[slots::MT, Slot::tables("prompts").by_default("world")];
+    const TABLES: &'static [DeclaredTable] = &[
+        ResponseRow::declared,
+        PairRow::declared,
+        GenerateStatsRow::declared,
+    ];
+
     fn validate(&self, p: &GenerateStageParams) -> Result<(), ParamError> {
         if p.samples < 2 {
             return Err(ParamError::at(
@@ -93,17 +99,6 @@ impl Stage for Generate {
             return Err(ParamError::at("max_new_tokens", "must be at least 1"));
         }
         Ok(())
-    }
-    const INPUTS: &'static [Slot] = SLOTS;
-    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
-        vec![("model", "model@k-1".into()), ("prompts", "world".into())]
-    }
-    fn outputs(&self, _params: &Self::Params) -> Outputs {
-        Outputs::tables(vec![
-            ResponseRow::declared(),
-            PairRow::declared(),
-            GenerateStatsRow::declared(),
-        ])
     }
     fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let model = common::load_model(ctx.input("model")?, Weights::Frozen)?;
@@ -128,20 +123,8 @@ impl Stage for Generate {
                 rows.push((*id, s, text.clone(), ids.clone()));
             }
         }
-        let sampler = if p.temperature == 0.0 {
-            Sampler::Greedy
-        } else {
-            Sampler::Sample {
-                temperature: p.temperature,
-                top_p: p.top_p,
-            }
-        };
-        let gp = GenerateParams {
-            max_new_tokens: p.max_new_tokens,
-            sampler,
-            stop_ids: model.text.stop_ids().to_vec(),
-            pad_id: model.text.pad_id(),
-        };
+        let sampler = Sampler::at(p.temperature, p.top_p);
+        let gp = GenerateParams::for_text(&model.text, p.max_new_tokens, sampler);
         let bar = ctx.progress(rows.len() as u64, "generate");
         let mut outs = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(p.batch_size.max(1)) {

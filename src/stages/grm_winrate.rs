@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common;
 use super::common::judge::{self, JudgeTemplate};
-use crate::engine::stage::{Outputs, Slot, Stage, TaskContext};
+use crate::engine::stage::{DeclaredTable, Slot, Stage, TaskContext};
 use crate::model::score::verdict_probs_vec;
 use crate::model::{Adapters, Model, Weights};
 use crate::table::Table;
@@ -62,37 +62,27 @@ impl Default for GrmWinrateParams {
 /// The `grm-winrate` stage.
 pub struct GrmWinrate;
 
-const SLOTS: &[Slot] = &[
-    Slot::checkpoint("judge"),
-    Slot::tables("candidate"),
-    Slot::tables("base"),
-];
-
 impl Stage for GrmWinrate {
+    type Params = GrmWinrateParams;
     const KIND: &'static str = "grm-winrate";
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 3;
     const ABOUT: &'static str =
         "win rate of Mt's answers over M0's on held-out prompts, judged by M0's own GRM";
-    type Params = GrmWinrateParams;
-    const INPUTS: &'static [Slot] = SLOTS;
-    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
-        vec![
-            ("judge", "model@0".into()),
-            ("candidate", "answers@k".into()),
-            ("base", "answers-m0".into()),
-        ]
-    }
-    fn outputs(&self, _params: &Self::Params) -> Outputs {
-        Outputs::tables(vec![WinratePairRow::declared(), WinrateRow::declared()])
-    }
+    const INPUTS: &'static [Slot] = &[
+        Slot::checkpoint("judge").by_default("model@0"),
+        Slot::tables("candidate").by_default("answers@k"),
+        Slot::tables("base").by_default("answers-m0"),
+    ];
+    const TABLES: &'static [DeclaredTable] = &[WinratePairRow::declared, WinrateRow::declared];
+
     fn external_files(&self, p: &GrmWinrateParams) -> Vec<PathBuf> {
         judge::template_file(&Some(p.template.clone()))
             .into_iter()
             .collect()
     }
     fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let template = load_template(ctx, p)?;
+        let (template, _) = judge::load_named(&ctx.pipeline_dir, &p.template)?;
         let cand = answers::by_prompt(ctx.input("candidate")?)?;
         let base = answers::by_prompt(ctx.input("base")?)?;
         let rows: Vec<(&AnswerRow, &AnswerRow)> = cand
@@ -126,24 +116,6 @@ impl Stage for GrmWinrate {
         let summary = out.summary_row(&rows);
         ctx.write_rows(out.pair_rows(&rows))?;
         ctx.write_rows(vec![summary])
-    }
-}
-
-fn load_template(ctx: &TaskContext, p: &GrmWinrateParams) -> anyhow::Result<JudgeTemplate> {
-    let as_param = Some(p.template.clone());
-    match judge::template_file(&as_param) {
-        None => {
-            let name = p.template.to_string_lossy();
-            let name = name.trim_start_matches(judge::BUILTIN_PREFIX);
-            JudgeTemplate::new(judge::builtin(name)?, &format!("built-in {name}"))
-        }
-        Some(rel) => {
-            let path = ctx.pipeline_dir.join(rel);
-            let src = std::fs::read_to_string(&path).map_err(|e| {
-                crate::user_err!("{}: cannot read the judge template ({e})", path.display())
-            })?;
-            JudgeTemplate::new(&src, &path.display().to_string())
-        }
     }
 }
 

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::engine::stage::{Outputs, Stage, TaskContext};
+use crate::engine::stage::{Stage, TaskContext};
 use crate::model::{Model, Preset};
 use crate::world::format::{BOS, EOS, PAD, UNK};
 
@@ -45,14 +45,13 @@ impl Default for InitParams {
 pub struct Init;
 
 impl Stage for Init {
+    type Params = InitParams;
     const KIND: &'static str = "init";
     /// Bump when the initial weights change for the same params.
     const VERSION: u32 = 1;
     const ABOUT: &'static str = "a tiny model from scratch with the built-in world's tokenizer";
-    type Params = InitParams;
-    fn outputs(&self, _params: &Self::Params) -> Outputs {
-        Outputs::checkpoint()
-    }
+    const CHECKPOINT: bool = true;
+
     fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let tokenizer = crate::world::tokenizer();
         let tok_config = json!({

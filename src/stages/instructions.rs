@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::stage::{Outputs, ParamError, Stage, TaskContext};
+use crate::engine::stage::{DeclaredTable, ParamError, Stage, TaskContext};
 use crate::table::Table;
 use crate::tables::prompts::InstructionRow;
 use crate::user_err;
@@ -76,20 +76,10 @@ struct RawInstance {
 /// Every task of a Self-Instruct-style JSONL file, in file order.
 pub fn read_self_instruct(path: &Path) -> anyhow::Result<Vec<Instruction>> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| user_err!("{shown}: cannot read the instruction file ({e})"))?;
+    let expected =
+        "a JSON object with an \"instruction\" string and optional \"instances\": [{\"input\": …}]";
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let task: RawTask = serde_json::from_str(line).map_err(|e| {
-            user_err!(
-                "{shown}:{}: not a Self-Instruct task ({e}); each line must be a JSON object \
-                 with an \"instruction\" string and optional \"instances\": [{{\"input\": …}}]",
-                n + 1
-            )
-        })?;
+    for (_, task) in crate::jsonl::read::<RawTask>(path, "Self-Instruct task", expected)? {
         let input = task.instances.first().map(|i| i.input.trim()).unwrap_or("");
         let instruction = task.instruction.trim();
         let prompt = if input.is_empty() {
@@ -118,12 +108,14 @@ pub fn read_self_instruct(path: &Path) -> anyhow::Result<Vec<Instruction>> {
 pub struct Instructions;
 
 impl Stage for Instructions {
+    type Params = InstructionsParams;
     const KIND: &'static str = "instructions";
     /// Bump when the output changes for the same file and params.
     const VERSION: u32 = 1;
     const ABOUT: &'static str =
         "a Self-Instruct-style JSONL file (instruction + input) split into per-iteration slices";
-    type Params = InstructionsParams;
+    const TABLES: &'static [DeclaredTable] = &[InstructionRow::declared];
+
     fn validate(&self, p: &InstructionsParams) -> Result<(), ParamError> {
         if p.iterations == 0 {
             return Err(ParamError::at("iterations", "must be at least 1"));
@@ -135,9 +127,6 @@ impl Stage for Instructions {
             ));
         }
         Ok(())
-    }
-    fn outputs(&self, _params: &Self::Params) -> Outputs {
-        Outputs::tables(vec![InstructionRow::declared()])
     }
     fn external_files(&self, p: &InstructionsParams) -> Vec<PathBuf> {
         vec![p.path.clone()]

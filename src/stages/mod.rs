@@ -27,7 +27,7 @@
 //!
 //! ```text
 //! 0. src/tables/foo.rs: table! { pub struct FooRow in "foo" { … } }   // if it writes a table
-//! 1. stages/foo.rs:  #[derive(Serialize, Deserialize)] #[serde(deny_unknown_fields, default)]
+//! 1. src/stages/foo.rs: #[derive(Serialize, Deserialize)] #[serde(deny_unknown_fields, default)]
 //!                    pub struct FooParams { … }       // + Default
 //!                    pub struct Foo;  impl Stage for Foo {
 //!                      type Params = FooParams;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::stage::{Outputs, ParamError, Stage, TaskContext};
+use crate::engine::stage::{DeclaredTable, ParamError, Stage, TaskContext};
 use crate::table::Table;
 use crate::tables::prompts::PromptRow;
 use crate::user_err;
@@ -45,20 +45,19 @@ fn one() -> usize {
 pub struct Prompts;
 
 impl Stage for Prompts {
+    type Params = PromptsParams;
     const KIND: &'static str = "prompts";
     /// Bump when the output changes for the same file and params.
     const VERSION: u32 = 1;
     const ABOUT: &'static str =
         "a prompt file (JSONL, Parquet or CSV) split into per-iteration slices";
-    type Params = PromptsParams;
+    const TABLES: &'static [DeclaredTable] = &[PromptRow::declared];
+
     fn validate(&self, p: &PromptsParams) -> Result<(), ParamError> {
         if p.iterations == 0 {
             return Err(ParamError::at("iterations", "must be at least 1"));
         }
         Ok(())
-    }
-    fn outputs(&self, _params: &Self::Params) -> Outputs {
-        Outputs::tables(vec![PromptRow::declared()])
     }
     fn external_files(&self, p: &PromptsParams) -> Vec<PathBuf> {
         vec![p.path.clone()]

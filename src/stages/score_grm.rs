@@ -18,8 +18,9 @@
 use std::path::PathBuf;
 
 use super::common::grm::{self, ScoreGrmParams};
+use super::common::slots;
 use super::common::{self, judge};
-use crate::engine::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
+use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::model::Weights;
 use crate::table::Table;
 use crate::tables::grm_scores::GrmScoreRow;
@@ -30,8 +31,6 @@ use crate::tables::responses;
 /// The `score-grm` stage.
 pub struct ScoreGrm;
 
-const SLOTS: &[Slot] = &[Slot::checkpoint("model"), Slot::tables("generation")];
-
 impl Stage for ScoreGrm {
     type Params = ScoreGrmParams;
     const KIND: &'static str = "score-grm";
@@ -39,7 +38,8 @@ impl Stage for ScoreGrm {
     const VERSION: u32 = 3;
     const ABOUT: &'static str =
         "generative reward: Mt judges each pair (pairwise swap-averaged, or pointwise)";
-    const INPUTS: &'static [Slot] = SLOTS;
+    const INPUTS: &'static [Slot] = &[slots::MT, slots::GENERATION];
+    const TABLES: &'static [DeclaredTable] = &[GrmScoreRow::declared, JudgeTokenRow::declared];
 
     fn validate(&self, p: &ScoreGrmParams) -> Result<(), ParamError> {
         if !(p.tau.is_finite() && p.tau > 0.0) {
@@ -52,15 +52,6 @@ impl Stage for ScoreGrm {
             return Err(ParamError::at("scores", "needs at least two score strings"));
         }
         Ok(())
-    }
-    fn bindings(&self, _p: &ScoreGrmParams) -> Vec<(&'static str, String)> {
-        vec![
-            ("model", "model@k-1".into()),
-            ("generation", "generate".into()),
-        ]
-    }
-    fn outputs(&self, _p: &ScoreGrmParams) -> Outputs {
-        Outputs::tables(vec![GrmScoreRow::declared(), JudgeTokenRow::declared()])
     }
     fn external_files(&self, p: &ScoreGrmParams) -> Vec<PathBuf> {
         judge::template_file(&p.template).into_iter().collect()

@@ -1,4 +1,4 @@
-//! `score-irm@k`: the implicit reward model ([`common::irm`]). Log-probs of every response
+//! `score-irm@k`: the implicit reward model ([`irm`]). Log-probs of every response
 //! under Mt and under the IRM reference, and `p_irm` per pair.
 //!
 //! The Mt log-probs are also the DPO reference log-probs of `train@k`, which
@@ -15,7 +15,8 @@
 use std::collections::BTreeMap;
 
 use super::common::irm::{self, ScoreIrmParams};
-use crate::engine::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
+use super::common::slots;
+use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::model::score::Pair;
 use crate::table::Table;
 use crate::tables::irm_pairs::IrmPairRow;
@@ -26,12 +27,6 @@ use crate::tables::responses;
 /// The `score-irm` stage.
 pub struct ScoreIrm;
 
-const SLOTS: &[Slot] = &[
-    Slot::checkpoint("model"),
-    Slot::checkpoint("irm_ref"),
-    Slot::tables("generation"),
-];
-
 impl Stage for ScoreIrm {
     type Params = ScoreIrmParams;
     const KIND: &'static str = "score-irm";
@@ -39,7 +34,8 @@ impl Stage for ScoreIrm {
     const VERSION: u32 = 3;
     const ABOUT: &'static str =
         "implicit reward: response log-probs under Mt and the IRM reference, p_irm per pair";
-    const INPUTS: &'static [Slot] = SLOTS;
+    const INPUTS: &'static [Slot] = &[slots::MT, slots::IRM_REF, slots::GENERATION];
+    const TABLES: &'static [DeclaredTable] = &[ResponseLogpRow::declared, IrmPairRow::declared];
 
     fn validate(&self, p: &ScoreIrmParams) -> Result<(), ParamError> {
         if !(p.beta.is_finite() && p.beta > 0.0) {
@@ -49,16 +45,6 @@ impl Stage for ScoreIrm {
             ));
         }
         Ok(())
-    }
-    fn bindings(&self, _p: &ScoreIrmParams) -> Vec<(&'static str, String)> {
-        vec![
-            ("model", "model@k-1".into()),
-            ("irm_ref", "model@irm_ref".into()),
-            ("generation", "generate".into()),
-        ]
-    }
-    fn outputs(&self, _p: &ScoreIrmParams) -> Outputs {
-        Outputs::tables(vec![ResponseLogpRow::declared(), IrmPairRow::declared()])
     }
     fn run(&self, p: &ScoreIrmParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let generation = ctx.input("generation")?;
@@ -107,16 +93,7 @@ fn pair_rows(
     pairs
         .iter()
         .map(|pair| {
-            let get = |r: i64| {
-                margins.get(&r).copied().ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "pair {} names response {r}, which does not exist",
-                        pair.pair_id
-                    )
-                })
-            };
-            let (irm_logit, p_irm) =
-                irm::preference(beta, get(pair.response_id_1)?, get(pair.response_id_2)?);
+            let (irm_logit, p_irm) = irm::preference(beta, pair, margins)?;
             Ok(IrmPairRow {
                 pair_id: pair.pair_id,
                 prompt_id: pair.prompt_id,

@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use super::common;
 use super::common::resume;
 use super::common::training::Training;
-use crate::engine::stage::{Outputs, Slot, Stage, TaskContext};
+use crate::engine::stage::{DeclaredTable, Slot, Stage, TaskContext};
 use crate::model::optim::AdamWParams;
 use crate::model::schedule::{LrSchedule, ScheduleKind};
 use crate::model::score::{Pair, response_logprobs};
@@ -104,22 +104,20 @@ pub const DEFAULT_RESUME_EVERY: u64 = 50;
 /// The `sft` stage.
 pub struct Sft;
 
-const SLOTS: &[Slot] = &[Slot::checkpoint("model"), Slot::tables("data")];
-
 impl Stage for Sft {
+    type Params = SftParams;
     const KIND: &'static str = "sft";
     /// Bump when SFT's output changes for the same inputs and params.
     const VERSION: u32 = 4;
     const ABOUT: &'static str = "supervised fine-tuning on the world's IFT + EFT data (M0)";
-    type Params = SftParams;
-    const INPUTS: &'static [Slot] = SLOTS;
+    const INPUTS: &'static [Slot] = &[
+        Slot::checkpoint("model").by_default("model@initial"),
+        Slot::tables("data").by_default("world"),
+    ];
+    const TABLES: &'static [DeclaredTable] = &[SftMetricRow::declared];
+    const CHECKPOINT: bool = true;
     const UNKEYED_PARAMS: &'static [&'static str] = &[resume::PARAM];
-    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
-        vec![("model", "model@initial".into()), ("data", "world".into())]
-    }
-    fn outputs(&self, _params: &Self::Params) -> Outputs {
-        Outputs::checkpoint_and(vec![SftMetricRow::declared()])
-    }
+
     fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let model = common::load_model(ctx.input("model")?, Weights::Trainable)?;
         let data = ctx.input("data")?.clone();

@@ -35,10 +35,11 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::common::resume;
+use super::common::slots;
 use super::common::train_data::{self, TrainData, TrainPair};
 use super::common::training::Training;
 use super::common::{self, judge};
-use crate::engine::stage::{Outputs, ParamError, Slot, Stage, TaskContext};
+use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::loss::{
     ConsistencyGrad, ConsistencyKind, DpoMetrics, LogBernoulli, PairLogps, Preferred,
     ScirLossConfig, dpo_sigmoid, scir_loss_with,
@@ -140,21 +141,24 @@ pub const DEFAULT_RESUME_EVERY: u64 = 50;
 /// The `train` stage.
 pub struct Train;
 
-const SLOTS: &[Slot] = &[
-    Slot::checkpoint("model"),
-    Slot::tables("generation"),
-    Slot::tables("irm"),
-    Slot::tables("grm"),
-    Slot::tables("filter"),
-];
-
 impl Stage for Train {
+    type Params = TrainParams;
     const KIND: &'static str = "train";
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 3;
     const ABOUT: &'static str =
         "Mt → Mt+1: SCIR (dynamic selection + consistency loss) or SRLM (plain DPO)";
-    type Params = TrainParams;
+    const INPUTS: &'static [Slot] = &[
+        slots::MT,
+        slots::GENERATION,
+        slots::IRM,
+        slots::GRM,
+        Slot::tables("filter").by_default("consistency-filter"),
+    ];
+    const TABLES: &'static [DeclaredTable] = &[TrainMetricRow::declared];
+    const CHECKPOINT: bool = true;
+    const UNKEYED_PARAMS: &'static [&'static str] = &[resume::PARAM];
+
     fn validate(&self, p: &TrainParams) -> Result<(), ParamError> {
         loss_config(p, 1.0)
             .validate()
@@ -163,20 +167,6 @@ impl Stage for Train {
             return Err(ParamError::at("batch_size", "must be at least 1"));
         }
         Ok(())
-    }
-    const INPUTS: &'static [Slot] = SLOTS;
-    const UNKEYED_PARAMS: &'static [&'static str] = &[resume::PARAM];
-    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
-        vec![
-            ("model", "model@k-1".into()),
-            ("generation", "generate".into()),
-            ("irm", "score-irm".into()),
-            ("grm", "score-grm".into()),
-            ("filter", "consistency-filter".into()),
-        ]
-    }
-    fn outputs(&self, _params: &Self::Params) -> Outputs {
-        Outputs::checkpoint_and(vec![TrainMetricRow::declared()])
     }
     fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         // Under LoRA the base weights stay plain tensors: no gradient is computed for them

@@ -34,14 +34,13 @@ pub struct World;
 /// The `heldout` stage.
 pub struct Heldout;
 
-const HELDOUT_SLOTS: &[Slot] = &[Slot::tables("world")];
-
 impl Stage for World {
+    type Params = WorldParams;
     const KIND: &'static str = "world";
     /// Bump when the world's tables change for the same params.
     const VERSION: u32 = 2;
     const ABOUT: &'static str = "the built-in synthetic world's prompt pool and IFT/EFT seed data";
-    type Params = WorldParams;
+
     fn outputs(&self, _params: &Self::Params) -> Outputs {
         let mut tables = part_schemas(&TRAINING_TABLES);
         tables.push((PARAMS_TABLE.into(), params_schema()));
@@ -67,16 +66,14 @@ impl Stage for World {
 }
 
 impl Stage for Heldout {
+    type Params = NoParams;
     const KIND: &'static str = "heldout";
     /// Bump when the held-out tables change for the same world.
     const VERSION: u32 = 1;
     const ABOUT: &'static str =
         "the built-in world's held-out prompts and gold-labelled pairs (eval only)";
-    type Params = NoParams;
-    const INPUTS: &'static [Slot] = HELDOUT_SLOTS;
-    fn bindings(&self, _params: &Self::Params) -> Vec<(&'static str, String)> {
-        vec![("world", "world".into())]
-    }
+    const INPUTS: &'static [Slot] = &[Slot::tables("world").by_default("world")];
+
     fn outputs(&self, _params: &Self::Params) -> Outputs {
         Outputs::tables(part_schemas(&HELDOUT_TABLES))
     }

@@ -89,66 +89,43 @@ primitive_column!(i32, Int32Array, DataType::Int32);
 primitive_column!(i64, Int64Array, DataType::Int64);
 primitive_column!(f64, Float64Array, DataType::Float64);
 
-impl Column for bool {
-    fn data_type() -> DataType {
-        DataType::Boolean
-    }
-    const NULLABLE: bool = false;
-    fn array(values: Vec<Self>) -> ArrayRef {
-        Arc::new(BooleanArray::from(values))
-    }
-    fn read(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<Self>> {
-        let a = typed_column::<BooleanArray>(batch, name)?;
-        no_nulls(a, name)?;
-        Ok(a.iter().map(|v| v.unwrap_or_default()).collect())
-    }
+/// `Column` for a type read through its array's `iter()` (`bool`, `String`) and its `Option`.
+macro_rules! iter_column {
+    ($t:ty, $array:ty, $dt:expr, $own:expr) => {
+        impl Column for $t {
+            fn data_type() -> DataType {
+                $dt
+            }
+            const NULLABLE: bool = false;
+            fn array(values: Vec<Self>) -> ArrayRef {
+                Arc::new(<$array>::from(values))
+            }
+            fn read(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<Self>> {
+                let a = typed_column::<$array>(batch, name)?;
+                no_nulls(a, name)?;
+                Ok(a.iter().map(|v| v.map($own).unwrap_or_default()).collect())
+            }
+        }
+        impl Column for Option<$t> {
+            fn data_type() -> DataType {
+                $dt
+            }
+            const NULLABLE: bool = true;
+            fn array(values: Vec<Self>) -> ArrayRef {
+                Arc::new(<$array>::from(values))
+            }
+            fn read(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<Self>> {
+                Ok(typed_column::<$array>(batch, name)?
+                    .iter()
+                    .map(|v| v.map($own))
+                    .collect())
+            }
+        }
+    };
 }
 
-impl Column for Option<bool> {
-    fn data_type() -> DataType {
-        DataType::Boolean
-    }
-    const NULLABLE: bool = true;
-    fn array(values: Vec<Self>) -> ArrayRef {
-        Arc::new(BooleanArray::from(values))
-    }
-    fn read(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<Self>> {
-        Ok(typed_column::<BooleanArray>(batch, name)?.iter().collect())
-    }
-}
-
-impl Column for String {
-    fn data_type() -> DataType {
-        DataType::Utf8
-    }
-    const NULLABLE: bool = false;
-    fn array(values: Vec<Self>) -> ArrayRef {
-        Arc::new(StringArray::from(values))
-    }
-    fn read(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<Self>> {
-        let a = typed_column::<StringArray>(batch, name)?;
-        no_nulls(a, name)?;
-        Ok(a.iter()
-            .map(|s| s.unwrap_or_default().to_string())
-            .collect())
-    }
-}
-
-impl Column for Option<String> {
-    fn data_type() -> DataType {
-        DataType::Utf8
-    }
-    const NULLABLE: bool = true;
-    fn array(values: Vec<Self>) -> ArrayRef {
-        Arc::new(StringArray::from(values))
-    }
-    fn read(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<Self>> {
-        Ok(typed_column::<StringArray>(batch, name)?
-            .iter()
-            .map(|s| s.map(str::to_string))
-            .collect())
-    }
-}
+iter_column!(bool, BooleanArray, DataType::Boolean, |b: bool| b);
+iter_column!(String, StringArray, DataType::Utf8, str::to_string);
 
 /// The `List<Int32>` data type of token-id columns (Arrow's default `item` field).
 pub fn ids_type() -> DataType {

@@ -20,9 +20,5 @@ crate::table! {
 
 /// The answers of `input` by prompt id.
 pub fn by_prompt(input: &InputArtifact) -> anyhow::Result<BTreeMap<i64, AnswerRow>> {
-    Ok(input
-        .rows::<AnswerRow>()?
-        .into_iter()
-        .map(|r| (r.prompt_id, r))
-        .collect())
+    Ok(super::keyed(input.rows()?, |r: &AnswerRow| r.prompt_id))
 }

@@ -53,3 +53,8 @@ pub mod responses;
 pub mod sft_metrics;
 pub mod train_metrics;
 pub mod world;
+
+/// `rows` by `key` (a later row replaces an earlier one with the same key).
+pub fn keyed<T, K: Ord>(rows: Vec<T>, key: impl Fn(&T) -> K) -> std::collections::BTreeMap<K, T> {
+    rows.into_iter().map(|r| (key(&r), r)).collect()
+}

@@ -29,11 +29,7 @@ crate::table! {
 
 /// The responses of `input` by `response_id`.
 pub fn by_id(input: &InputArtifact) -> anyhow::Result<BTreeMap<i64, ResponseRow>> {
-    Ok(input
-        .rows::<ResponseRow>()?
-        .into_iter()
-        .map(|r| (r.response_id, r))
-        .collect())
+    Ok(super::keyed(input.rows()?, |r: &ResponseRow| r.response_id))
 }
 
 /// The response `id` of `map`, or an error naming the pair that names it.

@@ -66,12 +66,7 @@ pub fn answer_chats(
         .iter()
         .map(|c| model.text.encode_chat_prompt(c))
         .collect::<anyhow::Result<_>>()?;
-    let gp = GenerateParams {
-        max_new_tokens: s.max_new_tokens,
-        sampler: s.sampler,
-        stop_ids: model.text.stop_ids().to_vec(),
-        pad_id: model.text.pad_id(),
-    };
+    let gp = GenerateParams::for_text(&model.text, s.max_new_tokens, s.sampler);
     // Similar lengths share a batch (less padding); the order is restored below.
     let mut order: Vec<usize> = (0..prompts.len()).collect();
     order.sort_by_key(|&i| (prompts[i].len(), i));

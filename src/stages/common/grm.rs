@@ -61,18 +61,11 @@ impl Default for ScoreGrmParams {
 /// built-in template of the mode.
 pub fn load_template(ctx: &TaskContext, p: &ScoreGrmParams) -> anyhow::Result<JudgeTemplate> {
     match &p.template {
-        Some(rel) if judge::template_file(&p.template).is_none() => {
-            let name = rel.to_string_lossy();
-            let name = name.trim_start_matches(judge::BUILTIN_PREFIX);
-            JudgeTemplate::new(judge::builtin(name)?, &format!("built-in {name}"))
-        }
-        Some(rel) => {
-            let path = ctx.pipeline_dir.join(rel);
-            let src = std::fs::read_to_string(&path).map_err(|e| {
-                crate::user_err!("{}: cannot read the judge template ({e})", path.display())
-            })?;
-            let t = JudgeTemplate::new(&src, &path.display().to_string())?;
-            t.check_shows_inputs(p.mode == GrmMode::Pairwise)?;
+        Some(named) => {
+            let (t, from_file) = judge::load_named(&ctx.pipeline_dir, named)?;
+            if from_file {
+                t.check_shows_inputs(p.mode == GrmMode::Pairwise)?;
+            }
             Ok(t)
         }
         None => match p.mode {

@@ -5,6 +5,8 @@
 //!
 //! `p_irm = σ(β·[(logπ_Mt(y1) − logπ_ref(y1)) − (logπ_Mt(y2) − logπ_ref(y2))])`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::load_model;
@@ -12,6 +14,7 @@ use crate::engine::stage::InputArtifact;
 use crate::loss::bernoulli::sigmoid;
 use crate::model::score::{Pair, response_logprobs_vec};
 use crate::model::{Adapters, Model, Weights};
+use crate::tables::pairs::PairRow;
 
 /// Params of `score-irm`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,8 +52,20 @@ pub fn score_with(model: &Model, items: &[Pair], batch: usize) -> anyhow::Result
     Ok(v.into_iter().map(f64::from).collect())
 }
 
-/// `(β·Δ, σ(β·Δ))` of a pair from its responses' `logπ_Mt − logπ_ref` margins.
-pub fn preference(beta: f64, margin_1: f64, margin_2: f64) -> (f64, f64) {
-    let z = beta * (margin_1 - margin_2);
-    (z, sigmoid(z))
+/// `(β·Δ, p_irm = σ(β·Δ))` of `pair` from its responses' `logπ_Mt − logπ_ref` margins.
+pub fn preference(
+    beta: f64,
+    pair: &PairRow,
+    margins: &BTreeMap<i64, f64>,
+) -> anyhow::Result<(f64, f64)> {
+    let margin = |r: i64| {
+        margins.get(&r).copied().ok_or_else(|| {
+            anyhow::anyhow!(
+                "pair {} names response {r}, which does not exist",
+                pair.pair_id
+            )
+        })
+    };
+    let z = beta * (margin(pair.response_id_1)? - margin(pair.response_id_2)?);
+    Ok((z, sigmoid(z)))
 }

@@ -83,6 +83,25 @@ pub fn template_file(template: &Option<std::path::PathBuf>) -> Option<std::path:
         .cloned()
 }
 
+/// The template a `template` param names: `builtin:<name>`, or a file relative to the
+/// pipeline's directory `dir` (then `true`: it came from a file).
+pub fn load_named(
+    dir: &std::path::Path,
+    template: &std::path::Path,
+) -> anyhow::Result<(JudgeTemplate, bool)> {
+    let name = template.to_string_lossy();
+    if let Some(name) = name.strip_prefix(BUILTIN_PREFIX) {
+        return Ok((
+            JudgeTemplate::new(builtin(name)?, &format!("built-in {name}"))?,
+            false,
+        ));
+    }
+    let path = dir.join(template);
+    let src = std::fs::read_to_string(&path)
+        .map_err(|e| user_err!("{}: cannot read the judge template ({e})", path.display()))?;
+    Ok((JudgeTemplate::new(&src, &path.display().to_string())?, true))
+}
+
 /// One rendered judge prompt: the chat messages and the assistant prefill.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JudgeText {

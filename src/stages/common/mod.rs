@@ -28,6 +28,26 @@ pub mod train_data;
 pub mod trained_consistency;
 pub mod training;
 
+/// Input slots several stages declare alike.
+pub mod slots {
+    use crate::engine::stage::Slot;
+
+    /// Mt, the model iteration k starts from.
+    pub const MT: Slot = Slot::checkpoint("model").by_default("model@k-1");
+    /// Mk, the model iteration k trained (what eval measures).
+    pub const MK: Slot = Slot::checkpoint("model").by_default("model@k");
+    /// The IRM reference of the model chain.
+    pub const IRM_REF: Slot = Slot::checkpoint("irm_ref").by_default("model@irm_ref");
+    /// The model before SFT (eval's IRM reference).
+    pub const INITIAL: Slot = Slot::checkpoint("reference").by_default("model@initial");
+    /// generate@k's responses and pairs.
+    pub const GENERATION: Slot = Slot::tables("generation").by_default("generate");
+    /// score-irm@k's log-probs and preferences.
+    pub const IRM: Slot = Slot::tables("irm").by_default("score-irm");
+    /// score-grm@k's judgements.
+    pub const GRM: Slot = Slot::tables("grm").by_default("score-grm");
+}
+
 /// Every stage runs on the CPU.
 pub fn device() -> Device {
     Device::Cpu

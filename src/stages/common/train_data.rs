@@ -4,8 +4,6 @@
 //! and selection from `consistency-filter`. Nothing is re-tokenised. β of the
 //! IRM and the judge's mode and τ are score-irm's and score-grm's params.
 
-use std::collections::BTreeMap;
-
 use super::grm::ScoreGrmParams;
 use super::irm::ScoreIrmParams;
 use crate::engine::stage::TaskContext;
@@ -14,7 +12,7 @@ use crate::tables::filter_pairs::FilterPairRow;
 use crate::tables::grm_scores::{GrmMode, GrmScoreRow};
 use crate::tables::judge_tokens::JudgeTokenRow;
 use crate::tables::response_logps::ResponseLogpRow;
-use crate::tables::responses;
+use crate::tables::{keyed, responses};
 
 /// One training pair.
 #[derive(Debug, Clone)]
@@ -55,18 +53,10 @@ pub struct TrainData {
 pub fn load(ctx: &TaskContext) -> anyhow::Result<TrainData> {
     let responses = responses::by_id(ctx.input("generation")?)?;
     let irm = ctx.input("irm")?;
-    let logps: BTreeMap<i64, ResponseLogpRow> = irm
-        .rows::<ResponseLogpRow>()?
-        .into_iter()
-        .map(|r| (r.response_id, r))
-        .collect();
+    let logps = keyed(irm.rows()?, |r: &ResponseLogpRow| r.response_id);
     let irm_beta = irm.params_as::<ScoreIrmParams>()?.beta;
     let grm = ctx.input("grm")?;
-    let judge_ids: BTreeMap<i64, GrmScoreRow> = grm
-        .rows::<GrmScoreRow>()?
-        .into_iter()
-        .map(|r| (r.pair_id, r))
-        .collect();
+    let judge_ids = keyed(grm.rows()?, |r: &GrmScoreRow| r.pair_id);
     let settings: ScoreGrmParams = grm.params_as()?;
     let tokens: Vec<JudgeTokenRow> = grm.rows()?;
     let judge = JudgeSpec {

@@ -106,18 +106,7 @@ fn irm_probs(
         .collect();
     pairs
         .iter()
-        .map(|pair| {
-            let get = |r: i64| {
-                margin.get(&r).copied().ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "pair {} names response {r}, which does not exist",
-                        pair.pair_id
-                    )
-                })
-            };
-            let (m1, m2) = (get(pair.response_id_1)?, get(pair.response_id_2)?);
-            Ok(irm::preference(settings.beta, m1, m2).1)
-        })
+        .map(|pair| Ok(irm::preference(settings.beta, pair, &margin)?.1))
         .collect()
 }
 
