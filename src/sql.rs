@@ -33,8 +33,10 @@ use arrow::record_batch::RecordBatch;
 use datafusion::catalog::MemTable;
 use datafusion::common::TableReference;
 use datafusion::execution::FunctionRegistry;
+use datafusion::execution::context::SQLOptions;
 use datafusion::functions::datetime::planner::DatetimeFunctionPlanner;
 use datafusion::functions::unicode::planner::UnicodeFunctionPlanner;
+use datafusion::logical_expr::{LogicalPlan, Statement};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 use crate::engine::layout::Layout;
@@ -165,10 +167,16 @@ pub async fn session(artifacts: &Path) -> anyhow::Result<(SessionContext, Vec<St
 }
 
 /// Run `sql` against a session; the result always holds at least one batch
-/// (possibly empty) so that its schema survives.
+/// (possibly empty) so that its schema survives. Read-only: see [`check_read_only`].
 pub async fn query_in(ctx: &SessionContext, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
+    let plan = ctx
+        .state()
+        .create_logical_plan(stable_show_tables(sql).unwrap_or(sql))
+        .await
+        .map_err(|e| user_err!("SQL error: {e}"))?;
+    check_read_only(&plan)?;
     let df = ctx
-        .sql(stable_show_tables(sql).unwrap_or(sql))
+        .execute_logical_plan(plan)
         .await
         .map_err(|e| user_err!("SQL error: {e}"))?;
     let schema = Arc::new(df.schema().as_arrow().clone());
@@ -180,6 +188,33 @@ pub async fn query_in(ctx: &SessionContext, sql: &str) -> anyhow::Result<Vec<Rec
         batches.push(RecordBatch::new_empty(schema));
     }
     Ok(batches)
+}
+
+/// SQL over artifacts never writes: queries, `SHOW`, `EXPLAIN` and `SET` run; DDL
+/// (`CREATE … TABLE`, `CREATE EXTERNAL TABLE`, `DROP`, views), DML (`INSERT`, `COPY`, …) and
+/// other statements (transactions, `PREPARE`) are a user error that says how to save a
+/// result instead. A query tool must not damage what it reads: an `INSERT` would add a file
+/// under `tables/` that no task wrote.
+pub fn check_read_only(plan: &LogicalPlan) -> anyhow::Result<()> {
+    let refused = match plan {
+        LogicalPlan::Statement(Statement::SetVariable(_)) => None,
+        LogicalPlan::Statement(s) => Some(s.name().to_string()),
+        _ => SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .verify_plan(plan)
+            .err()
+            .map(|e| e.strip_backtrace()),
+    };
+    match refused {
+        None => Ok(()),
+        Some(what) => Err(user_err!(
+            "SQL over artifacts is read-only ({what}): scir sql runs queries, SHOW, EXPLAIN and \
+             SET, and never writes into the artifacts\nTo keep a result, write it elsewhere: \
+             scir sql \"SELECT …\" --format csv > result.csv (or --format json|ndjson)."
+        )
+        .into()),
+    }
 }
 
 /// DataFusion lists `SHOW TABLES` in hash-map order; plain `SHOW TABLES` is

@@ -344,3 +344,56 @@ fn sql_follows_symlinked_table_files() {
     let out = query_csv(dir.path(), "SELECT count(*) AS n FROM responses");
     assert_eq!(out, "n\n2\n");
 }
+
+/// `scir sql` never writes: every statement that would (DDL, DML, COPY) or that is not a
+/// query, SHOW, EXPLAIN or SET exits 2 with a message that says how to save a result, and
+/// leaves every byte under the artifacts directory as it was.
+#[test]
+fn sql_is_read_only() {
+    let dir = artifacts();
+    let outside = dir.path().join("elsewhere.csv");
+    let before = crate::util::snapshot(dir.path());
+    let art = dir.path().to_str().unwrap();
+    let refused = [
+        "INSERT INTO prompts SELECT * FROM prompts LIMIT 1".to_string(),
+        format!("COPY (SELECT 1 AS x) TO '{art}/tables/prompts/x.parquet' STORED AS PARQUET"),
+        "CREATE TABLE t AS SELECT 1".to_string(),
+        format!(
+            "COPY (SELECT 1 AS x) TO '{}' STORED AS CSV",
+            outside.display()
+        ),
+        "DROP TABLE prompts".to_string(),
+        format!("CREATE EXTERNAL TABLE e STORED AS CSV LOCATION '{art}/x.csv'"),
+        "CREATE VIEW v AS SELECT 1".to_string(),
+        "PREPARE p AS SELECT 1".to_string(),
+    ];
+    for q in &refused {
+        let out = crate::util::scir(&["sql", q, "--artifacts", art]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{q}: {err}");
+        assert!(
+            err.contains("SQL over artifacts is read-only") && err.contains("--format csv >"),
+            "{q}: {err}"
+        );
+        assert_eq!(
+            crate::util::snapshot(dir.path()),
+            before,
+            "{q} changed the artifacts"
+        );
+        assert!(!outside.exists(), "{q} wrote outside the artifacts");
+    }
+    for q in [
+        "SELECT count(*) AS n FROM prompts",
+        "SHOW TABLES",
+        "EXPLAIN SELECT * FROM prompts",
+        "SET datafusion.execution.batch_size = 1024",
+    ] {
+        let out = crate::util::scir(&["sql", q, "--artifacts", art]);
+        assert!(
+            out.status.success(),
+            "{q}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(crate::util::snapshot(dir.path()), before);
+}
