@@ -270,6 +270,64 @@ fn flipped_byte_is_caught_by_verify_and_never_fed_downstream() {
     assert!(with_status(&r, "ran").contains(&"src@0".to_string()));
 }
 
+/// `scir verify` checks the public view against the refs (a stray file, a truncated table,
+/// a model link that points elsewhere), and `--repair` restores it byte for byte from the
+/// store without running a stage.
+#[test]
+fn verify_checks_the_public_view_and_repair_restores_it_without_running() {
+    let p = Project::new(CHAIN);
+    p.run_ok(&[]);
+    let art = p.artifacts();
+    let public = |a: &std::path::Path| {
+        let mut s = snapshot(&a.join("tables"));
+        for link in [
+            "models/main/base@0",
+            "models/main/train@1",
+            "models/main/train@2",
+        ] {
+            let target = std::fs::read_link(a.join(link)).unwrap();
+            s.insert(link.into(), target.display().to_string().into_bytes());
+        }
+        s
+    };
+    let good = public(&art);
+    let runs = p.counts();
+    assert_eq!(p.cmd("verify", &[]).unwrap(), ExitCode::SUCCESS);
+    // A stray table file, a truncated public table, a swapped checkpoint link.
+    std::fs::write(art.join("tables/nums/iter-0009.main.parquet"), b"stray").unwrap();
+    let table = art.join("tables/nums/iter-0001.main.parquet");
+    let bytes = std::fs::read(&table).unwrap();
+    std::fs::write(&table, &bytes[..bytes.len() / 2]).unwrap();
+    let link = art.join("models/main/train@2");
+    let elsewhere = std::fs::read_link(art.join("models/main/train@1")).unwrap();
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let problems =
+        scir::engine::store::view::verify(&scir::engine::store::Store::new(&art)).unwrap();
+    let named: Vec<(&str, &str)> = problems
+        .iter()
+        .map(|p| (p.path.as_str(), p.what.split(' ').next().unwrap()))
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("models/main/train@2", "links"),
+            ("tables/nums/iter-0001.main.parquet", "differs"),
+            ("tables/nums/iter-0009.main.parquet", "stray:"),
+        ],
+        "{problems:?}"
+    );
+    assert_eq!(p.cmd("verify", &[]).unwrap(), ExitCode::from(1));
+    assert_eq!(p.cmd("verify", &["--repair"]).unwrap(), ExitCode::SUCCESS);
+    assert_eq!(
+        public(&art),
+        good,
+        "the repaired view differs from the original"
+    );
+    assert_eq!(p.counts(), runs, "repair ran a stage");
+    assert_eq!(p.cmd("verify", &[]).unwrap(), ExitCode::SUCCESS);
+}
+
 #[test]
 fn single_with_missing_upstream_names_the_command_that_builds_it() {
     let p = Project::new(CHAIN);

@@ -1,4 +1,5 @@
-//! `scir verify`: re-hash every object against its manifest.
+//! `scir verify`: re-hash every object against its manifest, and check the public view
+//! against the refs.
 
 use std::process::ExitCode;
 
@@ -7,11 +8,14 @@ use clap::Args;
 use super::StoreArgs;
 use crate::engine::cache::short_key;
 use crate::engine::lock::{self, Holder, Wait};
-use crate::engine::store::{Store, maintain};
+use crate::engine::store::{Store, maintain, view};
 
-/// Re-hash every object in the store against its manifest (catches bit rot
-/// and edits). Exits 1 when something is damaged; `--fix` removes damaged
-/// objects so the next `scir run` recomputes them.
+/// Re-hash every object in the store against its manifest (catches bit rot and edits),
+/// and check that every file under tables/ and models/ is one the refs publish, equal to
+/// what its object publishes (catches strays, truncated or edited public files, swapped
+/// model links). Exits 1 when something is wrong. `--fix` removes damaged objects so the
+/// next `scir run` recomputes them; `--repair` re-publishes the public view from the store
+/// without running any stage.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
@@ -19,6 +23,10 @@ pub struct VerifyArgs {
     /// Remove damaged objects (they are recomputed by the next run).
     #[arg(long)]
     pub fix: bool,
+    /// Re-publish the public view (tables/, models/) from the store: strays removed,
+    /// every public file written again from its object. Nothing is recomputed.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// Run `scir verify`.
@@ -29,14 +37,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         outln!("damaged {}: {}", short_key(&p.key), p.what);
     }
     if args.fix && !problems.is_empty() {
-        let me = Holder {
-            run_id: "verify".into(),
-            pid: std::process::id(),
-            doing: "removing damaged objects".into(),
-        };
-        let _g = lock::acquire(&store.layout.global_lock(), &me, Wait::Block, &|m| {
-            eprintln!("{m}")
-        })?;
+        let _g = global_lock(&store, "removing damaged objects")?;
         let mut keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         keys.dedup();
         for key in keys {
@@ -44,10 +45,43 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             outln!("removed {}", short_key(key));
         }
     }
-    outln!("{n} objects checked, {} problems", problems.len());
-    Ok(if problems.is_empty() || args.fix {
+    let mut view_problems = view::verify(&store)?;
+    if args.repair && !view_problems.is_empty() {
+        let _g = global_lock(&store, "re-publishing the public view")?;
+        let fixed = view::repair(&store)?;
+        outln!("re-published the public view ({fixed} problems)");
+        view_problems = view::verify(&store)?;
+    }
+    for p in &view_problems {
+        outln!("public {}: {}", p.path, p.what);
+    }
+    if !view_problems.is_empty() {
+        outln!(
+            "run `scir verify --repair --artifacts {}` to re-publish the public view from the \
+             store (nothing is recomputed)",
+            args.store.artifacts.display()
+        );
+    }
+    outln!(
+        "{n} objects checked, {} problems; public view: {} problems",
+        problems.len(),
+        view_problems.len()
+    );
+    let objects_ok = problems.is_empty() || args.fix;
+    Ok(if objects_ok && view_problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+fn global_lock(store: &Store, doing: &str) -> anyhow::Result<lock::Held> {
+    let me = Holder {
+        run_id: "verify".into(),
+        pid: std::process::id(),
+        doing: doing.into(),
+    };
+    lock::acquire(&store.layout.global_lock(), &me, Wait::Block, &|m| {
+        eprintln!("{m}")
     })
 }

@@ -65,6 +65,10 @@ impl Layout {
             table::EXTENSION
         )
     }
+    /// `models/`.
+    pub fn models_dir(&self) -> PathBuf {
+        self.root.join(MODELS)
+    }
     /// A public model link, relative to the root: `models/<arm>/<stage>@<k>`.
     pub fn model_link(arm: &str, stage: &str, iteration: u32) -> String {
         format!("{MODELS}/{arm}/{stage}@{iteration}")

@@ -92,13 +92,29 @@ impl<W: Write> Write for HashingWriter<W> {
 
 /// Write `batches` (all with the same schema) to a new file at `path`, fsynced.
 pub fn write(path: &Path, batches: &[RecordBatch]) -> anyhow::Result<WriteInfo> {
-    let schema = match batches.first() {
-        Some(b) => b.schema(),
-        None => anyhow::bail!("no batches to write to {}", path.display()),
-    };
+    if batches.is_empty() {
+        anyhow::bail!("no batches to write to {}", path.display());
+    }
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let (info, out) = write_to(BufWriter::new(file), batches)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(info)
+}
+
+/// What [`write`] would write for `batches`, without writing anything.
+pub fn describe_write(batches: &[RecordBatch]) -> anyhow::Result<WriteInfo> {
+    Ok(write_to(io::sink(), batches)?.0)
+}
+
+/// Write `batches` (at least one) through a hashing adapter into `inner`.
+fn write_to<W: Write + Send>(inner: W, batches: &[RecordBatch]) -> anyhow::Result<(WriteInfo, W)> {
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .ok_or_else(|| anyhow::anyhow!("no batches to write"))?;
     let mut out = HashingWriter {
-        inner: BufWriter::new(file),
+        inner,
         hasher: blake3::Hasher::new(),
         bytes: 0,
     };
@@ -112,13 +128,12 @@ pub fn write(path: &Path, batches: &[RecordBatch]) -> anyhow::Result<WriteInfo> 
         writer.close()?;
     }
     out.flush()?;
-    let file = out.inner.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    Ok(WriteInfo {
+    let info = WriteInfo {
         rows,
         digest: out.hasher.finalize().to_hex().to_string(),
         bytes: out.bytes,
-    })
+    };
+    Ok((info, out.inner))
 }
 
 /// Hex BLAKE3 of a file's bytes (streamed).

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::{Refs, Store};
-use crate::engine::files::{read_json_or_default, write_json_atomic};
+use crate::engine::files::{read_dir_sorted, read_json_or_default, walk_files, write_json_atomic};
 use crate::engine::layout::Layout;
 use crate::table;
 
@@ -28,13 +28,22 @@ type Published = BTreeMap<String, String>;
 
 const TEMP_SUFFIX: &str = "new";
 
-/// Bring the public view in line with `refs`. With `prune`, public files of
-/// tasks no longer in `refs` are removed.
-pub fn sync(store: &Store, refs: &Refs, prune: bool) -> anyhow::Result<()> {
-    let published_path = store.layout.published_path();
-    let mut published: Published = read_json_or_default(&published_path)?;
-    let before = published.clone();
-    let mut wanted = BTreeSet::new();
+/// One public path and what it must be.
+enum Wanted {
+    /// A table: the object's file with an `arm` column added.
+    Table {
+        src: PathBuf,
+        digest: String,
+        arm: String,
+    },
+    /// A model: a symlink to the object's checkpoint.
+    Link { target: PathBuf },
+}
+
+/// Every public path `refs` asks for (relative to the artifacts dir), in refs order, with
+/// the key it shows.
+fn wanted(store: &Store, refs: &Refs) -> Vec<(String, String, Wanted)> {
+    let mut out = Vec::new();
     for (arm, tasks) in refs {
         for (task, key) in tasks {
             let Some(manifest) = store.manifest(key) else {
@@ -43,32 +52,53 @@ pub fn sync(store: &Store, refs: &Refs, prune: bool) -> anyhow::Result<()> {
             let k = manifest.material.iteration;
             let stage = task.split('@').next().unwrap_or(task);
             for (name, entry) in &manifest.tables {
-                let rel = Layout::table_file(name, k, arm);
-                wanted.insert(rel.clone());
-                if published.get(&rel) == Some(key) && store.root.join(&rel).exists() {
-                    continue;
-                }
-                let src = store.layout.object_dir(key).join(&entry.file);
-                let digest = &manifest.files[&entry.file].digest;
-                publish_table(&src, digest, arm, &store.root.join(&rel))?;
-                published.insert(rel, key.clone());
+                let table = Wanted::Table {
+                    src: store.layout.object_dir(key).join(&entry.file),
+                    digest: manifest.files[&entry.file].digest.clone(),
+                    arm: arm.clone(),
+                };
+                out.push((Layout::table_file(name, k, arm), key.clone(), table));
             }
             if let Some(ckpt) = &manifest.checkpoint {
-                let rel = Layout::model_link(arm, stage, k);
-                wanted.insert(rel.clone());
-                if published.get(&rel) == Some(key) && store.root.join(&rel).exists() {
-                    continue;
-                }
-                let target = Layout::model_link_target(key, ckpt);
-                publish_link(&target, &store.root.join(&rel))?;
-                published.insert(rel, key.clone());
+                let link = Wanted::Link {
+                    target: Layout::model_link_target(key, ckpt),
+                };
+                out.push((Layout::model_link(arm, stage, k), key.clone(), link));
             }
         }
     }
+    out
+}
+
+/// Bring the public view in line with `refs`. With `prune`, public files of
+/// tasks no longer in `refs` are removed.
+pub fn sync(store: &Store, refs: &Refs, prune: bool) -> anyhow::Result<()> {
+    sync_with(store, refs, prune, false)
+}
+
+/// [`sync`]; with `force`, every public path is written again, whatever the record of
+/// what was published says.
+fn sync_with(store: &Store, refs: &Refs, prune: bool, force: bool) -> anyhow::Result<()> {
+    let published_path = store.layout.published_path();
+    let mut published: Published = read_json_or_default(&published_path)?;
+    let before = published.clone();
+    let wanted = wanted(store, refs);
+    for (rel, key, what) in &wanted {
+        let dst = store.root.join(rel);
+        if !force && published.get(rel) == Some(key) && dst.exists() {
+            continue;
+        }
+        match what {
+            Wanted::Table { src, digest, arm } => publish_table(src, digest, arm, &dst)?,
+            Wanted::Link { target } => publish_link(target, &dst)?,
+        }
+        published.insert(rel.clone(), key.clone());
+    }
     if prune {
+        let wanted: BTreeSet<&String> = wanted.iter().map(|(rel, ..)| rel).collect();
         let stale: Vec<String> = published
             .keys()
-            .filter(|r| !wanted.contains(*r))
+            .filter(|r| !wanted.contains(r))
             .cloned()
             .collect();
         for rel in stale {
@@ -86,6 +116,122 @@ pub fn sync(store: &Store, refs: &Refs, prune: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A public path that does not show what the refs say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewProblem {
+    /// Relative to the artifacts dir.
+    pub path: String,
+    pub what: String,
+}
+
+/// Check the public view against the refs: every path the refs ask for, once published,
+/// shows its object byte for byte (tables: the object's file with its `arm` column; models:
+/// a link to the object's checkpoint), and nothing else is under `tables/` or `models/`.
+/// Not problems: a path the refs ask for that is not published yet (a run killed between
+/// updating the refs and publishing; the next run or `--repair` publishes it), a file scir
+/// published that the refs no longer ask for (the next full run prunes it; also the files of
+/// objects `scir verify --fix` removed), and temp files of an interrupted publish (`*.new`,
+/// which readers never see).
+pub fn verify(store: &Store) -> anyhow::Result<Vec<ViewProblem>> {
+    let refs = store.read_refs()?;
+    let wanted = wanted(store, &refs);
+    let published: Published = read_json_or_default(&store.layout.published_path())?;
+    let mut out = Vec::new();
+    let problem = |path: &str, what: String| ViewProblem {
+        path: path.to_string(),
+        what,
+    };
+    for (rel, key, what) in &wanted {
+        if published.get(rel) != Some(key) {
+            continue;
+        }
+        if let Some(p) = check(&store.root.join(rel), key, what)? {
+            out.push(problem(rel, p));
+        }
+    }
+    let wanted: BTreeSet<&String> = wanted.iter().map(|(rel, ..)| rel).collect();
+    for rel in public_paths(store)? {
+        // Published by scir and no longer wanted: the next full run prunes it.
+        let stale = published.contains_key(&rel);
+        let temp = rel.ends_with(&format!(".{TEMP_SUFFIX}"));
+        if !wanted.contains(&rel) && !temp && !stale {
+            out.push(problem(
+                &rel,
+                "stray: no task in the refs publishes it".into(),
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// What is wrong with the public `path` that should show `what` of object `key`.
+fn check(path: &Path, key: &str, what: &Wanted) -> anyhow::Result<Option<String>> {
+    let short = crate::engine::cache::short_key(key);
+    let Ok(meta) = path.symlink_metadata() else {
+        return Ok(Some(format!("missing (object {short})")));
+    };
+    Ok(match what {
+        Wanted::Table { src, digest, arm } => {
+            let expected = match published_batches(src, digest, arm) {
+                Ok(batches) => table::describe_write(&batches)?.digest,
+                Err(e) => {
+                    return Ok(Some(format!(
+                        "cannot be checked: object {short} is damaged ({e:#}); run `scir \
+                         verify --fix`, then `scir run`"
+                    )));
+                }
+            };
+            let actual = table::digest_file(path).ok();
+            (!meta.is_file() || actual.as_deref() != Some(expected.as_str()))
+                .then(|| format!("differs from what object {short} publishes"))
+        }
+        Wanted::Link { target } => match std::fs::read_link(path) {
+            Ok(t) if t == *target => None,
+            Ok(t) => Some(format!(
+                "links to {} instead of object {short}'s checkpoint",
+                t.display()
+            )),
+            Err(_) => Some(format!("is not a link to object {short}'s checkpoint")),
+        },
+    })
+}
+
+/// Every path under `tables/` (files) and `models/` (entries of the arm directories, links
+/// not followed), relative to the artifacts dir.
+fn public_paths(store: &Store) -> anyhow::Result<Vec<String>> {
+    let rel = |p: &Path| {
+        p.strip_prefix(&store.root)
+            .map(|r| r.display().to_string())
+            .unwrap_or_default()
+    };
+    let mut out: Vec<String> = walk_files(&store.layout.tables_dir())?
+        .iter()
+        .map(|p| rel(p))
+        .collect();
+    for arm in read_dir_sorted(&store.layout.models_dir())? {
+        if arm.symlink_metadata()?.is_dir() {
+            out.extend(read_dir_sorted(&arm)?.iter().map(|p| rel(p)));
+        } else {
+            out.push(rel(&arm));
+        }
+    }
+    Ok(out)
+}
+
+/// Repair the public view from the store without running anything: strays removed, every
+/// path the refs ask for written again.
+pub fn repair(store: &Store) -> anyhow::Result<usize> {
+    let problems = verify(store)?;
+    for p in problems.iter().filter(|p| p.what.starts_with("stray")) {
+        let path = store.root.join(&p.path);
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    let refs = store.read_refs()?;
+    sync_with(store, &refs, true, true)?;
+    Ok(problems.len())
+}
+
 fn temp_name(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".");
@@ -93,17 +239,27 @@ fn temp_name(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-fn publish_table(src: &Path, digest: &str, arm: &str, dst: &Path) -> anyhow::Result<()> {
+/// The batches of a public table: the object's file (verified against `digest`) with a
+/// constant `arm` column.
+fn published_batches(
+    src: &Path,
+    digest: &str,
+    arm: &str,
+) -> anyhow::Result<Vec<arrow::record_batch::RecordBatch>> {
     let mut batches = table::read_verified(src, digest)?;
     if batches.is_empty() {
         batches.push(arrow::record_batch::RecordBatch::new_empty(
             table::schema_of(src)?,
         ));
     }
-    let with_arm: Vec<_> = batches
+    batches
         .iter()
         .map(|b| table::with_constant_str(b, "arm", arm))
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
+
+fn publish_table(src: &Path, digest: &str, arm: &str, dst: &Path) -> anyhow::Result<()> {
+    let with_arm = published_batches(src, digest, arm)?;
     std::fs::create_dir_all(dst.parent().expect("public tables live in a table dir"))?;
     let tmp = temp_name(dst);
     table::write(&tmp, &with_arm)?;
