@@ -23,7 +23,7 @@
 //! grm-winrate         Mt's answers vs M0's on held-out prompts, judged by M0's own GRM
 //! ```
 //!
-//! Adding a stage `foo` (see `world.rs` for a complete one):
+//! Adding a stage `foo` (see `score_irm.rs` for a complete one):
 //!
 //! ```text
 //! 0. src/tables/foo.rs: table! { pub struct FooRow in "foo" { … } }   // if it writes a table
@@ -33,14 +33,16 @@
 //!                      type Params = FooParams;
 //!                      const KIND = "foo"; const VERSION = 1;   // bump when outputs change
 //!                      const ABOUT = "one line";
-//!                      const INPUTS = &[Slot::checkpoint("model"), Slot::tables("data")];
+//!                      const INPUTS = &[common::slots::MT,         // model@k-1
+//!                                       Slot::tables("data").by_default("world")];
+//!                      const TABLES = &[FooRow::declared];  const CHECKPOINT = false;
 //!                      validate(&FooParams) -> Result<(), ParamError>   // ranges (optional)
-//!                      bindings(&FooParams) -> vec![("model", "model@k-1".into())],
-//!                      outputs(&FooParams) -> Outputs::tables(vec![FooRow::declared()]),  // tables/foo.rs
 //!                      run(&FooParams, ctx) { let prompts: Vec<PromptRow> = ctx.input("data")?.rows()?;
 //!                                 ctx.write_rows(rows)?;   // or ctx.checkpoint_dir()
 //!                      } }
 //! 2. here:           pub mod foo;  static FOO: foo::Foo = foo::Foo;  add &FOO to `registry`.
+//!    (A stage reads another stage's settings through `InputArtifact::params_as`, and never
+//!    imports another stage's module: what stages share lives in `common`.)
 //! 3. pipeline.yaml:  stages: { foo: { each_iteration: true, inputs: { data: world }, params: {…} } }
 //! ```
 //!

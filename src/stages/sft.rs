@@ -89,7 +89,7 @@ impl Default for SftParams {
             ift: true,
             eft: true,
             shards: DEFAULT_SHARDS,
-            resume_every: DEFAULT_RESUME_EVERY,
+            resume_every: resume::DEFAULT_EVERY,
         }
     }
 }
@@ -97,9 +97,6 @@ impl Default for SftParams {
 /// Default of `shards`. More, smaller shards pad less: on 2 cores 100 SFT steps of the
 /// default took 15.9 s with 2 shards, 13.6 s with 4, 38.4 s unsharded (one machine, one run).
 pub const DEFAULT_SHARDS: usize = 4;
-
-/// Default of `resume_every`.
-pub const DEFAULT_RESUME_EVERY: u64 = 50;
 
 /// The `sft` stage.
 pub struct Sft;

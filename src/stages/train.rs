@@ -130,13 +130,10 @@ impl Default for TrainParams {
             selection: Selection::Dynamic,
             consistency: ConsistencyParams::default(),
             lora: None,
-            resume_every: DEFAULT_RESUME_EVERY,
+            resume_every: resume::DEFAULT_EVERY,
         }
     }
 }
-
-/// Default of `resume_every`.
-pub const DEFAULT_RESUME_EVERY: u64 = 50;
 
 /// The `train` stage.
 pub struct Train;

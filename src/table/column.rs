@@ -53,44 +53,9 @@ fn no_nulls(array: &dyn Array, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `Column` for a primitive type and its `Option`.
-macro_rules! primitive_column {
-    ($t:ty, $array:ty, $dt:expr) => {
-        impl Column for $t {
-            fn data_type() -> DataType {
-                $dt
-            }
-            const NULLABLE: bool = false;
-            fn array(values: Vec<Self>) -> ArrayRef {
-                Arc::new(<$array>::from(values))
-            }
-            fn read(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<Self>> {
-                let a = typed_column::<$array>(batch, name)?;
-                no_nulls(a, name)?;
-                Ok(a.values().to_vec())
-            }
-        }
-        impl Column for Option<$t> {
-            fn data_type() -> DataType {
-                $dt
-            }
-            const NULLABLE: bool = true;
-            fn array(values: Vec<Self>) -> ArrayRef {
-                Arc::new(<$array>::from(values))
-            }
-            fn read(batch: &RecordBatch, name: &str) -> anyhow::Result<Vec<Self>> {
-                Ok(typed_column::<$array>(batch, name)?.iter().collect())
-            }
-        }
-    };
-}
-
-primitive_column!(i32, Int32Array, DataType::Int32);
-primitive_column!(i64, Int64Array, DataType::Int64);
-primitive_column!(f64, Float64Array, DataType::Float64);
-
-/// `Column` for a type read through its array's `iter()` (`bool`, `String`) and its `Option`.
-macro_rules! iter_column {
+/// `Column` for a type and its `Option`: `$array` holds it, `$own` turns what the array's
+/// `iter()` yields into it.
+macro_rules! scalar_column {
     ($t:ty, $array:ty, $dt:expr, $own:expr) => {
         impl Column for $t {
             fn data_type() -> DataType {
@@ -124,8 +89,11 @@ macro_rules! iter_column {
     };
 }
 
-iter_column!(bool, BooleanArray, DataType::Boolean, |b: bool| b);
-iter_column!(String, StringArray, DataType::Utf8, str::to_string);
+scalar_column!(i32, Int32Array, DataType::Int32, |x: i32| x);
+scalar_column!(i64, Int64Array, DataType::Int64, |x: i64| x);
+scalar_column!(f64, Float64Array, DataType::Float64, |x: f64| x);
+scalar_column!(bool, BooleanArray, DataType::Boolean, |b: bool| b);
+scalar_column!(String, StringArray, DataType::Utf8, str::to_string);
 
 /// The `List<Int32>` data type of token-id columns (Arrow's default `item` field).
 pub fn ids_type() -> DataType {

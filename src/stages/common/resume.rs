@@ -32,6 +32,8 @@ use crate::table::{self, Table};
 
 /// The param name (not part of the key; see [`crate::engine::stage::Stage::UNKEYED_PARAMS`]).
 pub const PARAM: &str = "resume_every";
+/// Its default: save every this many optimizer steps.
+pub const DEFAULT_EVERY: u64 = 50;
 const STATE_DIR: &str = "state";
 
 /// A training stage's resume area.
