@@ -39,7 +39,10 @@ impl Stage for Gen {
     const KIND: &'static str = "gen";
     const VERSION: u32 = 1;
     const ABOUT: &'static str = "a model step";
-    const INPUTS: &'static [Slot] = &[Slot::checkpoint("model").by_default("model@k-1"), Slot::tables("data").optional()];
+    const INPUTS: &'static [Slot] = &[
+        Slot::checkpoint("model").by_default("model@k-1"),
+        Slot::tables("data").optional(),
+    ];
     const CHECKPOINT: bool = true;
     fn run(&self, _params: &SrcParams, _ctx: &mut TaskContext) -> anyhow::Result<()> {
         Ok(())

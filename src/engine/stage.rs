@@ -119,17 +119,6 @@ impl Outputs {
             checkpoint: false,
         }
     }
-    /// A checkpoint only.
-    pub fn checkpoint() -> Outputs {
-        Outputs::checkpoint_and(Vec::new())
-    }
-    /// A checkpoint and these tables.
-    pub fn checkpoint_and(tables: Vec<(String, SchemaRef)>) -> Outputs {
-        Outputs {
-            tables,
-            checkpoint: true,
-        }
-    }
 }
 
 /// A typed params error: the field path inside `params` and the message.
