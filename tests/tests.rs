@@ -10,6 +10,7 @@ mod engine_stages;
 mod eval;
 mod export;
 mod gguf;
+mod golden;
 mod loss;
 mod model;
 mod reliability;
