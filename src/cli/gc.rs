@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::StoreArgs;
-use crate::engine::lock::{self, Holder, Wait};
+use crate::engine::lock;
 use crate::engine::store::{Store, maintain};
 
 /// Remove objects that no ref points at (the results of older params or
@@ -29,14 +29,7 @@ pub fn run(args: &GcArgs) -> anyhow::Result<ExitCode> {
         outln!("nothing to collect in {}", store.root.display());
         return Ok(ExitCode::SUCCESS);
     }
-    let me = Holder {
-        run_id: "gc".into(),
-        pid: std::process::id(),
-        doing: "collecting garbage".into(),
-    };
-    let _g = lock::acquire(&store.layout.global_lock(), &me, Wait::Block, &|m| {
-        eprintln!("{m}")
-    })?;
+    let _g = lock::hold(&store.layout.global_lock(), "gc", "collecting garbage")?;
     let r = maintain::gc(&store, args.dry_run)?;
     if let Some(run) = &r.live_run {
         outln!("run {run} is in progress: objects are kept; run gc again when it is over");

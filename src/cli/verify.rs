@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::StoreArgs;
 use crate::engine::cache::short_key;
-use crate::engine::lock::{self, Holder, Wait};
+use crate::engine::lock;
 use crate::engine::store::{Store, maintain, view};
 
 /// Re-hash every object in the store against its manifest (catches bit rot and edits),
@@ -37,7 +37,11 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         outln!("damaged {}: {}", short_key(&p.key), p.what);
     }
     if args.fix && !problems.is_empty() {
-        let _g = global_lock(&store, "removing damaged objects")?;
+        let _g = lock::hold(
+            &store.layout.global_lock(),
+            "verify",
+            "removing damaged objects",
+        )?;
         let mut keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         keys.dedup();
         for key in keys {
@@ -47,7 +51,11 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     let mut view_problems = view::verify(&store)?;
     if args.repair && !view_problems.is_empty() {
-        let _g = global_lock(&store, "re-publishing the public view")?;
+        let _g = lock::hold(
+            &store.layout.global_lock(),
+            "verify",
+            "re-publishing the public view",
+        )?;
         let fixed = view::repair(&store)?;
         outln!("re-published the public view ({fixed} problems)");
         view_problems = view::verify(&store)?;
@@ -72,16 +80,5 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
-}
-
-fn global_lock(store: &Store, doing: &str) -> anyhow::Result<lock::Held> {
-    let me = Holder {
-        run_id: "verify".into(),
-        pid: std::process::id(),
-        doing: doing.into(),
-    };
-    lock::acquire(&store.layout.global_lock(), &me, Wait::Block, &|m| {
-        eprintln!("{m}")
     })
 }

@@ -31,6 +31,25 @@ pub struct Holder {
     pub doing: String,
 }
 
+impl Holder {
+    /// This process, in `run_id`, doing `doing`.
+    pub fn me(run_id: &str, doing: impl Into<String>) -> Holder {
+        Holder {
+            run_id: run_id.to_string(),
+            pid: std::process::id(),
+            doing: doing.into(),
+        }
+    }
+}
+
+/// Hold `path` as this process (`who`, doing `doing`), waiting for another holder and
+/// saying so on stderr.
+pub fn hold(path: &Path, who: &str, doing: &str) -> anyhow::Result<Held> {
+    acquire(path, &Holder::me(who, doing), Wait::Block, &|m| {
+        eprintln!("{m}")
+    })
+}
+
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "run {} (pid {}) {}", self.run_id, self.pid, self.doing)

@@ -124,7 +124,7 @@ pub fn run(
     store.init()?;
     let started_at = runlog::now_rfc3339();
     let (run_id, run_dir) = runlog::create_run_dir(&store.layout.runs_dir(), &started_at)?;
-    let me = holder(&run_id, "running".into());
+    let me = Holder::me(&run_id, "running");
     let _alive = lock::acquire(&run_dir.join(RUN_LOCK), &me, Wait::NoWait, &|_| {})?;
     let run = Run {
         store,
@@ -187,14 +187,6 @@ pub fn run(
 
 fn is_user_error(e: &anyhow::Error) -> bool {
     crate::error::exit_code(e) == 2
-}
-
-fn holder(run_id: &str, doing: String) -> Holder {
-    Holder {
-        run_id: run_id.to_string(),
-        pid: std::process::id(),
-        doing,
-    }
 }
 
 /// `<task>.<first arm>.log`.
@@ -287,7 +279,7 @@ impl Run<'_> {
         let (manifest, status, reason) = match self.store.manifest(&key).filter(|_| !forced) {
             Some(m) => (m, TaskStatus::Hit, "object exists".to_string()),
             None => {
-                let me = holder(&self.run_id, format!("computing {}", node.task));
+                let me = Holder::me(&self.run_id, format!("computing {}", node.task));
                 let note = |msg: &str| eprintln!("{}: {msg}", node.task);
                 let lock_path = self.store.layout.key_lock(&key);
                 let _held = lock::acquire(&lock_path, &me, self.opts.wait, &note)?;

@@ -1,14 +1,14 @@
 //! After a task is done: refs and the public view, under the global lock.
 
 use crate::engine::dag::{Dag, Node};
-use crate::engine::lock::{self, Wait};
+use crate::engine::lock::{self, Holder, Wait};
 use crate::engine::store::{Store, view};
 
-use super::{State, holder};
+use super::State;
 
 /// Point refs of every arm of `node` at `key` and republish, under the global lock.
 pub(super) fn publish(store: &Store, run_id: &str, node: &Node, key: &str) -> anyhow::Result<()> {
-    let me = holder(run_id, format!("publishing {}", node.task));
+    let me = Holder::me(run_id, format!("publishing {}", node.task));
     let _g = lock::acquire(&store.layout.global_lock(), &me, Wait::Block, &|_| {})?;
     if store.manifest(key).is_none() {
         anyhow::bail!(
@@ -39,7 +39,7 @@ pub(super) fn finish_full_run(
     states: &[State],
     run_id: &str,
 ) -> anyhow::Result<()> {
-    let me = holder(run_id, "publishing".into());
+    let me = Holder::me(run_id, "publishing");
     let _g = lock::acquire(&store.layout.global_lock(), &me, Wait::Block, &|_| {})?;
     let mut refs = crate::engine::store::Refs::new();
     for (node, state) in dag.nodes.iter().zip(states) {
