@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = scir_fuzz::table::inspect(&path);
     if let Ok(batches) = scir_fuzz::table::read(&path) {
         for b in &batches {
-            let _ = scir_fuzz::table::with_iteration(b, 1);
+            let _ = scir_fuzz::table::with_constant_str(b, "arm", "a");
         }
     }
 });

@@ -49,17 +49,16 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             outln!("removed {}", short_key(key));
         }
     }
-    let mut view_problems = view::verify(&store)?;
-    if args.repair && !view_problems.is_empty() {
+    if args.repair {
         let _g = lock::hold(
             &store.layout.global_lock(),
             "verify",
             "re-publishing the public view",
         )?;
-        let fixed = view::repair(&store)?;
-        outln!("re-published the public view ({fixed} problems)");
-        view_problems = view::verify(&store)?;
+        view::repair(&store)?;
+        outln!("re-published the public view from the store");
     }
+    let view_problems = view::verify(&store)?;
     for p in &view_problems {
         outln!("public {}: {}", p.path, p.what);
     }

@@ -108,7 +108,7 @@ impl Store {
             self.layout.objects_dir(),
             self.layout.tmp_dir(),
             self.layout.runs_dir(),
-            self.layout.internal().join("locks"),
+            self.layout.locks_dir(),
         ] {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }

@@ -75,7 +75,8 @@ pub fn read_mt_bench(path: &Path) -> anyhow::Result<Vec<MtBenchQuestion>> {
     let shown = path.display();
     let expected = "a JSON object with \"question_id\" and \"turns\": [..]";
     let mut out = Vec::new();
-    for (line, q) in crate::jsonl::read::<MtBenchQuestion>(path, "MT-Bench question", expected)? {
+    for (line, q) in crate::jsonl::read::<MtBenchQuestion>(path, "an MT-Bench question", expected)?
+    {
         if q.turns.is_empty() {
             anyhow::bail!(user_err!("{shown}:{line}: \"turns\" is empty"));
         }

@@ -35,7 +35,6 @@ use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::eval::evaluate::{EvalParams, Models, evaluate};
 use crate::eval::tables;
 use crate::model::{Model, Weights};
-use crate::table;
 use crate::world::tables::{EVAL_PROMPTS, GOLD_PAIRS};
 
 /// The `eval` stage.
@@ -89,7 +88,7 @@ impl Stage for Eval {
             ctx.log(&format!("{name} = {:.4} (n = {})", mean.value, mean.n));
         }
         for (name, batch) in tables::batches(ctx.iteration, &out)? {
-            ctx.write_table(&name, &table::with_iteration(&batch, ctx.iteration)?)?;
+            ctx.write_table(&name, &batch)?;
         }
         Ok(())
     }

@@ -79,7 +79,7 @@ pub fn read_self_instruct(path: &Path) -> anyhow::Result<Vec<Instruction>> {
     let expected =
         "a JSON object with an \"instruction\" string and optional \"instances\": [{\"input\": …}]";
     let mut out = Vec::new();
-    for (_, task) in crate::jsonl::read::<RawTask>(path, "Self-Instruct task", expected)? {
+    for (_, task) in crate::jsonl::read::<RawTask>(path, "a Self-Instruct task", expected)? {
         let input = task.instances.first().map(|i| i.input.trim()).unwrap_or("");
         let instruction = task.instruction.trim();
         let prompt = if input.is_empty() {

@@ -57,13 +57,9 @@ impl Stage for ScoreIrm {
                 response: r.token_ids.clone(),
             })
             .collect();
-        let policy = irm::score(ctx.input("model")?, &items, p.batch_size)?;
-        let same = ctx.input("model")?.checkpoint == ctx.input("irm_ref")?.checkpoint;
-        let reference = if same {
-            policy.clone()
-        } else {
-            irm::score(ctx.input("irm_ref")?, &items, p.batch_size)?
-        };
+        let (model, irm_ref) = (ctx.input("model")?, ctx.input("irm_ref")?);
+        let policy = irm::score(model, &items, p.batch_size)?;
+        let reference = irm::reference_scores(model, irm_ref, &policy, &items, p.batch_size)?;
         let logps: Vec<ResponseLogpRow> = responses
             .values()
             .zip(policy.iter().zip(&reference))

@@ -100,7 +100,6 @@ fn part_schemas(names: &[&str]) -> Vec<(String, SchemaRef)> {
     world::table_schemas()
         .into_iter()
         .filter(|(n, _)| names.contains(&n.as_str()))
-        .map(|(n, s)| (n, table::schema_with_iteration(&s)))
         .collect()
 }
 
@@ -109,7 +108,6 @@ fn write_part(ctx: &mut TaskContext, params: &WorldParams, names: &[&str]) -> an
     for (name, batch) in world::generate(params)? {
         if names.contains(&name.as_str()) {
             ctx.log(&format!("{name}: {} rows", batch.num_rows()));
-            let batch = table::with_iteration(&batch, ctx.iteration)?;
             ctx.write_table(&name, &batch)?;
         }
     }

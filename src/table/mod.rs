@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use arrow::array::{ArrayRef, Int32Array, StringArray};
+use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -248,35 +248,6 @@ pub fn with_constant_str(
     append_column(batch, Field::new(name, DataType::Utf8, false), column)
 }
 
-/// `schema` with an Int32 `iteration` column first, unless it has one.
-pub fn schema_with_iteration(schema: &SchemaRef) -> SchemaRef {
-    if schema.field_with_name(ITERATION_COLUMN).is_ok() {
-        return schema.clone();
-    }
-    let mut fields = vec![Arc::new(Field::new(
-        ITERATION_COLUMN,
-        DataType::Int32,
-        false,
-    ))];
-    fields.extend(schema.fields().iter().cloned());
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
-/// `batch` with an Int32 `iteration = k` column first, unless it has one.
-pub fn with_iteration(batch: &RecordBatch, k: u32) -> anyhow::Result<RecordBatch> {
-    let schema = batch.schema();
-    if schema.field_with_name(ITERATION_COLUMN).is_ok() {
-        return Ok(batch.clone());
-    }
-    let k = i32::try_from(k)?;
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(Int32Array::from(vec![k; batch.num_rows()]))];
-    columns.extend(batch.columns().iter().cloned());
-    Ok(RecordBatch::try_new(
-        schema_with_iteration(&schema),
-        columns,
-    )?)
-}
-
 fn append_column(
     batch: &RecordBatch,
     field: Field,
@@ -294,6 +265,7 @@ fn append_column(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::array::Int32Array;
 
     fn batch() -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, false)]));

@@ -149,20 +149,31 @@ pub fn verify(store: &Store) -> anyhow::Result<Vec<ViewProblem>> {
             out.push(problem(rel, p));
         }
     }
-    let wanted: BTreeSet<&String> = wanted.iter().map(|(rel, ..)| rel).collect();
-    for rel in public_paths(store)? {
-        // Published by scir and no longer wanted: the next full run prunes it.
-        let stale = published.contains_key(&rel);
-        let temp = rel.ends_with(&format!(".{TEMP_SUFFIX}"));
-        if !wanted.contains(&rel) && !temp && !stale {
-            out.push(problem(
-                &rel,
-                "stray: no task in the refs publishes it".into(),
-            ));
-        }
+    for rel in strays(store, &wanted, &published)? {
+        out.push(problem(
+            &rel,
+            "stray: no task in the refs publishes it".into(),
+        ));
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
+}
+
+/// Public paths scir did not publish: neither asked for by the refs, nor recorded as
+/// published (those the next full run prunes), nor a temp file of an interrupted publish.
+fn strays(
+    store: &Store,
+    wanted: &[(String, String, Wanted)],
+    published: &Published,
+) -> anyhow::Result<Vec<String>> {
+    let wanted: BTreeSet<&String> = wanted.iter().map(|(rel, ..)| rel).collect();
+    Ok(public_paths(store)?
+        .into_iter()
+        .filter(|rel| {
+            let temp = rel.ends_with(&format!(".{TEMP_SUFFIX}"));
+            !wanted.contains(rel) && !published.contains_key(rel) && !temp
+        })
+        .collect())
 }
 
 /// What is wrong with the public `path` that should show `what` of object `key`.
@@ -221,15 +232,14 @@ fn public_paths(store: &Store) -> anyhow::Result<Vec<String>> {
 
 /// Repair the public view from the store without running anything: strays removed, every
 /// path the refs ask for written again.
-pub fn repair(store: &Store) -> anyhow::Result<usize> {
-    let problems = verify(store)?;
-    for p in problems.iter().filter(|p| p.what.starts_with("stray")) {
-        let path = store.root.join(&p.path);
+pub fn repair(store: &Store) -> anyhow::Result<()> {
+    let refs = store.read_refs()?;
+    let published: Published = read_json_or_default(&store.layout.published_path())?;
+    for rel in strays(store, &wanted(store, &refs), &published)? {
+        let path = store.root.join(&rel);
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
     }
-    let refs = store.read_refs()?;
-    sync_with(store, &refs, true, true)?;
-    Ok(problems.len())
+    sync_with(store, &refs, true, true)
 }
 
 fn temp_name(path: &Path) -> PathBuf {

@@ -40,6 +40,21 @@ pub fn score(input: &InputArtifact, items: &[Pair], batch: usize) -> anyhow::Res
     score_with(&load_model(input, Weights::Frozen)?, items, batch)
 }
 
+/// `log π_ref(response | prompt)` per item under the checkpoint bound to `irm_ref`; when
+/// that is the policy's own checkpoint (`model`), `policy`'s scores themselves (p = ½).
+pub fn reference_scores(
+    model: &InputArtifact,
+    irm_ref: &InputArtifact,
+    policy: &[f64],
+    items: &[Pair],
+    batch: usize,
+) -> anyhow::Result<Vec<f64>> {
+    if model.checkpoint == irm_ref.checkpoint {
+        return Ok(policy.to_vec());
+    }
+    score(irm_ref, items, batch)
+}
+
 /// [`score`] with a model already loaded.
 pub fn score_with(model: &Model, items: &[Pair], batch: usize) -> anyhow::Result<Vec<f64>> {
     let v = response_logprobs_vec(

@@ -41,7 +41,15 @@ pub fn measure(
             rate: None,
         });
     }
-    let responses = responses::by_id(previous_generation)?;
+    // Only the responses of the selected pairs are scored and judged (SRLM selects a few).
+    let needed: BTreeSet<i64> = pairs
+        .iter()
+        .flat_map(|p| [p.response_id_1, p.response_id_2])
+        .collect();
+    let responses: Responses = responses::by_id(previous_generation)?
+        .into_iter()
+        .filter(|(id, _)| needed.contains(id))
+        .collect();
     // Mt is loaded once and serves both the IRM and the GRM.
     let model = load_model(ctx.input("model")?, Weights::Frozen)?;
     let p_irm = irm_probs(ctx, &model, &responses, &pairs)?;
@@ -78,29 +86,19 @@ fn irm_probs(
     pairs: &[PairRow],
 ) -> anyhow::Result<Vec<f64>> {
     let settings: ScoreIrmParams = ctx.input("irm")?.params_as()?;
-    // Only the responses of the selected pairs are scored (SRLM selects a few).
-    let ids: BTreeSet<i64> = pairs
-        .iter()
-        .flat_map(|p| [p.response_id_1, p.response_id_2])
-        .collect();
-    let items: Vec<Pair> = ids
-        .iter()
-        .filter_map(|id| responses.get(id))
+    let items: Vec<Pair> = responses
+        .values()
         .map(|r| Pair {
             prompt: r.prompt_ids.clone(),
             response: r.token_ids.clone(),
         })
         .collect();
-    let batch = ScoreIrmParams::default().batch_size;
+    let batch = settings.batch_size;
     let policy = irm::score_with(model, &items, batch)?;
-    let reference = if ctx.input("model")?.checkpoint == ctx.input("irm_ref")?.checkpoint {
-        policy.clone()
-    } else {
-        irm::score(ctx.input("irm_ref")?, &items, batch)?
-    };
-    let margin: BTreeMap<i64, f64> = ids
-        .iter()
-        .filter(|id| responses.contains_key(id))
+    let (mt, irm_ref) = (ctx.input("model")?, ctx.input("irm_ref")?);
+    let reference = irm::reference_scores(mt, irm_ref, &policy, &items, batch)?;
+    let margin: BTreeMap<i64, f64> = responses
+        .keys()
         .zip(policy.iter().zip(&reference))
         .map(|(&id, (a, b))| (id, a - b))
         .collect();
