@@ -20,6 +20,10 @@ Metrics (null/- = nothing to average):
   gold_{greedy,sampled}      mean gold score on held-out prompts, in [0, 1]
   exact_{greedy,sampled}     fraction of exact answers
   win_rate_{greedy,sampled}  gold win rate vs M0, ties count 1/2
+  lc_win_rate_*              length-controlled win rate vs M0 (AlpacaEval 2.0's
+                             logistic model, at equal length)
+  sampled_{grm,irm}_acc      judge / IRM accuracy on pairs of the model's own
+                             sampled responses (gold-labelled, held-out prompts)
   length_*, finished_*       mean response tokens, fraction ending with EOS
   irm_acc, grm_acc           reward-model accuracy on held-out gold pairs
   grm_{pairwise,pairwise_ab,pointwise}_acc, grm_flip_rate

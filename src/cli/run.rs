@@ -29,6 +29,9 @@ use crate::report;
 ///   scir run --stage train --iter 2          train@2 and what it needs
 ///   scir run --stage generate --downstream   generate and everything after it
 ///   scir run --dry-run                       what would run, and why
+///   scir run --seeds 1,2,3                   one run per seed into artifacts/seed-N/,
+///                                            then artifacts/seeds.md (mean ± sd, paired
+///                                            differences; as `scir report --seeds`)
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -64,14 +67,82 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_wait: bool,
     /// Print the run record as JSON on stdout (progress goes nowhere).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "seeds")]
     pub json: bool,
+    /// A sweep: run the pipeline once per seed, each into its own directory
+    /// `<artifacts>/seed-<N>/` (reruns hit the cache there), then combine their eval tables
+    /// into `<artifacts>/seeds.md`.
+    #[arg(
+        long,
+        value_name = "N,N,...",
+        value_delimiter = ',',
+        num_args = 1..,
+        conflicts_with_all = ["seed", "dry_run"]
+    )]
+    pub seeds: Vec<u64>,
+}
+
+/// The file `scir run --seeds` writes the combined report to, in the artifacts dir.
+pub const SEEDS_REPORT: &str = "seeds.md";
+
+/// The artifacts directory of one seed of a sweep.
+pub fn seed_dir(artifacts: &Path, seed: u64) -> std::path::PathBuf {
+    artifacts.join(format!("seed-{seed}"))
 }
 
 /// Run `scir run`.
 pub fn run(args: &RunArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
-    let (pipeline, dag) = super::load(&args.pipeline, registry)?;
-    let store = Store::new(&args.store.artifacts);
+    if !args.seeds.is_empty() {
+        return sweep(args, registry);
+    }
+    run_in(args, registry, &args.pipeline, &args.store.artifacts)
+}
+
+/// `--seeds`: one run per seed (stopping at the first that fails), then the combined report.
+fn sweep(args: &RunArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
+    let mut dirs = Vec::new();
+    for (i, &seed) in args.seeds.iter().enumerate() {
+        let dir = seed_dir(&args.store.artifacts, seed);
+        eprintln!(
+            "seed {seed} ({} of {}) → {}",
+            i + 1,
+            args.seeds.len(),
+            dir.display()
+        );
+        let pipeline = super::PipelineArg {
+            seed: Some(seed),
+            ..args.pipeline.clone()
+        };
+        let code = run_in(args, registry, &pipeline, &dir)?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
+        dirs.push(dir);
+    }
+    let runs = dirs
+        .iter()
+        .map(|dir| Ok((dir.display().to_string(), report::load(dir)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let text = report::seeds::combine(&runs)?.markdown();
+    let path = args.store.artifacts.join(SEEDS_REPORT);
+    let tmp = path.with_extension("md.new");
+    std::fs::write(&tmp, &text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    outln!("{text}");
+    eprintln!("seeds report: {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One run of `pipeline` into `artifacts`.
+fn run_in(
+    args: &RunArgs,
+    registry: &Registry,
+    pipeline: &super::PipelineArg,
+    artifacts: &Path,
+) -> anyhow::Result<ExitCode> {
+    let (pipeline, dag) = super::load(pipeline, registry)?;
+    let store = Store::new(artifacts);
     let opts = RunOptions {
         arm: args.arm.clone(),
         stage: args.stage.clone(),
@@ -93,7 +164,7 @@ pub fn run(args: &RunArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let record = sched::run(&store, &pipeline, &dag, &opts)?;
-    refresh_report(&args.store.artifacts, &record, args.json)?;
+    refresh_report(artifacts, &record, args.json)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&record)?);
     } else {

@@ -62,7 +62,8 @@ pub struct Slot {
     pub default: Option<&'static str>,
     /// May stay unbound: when bound to `STAGE@k-N` (both stages each_iteration) and that
     /// names an iteration before the first, the task simply has no input there (see
-    /// [`TaskContext::try_input`]).
+    /// [`TaskContext::try_input`]); without a default, whenever the pipeline leaves it
+    /// unbound.
     pub optional: bool,
 }
 
@@ -90,7 +91,7 @@ impl Slot {
             ..self
         }
     }
-    /// The slot may stay unbound before the first iteration.
+    /// The slot may stay unbound (see the `optional` field).
     pub const fn optional(self) -> Slot {
         Slot {
             optional: true,

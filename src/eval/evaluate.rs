@@ -144,6 +144,14 @@ pub fn evaluate(
         let exact = ours.iter().map(|r| f64::from(u8::from(r.gold >= 1.0)));
         m.push((format!("exact_{d}"), Mean::of(exact)));
         m.push((format!("win_rate_{d}"), metrics::win_rate(&gold, &base)));
+        let wins: Vec<f64> = gold.iter().zip(&base).map(|(a, b)| metrics::win(*a, *b)).collect();
+        let gaps: Vec<f64> = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| a.length as f64 - b.length as f64)
+            .collect();
+        let lc = metrics::length_controlled_win_rate(&wins, &gaps);
+        m.push((format!("lc_win_rate_{d}"), lc));
         let length = ours.iter().map(|r| r.length as f64);
         m.push((format!("length_{d}"), Mean::of(length)));
         let finished = ours.iter().map(|r| f64::from(u8::from(r.finished)));
@@ -153,6 +161,7 @@ pub fn evaluate(
     }
     out.pairs = judge(p, models, pairs)?;
     out.metrics.extend(judge_metrics(p, &out.pairs));
+    out.metrics.extend(own_sample_metrics(p, models, prompts, &out.responses)?);
     Ok(out)
 }
 
@@ -206,6 +215,66 @@ pub fn judge(
             }
         })
         .collect())
+}
+
+/// The model's reward models on pairs of its *own* sampled responses to the held-out prompts
+/// (every pair of one prompt's samples with distinct gold scores, gold-labelled): what the
+/// judge and the IRM face in the iterations, measured on held-out prompts. `sampled_grm_acc`
+/// uses the pointwise judge (`σ(Δ expected score / τ)`), `sampled_irm_acc` the implicit
+/// reward against `reference` (the response re-encoded from its text, EOS appended), and
+/// `sampled_{grm,irm}_longer` how often each prefers the longer response of an
+/// unequal-length pair (`sampled_gold_longer`: how often gold does).
+fn own_sample_metrics(
+    p: &EvalParams,
+    models: &Models,
+    prompts: &[(i64, String)],
+    responses: &[(Decoding, Response)],
+) -> anyhow::Result<Vec<(String, Mean)>> {
+    let text: std::collections::BTreeMap<i64, &str> =
+        prompts.iter().map(|(id, t)| (*id, t.as_str())).collect();
+    let sampled: Vec<&Response> = responses
+        .iter()
+        .filter(|(d, _)| *d != Decoding::Greedy)
+        .map(|(_, r)| r)
+        .collect();
+    let items: Vec<(&str, &str)> = sampled
+        .iter()
+        .map(|r| (text[&r.prompt_id], r.text.as_str()))
+        .collect();
+    let chunk = p.batch_size;
+    let scores = measure::pointwise(models.model, &items, p.score_levels, chunk)?;
+    let pi = measure::logprobs(models.model, &items, chunk)?;
+    let reference = measure::logprobs(models.reference, &items, chunk)?;
+    let (mut q, mut irm, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut longer, mut gold_longer) = ([Vec::new(), Vec::new()], Vec::new());
+    for i in 0..sampled.len() {
+        for j in i + 1..sampled.len() {
+            let (a, b) = (sampled[i], sampled[j]);
+            if a.prompt_id != b.prompt_id || a.gold == b.gold {
+                continue;
+            }
+            let qi = sigmoid((scores[i] - scores[j]) / p.tau);
+            let pi_ij = sigmoid(p.beta * ((pi[i] - reference[i]) - (pi[j] - reference[j])));
+            if a.length != b.length {
+                let a_longer = a.length > b.length;
+                for (k, x) in [qi, pi_ij].into_iter().enumerate() {
+                    longer[k].push(metrics::credit(x, a_longer));
+                }
+                gold_longer.push(f64::from(u8::from((a.gold > b.gold) == a_longer)));
+            }
+            q.push(qi);
+            irm.push(pi_ij);
+            truth.push(a.gold > b.gold);
+        }
+    }
+    let [grm_longer, irm_longer] = longer;
+    Ok(vec![
+        ("sampled_grm_acc".into(), metrics::accuracy(&q, &truth)),
+        ("sampled_irm_acc".into(), metrics::accuracy(&irm, &truth)),
+        ("sampled_grm_longer".into(), Mean::of(grm_longer)),
+        ("sampled_irm_longer".into(), Mean::of(irm_longer)),
+        ("sampled_gold_longer".into(), Mean::of(gold_longer)),
+    ])
 }
 
 /// The GRM preference `params.grm` names.

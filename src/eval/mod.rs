@@ -17,6 +17,12 @@
 //! gold_{greedy,sampled}       mean gold score on eval_prompts (graded, in [0, 1])
 //! exact_{greedy,sampled}      fraction of exact answers
 //! win_rate_{greedy,sampled}   gold win rate of the model over M0, ties ½ (0.5 for M0 itself)
+//! lc_win_rate_{greedy,sampled} length-controlled win rate (AlpacaEval 2.0: a logistic model of
+//!                             the win on tanh(Δlen / sd(Δlen)), evaluated at Δlen = 0)
+//! sampled_{grm,irm}_acc       the model's pointwise judge and IRM on pairs of its own sampled
+//!                             responses to the held-out prompts (gold-labelled; what they face
+//!                             in the iterations); sampled_{grm,irm,gold}_longer: how often
+//!                             each prefers the longer of an unequal-length pair
 //! length_{greedy,sampled}     mean response length in tokens (stop token excluded)
 //! finished_{greedy,sampled}   fraction of responses that ended with EOS
 //! irm_acc                     IRM accuracy on gold_pairs (p = ½ scores ½)

@@ -41,10 +41,27 @@ pub fn dpo_sigmoid(
     beta: f64,
     label_smoothing: f64,
 ) -> Result<DpoOutput> {
+    let logps = [policy_chosen, policy_rejected, ref_chosen, ref_rejected];
+    dpo_sigmoid_offset(logps, beta, label_smoothing, None)
+}
+
+/// [`dpo_sigmoid`] of `[πc, πr, ρc, ρr]` with `offset` (`(n,)`) added to the β-scaled
+/// logits: R-DPO (Park et al. 2024, Eq. 9) is `offset = α·(|y_c| − |y_r|)`,
+/// `loss = −log σ(β·logits + α·(|y_c| − |y_r|))`. The rewards stay DPO's.
+pub fn dpo_sigmoid_offset(
+    [policy_chosen, policy_rejected, ref_chosen, ref_rejected]: [&Tensor; 4],
+    beta: f64,
+    label_smoothing: f64,
+    offset: Option<&Tensor>,
+) -> Result<DpoOutput> {
     let chosen_logratios = (policy_chosen - ref_chosen)?;
     let rejected_logratios = (policy_rejected - ref_rejected)?;
     let logits = (&chosen_logratios - &rejected_logratios)?;
-    let scaled = (logits * beta)?;
+    let mut scaled = (logits * beta)?;
+    if let Some(offset) = offset {
+        let offset = offset.to_dtype(scaled.dtype())?;
+        scaled = (scaled + offset)?;
+    }
     let mut losses = (log_sigmoid(&scaled)? * -(1.0 - label_smoothing))?;
     if label_smoothing != 0.0 {
         losses = (losses - (log_sigmoid(&scaled.neg()?)? * label_smoothing)?)?;

@@ -26,5 +26,8 @@ pub mod scir;
 
 pub use bernoulli::LogBernoulli;
 pub use consistency::{ConsistencyGrad, ConsistencyKind, Preferred, select_pair};
-pub use dpo::{DpoMetrics, DpoOutput, dpo_sigmoid};
-pub use scir::{PairLogps, ScirLossConfig, ScirLossOutput, StepMetrics, scir_loss, scir_loss_with};
+pub use dpo::{DpoMetrics, DpoOutput, dpo_sigmoid, dpo_sigmoid_offset};
+pub use scir::{
+    Lengths, PairLogps, Pick, ScirLossConfig, ScirLossOutput, StepMetrics, scir_loss,
+    scir_loss_with,
+};

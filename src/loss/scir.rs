@@ -29,7 +29,7 @@ use super::bernoulli::LogBernoulli;
 use super::consistency::{
     ConsistencyGrad, ConsistencyKind, Preferred, consistency_loss, same_side, select_pair,
 };
-use super::dpo::{DpoMetrics, dpo_sigmoid};
+use super::dpo::{DpoMetrics, dpo_sigmoid_offset};
 
 /// Per-pair log-probs of one batch; every tensor is `(n,)`.
 #[derive(Debug, Clone)]
@@ -46,6 +46,23 @@ pub struct PairLogps {
     pub irm_ref_y1: Tensor,
     /// `logπ_irm_ref(y2|x)`.
     pub irm_ref_y2: Tensor,
+    /// Response lengths, for length control (`None`: plain SCIR).
+    pub lengths: Option<Lengths>,
+}
+
+/// Length control of one batch: the responses' lengths in tokens (`(n,)` each) and the
+/// knobs that use them.
+#[derive(Debug, Clone)]
+pub struct Lengths {
+    /// `|y1|`.
+    pub y1: Tensor,
+    /// `|y2|`.
+    pub y2: Tensor,
+    /// The IRM compares mean per-token log-ratios, `(lπ(y) − lref(y)) / |y|` (score-irm's
+    /// `norm: mean`), instead of sums.
+    pub irm_mean: bool,
+    /// R-DPO's α: DPO's β-scaled logits get `α·(|y_c| − |y_r|)` ([`dpo_sigmoid_offset`]).
+    pub alpha: f64,
 }
 
 /// The knobs of the objective (docs/algorithm.md).
@@ -157,16 +174,28 @@ pub fn scir_loss(
     q: &LogBernoulli,
     cfg: &ScirLossConfig,
 ) -> Result<ScirLossOutput> {
-    scir_loss_with(logps, q, cfg, None)
+    scir_loss_with(logps, q, cfg, Pick::Dynamic)
 }
 
-/// [`scir_loss`] with the selection step replaced by `fixed` when given (one entry per
-/// pair: the ablation "static selection", labels chosen once before training).
+/// How [`scir_loss_with`] picks the pairs DPO trains on and their labels.
+#[derive(Debug, Clone, Copy)]
+pub enum Pick<'a> {
+    /// [`select_pair`] on this step's p and q (the paper's method).
+    Dynamic,
+    /// As `Dynamic`, except the pairs with `Some(label)` here, which keep that label (a
+    /// length control's forced label); one entry per pair.
+    DynamicExcept(&'a [Option<Preferred>]),
+    /// These labels, chosen once before training (the ablation "static selection"; `None`:
+    /// no DPO for that pair); one entry per pair.
+    Fixed(&'a [Option<Preferred>]),
+}
+
+/// [`scir_loss`] with the pairs picked as `pick` says.
 pub fn scir_loss_with(
     logps: &PairLogps,
     q: &LogBernoulli,
     cfg: &ScirLossConfig,
-    fixed: Option<&[Option<Preferred>]>,
+    pick: Pick,
 ) -> Result<ScirLossOutput> {
     cfg.validate()?;
     let (py1, py2) = (f64s(&logps.policy_y1)?, f64s(&logps.policy_y2)?);
@@ -181,22 +210,16 @@ pub fn scir_loss_with(
         log_p: f64s(&q.log_p)?,
         log_not_p: f64s(&q.log_not_p)?,
     };
-    let p = LogBernoulli::irm(
-        &py1,
-        &py2,
-        &f64s(&logps.irm_ref_y1)?,
-        &f64s(&logps.irm_ref_y2)?,
-        cfg.irm_beta,
-    )?;
+    let p = irm_preference(logps, &py1, &py2, cfg.irm_beta)?;
     let (p_host, q_host) = (p.host_probs()?, q.host_probs()?);
-    let selection: Vec<Option<Preferred>> = match fixed {
-        Some(f) if f.len() == n => f.to_vec(),
-        Some(f) => bail!("scir_loss: {} fixed labels for {n} pairs", f.len()),
-        None => p_host
-            .iter()
-            .zip(&q_host)
-            .map(|(&a, &b)| select_pair(a, b, cfg.delta))
-            .collect(),
+    let dynamic = |i: usize| select_pair(p_host[i], q_host[i], cfg.delta);
+    let selection: Vec<Option<Preferred>> = match pick {
+        Pick::Fixed(f) | Pick::DynamicExcept(f) if f.len() != n => {
+            bail!("scir_loss: {} fixed labels for {n} pairs", f.len())
+        }
+        Pick::Fixed(f) => f.to_vec(),
+        Pick::DynamicExcept(f) => (0..n).map(|i| f[i].or_else(|| dynamic(i))).collect(),
+        Pick::Dynamic => (0..n).map(dynamic).collect(),
     };
 
     let con = consistency_loss(&p, &q, cfg.kind, cfg.grad, cfg.gamma)?;
@@ -227,6 +250,30 @@ pub fn scir_loss_with(
         q: q_host,
         metrics,
     })
+}
+
+/// The IRM's `p` under θ: summed log-ratios, or per-token means with `Lengths::irm_mean`.
+fn irm_preference(
+    logps: &PairLogps,
+    py1: &Tensor,
+    py2: &Tensor,
+    beta: f64,
+) -> Result<LogBernoulli> {
+    let (r1, r2) = (f64s(&logps.irm_ref_y1)?, f64s(&logps.irm_ref_y2)?);
+    match &logps.lengths {
+        Some(l) if l.irm_mean => {
+            let (n1, n2) = (f64s(&l.y1)?, f64s(&l.y2)?);
+            let per = |x: &Tensor, n: &Tensor| x.broadcast_div(n);
+            Ok(LogBernoulli::irm(
+                &per(py1, &n1)?,
+                &per(py2, &n2)?,
+                &per(&r1, &n1)?,
+                &per(&r2, &n2)?,
+                beta,
+            )?)
+        }
+        _ => Ok(LogBernoulli::irm(py1, py2, &r1, &r2, beta)?),
+    }
 }
 
 /// Fraction of pairs with p and q strictly on the same side of ½.
@@ -273,7 +320,14 @@ fn selected_dpo(
     };
     let (pc, pr) = pick(py1, py2)?;
     let (rc, rr) = pick(&f64s(&logps.dpo_ref_y1)?, &f64s(&logps.dpo_ref_y2)?)?;
-    let out = dpo_sigmoid(&pc, &pr, &rc, &rr, beta, 0.0)?;
+    let offset = match &logps.lengths {
+        Some(l) if l.alpha != 0.0 => {
+            let (lc, lr) = pick(&f64s(&l.y1)?, &f64s(&l.y2)?)?;
+            Some(((lc - lr)? * l.alpha)?)
+        }
+        _ => None,
+    };
+    let out = dpo_sigmoid_offset([&pc, &pr, &rc, &rr], beta, 0.0, offset.as_ref())?;
     let metrics = DpoMetrics::compute(&out, &pc, &pr)?;
     Ok((out.losses.sum_all()?, metrics, k))
 }

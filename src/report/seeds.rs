@@ -26,9 +26,12 @@ use crate::user_err;
 /// Metrics shown, in order (those present in every run).
 pub const METRICS: &[&str] = &[
     "gold_sampled",
+    "win_rate_sampled",
+    "lc_win_rate_sampled",
+    "sampled_grm_acc",
+    "sampled_irm_acc",
     "gold_greedy",
     "exact_greedy",
-    "win_rate_sampled",
     "grm_acc",
     "irm_acc",
     "consistency_rate",

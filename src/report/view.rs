@@ -26,16 +26,17 @@ use crate::user_err;
 
 /// The text table's columns, in order (present ones only are shown).
 pub const SUMMARY: &[&str] = &[
+    "sampled_grm_acc",
+    "sampled_irm_acc",
     "gold_sampled",
+    "win_rate_sampled",
+    "lc_win_rate_sampled",
     "gold_greedy",
     "exact_sampled",
-    "win_rate_sampled",
+    "length_sampled",
     "irm_acc",
     "grm_acc",
-    "grm_flip_rate",
     "consistency_rate",
-    "consistent_acc",
-    "length_sampled",
     "own_consistency_rate",
     "label_acc",
     "label_longer",

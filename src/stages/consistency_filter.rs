@@ -13,6 +13,11 @@
 //! * `grm_only` (SRLM): label = the GRM's verdict; pairs with
 //!   `|p_grm − ½| < margin` are dropped.
 //!
+//! Length controls ([`length_control`]): `unfinished: keep | lose | drop` (any mode) and
+//! `rho` (Meta-Rewarding's length-controlled choice of one pair per prompt from the
+//! pointwise judge's scores; `grm_only` mode). The responses' lengths and EOS flags come
+//! from the `generation` input.
+//!
 //! Writes [`filter_pairs`](crate::tables::filter_pairs) and
 //! [`filter_summary`](crate::tables::filter_summary).
 //!
@@ -30,6 +35,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::common::length_control::{self, Candidate, PairRule, Unfinished};
 use super::common::slots;
 use super::common::trained_consistency::{self, TrainedConsistency};
 use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
@@ -39,6 +45,7 @@ use crate::tables::filter_pairs::{FilterMode, FilterPairRow};
 use crate::tables::filter_summary::FilterSummaryRow;
 use crate::tables::grm_scores::GrmScoreRow;
 use crate::tables::irm_pairs::IrmPairRow;
+use crate::tables::responses::{self, ResponseRow};
 
 /// Params of `consistency-filter`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +56,11 @@ pub struct FilterParams {
     pub delta: f64,
     /// `grm_only`: drop pairs with `|p_grm − ½| < margin`.
     pub margin: f64,
+    /// Pairs with an unfinished response: `keep`, `lose` (the finished one wins) or `drop`.
+    pub unfinished: Unfinished,
+    /// `grm_only`: Meta-Rewarding's length-controlled choice of one pair per prompt with
+    /// this ρ ∈ [0, 1] (needs score-grm `mode: pointwise`); `null`: every pair.
+    pub rho: Option<f64>,
 }
 
 impl Default for FilterParams {
@@ -57,6 +69,8 @@ impl Default for FilterParams {
             mode: FilterMode::Dynamic,
             delta: 0.0,
             margin: 0.02,
+            unfinished: Unfinished::Keep,
+            rho: None,
         }
     }
 }
@@ -76,6 +90,7 @@ impl Stage for ConsistencyFilter {
         slots::GRM,
         slots::MT,
         slots::IRM_REF,
+        slots::GENERATION,
         Slot::tables("previous")
             .by_default("consistency-filter@k-1")
             .optional(),
@@ -94,7 +109,18 @@ impl Stage for ConsistencyFilter {
                 ));
             }
         }
-        Ok(())
+        match p.rho {
+            Some(rho) if !(0.0..=1.0).contains(&rho) => Err(ParamError::at(
+                "rho",
+                format!("must be in [0, 1], got {rho}"),
+            )),
+            Some(_) if p.mode != FilterMode::GrmOnly => Err(ParamError::at(
+                "rho",
+                "applies to mode grm_only (the judge's scores choose the pair); set \
+                 `mode: grm_only` or remove rho",
+            )),
+            _ => Ok(()),
+        }
     }
     fn run(&self, p: &FilterParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let irm: Vec<IrmPairRow> = ctx.input("irm")?.rows()?;
@@ -108,10 +134,21 @@ impl Stage for ConsistencyFilter {
                 q_by_pair.len()
             );
         }
-        let rows: Vec<FilterPairRow> = irm
+        let generated = responses::by_id(ctx.input("generation")?)?;
+        let mut rows: Vec<FilterPairRow> = irm
             .iter()
             .map(|r| filter_row(p, r, q_by_pair[&r.pair_id]))
             .collect();
+        for row in &mut rows {
+            let done = |id| responses::get(&generated, id, row.pair_id).map(|r| r.finished);
+            let rule = p
+                .unfinished
+                .rule(done(row.response_id_1)?, done(row.response_id_2)?);
+            apply_rule(row, rule);
+        }
+        if let Some(rho) = p.rho {
+            choose_per_prompt(ctx, rho, p.unfinished, &grm, &generated, &mut rows)?;
+        }
         let trained = match (
             ctx.try_input("previous"),
             ctx.try_input("previous_generation"),
@@ -161,7 +198,81 @@ fn filter_row(p: &FilterParams, irm: &IrmPairRow, q: f64) -> FilterPairRow {
         agreed,
         label,
         selected,
+        forced: false,
     }
+}
+
+/// Apply an `unfinished` rule to a pair.
+fn apply_rule(row: &mut FilterPairRow, rule: PairRule) {
+    match rule {
+        PairRule::AsIs => {}
+        PairRule::Drop => {
+            row.label = None;
+            row.selected = false;
+        }
+        PairRule::Force(label) => {
+            row.label = Some(label);
+            row.selected = true;
+            row.forced = true;
+        }
+    }
+}
+
+/// `rho`: keep one pair per prompt, the length-controlled choice among its responses by
+/// the pointwise judge's scores ([`length_control::choose`]), labelled chosen ≻ rejected.
+fn choose_per_prompt(
+    ctx: &TaskContext,
+    rho: f64,
+    unfinished: Unfinished,
+    grm: &[GrmScoreRow],
+    generated: &BTreeMap<i64, ResponseRow>,
+    rows: &mut [FilterPairRow],
+) -> anyhow::Result<()> {
+    let pair_responses: BTreeMap<i64, (i64, i64)> = rows
+        .iter()
+        .map(|r| (r.pair_id, (r.response_id_1, r.response_id_2)))
+        .collect();
+    let mut scores = BTreeMap::new();
+    for g in grm {
+        let (Some(s1), Some(s2)) = (g.score_1, g.score_2) else {
+            anyhow::bail!(crate::user_err!(
+                "{}: rho chooses pairs by the judge's per-response scores; set score-grm's \
+                 `mode: pointwise`",
+                ctx.task
+            ));
+        };
+        if let Some(&(r1, r2)) = pair_responses.get(&g.pair_id) {
+            scores.insert(r1, s1);
+            scores.insert(r2, s2);
+        }
+    }
+    let mut by_prompt: BTreeMap<i64, Vec<Candidate>> = BTreeMap::new();
+    for (&id, &score) in &scores {
+        let r = &generated[&id];
+        by_prompt.entry(r.prompt_id).or_default().push(Candidate {
+            response_id: id,
+            length: r.length,
+            finished: r.finished,
+            score,
+        });
+    }
+    let chosen: BTreeMap<i64, (i64, i64)> = by_prompt
+        .iter()
+        .filter_map(|(&prompt, c)| Some((prompt, length_control::choose(rho, unfinished, c)?)))
+        .collect();
+    for row in rows {
+        let pick = chosen.get(&row.prompt_id).and_then(|&(w, l)| {
+            match (row.response_id_1, row.response_id_2) {
+                (a, b) if (a, b) == (w, l) => Some(Preferred::Y1),
+                (a, b) if (a, b) == (l, w) => Some(Preferred::Y2),
+                _ => None,
+            }
+        });
+        row.label = pick;
+        row.selected = pick.is_some();
+        row.forced = false;
+    }
+    Ok(())
 }
 
 fn summary_row(

@@ -9,6 +9,7 @@
 //! heldout             the built-in world's held-out sets (eval only)
 //! init                a tiny model from scratch (model@initial of the world)
 //! sft                 IFT + EFT fine-tuning → M0
+//! judge-data          judge examples from a model's own samples, gold-labelled (world only)
 //! checkpoint          a user's Hugging Face directory as a model
 //! prompts             a user's prompt file (JSONL, Parquet, CSV) as a prompts table
 //! generate            Mt samples responses and forms pairs
@@ -62,6 +63,7 @@ pub mod generate;
 pub mod grm_winrate;
 pub mod init;
 pub mod instructions;
+pub mod judge_data;
 pub mod prompts;
 pub mod score_grm;
 pub mod score_irm;
@@ -75,6 +77,7 @@ static WORLD: world::World = world::World;
 static HELDOUT: world::Heldout = world::Heldout;
 static INIT: init::Init = init::Init;
 static SFT: sft::Sft = sft::Sft;
+static JUDGE_DATA: judge_data::JudgeData = judge_data::JudgeData;
 static GENERATE: generate::Generate = generate::Generate;
 static SCORE_IRM: score_irm::ScoreIrm = score_irm::ScoreIrm;
 static SCORE_GRM: score_grm::ScoreGrm = score_grm::ScoreGrm;
@@ -88,11 +91,12 @@ static GRM_WINRATE: grm_winrate::GrmWinrate = grm_winrate::GrmWinrate;
 
 /// Every built-in stage kind.
 pub fn registry() -> Registry {
-    let stages: [&'static dyn DynStage; 16] = [
+    let stages: [&'static dyn DynStage; 17] = [
         &WORLD,
         &HELDOUT,
         &INIT,
         &SFT,
+        &JUDGE_DATA,
         &GENERATE,
         &SCORE_IRM,
         &SCORE_GRM,

@@ -6,6 +6,7 @@
 //! `irm_reference` (`initial` | `previous_iteration` | `iteration_start`, default
 //! `initial`, per arm) makes it `model@initial`, `model@k-2` or `model@k-1`. When the
 //! reference is Mt itself its log-probs are copied, not recomputed (p = ½).
+//! `norm: mean` compares per-token log-ratios ([`irm`]).
 //! `logπ(y|x)` sums the response tokens' log-probs (the stored ids: EOS
 //! included when generated) given the stored prompt ids.
 //!
@@ -72,7 +73,10 @@ impl Stage for ScoreIrm {
             .collect();
         let margins: BTreeMap<i64, f64> = logps
             .iter()
-            .map(|l| (l.response_id, l.logp_policy - l.logp_irm_ref))
+            .map(|l| {
+                let m = irm::margin(p.norm, l.logp_policy, l.logp_irm_ref, l.length as usize);
+                (l.response_id, m)
+            })
             .collect();
         let irm_pairs = pair_rows(&pairs, &margins, p.beta)?;
         ctx.write_rows(logps)?;

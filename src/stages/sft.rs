@@ -20,7 +20,9 @@
 //! ends bit-identical ([`common::resume`]; not part of the key).
 //!
 //! Inputs: `model` (checkpoint, default `model@initial`), `data` (tables
-//! `ift`, `eft`, default `world`). Outputs: the checkpoint and table
+//! `ift`, `eft`, default `world`), and `judge` (unbound by default): when bound, its
+//! `judge_examples` (`judge-data`: the model's own samples, gold-labelled) replace the
+//! data's `eft`. Outputs: the checkpoint and table
 //! `sft_metrics`:
 //!
 //! ```text
@@ -44,6 +46,7 @@ use crate::model::score::{Pair, response_logprobs};
 use crate::model::trainer::{StepOutputs, Stepper, varmap_vars};
 use crate::model::{Adapters, Decoder, Weights};
 use crate::table::Table;
+use crate::tables::judge_examples::JudgeExampleRow;
 use crate::tables::sft_metrics::SftMetricRow;
 use crate::tables::world::{EftRow, IftRow};
 use crate::world::format;
@@ -110,6 +113,8 @@ impl Stage for Sft {
     const INPUTS: &'static [Slot] = &[
         Slot::checkpoint("model").by_default("model@initial"),
         Slot::tables("data").by_default("world"),
+        // Unbound unless the pipeline binds it: judge examples in place of the data's `eft`.
+        Slot::tables("judge").optional(),
     ];
     const TABLES: &'static [DeclaredTable] = &[SftMetricRow::declared];
     const CHECKPOINT: bool = true;
@@ -117,8 +122,8 @@ impl Stage for Sft {
 
     fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let model = common::load_model(ctx.input("model")?, Weights::Trainable)?;
-        let data = ctx.input("data")?.clone();
-        let examples = examples(&model.text, &data, p)?;
+        let data = ctx.input("data")?;
+        let examples = examples(&model.text, data, ctx.try_input("judge"), p)?;
         if examples.is_empty() {
             anyhow::bail!(crate::user_err!(
                 "sft: no training examples (set `ift` or `eft`, or give the world IFT/EFT rows)"
@@ -245,6 +250,7 @@ impl Cursor {
 fn examples(
     text: &crate::model::Text,
     data: &crate::engine::stage::InputArtifact,
+    judge: Option<&crate::engine::stage::InputArtifact>,
     p: &SftParams,
 ) -> anyhow::Result<Vec<Pair>> {
     let mut texts: Vec<(String, String)> = Vec::new();
@@ -253,7 +259,11 @@ fn examples(
             texts.push((r.prompt, r.response));
         }
     }
-    if p.eft {
+    if let (true, Some(judge)) = (p.eft, judge) {
+        for r in judge.rows::<JudgeExampleRow>()? {
+            texts.push((format::judge_pointwise(&r.prompt, &r.response), r.label));
+        }
+    } else if p.eft {
         for r in data.rows::<EftRow>()? {
             let prompt = match &r.response_b {
                 Some(b) => format::judge_pairwise(&r.prompt, &r.response_a, b),

@@ -31,9 +31,10 @@
 //!
 //! Writes Mt+1 and [`train_metrics`](crate::tables::train_metrics).
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::common::irm::IrmNorm;
 use super::common::resume;
 use super::common::slots;
 use super::common::train_data::{self, TrainData, TrainPair};
@@ -41,8 +42,8 @@ use super::common::training::Training;
 use super::common::{self, judge};
 use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::loss::{
-    ConsistencyGrad, ConsistencyKind, DpoMetrics, LogBernoulli, PairLogps, Preferred,
-    ScirLossConfig, dpo_sigmoid, scir_loss_with,
+    ConsistencyGrad, ConsistencyKind, DpoMetrics, Lengths, LogBernoulli, PairLogps, Pick,
+    Preferred, ScirLossConfig, dpo_sigmoid_offset, scir_loss_with,
 };
 use crate::model::Weights;
 use crate::model::lora::{LoraConfig, LoraSet};
@@ -97,6 +98,8 @@ pub struct TrainParams {
     pub max_grad_norm: f64,
     /// DPO β.
     pub beta: f64,
+    /// R-DPO's α: DPO's logits get `α·(|y_w| − |y_l|)` (tokens); 0: plain DPO.
+    pub alpha: f64,
     /// λ: weight of the consistency loss (scir).
     pub lambda: f64,
     /// γ: weight of the entropy term (scir, symmetric_kl).
@@ -124,6 +127,7 @@ impl Default for TrainParams {
             weight_decay: 0.0,
             max_grad_norm: 1.0,
             beta: 0.1,
+            alpha: 0.0,
             lambda: 1.0,
             gamma: 0.1,
             delta: 0.0,
@@ -332,6 +336,21 @@ fn grm_preference(
     Ok(LogBernoulli::grm_pairwise(&gap_ab, gap_ba.as_ref())?)
 }
 
+/// The batch's response lengths, when a length control needs them.
+fn lengths(batch: &[&TrainPair], irm_mean: bool, alpha: f64) -> anyhow::Result<Option<Lengths>> {
+    if !irm_mean && alpha == 0.0 {
+        return Ok(None);
+    }
+    let len =
+        |y: fn(&TrainPair) -> &Vec<u32>| host(batch.iter().map(|b| y(b).len() as f64).collect());
+    Ok(Some(Lengths {
+        y1: len(|b| &b.y1)?,
+        y2: len(|b| &b.y2)?,
+        irm_mean,
+        alpha,
+    }))
+}
+
 fn scir_batch(
     out: &mut StepOutputs,
     data: &TrainData,
@@ -347,10 +366,17 @@ fn scir_batch(
         dpo_ref_y2: host(batch.iter().map(|b| b.dpo_ref[1]).collect())?,
         irm_ref_y1: host(batch.iter().map(|b| b.irm_ref[0]).collect())?,
         irm_ref_y2: host(batch.iter().map(|b| b.irm_ref[1]).collect())?,
+        lengths: lengths(batch, data.irm_norm == IrmNorm::Mean, p.alpha)?,
     };
-    let fixed: Option<Vec<Option<Preferred>>> =
-        (p.selection == Selection::Static).then(|| batch.iter().map(|b| b.label).collect());
-    let out = scir_loss_with(&logps, &q, &loss_config(p, data.irm_beta), fixed.as_deref())?;
+    let labels: Vec<Option<Preferred>> = batch.iter().map(|b| b.label).collect();
+    let forced: Vec<Option<Preferred>> =
+        batch.iter().map(|b| b.label.filter(|_| b.forced)).collect();
+    let pick = match p.selection {
+        Selection::Static => Pick::Fixed(&labels),
+        Selection::Dynamic if forced.iter().any(Option::is_some) => Pick::DynamicExcept(&forced),
+        Selection::Dynamic => Pick::Dynamic,
+    };
+    let out = scir_loss_with(&logps, &q, &loss_config(p, data.irm_beta), pick)?;
     let m = out.metrics;
     Ok((
         out.loss,
@@ -380,12 +406,17 @@ fn srlm_batch(
         Ok((mask.where_cond(a, b)?, mask.where_cond(b, a)?))
     };
     let (pc, pr) = pick(&py1, &py2)?;
-    let r1 =
-        host(batch.iter().map(|b| b.dpo_ref[0]).collect())?.to_dtype(candle_core::DType::F32)?;
-    let r2 =
-        host(batch.iter().map(|b| b.dpo_ref[1]).collect())?.to_dtype(candle_core::DType::F32)?;
+    let r1 = host(batch.iter().map(|b| b.dpo_ref[0]).collect())?.to_dtype(DType::F32)?;
+    let r2 = host(batch.iter().map(|b| b.dpo_ref[1]).collect())?.to_dtype(DType::F32)?;
     let (rc, rr) = pick(&r1, &r2)?;
-    let out = dpo_sigmoid(&pc, &pr, &rc, &rr, p.beta, 0.0)?;
+    let offset = match lengths(batch, false, p.alpha)? {
+        Some(l) => {
+            let (lc, lr) = pick(&l.y1.to_dtype(DType::F32)?, &l.y2.to_dtype(DType::F32)?)?;
+            Some(((lc - lr)? * p.alpha)?)
+        }
+        None => None,
+    };
+    let out = dpo_sigmoid_offset([&pc, &pr, &rc, &rr], p.beta, 0.0, offset.as_ref())?;
     let dpo = DpoMetrics::compute(&out, &pc, &pr)?;
     let loss = out.losses.mean_all()?;
     let value = f64::from(loss.to_scalar::<f32>()?);

@@ -57,5 +57,8 @@ crate::table! {
         label: Option<Preferred>,
         /// Goes to train.
         selected: bool,
+        /// `label` is fixed by a length control (`unfinished: lose`): train keeps it, also
+        /// under SCIR's per-step selection.
+        forced: bool,
     }
 }

@@ -20,7 +20,9 @@
 //! answers            answers                 grm-winrate, export
 //! grm_winrate_pairs  grm-winrate             (SQL)
 //! grm_winrate        grm-winrate             (SQL, report)
-//! ift, eft           world                   sft
+//! ift, eft,          world                   sft; judge-data (judge_prompts)
+//!   judge_prompts
+//! judge_examples     judge-data              sft (its `judge` input)
 //! eval_prompts,      heldout                 eval
 //!   gold_pairs
 //! eval, eval_labels, eval, eval-labels       scir report
@@ -45,6 +47,7 @@ pub mod generate_stats;
 pub mod grm_scores;
 pub mod grm_winrate;
 pub mod irm_pairs;
+pub mod judge_examples;
 pub mod judge_tokens;
 pub mod pairs;
 pub mod prompts;

@@ -1,8 +1,8 @@
 //! The built-in world's tables (written by the `world` and `heldout` stages through
 //! [`crate::world`], whose schemas these are): the prompt pool, `ift` and `eft` (read by
-//! sft), and the held-out `eval_prompts` and `gold_pairs` (read by eval only).
+//! sft), the judge-data pool `judge_prompts`, and the held-out `eval_prompts` and `gold_pairs` (read by eval only).
 //!
-//! Every prompt is distinct across all five tables, so the held-out sets never overlap
+//! Every prompt is distinct across all six tables, so the held-out sets never overlap
 //! training data.
 
 crate::table! {
@@ -42,6 +42,16 @@ crate::table! {
         label: String,
         /// The label was corrupted on purpose (world noise).
         noisy: bool,
+    }
+}
+
+crate::table! {
+    /// One prompt of the judge-data pool: the `judge-data` stage samples a model on it and
+    /// gold-labels the samples as judge examples (never an iteration's prompt or held out).
+    pub struct JudgePromptRow in "judge_prompts" {
+        id: i64,
+        task: String,
+        prompt: String,
     }
 }
 

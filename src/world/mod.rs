@@ -7,7 +7,7 @@
 //! `bdeqw` followed by `<eos>` ([`format`](mod@format)); the tiny model reads them one
 //! character per token ([`tokenizer()`]).
 //!
-//! [`generate`] returns five tables, in this order, each with `iteration`
+//! [`generate`] returns six tables, in this order, each with `iteration`
 //! (Int32) and `id` (Int64, the row number, stable for given params) first,
 //! then `task` (the keyword) and `prompt`:
 //!
@@ -16,6 +16,9 @@
 //! ift           iteration 0: + response, noisy   (instruction demos; a fraction corrupted)
 //! eft           iteration 0: + mode (pointwise|pairwise), response_a, response_b (NULL when
 //!               pointwise), label (score token "1".."L" or verdict "A"/"B"), noisy (label wrong)
+//! judge_prompts iteration 0: the judge-data pool (stage `judge-data` samples a model on it
+//!               and gold-labels the samples: the world's stand-in for human-labelled
+//!               rankings of model responses)
 //! eval_prompts  iteration 0: held-out prompts
 //! gold_pairs    iteration 0: + response_a, response_b, gold_a, gold_b, label ("A"/"B")
 //!               held-out, gold-labelled: EVAL ONLY, never an input of training
@@ -34,7 +37,7 @@ pub mod format;
 pub mod gold;
 mod noise;
 pub mod params;
-mod rng;
+pub mod rng;
 pub mod tables;
 pub mod tokenizer;
 
@@ -55,17 +58,24 @@ pub fn generate(p: &WorldParams) -> anyhow::Result<Vec<(String, RecordBatch)>> {
     let prompts = world.prompts()?;
     let ift = world.ift()?;
     let eft = world.eft()?;
+    let judge_prompts = world.judge_prompts()?;
     Ok(vec![
         (tables::PROMPTS.to_string(), prompts),
         (tables::IFT.to_string(), ift),
         (tables::EFT.to_string(), eft),
+        (tables::JUDGE_PROMPTS.to_string(), judge_prompts),
         (tables::EVAL_PROMPTS.to_string(), eval_prompts),
         (tables::GOLD_PAIRS.to_string(), gold_pairs),
     ])
 }
 
 /// The tables a training stage may see (stage `world`).
-pub const TRAINING_TABLES: [&str; 3] = [tables::PROMPTS, tables::IFT, tables::EFT];
+pub const TRAINING_TABLES: [&str; 4] = [
+    tables::PROMPTS,
+    tables::IFT,
+    tables::EFT,
+    tables::JUDGE_PROMPTS,
+];
 /// The held-out tables, for eval only (stage `heldout`): no training task has
 /// them, or the task that makes them, upstream.
 pub const HELDOUT_TABLES: [&str; 2] = [tables::EVAL_PROMPTS, tables::GOLD_PAIRS];

@@ -96,6 +96,9 @@ pub struct WorldParams {
     pub judge_edits: usize,
     /// Score levels of the pointwise judge (2–9; tokens `1`..`N`, `N` = exact).
     pub score_levels: u32,
+    /// Prompts of the judge-data pool (table `judge_prompts`): a model's own samples on
+    /// them, gold-labelled, become judge examples (stage `judge-data`). 0: none.
+    pub judge_prompts: usize,
     /// Held-out evaluation prompts (table `eval_prompts`).
     pub eval_prompts: usize,
     /// Held-out pairs with gold preference labels (table `gold_pairs`).
@@ -120,6 +123,7 @@ impl Default for WorldParams {
             eft_label_noise: 0.1,
             judge_edits: 4,
             score_levels: 5,
+            judge_prompts: 0,
             eval_prompts: 200,
             gold_pairs: 400,
         }
@@ -194,6 +198,7 @@ impl WorldParams {
             + self.ift_examples
             + self.eft_pointwise
             + self.eft_pairwise
+            + self.judge_prompts
             + self.eval_prompts
             + self.gold_pairs
     }

@@ -2,7 +2,7 @@
 //!
 //! Every prompt in the world is distinct across all tables, so the held-out
 //! sets never overlap training data. Prompts are claimed in a fixed order
-//! (eval prompts, gold pairs, the pool, IFT, EFT) so the held-out sets come
+//! (eval prompts, gold pairs, the pool, IFT, EFT, judge prompts) so the held-out sets come
 //! first and never move when a training count changes; each row draws from
 //! its own random stream (see `world::rng`).
 
@@ -17,7 +17,9 @@ use super::params::{TaskKind, WorldParams};
 use super::rng::RowRng;
 use super::{format, gold, noise};
 use crate::table::Table;
-use crate::tables::world::{EftRow, EvalPromptRow, GoldPairRow, IftRow, WorldPromptRow};
+use crate::tables::world::{
+    EftRow, EvalPromptRow, GoldPairRow, IftRow, JudgePromptRow, WorldPromptRow,
+};
 use crate::user_err;
 
 /// Prompt pool, one slice per iteration (`iteration` 1..=iterations).
@@ -26,6 +28,8 @@ pub const PROMPTS: &str = WorldPromptRow::NAME;
 pub const IFT: &str = IftRow::NAME;
 /// Judge training examples, pointwise and pairwise (`iteration` 0).
 pub const EFT: &str = EftRow::NAME;
+/// The judge-data prompt pool (`iteration` 0).
+pub const JUDGE_PROMPTS: &str = JudgePromptRow::NAME;
 /// Held-out evaluation prompts (`iteration` 0).
 pub const EVAL_PROMPTS: &str = EvalPromptRow::NAME;
 /// Held-out pairs with gold preference labels, for eval only (`iteration` 0).
@@ -47,6 +51,7 @@ pub fn schemas() -> Vec<(String, SchemaRef)> {
         WorldPromptRow::declared(),
         IftRow::declared(),
         EftRow::declared(),
+        JudgePromptRow::declared(),
         EvalPromptRow::declared(),
         GoldPairRow::declared(),
     ]
@@ -149,6 +154,13 @@ impl<'a> World<'a> {
             .batch(EVAL_PROMPTS, vec![])
     }
 
+    /// Table `judge_prompts`.
+    pub fn judge_prompts(&mut self) -> anyhow::Result<RecordBatch> {
+        let n = self.p.judge_prompts;
+        self.rows(JUDGE_PROMPTS, n, |_, _, _| Ok(()))?
+            .batch(JUDGE_PROMPTS, vec![])
+    }
+
     /// Table `prompts`: `prompts_per_iteration` rows for each iteration.
     pub fn prompts(&mut self) -> anyhow::Result<RecordBatch> {
         let mut head = Head::default();
@@ -197,15 +209,7 @@ impl<'a> World<'a> {
             let answer = gold::answer(prompt)?;
             let edits = rng.between(0, p.judge_edits);
             let (response, gold) = judged_response(p, &answer, edits, rng);
-            let true_level = gold::level(gold, p.score_levels);
-            let noisy = rng.chance(p.eft_label_noise);
-            let level = if noisy {
-                // Any other level, uniformly.
-                1 + (true_level + rng.between(0, p.score_levels as usize - 2) as u32)
-                    % p.score_levels
-            } else {
-                true_level
-            };
+            let (level, noisy) = noisy_level(p, gold, rng);
             cols.push(
                 MODE_POINTWISE,
                 response,
@@ -296,6 +300,19 @@ impl EftColumns {
             Arc::new(BooleanArray::from(self.noisy)),
         ]
     }
+}
+
+/// The pointwise label of a response with gold score `gold`: its level, or with
+/// probability `eft_label_noise` any other level, uniformly; and whether it is wrong.
+pub fn noisy_level(p: &WorldParams, gold: f64, rng: &mut RowRng) -> (u32, bool) {
+    let true_level = gold::level(gold, p.score_levels);
+    let noisy = rng.chance(p.eft_label_noise);
+    let level = if noisy {
+        1 + (true_level + rng.between(0, p.score_levels as usize - 2) as u32) % p.score_levels
+    } else {
+        true_level
+    };
+    (level, noisy)
 }
 
 /// A response to `answer` with 0..=`judge_edits` random edits, and its gold.

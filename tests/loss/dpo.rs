@@ -1,8 +1,8 @@
 //! TRL's sigmoid DPO: hand-computed cases, TRL 1.16's own numbers, log-sigmoid numerics.
 
 use candle_core::{Device, Var};
-use scir::loss::dpo_sigmoid;
 use scir::loss::ops::{log_sigmoid, logaddexp};
+use scir::loss::{dpo_sigmoid, dpo_sigmoid_offset};
 
 use super::{TOL, assert_all_close, close, host, sigmoid, t};
 
@@ -29,6 +29,23 @@ fn dpo_sigmoid_matches_hand_computation() {
     let out = dpo_sigmoid(&t(&[-1.0]), &t(&[-2.0]), &t(&[-1.5]), &t(&[-1.5]), 0.1, 0.2).unwrap();
     let want = -0.8 * sigmoid(0.1).ln() - 0.2 * sigmoid(-0.1).ln();
     assert_all_close(&host(&out.losses), &[want], TOL);
+}
+
+#[test]
+fn r_dpo_adds_alpha_times_the_length_gap_to_the_scaled_logits() {
+    // β·logits = 0.1 as above; α = 0.05, |y_c| = 10, |y_r| = 4: z = 0.1 + 0.05·6 = 0.4,
+    // loss = −log σ(0.4) = ln(1 + e^-0.4) = 0.513015 (R-DPO, Park et al. 2024, Eq. 9). A
+    // longer rejected response (|y_c| = 4, |y_r| = 10) gives z = −0.2: a larger loss.
+    let gaps = t(&[0.05 * 6.0, 0.05 * -6.0]);
+    let (pc, pr, rc, rr) = (t(&[-1.0; 2]), t(&[-2.0; 2]), t(&[-1.5; 2]), t(&[-1.5; 2]));
+    let out = dpo_sigmoid_offset([&pc, &pr, &rc, &rr], 0.1, 0.0, Some(&gaps)).unwrap();
+    assert_all_close(
+        &host(&out.losses),
+        &[0.513_015_252_4, (1.0 + 0.2f64.exp()).ln()],
+        TOL,
+    );
+    // The rewards stay DPO's.
+    assert_all_close(&host(&out.chosen_rewards), &[0.05, 0.05], TOL);
 }
 
 #[test]

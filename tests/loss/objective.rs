@@ -30,6 +30,7 @@ fn batch() -> (PairLogps, [f64; 4]) {
         dpo_ref_y2: t(&[-11.0, -19.0, -8.2, -9.4]),
         irm_ref_y1: t(&[-11.0, -21.0, -6.0, -10.0]),
         irm_ref_y2: t(&[-12.0, -20.0, -7.0, -10.0]),
+        lengths: None,
     };
     (logps, [0.8, 0.2, 0.9, 0.3])
 }
@@ -307,6 +308,7 @@ fn f32_inputs_get_f32_gradients() {
         dpo_ref_y2: f(&[-3.0, -4.0]),
         irm_ref_y1: f(&[-3.0, -4.0]),
         irm_ref_y2: f(&[-3.0, -4.0]),
+        lengths: None,
     };
     let q = LogBernoulli::from_logit(&f(&[1.0, -1.0])).unwrap();
     let out = scir_loss(&logps, &q, &cfg()).unwrap();

@@ -147,6 +147,7 @@ pub(super) fn objective(
         dpo_ref_y2: refs.1.clone(),
         irm_ref_y1: refs.0.clone(),
         irm_ref_y2: refs.1.clone(),
+        lengths: None,
     };
     scir_loss(&logps, &q, cfg).unwrap().loss
 }

@@ -167,7 +167,12 @@ fn bind_inputs(
             },
         );
     }
-    if let Some(missing) = slots.iter().find(|s| !out.contains_key(**s)) {
+    // An optional slot without a default may stay unbound (Slot::optional).
+    let required = stage
+        .inputs()
+        .iter()
+        .filter(|s| !(s.optional && s.default.is_none()));
+    if let Some(missing) = required.map(|s| s.name).find(|s| !out.contains_key(*s)) {
         return Err(user_err!(
             "{}:{}:{}: stage {name:?} does not bind its input slot {missing:?}\nAdd `inputs: {{ \
              {missing}: STAGE }}` (STAGE, STAGE@k-1, model@k-1, model@initial …).",

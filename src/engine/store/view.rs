@@ -45,29 +45,60 @@ enum Wanted {
 fn wanted(store: &Store, refs: &Refs) -> Vec<(String, String, Wanted)> {
     let mut out = Vec::new();
     for (arm, tasks) in refs {
-        for (task, key) in tasks {
-            let Some(manifest) = store.manifest(key) else {
-                continue;
-            };
+        let manifests: Vec<(&str, &String, _)> = tasks
+            .iter()
+            .filter_map(|(task, key)| {
+                let stage = task.split('@').next().unwrap_or(task);
+                store.manifest(key).map(|m| (stage, key, m))
+            })
+            .collect();
+        let mut writers: BTreeMap<(&str, u32), Vec<(&str, &str)>> = BTreeMap::new();
+        for (stage, _, m) in &manifests {
+            for name in m.tables.keys() {
+                let at = (name.as_str(), m.material.iteration);
+                writers
+                    .entry(at)
+                    .or_default()
+                    .push((stage, &m.material.kind));
+            }
+        }
+        for (stage, key, manifest) in &manifests {
             let k = manifest.material.iteration;
-            let stage = task.split('@').next().unwrap_or(task);
             for (name, entry) in &manifest.tables {
                 let table = Wanted::Table {
                     src: store.layout.object_dir(key).join(&entry.file),
                     digest: manifest.files[&entry.file].digest.clone(),
                     arm: arm.clone(),
                 };
-                out.push((Layout::table_file(name, k, arm), key.clone(), table));
+                let others = &writers[&(name.as_str(), k)];
+                let public = public_table_name(name, (stage, &manifest.material.kind), others);
+                out.push((Layout::table_file(&public, k, arm), (*key).clone(), table));
             }
             if let Some(ckpt) = &manifest.checkpoint {
                 let link = Wanted::Link {
                     target: Layout::model_link_target(key, ckpt),
                 };
-                out.push((Layout::model_link(arm, stage, k), key.clone(), link));
+                out.push((Layout::model_link(arm, stage, k), (*key).clone(), link));
             }
         }
     }
     out
+}
+
+/// The public name of table `table` of a task of `writer` (stage name, kind), when
+/// `writers` (this one included) write a table of that name at the same iteration of one
+/// arm: the table's own name when it is the only writer, or when its stage is named after
+/// its kind and no other writer is; otherwise `<stage>_<table>` (`-` as `_`), so `sft-ift`
+/// beside `sft` publishes `sft_ift_sft_metrics`.
+fn public_table_name(table: &str, writer: (&str, &str), writers: &[(&str, &str)]) -> String {
+    let plain = |(stage, kind): &(&str, &str)| stage == kind;
+    let unique_plain = plain(&writer) && writers.iter().filter(|w| plain(w)).count() == 1;
+    let stage = writer.0;
+    if writers.len() == 1 || unique_plain {
+        table.to_string()
+    } else {
+        format!("{}_{table}", stage.replace('-', "_"))
+    }
 }
 
 /// Bring the public view in line with `refs`. With `prune`, public files of

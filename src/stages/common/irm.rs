@@ -3,7 +3,11 @@
 //! repeating them). The IRM reference is the model chain's `model@irm_ref`
 //! ([`crate::engine::config::IrmReference`]), which every stage that needs it binds.
 //!
-//! `p_irm = σ(β·[(logπ_Mt(y1) − logπ_ref(y1)) − (logπ_Mt(y2) − logπ_ref(y2))])`.
+//! `p_irm = σ(β·[m(y1) − m(y2)])` with the margin `m(y) = logπ_Mt(y) − logπ_ref(y)`
+//! (`norm: sum`, the default) or that divided by `|y|`, the response's tokens (`norm: mean`:
+//! the mean per-token log-ratio, as length-normalised DPO in Tülu 3 and SimPO's reward; an
+//! implicit reward summed against a reference that knows the task far less grows with
+//! every token, i.e. it counts length).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +26,8 @@ use crate::tables::pairs::PairRow;
 pub struct ScoreIrmParams {
     /// β of the implicit reward (train@k uses it for p too).
     pub beta: f64,
+    /// `sum` or `mean` (per token) log-ratios (train@k uses it for p too).
+    pub norm: IrmNorm,
     /// Responses scored per forward pass (speed only).
     pub batch_size: usize,
 }
@@ -30,8 +36,29 @@ impl Default for ScoreIrmParams {
     fn default() -> Self {
         ScoreIrmParams {
             beta: 0.1,
+            norm: IrmNorm::Sum,
             batch_size: 64,
         }
+    }
+}
+
+/// How the IRM aggregates a response's per-token log-ratios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IrmNorm {
+    /// `logπ_Mt(y) − logπ_ref(y)` (the DPO implicit reward).
+    #[default]
+    Sum,
+    /// That divided by the response's length in tokens.
+    Mean,
+}
+
+/// The IRM margin of one response: its log-ratio, per token under [`IrmNorm::Mean`]
+/// (`length` ≥ 1 there; an empty response's margin is its sum).
+pub fn margin(norm: IrmNorm, policy: f64, reference: f64, length: usize) -> f64 {
+    match norm {
+        IrmNorm::Sum => policy - reference,
+        IrmNorm::Mean => (policy - reference) / length.max(1) as f64,
     }
 }
 
@@ -83,4 +110,30 @@ pub fn preference(
     };
     let z = beta * (margin(pair.response_id_1)? - margin(pair.response_id_2)?);
     Ok((z, sigmoid(z)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-computed: y1 has 2 tokens and log-ratio −1 (−0.5 per token), y2 has 4 tokens and
+    /// log-ratio −1.6 (−0.4 per token). Summed, y1 wins: σ(0.1·0.6) = 0.514995; per token,
+    /// y2 wins: σ(0.1·(−0.1)) = 0.497500.
+    #[test]
+    fn mean_norm_compares_per_token_log_ratios() {
+        let pair = PairRow {
+            pair_id: 0,
+            prompt_id: 0,
+            response_id_1: 1,
+            response_id_2: 2,
+        };
+        for (norm, want) in [(IrmNorm::Sum, 0.514_995), (IrmNorm::Mean, 0.497_500)] {
+            let margins = BTreeMap::from([
+                (1, margin(norm, -3.0, -2.0, 2)),
+                (2, margin(norm, -5.0, -3.4, 4)),
+            ]);
+            let (_, p) = preference(0.1, &pair, &margins).unwrap();
+            assert!((p - want).abs() < 1e-6, "{norm:?}: p {p}, want {want}");
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! irm                  the implicit reward: log-probs, the IRM reference, score-irm's params
 //! grm                  the model as a judge of pairs, score-grm's params
 //! judge                judge templates and verdict/score tokens (grm, grm-winrate, train)
+//! length_control       unfinished responses and Meta-Rewarding's ρ pair choice (the filter)
 //! train_data           train@k's training set, joined by pair_id from upstream tables
 //! trained_consistency  the IRM/GRM agreement on the previous iteration's trained pairs
 //! resume               resumable training (sft, train)
@@ -23,6 +24,7 @@ pub mod answering;
 pub mod grm;
 pub mod irm;
 pub mod judge;
+pub mod length_control;
 pub mod resume;
 pub mod train_data;
 pub mod trained_consistency;

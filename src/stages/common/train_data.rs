@@ -5,7 +5,7 @@
 //! IRM and the judge's mode and τ are score-irm's and score-grm's params.
 
 use super::grm::ScoreGrmParams;
-use super::irm::ScoreIrmParams;
+use super::irm::{IrmNorm, ScoreIrmParams};
 use crate::engine::stage::TaskContext;
 use crate::loss::Preferred;
 use crate::tables::filter_pairs::FilterPairRow;
@@ -30,6 +30,8 @@ pub struct TrainPair {
     pub judge_2: Option<Vec<u32>>,
     /// The fixed label, when the filter gave one.
     pub label: Option<Preferred>,
+    /// `label` is forced by a length control: it holds under per-step selection too.
+    pub forced: bool,
 }
 
 /// The GRM's token side.
@@ -47,6 +49,8 @@ pub struct TrainData {
     pub judge: JudgeSpec,
     /// β of the implicit reward (score-irm's).
     pub irm_beta: f64,
+    /// Sum or per-token log-ratios in the implicit reward (score-irm's).
+    pub irm_norm: IrmNorm,
 }
 
 /// Read and join the inputs of `ctx` (selected pairs only, in pair-id order).
@@ -54,7 +58,8 @@ pub fn load(ctx: &TaskContext) -> anyhow::Result<TrainData> {
     let responses = responses::by_id(ctx.input("generation")?)?;
     let irm = ctx.input("irm")?;
     let logps = keyed(irm.rows()?, |r: &ResponseLogpRow| r.response_id);
-    let irm_beta = irm.params_as::<ScoreIrmParams>()?.beta;
+    let irm_settings = irm.params_as::<ScoreIrmParams>()?;
+    let (irm_beta, irm_norm) = (irm_settings.beta, irm_settings.norm);
     let grm = ctx.input("grm")?;
     let judge_ids = keyed(grm.rows()?, |r: &GrmScoreRow| r.pair_id);
     let settings: ScoreGrmParams = grm.params_as()?;
@@ -91,6 +96,7 @@ pub fn load(ctx: &TaskContext) -> anyhow::Result<TrainData> {
             judge_1: judged.judge_ids_1.clone(),
             judge_2: judged.judge_ids_2.clone(),
             label: f.label,
+            forced: f.forced,
         });
     }
     pairs.sort_by_key(|p| p.pair_id);
@@ -98,5 +104,6 @@ pub fn load(ctx: &TaskContext) -> anyhow::Result<TrainData> {
         pairs,
         judge,
         irm_beta,
+        irm_norm,
     })
 }

@@ -98,9 +98,9 @@ fn irm_probs(
     let (mt, irm_ref) = (ctx.input("model")?, ctx.input("irm_ref")?);
     let reference = irm::reference_scores(mt, irm_ref, &policy, &items, batch)?;
     let margin: BTreeMap<i64, f64> = responses
-        .keys()
+        .iter()
         .zip(policy.iter().zip(&reference))
-        .map(|(&id, (a, b))| (id, a - b))
+        .map(|((&id, r), (&a, &b))| (id, irm::margin(settings.norm, a, b, r.token_ids.len())))
         .collect();
     pairs
         .iter()
