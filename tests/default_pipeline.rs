@@ -174,7 +174,7 @@ fn check_range(metric: &str, v: f64) {
 #[test]
 fn the_smoke_default_pipeline_runs_and_reports() {
     let tmp = tempfile::tempdir().unwrap();
-    let a = tmp.path().join("seed1");
+    let a = tmp.path().join("seed-1");
     let first = run(&a, "1");
     assert_eq!(first.status, RunStatus::Ok);
     let second = run(&a, "1");
@@ -232,9 +232,46 @@ fn the_smoke_default_pipeline_runs_and_reports() {
         assert!(a.join("report").join(file).is_file(), "{file}");
     }
 
-    // A second seed draws another world and model; --seeds combines the two.
-    let b = tmp.path().join("seed2");
-    run(&b, "2");
+    // judge-data: every label is its response's gold score level unless marked noisy.
+    let q = "SELECT prompt, response, gold, label, noisy FROM judge_examples WHERE arm = 'scir'";
+    let json = ok(scir(&[
+        "sql",
+        q,
+        "--format",
+        "json",
+        "--artifacts",
+        a.to_str().unwrap(),
+    ]));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&json).unwrap();
+    assert!(rows.len() >= 8, "{} judge examples", rows.len());
+    for r in &rows {
+        let (prompt, response) = (
+            r["prompt"].as_str().unwrap(),
+            r["response"].as_str().unwrap(),
+        );
+        let gold = scir::world::gold::score(prompt, response).unwrap();
+        // (JSON prints the float to the nearest 1e-17 or so, not bit for bit.)
+        assert!((r["gold"].as_f64().unwrap() - gold).abs() < 1e-12, "{r}");
+        let level = scir::world::format::score_token(scir::world::gold::level(gold, 5));
+        let noisy = r["noisy"].as_bool().unwrap();
+        assert_eq!(r["label"].as_str().unwrap() == level, !noisy, "{r}");
+    }
+
+    // A sweep: `--seeds 1,2` into seed-1/ (the run above: all hits) and seed-2/ (another
+    // world and model), then seeds.md combines the two.
+    let sweep = ok(scir(&[
+        "run",
+        SMOKE,
+        "--seeds",
+        "1,2",
+        "--artifacts",
+        tmp.path().to_str().unwrap(),
+    ]));
+    let sweep = String::from_utf8(sweep).unwrap();
+    assert!(sweep.contains("2 seeds ("), "{sweep}");
+    let written = std::fs::read_to_string(tmp.path().join("seeds.md")).unwrap();
+    assert!(sweep.contains(&written), "{sweep}");
+    let b = tmp.path().join("seed-2");
     let world = |dir: &Path| {
         let q = "SELECT prompt FROM prompts ORDER BY iteration, id LIMIT 5";
         ok(scir(&["sql", q, "--artifacts", dir.to_str().unwrap()]))

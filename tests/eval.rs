@@ -183,13 +183,13 @@ fn report_json_and_files_have_the_documented_structure() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert_eq!(summary[0], "gold_sampled");
+    assert_eq!(summary[0], "sampled_grm_acc");
     let text = r.text();
     assert!(
         text.lines()
             .next()
             .unwrap()
-            .starts_with("arm  iter  gold_sampled"),
+            .starts_with("arm  iter  sampled_grm_acc"),
         "{text}"
     );
     assert_eq!(text.lines().count(), 7);
@@ -295,6 +295,7 @@ fn eval_labels_reads_responses_and_filter_pairs() {
         agreed: None,
         label,
         selected,
+        forced: false,
     };
     let filter = vec![
         pair(0, 11, 10, 0.3, 0.2, true, Some(Preferred::Y2), true),

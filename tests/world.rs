@@ -14,6 +14,7 @@ fn small() -> WorldParams {
         ift_examples: 2000,
         eft_pointwise: 2000,
         eft_pairwise: 2000,
+        judge_prompts: 300,
         eval_prompts: 100,
         gold_pairs: 500,
         ..WorldParams::default()
@@ -81,7 +82,14 @@ fn world_tables_match_schemas_and_ids() {
     let names: Vec<&str> = tables.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["prompts", "ift", "eft", "eval_prompts", "gold_pairs"]
+        [
+            "prompts",
+            "ift",
+            "eft",
+            "judge_prompts",
+            "eval_prompts",
+            "gold_pairs"
+        ]
     );
     for ((name, batch), (schema_name, schema)) in tables.iter().zip(&schemas) {
         assert_eq!(name, schema_name);
@@ -122,7 +130,7 @@ fn world_held_out_sets_are_disjoint_from_training() {
             .flat_map(|n| str_col(&table(&tables, n), "prompt"))
             .collect()
     };
-    let train = collect(&["prompts", "ift", "eft"]);
+    let train = collect(&["prompts", "ift", "eft", "judge_prompts"]);
     let held_out = collect(&["eval_prompts", "gold_pairs"]);
     let all: BTreeSet<&String> = train.iter().chain(&held_out).collect();
     assert_eq!(all.len(), train.len() + held_out.len(), "a prompt repeats");

@@ -144,7 +144,11 @@ pub fn evaluate(
         let exact = ours.iter().map(|r| f64::from(u8::from(r.gold >= 1.0)));
         m.push((format!("exact_{d}"), Mean::of(exact)));
         m.push((format!("win_rate_{d}"), metrics::win_rate(&gold, &base)));
-        let wins: Vec<f64> = gold.iter().zip(&base).map(|(a, b)| metrics::win(*a, *b)).collect();
+        let wins: Vec<f64> = gold
+            .iter()
+            .zip(&base)
+            .map(|(a, b)| metrics::win(*a, *b))
+            .collect();
         let gaps: Vec<f64> = ours
             .iter()
             .zip(&theirs)
@@ -161,7 +165,8 @@ pub fn evaluate(
     }
     out.pairs = judge(p, models, pairs)?;
     out.metrics.extend(judge_metrics(p, &out.pairs));
-    out.metrics.extend(own_sample_metrics(p, models, prompts, &out.responses)?);
+    out.metrics
+        .extend(own_sample_metrics(p, models, prompts, &out.responses)?);
     Ok(out)
 }
 
@@ -220,7 +225,8 @@ pub fn judge(
 /// The model's reward models on pairs of its *own* sampled responses to the held-out prompts
 /// (every pair of one prompt's samples with distinct gold scores, gold-labelled): what the
 /// judge and the IRM face in the iterations, measured on held-out prompts. `sampled_grm_acc`
-/// uses the pointwise judge (`σ(Δ expected score / τ)`), `sampled_irm_acc` the implicit
+/// uses the judge `params.grm` names (pointwise `σ(Δ expected score / τ)`, or pairwise
+/// swap-averaged), `sampled_irm_acc` the implicit
 /// reward against `reference` (the response re-encoded from its text, EOS appended), and
 /// `sampled_{grm,irm}_longer` how often each prefers the longer response of an
 /// unequal-length pair (`sampled_gold_longer`: how often gold does).
@@ -242,30 +248,55 @@ fn own_sample_metrics(
         .map(|r| (text[&r.prompt_id], r.text.as_str()))
         .collect();
     let chunk = p.batch_size;
-    let scores = measure::pointwise(models.model, &items, p.score_levels, chunk)?;
+    let scores = match p.grm {
+        GrmMode::Pointwise => measure::pointwise(models.model, &items, p.score_levels, chunk)?,
+        GrmMode::Pairwise => Vec::new(),
+    };
     let pi = measure::logprobs(models.model, &items, chunk)?;
     let reference = measure::logprobs(models.reference, &items, chunk)?;
-    let (mut q, mut irm, mut truth) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut longer, mut gold_longer) = ([Vec::new(), Vec::new()], Vec::new());
+    let mut pairs = Vec::new();
     for i in 0..sampled.len() {
         for j in i + 1..sampled.len() {
             let (a, b) = (sampled[i], sampled[j]);
-            if a.prompt_id != b.prompt_id || a.gold == b.gold {
-                continue;
+            if a.prompt_id == b.prompt_id && a.gold != b.gold {
+                pairs.push((i, j));
             }
-            let qi = sigmoid((scores[i] - scores[j]) / p.tau);
-            let pi_ij = sigmoid(p.beta * ((pi[i] - reference[i]) - (pi[j] - reference[j])));
-            if a.length != b.length {
-                let a_longer = a.length > b.length;
-                for (k, x) in [qi, pi_ij].into_iter().enumerate() {
-                    longer[k].push(metrics::credit(x, a_longer));
-                }
-                gold_longer.push(f64::from(u8::from((a.gold > b.gold) == a_longer)));
-            }
-            q.push(qi);
-            irm.push(pi_ij);
-            truth.push(a.gold > b.gold);
         }
+    }
+    let q_all: Vec<f64> = match p.grm {
+        GrmMode::Pointwise => pairs
+            .iter()
+            .map(|&(i, j)| sigmoid((scores[i] - scores[j]) / p.tau))
+            .collect(),
+        GrmMode::Pairwise => {
+            let shown: Vec<(&str, &str, &str)> = pairs
+                .iter()
+                .flat_map(|&(i, j)| {
+                    let (x, a, b) = (items[i].0, items[i].1, items[j].1);
+                    [(x, a, b), (x, b, a)]
+                })
+                .collect();
+            let v = measure::pairwise(models.model, &shown, chunk)?;
+            v.chunks(2)
+                .map(|c| metrics::swap_average(c[0], c[1]))
+                .collect()
+        }
+    };
+    let (mut q, mut irm, mut truth) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut longer, mut gold_longer) = ([Vec::new(), Vec::new()], Vec::new());
+    for (&(i, j), &qi) in pairs.iter().zip(&q_all) {
+        let (a, b) = (sampled[i], sampled[j]);
+        let pi_ij = sigmoid(p.beta * ((pi[i] - reference[i]) - (pi[j] - reference[j])));
+        if a.length != b.length {
+            let a_longer = a.length > b.length;
+            for (k, x) in [qi, pi_ij].into_iter().enumerate() {
+                longer[k].push(metrics::credit(x, a_longer));
+            }
+            gold_longer.push(f64::from(u8::from((a.gold > b.gold) == a_longer)));
+        }
+        q.push(qi);
+        irm.push(pi_ij);
+        truth.push(a.gold > b.gold);
     }
     let [grm_longer, irm_longer] = longer;
     Ok(vec![

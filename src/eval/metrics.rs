@@ -137,7 +137,7 @@ pub fn length_controlled_win_rate(wins: &[f64], length_gaps: &[f64]) -> Mean {
     debug_assert_eq!(wins.len(), length_gaps.len());
     let raw = Mean::of(wins.iter().copied());
     let sd = sample_sd(length_gaps);
-    if wins.is_empty() || !(sd > 0.0) {
+    if wins.is_empty() || sd.is_nan() || sd <= 0.0 {
         return raw;
     }
     let x: Vec<f64> = length_gaps.iter().map(|d| (d / sd).tanh()).collect();

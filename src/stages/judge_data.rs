@@ -16,20 +16,24 @@
 //! samples as responses.
 //! Sampling uses one seed per (prompt, sample), so batching never changes a row.
 //!
+//! `mode: pairwise` writes verdict examples instead: for every two samples of a prompt with
+//! different gold scores, both orders, labelled with the better one's letter.
+//!
 //! Writes [`judge_examples`](crate::tables::judge_examples).
 
 use serde::{Deserialize, Serialize};
 
 use super::common;
-use super::common::answering::{self, AnswerSettings};
+use super::common::answering::{self, Answer, AnswerSettings};
 use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::model::generate::Sampler;
 use crate::model::{Message, Weights};
 use crate::table::Table;
+use crate::tables::grm_scores::GrmMode;
 use crate::tables::judge_examples::JudgeExampleRow;
 use crate::tables::world::JudgePromptRow;
 use crate::world::rng::RowRng;
-use crate::world::tables::noisy_level;
+use crate::world::tables::{PAIR_EPSILON, noisy_level};
 use crate::world::{WorldParams, format, gold};
 
 /// Params of `judge-data`.
@@ -44,6 +48,9 @@ pub struct JudgeDataParams {
     pub top_p: f64,
     /// Most new tokens per response (match `generate`'s: unfinished responses are judged too).
     pub max_new_tokens: usize,
+    /// `pointwise`: one example per sample, its score level. `pairwise`: two per pair of one
+    /// prompt's samples with different gold scores (both orders), the better one's letter.
+    pub mode: GrmMode,
     /// Rows generated per batch (speed only).
     pub batch_size: usize,
 }
@@ -55,13 +62,15 @@ impl Default for JudgeDataParams {
             temperature: 1.0,
             top_p: 1.0,
             max_new_tokens: 16,
+            mode: GrmMode::Pointwise,
             batch_size: 64,
         }
     }
 }
 
-/// Random-stream name of the label noise.
+/// Random-stream names of the label noise.
 const NOISE_STREAM: &str = "judge_data.noise";
+const PAIR_NOISE_STREAM: &str = "judge_data.pair_noise";
 
 /// The `judge-data` stage.
 pub struct JudgeData;
@@ -124,31 +133,105 @@ impl Stage for JudgeData {
         let out = answering::answer_chats(&model, &chats, &ids, &settings, &mut |k| bar.inc(k))?;
         bar.finish_and_clear();
         let owners = prompts.iter().flat_map(|r| std::iter::repeat_n(r, n));
-        let mut rows = Vec::with_capacity(out.len());
-        for ((id, answer), prompt) in ids.iter().zip(out).zip(owners) {
+        let mut samples = Vec::with_capacity(out.len());
+        for ((&id, answer), prompt) in ids.iter().zip(out).zip(owners) {
             let gold = gold::score(&prompt.prompt, &answer.text)?;
-            let mut rng = RowRng::new(ctx.seed, NOISE_STREAM, *id as u64);
-            let (level, noisy) = noisy_level(&world, gold, &mut rng);
-            rows.push(JudgeExampleRow {
-                id: *id,
-                prompt_id: prompt.id,
-                sample: (*id - prompt.id * n as i64) as i32,
-                task: prompt.task.clone(),
-                prompt: prompt.prompt.clone(),
-                response: answer.text,
-                length: answer.token_ids.len() as i32,
-                finished: answer.finished,
+            samples.push(Sample {
+                id,
+                prompt,
+                answer,
                 gold,
-                label: format::score_token(level),
-                noisy,
             });
         }
-        let exact = rows.iter().filter(|r| r.gold >= 1.0).count();
+        let rows = match p.mode {
+            GrmMode::Pointwise => pointwise_rows(&samples, &world, ctx.seed, n),
+            GrmMode::Pairwise => pairwise_rows(&samples, &world, ctx.seed, n),
+        };
+        let exact = samples.iter().filter(|s| s.gold >= 1.0).count();
         ctx.log(&format!(
-            "{} judge examples from {} prompts ({exact} exact)",
+            "{} judge examples from {} samples of {} prompts ({exact} exact)",
             rows.len(),
+            samples.len(),
             prompts.len()
         ));
         ctx.write_rows(rows)
     }
+}
+
+/// One sampled response and its gold score.
+struct Sample<'a> {
+    /// `prompt_id · samples + sample`.
+    id: i64,
+    prompt: &'a JudgePromptRow,
+    answer: Answer,
+    gold: f64,
+}
+
+/// The row of `a` (and `b`, pairwise) with `label`.
+fn row(n: usize, a: &Sample, b: Option<&Sample>, label: String, noisy: bool) -> JudgeExampleRow {
+    JudgeExampleRow {
+        id: a.id,
+        prompt_id: a.prompt.id,
+        sample: (a.id - a.prompt.id * n as i64) as i32,
+        task: a.prompt.task.clone(),
+        prompt: a.prompt.prompt.clone(),
+        mode: if b.is_some() {
+            GrmMode::Pairwise
+        } else {
+            GrmMode::Pointwise
+        },
+        response: a.answer.text.clone(),
+        response_b: b.map(|b| b.answer.text.clone()),
+        length: a.answer.token_ids.len() as i32,
+        finished: a.answer.finished,
+        gold: a.gold,
+        gold_b: b.map(|b| b.gold),
+        label,
+        noisy,
+    }
+}
+
+/// One example per sample: its score level (with the world's label noise).
+fn pointwise_rows(
+    samples: &[Sample],
+    world: &WorldParams,
+    seed: u64,
+    n: usize,
+) -> Vec<JudgeExampleRow> {
+    samples
+        .iter()
+        .map(|s| {
+            let mut rng = RowRng::new(seed, NOISE_STREAM, s.id as u64);
+            let (level, noisy) = noisy_level(world, s.gold, &mut rng);
+            row(n, s, None, format::score_token(level), noisy)
+        })
+        .collect()
+}
+
+/// Two examples per pair of one prompt's samples with different gold scores, one in each
+/// order (so the verdict cannot be learnt from the position): the better one's letter, the
+/// other with probability `eft_label_noise` (the same draw for both orders).
+fn pairwise_rows(
+    samples: &[Sample],
+    world: &WorldParams,
+    seed: u64,
+    n: usize,
+) -> Vec<JudgeExampleRow> {
+    let mut rows = Vec::new();
+    for group in samples.chunks(n) {
+        for (i, a) in group.iter().enumerate() {
+            for b in &group[i + 1..] {
+                if (a.gold - b.gold).abs() <= PAIR_EPSILON {
+                    continue;
+                }
+                let stream = (a.id as u64) << 16 | (b.id - a.id) as u64;
+                let noisy =
+                    RowRng::new(seed, PAIR_NOISE_STREAM, stream).chance(world.eft_label_noise);
+                let a_better = (a.gold > b.gold) != noisy;
+                rows.push(row(n, a, Some(b), format::verdict(a_better).into(), noisy));
+                rows.push(row(n, b, Some(a), format::verdict(!a_better).into(), noisy));
+            }
+        }
+    }
+    rows
 }

@@ -261,7 +261,11 @@ fn examples(
     }
     if let (true, Some(judge)) = (p.eft, judge) {
         for r in judge.rows::<JudgeExampleRow>()? {
-            texts.push((format::judge_pointwise(&r.prompt, &r.response), r.label));
+            let prompt = match &r.response_b {
+                Some(b) => format::judge_pairwise(&r.prompt, &r.response, b),
+                None => format::judge_pointwise(&r.prompt, &r.response),
+            };
+            texts.push((prompt, r.label));
         }
     } else if p.eft {
         for r in data.rows::<EftRow>()? {

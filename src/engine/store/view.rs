@@ -87,17 +87,29 @@ fn wanted(store: &Store, refs: &Refs) -> Vec<(String, String, Wanted)> {
 
 /// The public name of table `table` of a task of `writer` (stage name, kind), when
 /// `writers` (this one included) write a table of that name at the same iteration of one
-/// arm: the table's own name when it is the only writer, or when its stage is named after
-/// its kind and no other writer is; otherwise `<stage>_<table>` (`-` as `_`), so `sft-ift`
-/// beside `sft` publishes `sft_ift_sft_metrics`.
+/// arm. One writer keeps the table's own name: the only one, else the one stage named like
+/// the table, else the one stage named after its kind; every other publishes
+/// `<stage>_<table>` (`-` as `_`). So `sft-ift` beside `sft` publishes
+/// `sft_ift_sft_metrics`, and an `instructions` stage named `heldout` beside one named
+/// `prompts` publishes `heldout_prompts`.
 fn public_table_name(table: &str, writer: (&str, &str), writers: &[(&str, &str)]) -> String {
-    let plain = |(stage, kind): &(&str, &str)| stage == kind;
-    let unique_plain = plain(&writer) && writers.iter().filter(|w| plain(w)).count() == 1;
-    let stage = writer.0;
-    if writers.len() == 1 || unique_plain {
+    // The one writer `rule` picks, if exactly one.
+    let unique = |rule: &dyn Fn(&str, &str) -> bool| {
+        let mut matching = writers.iter().filter(|w| rule(w.0, w.1));
+        match (matching.next(), matching.next()) {
+            (Some(&w), None) => Some(w),
+            _ => None,
+        }
+    };
+    let owner = if writers.len() == 1 {
+        Some(writer)
+    } else {
+        unique(&|stage, _| stage == table).or_else(|| unique(&|stage, kind| stage == kind))
+    };
+    if owner == Some(writer) {
         table.to_string()
     } else {
-        format!("{}_{table}", stage.replace('-', "_"))
+        format!("{}_{table}", writer.0.replace('-', "_"))
     }
 }
 
@@ -317,4 +329,41 @@ fn publish_link(target: &Path, dst: &Path) -> anyhow::Result<()> {
     crate::failpoint::hit(crate::failpoint::site::VIEW_FILE);
     std::fs::rename(&tmp, dst).with_context(|| format!("publishing {}", dst.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_table_name;
+
+    #[test]
+    fn colliding_tables_keep_one_plain_name_and_prefix_the_others() {
+        let alone = [("sft", "sft")];
+        assert_eq!(
+            public_table_name("sft_metrics", alone[0], &alone),
+            "sft_metrics"
+        );
+        let phases = [("sft-ift", "sft"), ("sft", "sft")];
+        assert_eq!(
+            public_table_name("sft_metrics", phases[0], &phases),
+            "sft_ift_sft_metrics"
+        );
+        assert_eq!(
+            public_table_name("sft_metrics", phases[1], &phases),
+            "sft_metrics"
+        );
+        // The stage named like the table wins over a stage named after its kind.
+        let prompts = [("heldout", "instructions"), ("prompts", "instructions")];
+        assert_eq!(
+            public_table_name("prompts", prompts[1], &prompts),
+            "prompts"
+        );
+        assert_eq!(
+            public_table_name("prompts", prompts[0], &prompts),
+            "heldout_prompts"
+        );
+        // No unique owner: every writer is prefixed, none hides another.
+        let twins = [("a", "world"), ("b", "world")];
+        assert_eq!(public_table_name("eft", twins[0], &twins), "a_eft");
+        assert_eq!(public_table_name("eft", twins[1], &twins), "b_eft");
+    }
 }
