@@ -280,6 +280,7 @@ fn the_smoke_default_pipeline_runs_and_reports() {
     let (sa, sb) = (a.to_str().unwrap(), b.to_str().unwrap());
     let md = String::from_utf8(ok(scir(&["report", "--seeds", sa, sb]))).unwrap();
     assert!(md.starts_with("2 seeds ("), "{md}");
+    assert!(md.contains("| improves on M0 |"), "{md}");
     assert!(
         md.contains("| scir | 3 |") && md.contains("| srlm | 0 |"),
         "{md}"

@@ -166,6 +166,21 @@ pub fn combine(runs: &[(String, Report)]) -> anyhow::Result<SeedReport> {
     })
 }
 
+/// With more arms than this, arm-vs-arm differences are taken against the first two arms
+/// only (the reference arms of a sweep: `scir` and `srlm` in the default order).
+const ALL_PAIRS_UP_TO: usize = 3;
+
+/// The metrics of the one-row-per-arm sweep table, and the two whose @last − @0 must both
+/// be positive and larger than the seed spread for an arm to count as improving on M0.
+const SWEEP_METRICS: &[&str] = &[
+    "gold_sampled",
+    "lc_win_rate_sampled",
+    "win_rate_sampled",
+    "gold_greedy",
+    "length_sampled",
+];
+const IMPROVES_ON: &[&str] = &["gold_sampled", "lc_win_rate_sampled"];
+
 /// Arm vs arm at the last iteration, and each arm's last iteration vs M0.
 fn differences(
     first: &Report,
@@ -174,8 +189,14 @@ fn differences(
 ) -> Vec<Difference> {
     let last = first.rows.iter().map(|r| r.iteration).max().unwrap_or(0);
     let mut pairs: Vec<(String, Key, Key)> = Vec::new();
-    for (i, a) in first.arms.iter().enumerate() {
-        for b in &first.arms[i + 1..] {
+    let arms = &first.arms;
+    let firsts = if arms.len() > ALL_PAIRS_UP_TO {
+        2
+    } else {
+        arms.len()
+    };
+    for (i, a) in arms.iter().enumerate().take(firsts) {
+        for b in &arms[i + 1..] {
             let what = format!("{a} − {b} @{last}");
             pairs.push((what, (a.clone(), last), (b.clone(), last)));
         }
@@ -224,7 +245,8 @@ fn cell(s: Option<Spread>) -> String {
 }
 
 impl SeedReport {
-    /// Markdown: the table of means ± sd, then the differences.
+    /// Markdown: one row per arm (its last iteration vs M0), the table of means ± sd, then
+    /// the differences.
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -233,6 +255,7 @@ impl SeedReport {
             self.runs.len(),
             self.runs.join(", ")
         );
+        self.sweep_table(&mut out);
         let _ = writeln!(out, "| arm | iter | {} |", self.metrics.join(" | "));
         let _ = writeln!(out, "|---|---:|{}", "---:|".repeat(self.metrics.len()));
         for row in &self.cells {
@@ -277,6 +300,52 @@ impl SeedReport {
             );
         }
         out
+    }
+
+    /// Each arm's last iteration − M0 on [`SWEEP_METRICS`] (mean ± sd over seeds, `*` when
+    /// larger than the seed spread), and whether it improves on M0 ([`IMPROVES_ON`]).
+    fn sweep_table(&self, out: &mut String) {
+        let vs_m0 = |arm: &str, metric: &str| {
+            self.differences.iter().find(|d| {
+                d.metric == metric
+                    && d.what.starts_with(&format!("{arm} @"))
+                    && d.what.ends_with("− @0")
+            })
+        };
+        let metrics: Vec<&str> = SWEEP_METRICS
+            .iter()
+            .copied()
+            .filter(|m| self.metrics.iter().any(|x| x == m))
+            .collect();
+        if metrics.is_empty() || self.arms.iter().all(|a| vs_m0(a, metrics[0]).is_none()) {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "Each arm, last iteration − M0 (paired by seed; `*`: larger than the seed spread). \
+             **Improves** = {} both positive and larger than the spread.\n",
+            IMPROVES_ON.join(" and ")
+        );
+        let _ = writeln!(out, "| arm | {} | improves on M0 |", metrics.join(" | "));
+        let _ = writeln!(out, "|---|{}---|", "---:|".repeat(metrics.len()));
+        for arm in &self.arms {
+            let cells: Vec<String> = metrics
+                .iter()
+                .map(|m| match vs_m0(arm, m) {
+                    Some(d) => {
+                        let star = if d.larger_than_spread { "*" } else { "" };
+                        format!("{:+.3} ± {:.3}{star}", d.spread.mean, d.spread.sd)
+                    }
+                    None => "-".into(),
+                })
+                .collect();
+            let improves = IMPROVES_ON.iter().all(|m| {
+                vs_m0(arm, m).is_some_and(|d| d.larger_than_spread && d.spread.mean > 0.0)
+            });
+            let verdict = if improves { "**yes**" } else { "no" };
+            let _ = writeln!(out, "| {arm} | {} | {verdict} |", cells.join(" | "));
+        }
+        out.push('\n');
     }
 
     /// Pretty JSON of the whole structure.

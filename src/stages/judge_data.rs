@@ -27,7 +27,7 @@ use super::common;
 use super::common::answering::{self, Answer, AnswerSettings};
 use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::model::generate::Sampler;
-use crate::model::{Message, Weights};
+use crate::model::{Message, Model, Weights};
 use crate::table::Table;
 use crate::tables::grm_scores::GrmMode;
 use crate::tables::judge_examples::JudgeExampleRow;
@@ -115,34 +115,7 @@ impl Stage for JudgeData {
             ));
         }
         let n = p.samples;
-        let mut chats = Vec::with_capacity(prompts.len() * n);
-        let mut ids = Vec::with_capacity(prompts.len() * n);
-        for r in &prompts {
-            for s in 0..n {
-                chats.push(vec![Message::user(r.prompt.clone())]);
-                ids.push(r.id * n as i64 + s as i64);
-            }
-        }
-        let settings = AnswerSettings {
-            max_new_tokens: p.max_new_tokens,
-            sampler: Sampler::at(p.temperature, p.top_p),
-            batch_size: p.batch_size,
-            seed: ctx.seed,
-        };
-        let bar = ctx.progress(chats.len() as u64, "judge-data");
-        let out = answering::answer_chats(&model, &chats, &ids, &settings, &mut |k| bar.inc(k))?;
-        bar.finish_and_clear();
-        let owners = prompts.iter().flat_map(|r| std::iter::repeat_n(r, n));
-        let mut samples = Vec::with_capacity(out.len());
-        for ((&id, answer), prompt) in ids.iter().zip(out).zip(owners) {
-            let gold = gold::score(&prompt.prompt, &answer.text)?;
-            samples.push(Sample {
-                id,
-                prompt,
-                answer,
-                gold,
-            });
-        }
+        let samples = sample(ctx, &model, &prompts, p)?;
         let rows = match p.mode {
             GrmMode::Pointwise => pointwise_rows(&samples, &world, ctx.seed, n),
             GrmMode::Pairwise => pairwise_rows(&samples, &world, ctx.seed, n),
@@ -156,6 +129,47 @@ impl Stage for JudgeData {
         ));
         ctx.write_rows(rows)
     }
+}
+
+/// `p.samples` responses per prompt from `model`, gold-scored, prompt by prompt.
+fn sample<'a>(
+    ctx: &TaskContext,
+    model: &Model,
+    prompts: &'a [JudgePromptRow],
+    p: &JudgeDataParams,
+) -> anyhow::Result<Vec<Sample<'a>>> {
+    let n = p.samples;
+    let mut chats = Vec::with_capacity(prompts.len() * n);
+    let mut ids = Vec::with_capacity(prompts.len() * n);
+    for r in prompts {
+        for s in 0..n {
+            chats.push(vec![Message::user(r.prompt.clone())]);
+            ids.push(r.id * n as i64 + s as i64);
+        }
+    }
+    let settings = AnswerSettings {
+        max_new_tokens: p.max_new_tokens,
+        sampler: Sampler::at(p.temperature, p.top_p),
+        batch_size: p.batch_size,
+        seed: ctx.seed,
+    };
+    let bar = ctx.progress(chats.len() as u64, "judge-data");
+    let out = answering::answer_chats(model, &chats, &ids, &settings, &mut |k| bar.inc(k))?;
+    bar.finish_and_clear();
+    let owners = prompts.iter().flat_map(|r| std::iter::repeat_n(r, n));
+    ids.iter()
+        .zip(out)
+        .zip(owners)
+        .map(|((&id, answer), prompt)| {
+            let gold = gold::score(&prompt.prompt, &answer.text)?;
+            Ok(Sample {
+                id,
+                prompt,
+                answer,
+                gold,
+            })
+        })
+        .collect()
 }
 
 /// One sampled response and its gold score.

@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use super::common::irm::{self, ScoreIrmParams};
 use super::common::slots;
 use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
-use crate::model::score::Pair;
 use crate::table::Table;
 use crate::tables::irm_pairs::IrmPairRow;
 use crate::tables::pairs::PairRow;
@@ -51,13 +50,7 @@ impl Stage for ScoreIrm {
         let generation = ctx.input("generation")?;
         let responses = responses::by_id(generation)?;
         let pairs: Vec<PairRow> = generation.rows()?;
-        let items: Vec<Pair> = responses
-            .values()
-            .map(|r| Pair {
-                prompt: r.prompt_ids.clone(),
-                response: r.token_ids.clone(),
-            })
-            .collect();
+        let items = irm::items(&responses);
         let (model, irm_ref) = (ctx.input("model")?, ctx.input("irm_ref")?);
         let policy = irm::score(model, &items, p.batch_size)?;
         let reference = irm::reference_scores(model, irm_ref, &policy, &items, p.batch_size)?;
@@ -71,13 +64,7 @@ impl Stage for ScoreIrm {
                 length: r.token_ids.len() as i32,
             })
             .collect();
-        let margins: BTreeMap<i64, f64> = logps
-            .iter()
-            .map(|l| {
-                let m = irm::margin(p.norm, l.logp_policy, l.logp_irm_ref, l.length as usize);
-                (l.response_id, m)
-            })
-            .collect();
+        let margins = irm::margins(p.norm, &responses, &policy, &reference);
         let irm_pairs = pair_rows(&pairs, &margins, p.beta)?;
         ctx.write_rows(logps)?;
         ctx.write_rows(irm_pairs)

@@ -19,6 +19,7 @@ use crate::loss::bernoulli::sigmoid;
 use crate::model::score::{Pair, response_logprobs_vec};
 use crate::model::{Adapters, Model, Weights};
 use crate::tables::pairs::PairRow;
+use crate::tables::responses::ResponseRow;
 
 /// Params of `score-irm`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +61,33 @@ pub fn margin(norm: IrmNorm, policy: f64, reference: f64, length: usize) -> f64 
         IrmNorm::Sum => policy - reference,
         IrmNorm::Mean => (policy - reference) / length.max(1) as f64,
     }
+}
+
+/// The (prompt, response) token ids of every response, in response-id order: what
+/// [`score`] and [`reference_scores`] take.
+pub fn items(responses: &BTreeMap<i64, ResponseRow>) -> Vec<Pair> {
+    responses
+        .values()
+        .map(|r| Pair {
+            prompt: r.prompt_ids.clone(),
+            response: r.token_ids.clone(),
+        })
+        .collect()
+}
+
+/// Every response's [`margin`] from its policy and reference log-probs (in response-id
+/// order, as [`items`]).
+pub fn margins(
+    norm: IrmNorm,
+    responses: &BTreeMap<i64, ResponseRow>,
+    policy: &[f64],
+    reference: &[f64],
+) -> BTreeMap<i64, f64> {
+    responses
+        .iter()
+        .zip(policy.iter().zip(reference))
+        .map(|((&id, r), (&a, &b))| (id, margin(norm, a, b, r.token_ids.len())))
+        .collect()
 }
 
 /// `log π(response | prompt)` per item under the checkpoint of `input`.

@@ -9,14 +9,13 @@
 //! [`grm::judge_pairs`] with score-grm@k's own params (template, mode, swap, τ,
 //! verdict/score strings), read from its input, so they cannot drift from score-grm.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::grm::{self, Responses, ScoreGrmParams};
 use super::irm::{self, ScoreIrmParams};
 use super::load_model;
 use crate::engine::stage::{InputArtifact, TaskContext};
 use crate::loss::select_pair;
-use crate::model::score::Pair;
 use crate::model::{Model, Weights};
 use crate::tables::filter_pairs::FilterPairRow;
 use crate::tables::pairs::PairRow;
@@ -86,22 +85,12 @@ fn irm_probs(
     pairs: &[PairRow],
 ) -> anyhow::Result<Vec<f64>> {
     let settings: ScoreIrmParams = ctx.input("irm")?.params_as()?;
-    let items: Vec<Pair> = responses
-        .values()
-        .map(|r| Pair {
-            prompt: r.prompt_ids.clone(),
-            response: r.token_ids.clone(),
-        })
-        .collect();
+    let items = irm::items(responses);
     let batch = settings.batch_size;
     let policy = irm::score_with(model, &items, batch)?;
     let (mt, irm_ref) = (ctx.input("model")?, ctx.input("irm_ref")?);
     let reference = irm::reference_scores(mt, irm_ref, &policy, &items, batch)?;
-    let margin: BTreeMap<i64, f64> = responses
-        .iter()
-        .zip(policy.iter().zip(&reference))
-        .map(|((&id, r), (&a, &b))| (id, irm::margin(settings.norm, a, b, r.token_ids.len())))
-        .collect();
+    let margin = irm::margins(settings.norm, responses, &policy, &reference);
     pairs
         .iter()
         .map(|pair| Ok(irm::preference(settings.beta, pair, &margin)?.1))
