@@ -39,8 +39,8 @@ M0) with whether each is larger than the seed spread. It writes nothing.
 
 Examples:
   scir report
-  for s in 1 2 3; do scir run --seed $s --artifacts runs/seed$s; done
-  scir report --seeds runs/seed1 runs/seed2 runs/seed3
+  scir run pipeline.yaml --seeds 1,2,3 --artifacts runs   (writes runs/seeds.md too)
+  scir report --seeds runs/seed-1 runs/seed-2 runs/seed-3
   scir report --json | jq '.rows[] | {arm, iteration, g: .values.gold_sampled}'
   scir sql \"SELECT arm, iteration, value FROM eval WHERE metric = 'irm_acc' ORDER BY 1, 2\"";
 

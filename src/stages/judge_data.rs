@@ -249,3 +249,68 @@ fn pairwise_rows(
     }
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample<'a>(prompt: &'a JudgePromptRow, id: i64, text: &str) -> Sample<'a> {
+        let gold = gold::score(&prompt.prompt, text).unwrap();
+        let answer = Answer {
+            prompt_ids: vec![],
+            token_ids: vec![0; text.len()],
+            text: text.into(),
+            finished: true,
+        };
+        Sample {
+            id,
+            prompt,
+            answer,
+            gold,
+        }
+    }
+
+    #[test]
+    fn pairwise_examples_show_both_orders_and_skip_gold_ties() {
+        let prompt = JudgePromptRow {
+            id: 0,
+            task: "sort".into(),
+            prompt: "sort: cab\n".into(),
+        };
+        // Gold: "abc" 1, "acb" 2·2/6 ≈ 0.667, "bac" likewise (a tie with "acb": skipped).
+        let s = [
+            sample(&prompt, 0, "abc"),
+            sample(&prompt, 1, "acb"),
+            sample(&prompt, 2, "bac"),
+        ];
+        let world = WorldParams {
+            eft_label_noise: 0.0,
+            ..WorldParams::default()
+        };
+        let rows = pairwise_rows(&s, &world, 7, 3);
+        let shown: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.response.as_str(),
+                    r.response_b.as_deref().unwrap(),
+                    r.label.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("abc", "acb", "A"),
+                ("acb", "abc", "B"),
+                ("abc", "bac", "A"),
+                ("bac", "abc", "B")
+            ]
+        );
+        assert!(rows.iter().all(|r| r.mode == GrmMode::Pairwise && !r.noisy));
+        // Pointwise: one row per sample, its gold level.
+        let rows = pointwise_rows(&s, &world, 7, 3);
+        let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["5", "2", "2"]);
+    }
+}
