@@ -82,7 +82,7 @@ impl Stage for ConsistencyFilter {
     type Params = FilterParams;
     const KIND: &'static str = "consistency-filter";
     /// Bump when the output changes for the same inputs and params.
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const ABOUT: &'static str =
         "IRM/GRM agreement per pair and the training set (dynamic, static or grm_only)";
     const INPUTS: &'static [Slot] = &[

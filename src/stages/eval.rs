@@ -51,7 +51,7 @@ impl Stage for Eval {
     type Params = EvalParams;
     const KIND: &'static str = "eval";
     /// Bump when eval's tables change for the same inputs and params.
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
     const ABOUT: &'static str =
         "gold score, win rate vs M0, IRM/GRM accuracy and agreement on held-out data";
     const INPUTS: &'static [Slot] = SLOTS;
