@@ -13,6 +13,11 @@
 //! * `method: srlm`: plain DPO on the filter's fixed labels (no consistency
 //!   loss).
 //!
+//! Length control (docs/algorithm.md): `alpha` is R-DPO's length term in the DPO loss of
+//! both methods; score-irm's `norm: mean` makes the per-step `p` compare per-token
+//! log-ratios; a label the filter forced (`unfinished: lose`) holds under per-step
+//! selection too.
+//!
 //! The DPO reference log-probs are score-irm's `logp_policy` (Mt), never
 //! recomputed. Pairs are visited in a seeded shuffle per epoch, `batch_size`
 //! per optimizer step, AdamW with a schedule and clipping. A non-finite loss
@@ -26,8 +31,9 @@
 //! `lora: { rank, alpha, target_modules }` trains LoRA adapters only (the
 //! base weights stay fixed) and merges them into the saved Mt+1.
 //!
-//! Defaults (docs/algorithm.md, "Defaults and why"): lr 5e-5 constant,
-//! 1 epoch, batch 16, β 0.1, λ 1, γ 0.1, δ 0, symmetric KL, grad through both.
+//! Defaults of the params (docs/algorithm.md, "Defaults and why"): lr 5e-5 constant,
+//! 1 epoch, batch 16, β 0.1, λ 1, γ 0.1, δ 0, α 0, symmetric KL, grad through both (the
+//! default pipeline sets `irm_only`).
 //!
 //! Writes Mt+1 and [`train_metrics`](crate::tables::train_metrics).
 

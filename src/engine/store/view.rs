@@ -337,33 +337,31 @@ mod tests {
 
     #[test]
     fn colliding_tables_keep_one_plain_name_and_prefix_the_others() {
-        let alone = [("sft", "sft")];
-        assert_eq!(
-            public_table_name("sft_metrics", alone[0], &alone),
-            "sft_metrics"
-        );
-        let phases = [("sft-ift", "sft"), ("sft", "sft")];
-        assert_eq!(
-            public_table_name("sft_metrics", phases[0], &phases),
-            "sft_ift_sft_metrics"
-        );
-        assert_eq!(
-            public_table_name("sft_metrics", phases[1], &phases),
-            "sft_metrics"
-        );
-        // The stage named like the table wins over a stage named after its kind.
-        let prompts = [("heldout", "instructions"), ("prompts", "instructions")];
-        assert_eq!(
-            public_table_name("prompts", prompts[1], &prompts),
-            "prompts"
-        );
-        assert_eq!(
-            public_table_name("prompts", prompts[0], &prompts),
-            "heldout_prompts"
-        );
-        // No unique owner: every writer is prefixed, none hides another.
-        let twins = [("a", "world"), ("b", "world")];
-        assert_eq!(public_table_name("eft", twins[0], &twins), "a_eft");
-        assert_eq!(public_table_name("eft", twins[1], &twins), "b_eft");
+        // (table, writers (stage, kind), what each writer publishes)
+        let cases: [(&str, &[(&str, &str)], &[&str]); 4] = [
+            ("sft_metrics", &[("sft", "sft")], &["sft_metrics"]),
+            (
+                "sft_metrics",
+                &[("sft-ift", "sft"), ("sft", "sft")],
+                &["sft_ift_sft_metrics", "sft_metrics"],
+            ),
+            // The stage named like the table wins over one named after its kind.
+            (
+                "prompts",
+                &[("heldout", "instructions"), ("prompts", "instructions")],
+                &["heldout_prompts", "prompts"],
+            ),
+            // No unique owner: every writer is prefixed, none hides another.
+            (
+                "eft",
+                &[("a", "world"), ("b", "world")],
+                &["a_eft", "b_eft"],
+            ),
+        ];
+        for (table, writers, want) in cases {
+            for (writer, want) in writers.iter().zip(want) {
+                assert_eq!(public_table_name(table, *writer, writers), *want);
+            }
+        }
     }
 }
