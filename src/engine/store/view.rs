@@ -335,10 +335,16 @@ fn publish_link(target: &Path, dst: &Path) -> anyhow::Result<()> {
 mod tests {
     use super::public_table_name;
 
+    /// (table, its writers as (stage, kind), what each writer publishes).
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static [&'static str],
+    );
+
     #[test]
     fn colliding_tables_keep_one_plain_name_and_prefix_the_others() {
-        // (table, writers (stage, kind), what each writer publishes)
-        let cases: [(&str, &[(&str, &str)], &[&str]); 4] = [
+        let cases: [Case; 4] = [
             ("sft_metrics", &[("sft", "sft")], &["sft_metrics"]),
             (
                 "sft_metrics",
