@@ -259,22 +259,25 @@ fn examples(
             texts.push((r.prompt, r.response));
         }
     }
-    if let (true, Some(judge)) = (p.eft, judge) {
-        for r in judge.rows::<JudgeExampleRow>()? {
-            let prompt = match &r.response_b {
-                Some(b) => format::judge_pairwise(&r.prompt, &r.response, b),
-                None => format::judge_pointwise(&r.prompt, &r.response),
-            };
-            texts.push((prompt, r.label));
-        }
-    } else if p.eft {
-        for r in data.rows::<EftRow>()? {
-            let prompt = match &r.response_b {
-                Some(b) => format::judge_pairwise(&r.prompt, &r.response_a, b),
-                None => format::judge_pointwise(&r.prompt, &r.response_a),
-            };
-            texts.push((prompt, r.label));
-        }
+    if p.eft {
+        let judged: Vec<(String, String)> = match judge {
+            Some(judge) => judge
+                .rows::<JudgeExampleRow>()?
+                .into_iter()
+                .map(|r| (judge_prompt(&r.prompt, &r.response, &r.response_b), r.label))
+                .collect(),
+            None => data
+                .rows::<EftRow>()?
+                .into_iter()
+                .map(|r| {
+                    (
+                        judge_prompt(&r.prompt, &r.response_a, &r.response_b),
+                        r.label,
+                    )
+                })
+                .collect(),
+        };
+        texts.extend(judged);
     }
     texts
         .iter()
@@ -285,4 +288,12 @@ fn examples(
             })
         })
         .collect()
+}
+
+/// The world's judge prompt for `a` alone (pointwise) or `a` vs `b` (pairwise).
+fn judge_prompt(prompt: &str, a: &str, b: &Option<String>) -> String {
+    match b {
+        Some(b) => format::judge_pairwise(prompt, a, b),
+        None => format::judge_pointwise(prompt, a),
+    }
 }

@@ -1,7 +1,9 @@
-//! The gold scorer: graded, computable from the prompt alone, and used by the
-//! eval stage only. No training stage may take it (or `gold_pairs`) as input;
-//! the world's own generator uses it to label the judge *seed* data (`eft`),
-//! which plays the role of the human-labelled seed set of Self-Rewarding LMs.
+//! The gold scorer: graded, computable from the prompt alone. Besides the eval
+//! stages, only the world's stand-ins for human labels use it, before the
+//! iterations: the world's generator for the judge seed data (`eft`) and the
+//! `judge-data` stage for the model's own samples on the separate judge pool —
+//! the human-labelled judge data of Self-Rewarding LMs. No iteration's task
+//! reads it, and no training task has `gold_pairs` upstream.
 //!
 //! Score = `2·LCS(response, answer) / (|response| + |answer|)` over
 //! characters: 1 for the exact answer, 0 for an empty or unrelated response,
