@@ -82,9 +82,6 @@ pub struct RunArgs {
     pub seeds: Vec<u64>,
 }
 
-/// The file `scir run --seeds` writes the combined report to, in the artifacts dir.
-pub const SEEDS_REPORT: &str = "seeds.md";
-
 /// The artifacts directory of one seed of a sweep.
 pub fn seed_dir(artifacts: &Path, seed: u64) -> std::path::PathBuf {
     artifacts.join(format!("seed-{seed}"))
@@ -123,13 +120,9 @@ fn sweep(args: &RunArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|dir| Ok((dir.display().to_string(), report::load(dir)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let text = report::seeds::combine(&runs)?.markdown();
-    let path = args.store.artifacts.join(SEEDS_REPORT);
-    let tmp = path.with_extension("md.new");
-    std::fs::write(&tmp, &text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    outln!("{text}");
+    let combined = report::seeds::combine(&runs)?;
+    let path = combined.write(&args.store.artifacts)?;
+    outln!("{}", combined.markdown());
     eprintln!("seeds report: {}", path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -23,6 +23,9 @@ use serde::Serialize;
 use super::view::Report;
 use crate::user_err;
 
+/// The file `scir run --seeds` writes the combined report to, in the artifacts dir.
+pub const SEEDS_FILE: &str = "seeds.md";
+
 /// Metrics shown, in order (those present in every run).
 pub const METRICS: &[&str] = &[
     "gold_sampled",
@@ -346,6 +349,13 @@ impl SeedReport {
             let _ = writeln!(out, "| {arm} | {} | {verdict} |", cells.join(" | "));
         }
         out.push('\n');
+    }
+
+    /// Write [`SeedReport::markdown`] to `<dir>/`[`SEEDS_FILE`] (atomically); its path.
+    pub fn write(&self, dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+        let path = dir.join(SEEDS_FILE);
+        super::markdown::write_atomic(&path, self.markdown().as_bytes())?;
+        Ok(path)
     }
 
     /// Pretty JSON of the whole structure.

@@ -89,8 +89,20 @@ impl Stage for JudgeData {
     const TABLES: &'static [DeclaredTable] = &[JudgeExampleRow::declared];
 
     fn validate(&self, p: &JudgeDataParams) -> Result<(), ParamError> {
-        if p.samples == 0 {
-            return Err(ParamError::at("samples", "must be at least 1"));
+        let least = match p.mode {
+            GrmMode::Pointwise => 1,
+            GrmMode::Pairwise => 2,
+        };
+        if p.samples < least {
+            return Err(ParamError::at(
+                "samples",
+                format!(
+                    "must be at least {least} for mode {} (pairwise examples pair two samples \
+                     of one prompt), got {}",
+                    p.mode.as_str(),
+                    p.samples
+                ),
+            ));
         }
         if p.max_new_tokens == 0 {
             return Err(ParamError::at("max_new_tokens", "must be at least 1"));
@@ -312,5 +324,19 @@ mod tests {
         let rows = pointwise_rows(&s, &world, 7, 3);
         let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
         assert_eq!(labels, ["5", "2", "2"]);
+    }
+
+    #[test]
+    fn pairwise_needs_two_samples_per_prompt() {
+        let p = |mode, samples| JudgeDataParams {
+            mode,
+            samples,
+            ..JudgeDataParams::default()
+        };
+        let err = JudgeData.validate(&p(GrmMode::Pairwise, 1)).unwrap_err();
+        assert!(format!("{err:?}").contains("at least 2"), "{err:?}");
+        assert!(JudgeData.validate(&p(GrmMode::Pairwise, 2)).is_ok());
+        assert!(JudgeData.validate(&p(GrmMode::Pointwise, 1)).is_ok());
+        assert!(JudgeData.validate(&p(GrmMode::Pointwise, 0)).is_err());
     }
 }
