@@ -7,6 +7,12 @@ pub mod error;
 pub mod failpoint;
 #[path = "../../src/table/mod.rs"]
 pub mod table;
+#[path = "../../src/model/mod.rs"]
+pub mod model;
+#[path = "../../src/stages/common/judge.rs"]
+pub mod judge;
+
+pub mod scratch;
 
 pub mod engine;
 pub mod stages;

@@ -137,8 +137,7 @@ pub fn run(cmd: &ModelCmd) -> anyhow::Result<ExitCode> {
 
 fn init(a: &InitArgs) -> anyhow::Result<()> {
     let tok_path = a.tokenizer.join("tokenizer.json");
-    let tokenizer = tokenizers::Tokenizer::from_file(&tok_path)
-        .map_err(|e| user_err!("{}: cannot load the tokenizer ({e})", tok_path.display()))?;
+    let tokenizer = crate::model::tokenizer::read_tokenizer(&tok_path)?;
     let cfg_path = a.tokenizer.join("tokenizer_config.json");
     let tokenizer_config = if cfg_path.is_file() {
         let text = std::fs::read_to_string(&cfg_path)

@@ -26,6 +26,36 @@ const RAW_MESSAGE_SEPARATOR: &str = "\n\n";
 /// transformers 5's separate chat-template file.
 const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
 
+/// Parse a `tokenizer.json` text. The `tokenizers` crate panics on some malformed files
+/// (0.23: a `decoder` that is neither tagged nor a known untagged shape); that panic is
+/// caught and becomes this error like any other parse failure.
+pub fn parse_tokenizer(json: &str) -> Result<Tokenizer, String> {
+    match std::panic::catch_unwind(|| json.parse::<Tokenizer>()) {
+        Ok(parsed) => parsed.map_err(|e| e.to_string()),
+        Err(panic) => Err(format!(
+            "the tokenizers library gave up on it: {}",
+            panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or(panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("a malformed component")
+        )),
+    }
+}
+
+/// Read and parse `path` as a `tokenizer.json` ([`parse_tokenizer`]); the error names the
+/// file.
+pub fn read_tokenizer(path: &Path) -> anyhow::Result<Tokenizer> {
+    if !path.is_file() {
+        let msg = "missing; a model directory needs tokenizer.json";
+        return Err(user_err!("{}: {msg}", path.display()).into());
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| user_err!("{}: cannot read ({e})", path.display()))?;
+    parse_tokenizer(&text)
+        .map_err(|e| user_err!("{}: not a valid tokenizer ({e})", path.display()).into())
+}
+
 /// A tokenizer with the model's special tokens and chat template.
 #[derive(Debug, Clone)]
 pub struct Text {
@@ -53,15 +83,7 @@ impl Text {
     /// every token id fits the model's vocabulary.
     pub fn load(dir: &Path, cfg: &ModelConfig) -> anyhow::Result<Self> {
         let tok_path = dir.join("tokenizer.json");
-        if !tok_path.is_file() {
-            return Err(user_err!(
-                "{}: missing; a model directory needs tokenizer.json",
-                tok_path.display()
-            )
-            .into());
-        }
-        let tokenizer = Tokenizer::from_file(&tok_path)
-            .map_err(|e| user_err!("{}: not a valid tokenizer ({e})", tok_path.display()))?;
+        let tokenizer = read_tokenizer(&tok_path)?;
         let cfg_path = dir.join("tokenizer_config.json");
         let mut tokenizer_config: Value = if cfg_path.is_file() {
             let s = std::fs::read_to_string(&cfg_path)

@@ -56,3 +56,29 @@ crate::table! {
         judge_ids_2: Option<Vec<u32>>,
     }
 }
+
+impl GrmScoreRow {
+    /// A row with what every mode fills; the mode's own fields (`p_a_*`, `position_flip`,
+    /// `score_*`, `tau`) are `None` until set.
+    pub fn judged(
+        pair_id: i64,
+        mode: GrmMode,
+        p_grm: f64,
+        judge_ids_1: Vec<u32>,
+        judge_ids_2: Option<Vec<u32>>,
+    ) -> Self {
+        GrmScoreRow {
+            pair_id,
+            mode,
+            p_a_12: None,
+            p_a_21: None,
+            score_1: None,
+            score_2: None,
+            tau: None,
+            p_grm,
+            position_flip: None,
+            judge_ids_1,
+            judge_ids_2,
+        }
+    }
+}

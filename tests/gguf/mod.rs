@@ -5,5 +5,6 @@
 
 mod bad_files;
 mod craft;
+mod fuzz_seeds;
 mod parity;
 mod roundtrip;

@@ -20,3 +20,39 @@ fn fuzzed_parquet_files_are_errors_not_panics() {
         );
     }
 }
+
+fn fuzz_input(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/reliability/fuzz")
+        .join(name)
+}
+
+/// A GGUF file whose tensor shape claims more elements than memory holds: candle's
+/// dequantisation panicked with "capacity overflow"; the import now checks each tensor's
+/// extent against the file first.
+#[test]
+fn fuzzed_gguf_with_a_huge_tensor_is_an_error_that_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let err = scir::model::gguf::import(&fuzz_input("gguf-crash-capacity.gguf"), &out).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("the file is truncated or corrupt"), "{msg}");
+    assert!(!out.exists());
+}
+
+/// A `tokenizer.json` whose `decoder` is neither tagged nor a known untagged shape: the
+/// tokenizers crate (0.23) panicked inside its deserializer; scir catches that panic.
+#[test]
+fn fuzzed_tokenizer_with_a_malformed_decoder_is_an_error() {
+    // The fuzz input is tokenizer.json, tokenizer_config.json, chat template, split at the
+    // fuzzers' separator (fuzz/src/scratch.rs).
+    let input = std::fs::read(fuzz_input("tokenizer-crash-decoder")).unwrap();
+    let sep = b"\n--8<--\n";
+    let end = input.windows(sep.len()).position(|w| w == sep).unwrap_or(input.len());
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tokenizer.json");
+    std::fs::write(&path, &input[..end]).unwrap();
+    let err = scir::model::tokenizer::read_tokenizer(&path).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("not a valid tokenizer"), "{msg}");
+}

@@ -168,18 +168,6 @@ pub fn hidden(
     rope: &RopeTable,
     cache: &mut KvCache,
     s: &mut Scratch,
-) -> Vec<f32> {
-    hidden_recorded(w, ids, spans, rope, cache, s, None)
-}
-
-/// [`hidden`], recording into `tape` when given.
-pub fn hidden_recorded(
-    w: &Weights,
-    ids: &[u32],
-    spans: &[Span],
-    rope: &RopeTable,
-    cache: &mut KvCache,
-    s: &mut Scratch,
     mut tape: Option<&mut Tape>,
 ) -> Vec<f32> {
     let h = w.cfg.hidden_size;
@@ -200,21 +188,16 @@ pub fn hidden_recorded(
     if let Some(t) = tape {
         t.x_final = x.clone();
     }
-    let mut out = vec![0f32; n * h];
-    for (o, xr) in out.chunks_exact_mut(h).zip(x.chunks_exact(h)) {
-        simd::rms_norm(xr, w.norm, w.cfg.rms_norm_eps as f32, o);
-    }
+    let mut out = Vec::new();
+    normed(&mut out, &x, w.norm, w.cfg.rms_norm_eps, h);
     out
 }
 
+/// `(rows, out, inp)` of a linear layer applied to `rows` inputs.
+type Dims = (usize, usize, usize);
+
 /// `y = x·Wᵀ + b` for `rows` rows.
-pub(super) fn linear(
-    lin: Lin,
-    x: &[f32],
-    y: &mut [f32],
-    (rows, out, inp): (usize, usize, usize),
-    into: Into,
-) {
+pub(super) fn linear(lin: Lin, x: &[f32], y: &mut [f32], (rows, out, inp): Dims, into: Into) {
     matmul_wt(x, inp, lin.w, y, out, (rows, out, inp), into);
     if let Some(b) = lin.b {
         for row in y.chunks_exact_mut(out) {
@@ -225,10 +208,20 @@ pub(super) fn linear(
     }
 }
 
-fn norm_rows(x: &[f32], weight: &[f32], eps: f64, out: &mut [f32], h: usize) {
+/// RMSNorm of every `h`-wide row of `x` into `buf` (resized).
+fn normed<'a>(buf: &'a mut Vec<f32>, x: &[f32], weight: &[f32], eps: f64, h: usize) -> &'a [f32] {
+    let out = sized(buf, x.len());
     for (o, xr) in out.chunks_exact_mut(h).zip(x.chunks_exact(h)) {
         simd::rms_norm(xr, weight, eps as f32, o);
     }
+    out
+}
+
+/// `lin(x)` for `(rows, out, inp)` into `buf` (resized to `rows · out`).
+fn projected<'a>(buf: &'a mut Vec<f32>, lin: Lin, x: &[f32], dims: Dims) -> &'a mut [f32] {
+    let y = sized(buf, dims.0 * dims.1);
+    linear(lin, x, y, dims, Into::Overwrite);
+    y
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -247,14 +240,10 @@ fn attention_block(
     let (h, d) = (cfg.hidden_size, cfg.head_dim);
     let (qw, kw) = (cfg.num_heads * d, cfg.num_kv_heads * d);
     let n = x.len() / h;
-    let normed = sized(&mut s.normed, n * h);
-    norm_rows(x, l.input_norm, cfg.rms_norm_eps, normed, h);
-    let q = sized(&mut s.q, n * qw);
-    linear(l.q, normed, q, (n, qw, h), Into::Overwrite);
-    let k = sized(&mut s.k, n * kw);
-    linear(l.k, normed, k, (n, kw, h), Into::Overwrite);
-    let v = sized(&mut s.v, n * kw);
-    linear(l.v, normed, v, (n, kw, h), Into::Overwrite);
+    let normed = normed(&mut s.normed, x, l.input_norm, cfg.rms_norm_eps, h);
+    let q = projected(&mut s.q, l.q, normed, (n, qw, h));
+    let k = projected(&mut s.k, l.k, normed, (n, kw, h));
+    let v = projected(&mut s.v, l.v, normed, (n, kw, h));
     for sp in spans {
         for i in 0..sp.len {
             let (row, pos) = (sp.start + i, sp.past + i);
@@ -373,12 +362,9 @@ fn mlp_block(
     let l = &w.layers[layer];
     let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
     let n = x.len() / h;
-    let normed = sized(&mut s.normed, n * h);
-    norm_rows(x, l.post_norm, cfg.rms_norm_eps, normed, h);
-    let gate = sized(&mut s.gate, n * inter);
-    linear(l.gate, normed, gate, (n, inter, h), Into::Overwrite);
-    let up = sized(&mut s.up, n * inter);
-    linear(l.up, normed, up, (n, inter, h), Into::Overwrite);
+    let normed = normed(&mut s.normed, x, l.post_norm, cfg.rms_norm_eps, h);
+    let gate = projected(&mut s.gate, l.gate, normed, (n, inter, h));
+    let up = projected(&mut s.up, l.up, normed, (n, inter, h));
     if let Some(t) = tape {
         t.x_mid = x.to_vec();
         t.normed_mid = normed.to_vec();

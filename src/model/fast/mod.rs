@@ -125,14 +125,31 @@ fn pack(seqs: &[Vec<u32>]) -> (Vec<u32>, Vec<Span>) {
     (ids, spans)
 }
 
-/// Final hidden states `(tokens, hidden)` of `seqs` run from scratch.
-fn run_fresh(w: &Weights, seqs: &[Vec<u32>]) -> (Vec<f32>, Vec<Span>) {
+/// A forward pass of `seqs` from scratch: what it packed and built, and the final hidden
+/// states `(tokens, hidden)`.
+pub(super) struct Fresh {
+    pub ids: Vec<u32>,
+    pub spans: Vec<Span>,
+    pub rope: RopeTable,
+    pub cache: KvCache,
+    pub hidden: Vec<f32>,
+}
+
+/// Run `seqs` from scratch (recording into `tape` when given).
+pub(super) fn run_fresh(w: &Weights, seqs: &[Vec<u32>], tape: Option<&mut forward::Tape>) -> Fresh {
     let (ids, spans) = pack(seqs);
     let longest = seqs.iter().map(Vec::len).max().unwrap_or(0);
     let rope = RopeTable::new(w, longest);
     let mut cache = KvCache::new(w, seqs.len(), longest);
-    let hidden = forward::hidden(w, &ids, &spans, &rope, &mut cache, &mut Scratch::default());
-    (hidden, spans)
+    let mut scratch = Scratch::default();
+    let hidden = forward::hidden(w, &ids, &spans, &rope, &mut cache, &mut scratch, tape);
+    Fresh {
+        ids,
+        spans,
+        rope,
+        cache,
+        hidden,
+    }
 }
 
 /// For sequences packed back to back (the first `prompt_len` tokens of each are its prompt):
@@ -219,7 +236,7 @@ pub fn response_logprobs(
 }
 
 fn score_group(w: &Weights, items: &[Pair], seqs: &[Vec<u32>]) -> Vec<f32> {
-    let (hidden, _) = run_fresh(w, seqs);
+    let hidden = run_fresh(w, seqs, None).hidden;
     let rr = response_rows(seqs, items.iter().map(|p| p.prompt.len()));
     let logits = vocab_logits(w, &gather_rows(&hidden, &rr.rows, w.cfg.hidden_size));
     summed_logprobs(&logits, w.cfg.vocab_size, &rr, items.len())
@@ -240,7 +257,7 @@ pub fn verdict_probs(
         let parts: Vec<Vec<[f32; 2]>> = groups(prompts)
             .into_par_iter()
             .map(|r| {
-                let (hidden, spans) = run_fresh(w, &prompts[r]);
+                let Fresh { hidden, spans, .. } = run_fresh(w, &prompts[r], None);
                 spans
                     .iter()
                     .map(|sp| {
@@ -314,6 +331,7 @@ fn generate_group(
             &rope,
             &mut cache,
             &mut scratch,
+            None,
         );
         let last: Vec<f32> = spans
             .iter()

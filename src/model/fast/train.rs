@@ -27,7 +27,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use rayon::prelude::*;
 
-use super::forward::{self, KvCache, RopeTable, Scratch, Span, Tape};
+use super::forward::{self, KvCache, RopeTable, Span, Tape};
 use super::matmul::{Into, Operand, product};
 use super::weights::{self, Lin, Weights};
 use super::{ResponseRows, gather_rows, response_rows, summed_logprobs, vocab_logits};
@@ -234,20 +234,14 @@ fn split(seqs: &[Vec<u32>]) -> Vec<std::ops::Range<usize>> {
 }
 
 fn forward_group(w: &Weights, seqs: &[Vec<u32>], head: Head) -> Group {
-    let (ids, spans) = super::pack(seqs);
-    let longest = seqs.iter().map(Vec::len).max().unwrap_or(0);
-    let rope = RopeTable::new(w, longest);
-    let mut cache = KvCache::new(w, seqs.len(), longest);
     let mut tape = Tape::default();
-    let hidden = forward::hidden_recorded(
-        w,
-        &ids,
-        &spans,
-        &rope,
-        &mut cache,
-        &mut Scratch::default(),
-        Some(&mut tape),
-    );
+    let super::Fresh {
+        ids,
+        spans,
+        rope,
+        cache,
+        hidden,
+    } = super::run_fresh(w, seqs, Some(&mut tape));
     Group {
         spans,
         ids,

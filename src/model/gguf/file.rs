@@ -213,6 +213,7 @@ impl GgufFile {
 
     /// Tensor `name` dequantised to f32, shape in row-major order (`(out, in)` for weights).
     pub fn dequantize(&mut self, name: &str) -> anyhow::Result<Tensor> {
+        self.check_extent(name)?;
         let q: QTensor = self
             .content
             .tensor(&mut self.reader, name, &Device::Cpu)
@@ -224,6 +225,46 @@ impl GgufFile {
                 )
             })?;
         Ok(q.dequantize(&Device::Cpu)?)
+    }
+}
+
+impl GgufFile {
+    /// Tensor `name`'s data lies inside the file: its element count does not overflow, is
+    /// whole blocks of its type, and the bytes that count needs end before the file does.
+    /// Checked before reading, so a corrupt shape is an error, not a huge allocation.
+    fn check_extent(&self, name: &str) -> anyhow::Result<()> {
+        let corrupt = |what: String| -> anyhow::Error {
+            user_err!(
+                "{}: tensor {name:?}: {what}; the file is truncated or corrupt",
+                self.path.display()
+            )
+            .into()
+        };
+        let Some(info) = self.content.tensor_infos.get(name) else {
+            return Err(corrupt("not in the file".into()));
+        };
+        let dims = info.shape.dims();
+        let dtype = info.ggml_dtype;
+        let elems = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let bytes = elems
+            .filter(|n| n % dtype.block_size() == 0)
+            .and_then(|n| (n / dtype.block_size()).checked_mul(dtype.type_size()))
+            .and_then(|b| u64::try_from(b).ok());
+        let end = bytes.and_then(|b| {
+            (self.content.tensor_data_offset)
+                .checked_add(info.offset)?
+                .checked_add(b)
+        });
+        let file_len = self.reader.get_ref().metadata()?.len();
+        match end {
+            Some(end) if end <= file_len => Ok(()),
+            Some(end) => Err(corrupt(format!(
+                "shape {dims:?} of {dtype:?} ends at byte {end}, the file has {file_len}"
+            ))),
+            None => Err(corrupt(format!(
+                "shape {dims:?} is not a whole number of {dtype:?} blocks that fits in memory"
+            ))),
+        }
     }
 }
 

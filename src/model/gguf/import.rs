@@ -15,7 +15,7 @@ use super::vocab::tokenizer_files;
 use super::weights::{Heads, read_weights};
 use crate::model::config::ModelConfig;
 use crate::model::params::param_specs;
-use crate::model::tokenizer::Text;
+use crate::model::tokenizer::{Text, parse_tokenizer};
 use crate::user_err;
 
 /// What an import wrote.
@@ -191,7 +191,7 @@ pub fn import(gguf: &Path, out: &Path) -> anyhow::Result<ImportReport> {
     })?;
     let (tok_json, tok_config) = tokenizer_files(&file)?;
     let tok_str = serde_json::to_string(&tok_json)?;
-    let tokenizer: Tokenizer = tok_str.parse().map_err(|e| {
+    let tokenizer: Tokenizer = parse_tokenizer(&tok_str).map_err(|e| {
         user_err!(
             "{}: the tokenizer built from the metadata does not load ({e})",
             gguf.display()

@@ -94,9 +94,10 @@ pub fn judge_pairs(
     responses: &Responses,
     pairs: &[PairRow],
 ) -> anyhow::Result<Judged> {
+    let judge = Judge { model, template, p };
     match p.mode {
-        GrmMode::Pairwise => pairwise(model, template, p, responses, pairs),
-        GrmMode::Pointwise => pointwise(model, template, p, responses, pairs),
+        GrmMode::Pairwise => judge.pairwise(responses, pairs),
+        GrmMode::Pointwise => judge.pointwise(responses, pairs),
     }
 }
 
@@ -112,144 +113,132 @@ fn token_rows(mode: GrmMode, tokens: Vec<(String, u32, f64)>) -> Vec<JudgeTokenR
         .collect()
 }
 
-fn pairwise(
-    model: &Model,
-    template: &JudgeTemplate,
-    p: &ScoreGrmParams,
-    responses: &Responses,
-    pairs: &[PairRow],
-) -> anyhow::Result<Judged> {
-    let a = judge::single_token(&model.text, &p.verdicts[0], "verdict")?;
-    let b = judge::single_token(&model.text, &p.verdicts[1], "verdict")?;
-    let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
-    for (i, pair) in pairs.iter().enumerate() {
-        let (y1, y2) = (
-            responses::get(responses, pair.response_id_1, pair.pair_id)?,
-            responses::get(responses, pair.response_id_2, pair.pair_id)?,
-        );
-        let t12 = template.pairwise(&y1.prompt, &y1.text, &y2.text)?;
-        if i == 0 {
-            judge::check_seam(&model.text, &t12, &p.verdicts[0], a)?;
-            judge::check_seam(&model.text, &t12, &p.verdicts[1], b)?;
-        }
-        fwd.push(judge::encode(&model.text, &t12)?);
-        if p.swap {
-            let t21 = template.pairwise(&y1.prompt, &y2.text, &y1.text)?;
-            bwd.push(judge::encode(&model.text, &t21)?);
-        }
-    }
-    let pad = model.text.pad_id();
-    let probs = |prompts: &[Vec<u32>]| {
-        if prompts.is_empty() {
-            return Ok(Vec::new());
-        }
-        verdict_probs_vec(
-            &model.decoder,
-            prompts,
-            (a, b),
-            pad,
-            Adapters::On,
-            p.batch_size,
-        )
-    };
-    let p12 = probs(&fwd)?;
-    let p21 = probs(&bwd)?;
-    let mut scores = Vec::with_capacity(pairs.len());
-    for (i, pair) in pairs.iter().enumerate() {
-        let pa12 = f64::from(p12[i][0]);
-        let (pa21, q, flip) = if p.swap {
-            let pa21 = f64::from(p21[i][0]);
-            let flip = (pa12 > 0.5) == (pa21 > 0.5);
-            (Some(pa21), 0.5 * (pa12 + 1.0 - pa21), Some(flip))
-        } else {
-            (None, pa12, None)
-        };
-        scores.push(GrmScoreRow {
-            pair_id: pair.pair_id,
-            mode: GrmMode::Pairwise,
-            p_a_12: Some(pa12),
-            p_a_21: pa21,
-            score_1: None,
-            score_2: None,
-            tau: None,
-            p_grm: q,
-            position_flip: flip,
-            judge_ids_1: fwd[i].clone(),
-            judge_ids_2: bwd.get(i).cloned(),
-        });
-    }
-    let tokens = vec![
-        (p.verdicts[0].clone(), a, 1.0),
-        (p.verdicts[1].clone(), b, 0.0),
-    ];
-    Ok(Judged {
-        scores,
-        tokens: token_rows(GrmMode::Pairwise, tokens),
-    })
+/// Who judges, in which words, by which params.
+struct Judge<'a> {
+    model: &'a Model,
+    template: &'a JudgeTemplate,
+    p: &'a ScoreGrmParams,
 }
 
-fn pointwise(
-    model: &Model,
-    template: &JudgeTemplate,
-    p: &ScoreGrmParams,
-    responses: &Responses,
-    pairs: &[PairRow],
-) -> anyhow::Result<Judged> {
-    let ids: Vec<u32> = p
-        .scores
-        .iter()
-        .map(|s| judge::single_token(&model.text, s, "score string"))
-        .collect::<anyhow::Result<_>>()?;
-    let values: Vec<f64> = (1..=ids.len()).map(|v| v as f64).collect();
-    // Each response is judged once, whatever the number of pairs it is in.
-    let mut prompts = BTreeMap::new();
-    for (i, (id, r)) in responses.iter().enumerate() {
-        let t = template.pointwise(&r.prompt, &r.text)?;
-        if i == 0 {
-            for (s, &token) in p.scores.iter().zip(&ids) {
-                judge::check_seam(&model.text, &t, s, token)?;
+impl Judge<'_> {
+    fn pairwise(&self, responses: &Responses, pairs: &[PairRow]) -> anyhow::Result<Judged> {
+        let Judge { model, template, p } = *self;
+        let a = judge::single_token(&model.text, &p.verdicts[0], "verdict")?;
+        let b = judge::single_token(&model.text, &p.verdicts[1], "verdict")?;
+        let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
+        for (i, pair) in pairs.iter().enumerate() {
+            let (y1, y2) = (
+                responses::get(responses, pair.response_id_1, pair.pair_id)?,
+                responses::get(responses, pair.response_id_2, pair.pair_id)?,
+            );
+            let t12 = template.pairwise(&y1.prompt, &y1.text, &y2.text)?;
+            if i == 0 {
+                judge::check_seam(&model.text, &t12, &p.verdicts[0], a)?;
+                judge::check_seam(&model.text, &t12, &p.verdicts[1], b)?;
+            }
+            fwd.push(judge::encode(&model.text, &t12)?);
+            if p.swap {
+                let t21 = template.pairwise(&y1.prompt, &y2.text, &y1.text)?;
+                bwd.push(judge::encode(&model.text, &t21)?);
             }
         }
-        prompts.insert(*id, judge::encode(&model.text, &t)?);
-    }
-    let order: Vec<i64> = prompts.keys().copied().collect();
-    let all: Vec<Vec<u32>> = prompts.values().cloned().collect();
-    let pad = model.text.pad_id();
-    let mut scores = Vec::with_capacity(all.len());
-    for chunk in all.chunks(p.batch_size.max(1)) {
-        let s = judge::expected_scores(&model.decoder, chunk, &ids, &values, pad)?;
-        scores.extend(s.detach().to_vec1::<f32>()?.into_iter().map(f64::from));
-    }
-    let score: BTreeMap<i64, f64> = order.into_iter().zip(scores).collect();
-    let rows = pairs
-        .iter()
-        .map(|pair| {
-            let (r1, r2) = (pair.response_id_1, pair.response_id_2);
-            let (s1, s2) = (score[&r1], score[&r2]);
-            GrmScoreRow {
-                pair_id: pair.pair_id,
-                mode: GrmMode::Pointwise,
-                p_a_12: None,
-                p_a_21: None,
-                score_1: Some(s1),
-                score_2: Some(s2),
-                tau: Some(p.tau),
-                p_grm: sigmoid((s1 - s2) / p.tau),
-                position_flip: None,
-                judge_ids_1: prompts[&r1].clone(),
-                judge_ids_2: Some(prompts[&r2].clone()),
+        let pad = model.text.pad_id();
+        let probs = |prompts: &[Vec<u32>]| {
+            if prompts.is_empty() {
+                return Ok(Vec::new());
             }
+            verdict_probs_vec(
+                &model.decoder,
+                prompts,
+                (a, b),
+                pad,
+                Adapters::On,
+                p.batch_size,
+            )
+        };
+        let p12 = probs(&fwd)?;
+        let p21 = probs(&bwd)?;
+        let mut scores = Vec::with_capacity(pairs.len());
+        for (i, pair) in pairs.iter().enumerate() {
+            let pa12 = f64::from(p12[i][0]);
+            let (pa21, q, flip) = if p.swap {
+                let pa21 = f64::from(p21[i][0]);
+                let flip = (pa12 > 0.5) == (pa21 > 0.5);
+                (Some(pa21), 0.5 * (pa12 + 1.0 - pa21), Some(flip))
+            } else {
+                (None, pa12, None)
+            };
+            let ids = (fwd[i].clone(), bwd.get(i).cloned());
+            scores.push(GrmScoreRow {
+                p_a_12: Some(pa12),
+                p_a_21: pa21,
+                position_flip: flip,
+                ..GrmScoreRow::judged(pair.pair_id, GrmMode::Pairwise, q, ids.0, ids.1)
+            });
+        }
+        let tokens = vec![
+            (p.verdicts[0].clone(), a, 1.0),
+            (p.verdicts[1].clone(), b, 0.0),
+        ];
+        Ok(Judged {
+            scores,
+            tokens: token_rows(GrmMode::Pairwise, tokens),
         })
-        .collect();
-    let tokens = p
-        .scores
-        .iter()
-        .zip(&ids)
-        .zip(&values)
-        .map(|((s, &id), &v)| (s.clone(), id, v))
-        .collect();
-    Ok(Judged {
-        scores: rows,
-        tokens: token_rows(GrmMode::Pointwise, tokens),
-    })
+    }
+
+    fn pointwise(&self, responses: &Responses, pairs: &[PairRow]) -> anyhow::Result<Judged> {
+        let Judge { model, template, p } = *self;
+        let ids: Vec<u32> = p
+            .scores
+            .iter()
+            .map(|s| judge::single_token(&model.text, s, "score string"))
+            .collect::<anyhow::Result<_>>()?;
+        let values: Vec<f64> = (1..=ids.len()).map(|v| v as f64).collect();
+        // Each response is judged once, whatever the number of pairs it is in.
+        let mut prompts = BTreeMap::new();
+        for (i, (id, r)) in responses.iter().enumerate() {
+            let t = template.pointwise(&r.prompt, &r.text)?;
+            if i == 0 {
+                for (s, &token) in p.scores.iter().zip(&ids) {
+                    judge::check_seam(&model.text, &t, s, token)?;
+                }
+            }
+            prompts.insert(*id, judge::encode(&model.text, &t)?);
+        }
+        let order: Vec<i64> = prompts.keys().copied().collect();
+        let all: Vec<Vec<u32>> = prompts.values().cloned().collect();
+        let pad = model.text.pad_id();
+        let mut scores = Vec::with_capacity(all.len());
+        for chunk in all.chunks(p.batch_size.max(1)) {
+            let s = judge::expected_scores(&model.decoder, chunk, &ids, &values, pad)?;
+            scores.extend(s.detach().to_vec1::<f32>()?.into_iter().map(f64::from));
+        }
+        let score: BTreeMap<i64, f64> = order.into_iter().zip(scores).collect();
+        let rows = pairs
+            .iter()
+            .map(|pair| {
+                let (r1, r2) = (pair.response_id_1, pair.response_id_2);
+                let (s1, s2) = (score[&r1], score[&r2]);
+                let q = sigmoid((s1 - s2) / p.tau);
+                let ids = (prompts[&r1].clone(), Some(prompts[&r2].clone()));
+                GrmScoreRow {
+                    score_1: Some(s1),
+                    score_2: Some(s2),
+                    tau: Some(p.tau),
+                    ..GrmScoreRow::judged(pair.pair_id, GrmMode::Pointwise, q, ids.0, ids.1)
+                }
+            })
+            .collect();
+        let tokens = p
+            .scores
+            .iter()
+            .zip(&ids)
+            .zip(&values)
+            .map(|((s, &id), &v)| (s.clone(), id, v))
+            .collect();
+        Ok(Judged {
+            scores: rows,
+            tokens: token_rows(GrmMode::Pointwise, tokens),
+        })
+    }
 }
