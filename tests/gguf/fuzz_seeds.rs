@@ -16,7 +16,9 @@ use super::craft::{CHAT_TEMPLATE, craft, fixture_tokenizer_dir};
 const SEPARATOR: &[u8] = b"\n--8<--\n";
 
 fn seeds_dir(target: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -33,8 +35,8 @@ fn tiniest(tied: bool, hidden: usize) -> Model {
     .unwrap();
     let dir = fixture_tokenizer_dir();
     let tok = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
-    let tc: Value = serde_json::from_slice(&std::fs::read(dir.join("tokenizer_config.json")).unwrap())
-        .unwrap();
+    let tc: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("tokenizer_config.json")).unwrap()).unwrap();
     Model::from_config(cfg, tok, tc, 7, &Device::Cpu).unwrap()
 }
 

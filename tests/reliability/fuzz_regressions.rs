@@ -48,7 +48,10 @@ fn fuzzed_tokenizer_with_a_malformed_decoder_is_an_error() {
     // fuzzers' separator (fuzz/src/scratch.rs).
     let input = std::fs::read(fuzz_input("tokenizer-crash-decoder")).unwrap();
     let sep = b"\n--8<--\n";
-    let end = input.windows(sep.len()).position(|w| w == sep).unwrap_or(input.len());
+    let end = input
+        .windows(sep.len())
+        .position(|w| w == sep)
+        .unwrap_or(input.len());
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("tokenizer.json");
     std::fs::write(&path, &input[..end]).unwrap();
