@@ -5,12 +5,16 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use scir_fuzz::model::Message;
 use scir_fuzz::model::config::ModelConfig;
 use scir_fuzz::model::tokenizer::Text;
-use scir_fuzz::model::Message;
 use scir_fuzz::scratch;
 
-const FILES: [&str; 3] = ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"];
+const FILES: [&str; 3] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+];
 
 fuzz_target!(|data: &[u8]| {
     scratch::let_scir_catch_panics();

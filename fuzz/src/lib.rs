@@ -5,12 +5,12 @@
 pub mod error;
 #[path = "../../src/failpoint.rs"]
 pub mod failpoint;
-#[path = "../../src/table/mod.rs"]
-pub mod table;
-#[path = "../../src/model/mod.rs"]
-pub mod model;
 #[path = "../../src/stages/common/judge.rs"]
 pub mod judge;
+#[path = "../../src/model/mod.rs"]
+pub mod model;
+#[path = "../../src/table/mod.rs"]
+pub mod table;
 
 pub mod scratch;
 
