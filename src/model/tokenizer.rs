@@ -26,12 +26,22 @@ const RAW_MESSAGE_SEPARATOR: &str = "\n\n";
 /// transformers 5's separate chat-template file.
 const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
 
-/// Parse a `tokenizer.json` text. The `tokenizers` crate panics on some malformed files
-/// (0.23: a `decoder` that is neither tagged nor a known untagged shape); that panic is
-/// caught and becomes this error like any other parse failure.
+/// Text encoded once when a tokenizer is loaded (see [`parse_tokenizer`]).
+const ENCODE_PROBE: &str = "a b";
+
+/// Parse a `tokenizer.json` text and encode [`ENCODE_PROBE`] with special tokens once. The
+/// `tokenizers` crate panics on some malformed files instead of returning an error (0.23: a
+/// `decoder` that is neither tagged nor a known shape, at parse time; a post-processor
+/// template naming a special token it does not define, at the first encode); such a panic
+/// is caught here and becomes this error like any other parse failure.
 pub fn parse_tokenizer(json: &str) -> Result<Tokenizer, String> {
-    match std::panic::catch_unwind(|| json.parse::<Tokenizer>()) {
-        Ok(parsed) => parsed.map_err(|e| e.to_string()),
+    let parsed = std::panic::catch_unwind(|| -> tokenizers::Result<Tokenizer> {
+        let tokenizer: Tokenizer = json.parse()?;
+        tokenizer.encode(ENCODE_PROBE, true)?;
+        Ok(tokenizer)
+    });
+    match parsed {
+        Ok(result) => result.map_err(|e| e.to_string()),
         Err(panic) => Err(format!(
             "the tokenizers library gave up on it: {}",
             panic

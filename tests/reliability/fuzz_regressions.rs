@@ -40,22 +40,26 @@ fn fuzzed_gguf_with_a_huge_tensor_is_an_error_that_writes_nothing() {
     assert!(!out.exists());
 }
 
-/// A `tokenizer.json` whose `decoder` is neither tagged nor a known untagged shape: the
-/// tokenizers crate (0.23) panicked inside its deserializer; scir catches that panic.
+/// `tokenizer.json` files on which the tokenizers crate (0.23) panicked: a `decoder` that is
+/// neither tagged nor a known untagged shape (inside its deserializer), and a post-processor
+/// template naming a special token it does not define (at the first encode). scir catches
+/// both when it loads the file.
 #[test]
-fn fuzzed_tokenizer_with_a_malformed_decoder_is_an_error() {
-    // The fuzz input is tokenizer.json, tokenizer_config.json, chat template, split at the
-    // fuzzers' separator (fuzz/src/scratch.rs).
-    let input = std::fs::read(fuzz_input("tokenizer-crash-decoder")).unwrap();
-    let sep = b"\n--8<--\n";
-    let end = input
-        .windows(sep.len())
-        .position(|w| w == sep)
-        .unwrap_or(input.len());
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("tokenizer.json");
-    std::fs::write(&path, &input[..end]).unwrap();
-    let err = scir::model::tokenizer::read_tokenizer(&path).unwrap_err();
-    let msg = format!("{err:#}");
-    assert!(msg.contains("not a valid tokenizer"), "{msg}");
+fn fuzzed_tokenizers_that_panicked_the_tokenizers_crate_are_errors() {
+    for name in ["tokenizer-crash-decoder", "tokenizer-crash-post-processor"] {
+        // A fuzz input is tokenizer.json, tokenizer_config.json, chat template, split at
+        // the fuzzers' separator (fuzz/src/scratch.rs).
+        let input = std::fs::read(fuzz_input(name)).unwrap();
+        let sep = b"\n--8<--\n";
+        let end = input
+            .windows(sep.len())
+            .position(|w| w == sep)
+            .unwrap_or(input.len());
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("tokenizer.json");
+        std::fs::write(&path, &input[..end]).unwrap();
+        let err = scir::model::tokenizer::read_tokenizer(&path).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("not a valid tokenizer"), "{name}: {msg}");
+    }
 }
