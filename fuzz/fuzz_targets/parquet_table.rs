@@ -6,6 +6,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    // `table` catches arrow-ipc's panics on malformed embedded schemas on purpose.
+    scir_fuzz::scratch::let_scir_catch_panics();
     let dir = std::env::temp_dir().join(format!("scir-fuzz-parquet-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join("t.parquet");

@@ -19,6 +19,12 @@ use crate::user_err;
 const DEFAULT_ROPE_THETA: f64 = 10_000.0;
 /// RMSNorm epsilon used by transformers' Llama when a config names none.
 const DEFAULT_RMS_NORM_EPS: f64 = 1e-6;
+/// Largest size of any one dimension a config may give (vocabulary, widths, heads): a
+/// corrupt or hostile `config.json` or GGUF header fails here, before anything is sized
+/// from it.
+const MAX_SIZE: usize = 1 << 24;
+/// Most layers a config may give (the deepest open models have about 130).
+const MAX_LAYERS: usize = 1 << 10;
 
 /// The decoder families scir implements (one code path, different biases).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +205,17 @@ impl ModelConfig {
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be positive"));
+        }
+        if let Some((name, v)) = sizes.iter().find(|(_, v)| *v > MAX_SIZE) {
+            return Err(format!(
+                "{name} is {v}, beyond any model scir can hold (at most {MAX_SIZE})"
+            ));
+        }
+        if self.num_layers > MAX_LAYERS {
+            return Err(format!(
+                "num_hidden_layers is {}, beyond any model scir can hold (at most {MAX_LAYERS})",
+                self.num_layers
+            ));
         }
         if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(format!(

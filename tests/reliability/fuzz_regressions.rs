@@ -1,10 +1,14 @@
 //! Inputs the fuzzers (`scripts/fuzz.sh`) made crash, kept as regression
 //! tests: each must now give an error, not a panic.
 
-const PARQUET_CRASHES: [&str; 1] = ["parquet_table-crash-5846637274.parquet"];
+const PARQUET_CRASHES: [&str; 2] = [
+    "parquet_table-crash-5846637274.parquet",
+    "parquet_table-crash-float-precision.parquet",
+];
 
-/// A Parquet file whose embedded Arrow schema declares a 536870976-bit
-/// integer: arrow-ipc 59 panicked while decoding it.
+/// Parquet files whose embedded Arrow schema declares a 536870976-bit integer or a float of
+/// unknown precision: arrow-ipc 59 panics while decoding them, and `table` turns that into
+/// an error.
 #[test]
 fn fuzzed_parquet_files_are_errors_not_panics() {
     for name in PARQUET_CRASHES {
@@ -37,6 +41,18 @@ fn fuzzed_gguf_with_a_huge_tensor_is_an_error_that_writes_nothing() {
     let err = scir::model::gguf::import(&fuzz_input("gguf-crash-capacity.gguf"), &out).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("the file is truncated or corrupt"), "{msg}");
+    assert!(!out.exists());
+}
+
+/// A GGUF header that claims millions of layers: sizing the model from it ran out of memory
+/// (the fuzzer's 2 GiB limit) before any tensor was read; the config's sizes are now bounded.
+#[test]
+fn fuzzed_gguf_with_absurd_sizes_is_an_error_that_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let err = scir::model::gguf::import(&fuzz_input("gguf-oom-layers.gguf"), &out).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("beyond any model scir can hold"), "{msg}");
     assert!(!out.exists());
 }
 
