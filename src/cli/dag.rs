@@ -74,28 +74,41 @@ pub fn ascii(dag: &Dag) -> String {
 
 /// Graphviz.
 pub fn dot(dag: &Dag) -> String {
-    let mut out = String::from("digraph scir {\n  rankdir=LR;\n  node [shape=box];\n");
-    for i in 0..dag.nodes.len() {
-        out.push_str(&format!("  n{i} [label={:?}];\n", label(dag, i)));
-    }
-    for (i, n) in dag.nodes.iter().enumerate() {
-        for (slot, up) in &n.inputs {
-            out.push_str(&format!("  n{up} -> n{i} [label={slot:?}];\n"));
-        }
-    }
+    let mut out = graph(
+        dag,
+        "digraph scir {\n  rankdir=LR;\n  node [shape=box];\n",
+        |i, label| format!("  n{i} [label={label:?}];\n"),
+        |up, i, slot| format!("  n{up} -> n{i} [label={slot:?}];\n"),
+    );
     out.push_str("}\n");
     out
 }
 
 /// Mermaid flowchart.
 pub fn mermaid(dag: &Dag) -> String {
-    let mut out = String::from("flowchart LR\n");
+    graph(
+        dag,
+        "flowchart LR\n",
+        |i, label| format!("  n{i}[\"{label}\"]\n"),
+        |up, i, slot| format!("  n{up} -->|{slot}| n{i}\n"),
+    )
+}
+
+/// `head`, then every node as `node(index, label)`, then every input edge as
+/// `edge(upstream, downstream, slot)`.
+fn graph(
+    dag: &Dag,
+    head: &str,
+    node: impl Fn(usize, &str) -> String,
+    edge: impl Fn(usize, usize, &str) -> String,
+) -> String {
+    let mut out = String::from(head);
     for i in 0..dag.nodes.len() {
-        out.push_str(&format!("  n{i}[\"{}\"]\n", label(dag, i)));
+        out.push_str(&node(i, &label(dag, i)));
     }
     for (i, n) in dag.nodes.iter().enumerate() {
         for (slot, up) in &n.inputs {
-            out.push_str(&format!("  n{up} -->|{slot}| n{i}\n"));
+            out.push_str(&edge(*up, i, slot));
         }
     }
     out

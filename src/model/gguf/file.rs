@@ -162,35 +162,35 @@ impl GgufFile {
 
     /// A string-array metadata value, if present.
     pub fn opt_strs(&self, key: &str) -> anyhow::Result<Option<Vec<&str>>> {
-        let Some(v) = self.get(key) else {
-            return Ok(None);
-        };
-        let bad = || self.err(format!("metadata key {key:?} is not an array of strings"));
-        let Value::Array(items) = v else {
-            return Err(bad());
-        };
-        items
-            .iter()
-            .map(|x| match x {
-                Value::String(s) => Ok(s.as_str()),
-                _ => Err(bad()),
-            })
-            .collect::<anyhow::Result<Vec<_>>>()
-            .map(Some)
+        self.opt_array(key, "strings", |x| match x {
+            Value::String(s) => Some(s.as_str()),
+            _ => None,
+        })
     }
 
     /// An integer-array metadata value, if present.
     pub fn opt_ints(&self, key: &str) -> anyhow::Result<Option<Vec<i64>>> {
+        self.opt_array(key, "integers", as_i64)
+    }
+
+    /// An array metadata value whose items `item` converts, if present (`what`: the items
+    /// in the error).
+    fn opt_array<'a, T>(
+        &'a self,
+        key: &str,
+        what: &str,
+        item: impl Fn(&'a Value) -> Option<T>,
+    ) -> anyhow::Result<Option<Vec<T>>> {
         let Some(v) = self.get(key) else {
             return Ok(None);
         };
-        let bad = || self.err(format!("metadata key {key:?} is not an array of integers"));
+        let bad = || self.err(format!("metadata key {key:?} is not an array of {what}"));
         let Value::Array(items) = v else {
             return Err(bad());
         };
         items
             .iter()
-            .map(|x| as_i64(x).ok_or_else(bad))
+            .map(|x| item(x).ok_or_else(bad))
             .collect::<anyhow::Result<Vec<_>>>()
             .map(Some)
     }
