@@ -35,5 +35,6 @@ for target in $targets; do
     nice -n 19 cargo +nightly fuzz run -O "$target" "corpus/$target" "$seeds" -- \
         -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 || status=1
 done
-ls artifacts/*/ 2>/dev/null && echo "crashes above: see fuzz/artifacts/" || echo "no crashes"
+found=$(find artifacts -type f 2>/dev/null)
+if [ -n "$found" ]; then echo "crashes (see fuzz/artifacts/):"; echo "$found"; else echo "no crashes"; fi
 exit $status

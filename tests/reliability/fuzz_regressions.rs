@@ -12,9 +12,7 @@ const PARQUET_CRASHES: [&str; 2] = [
 #[test]
 fn fuzzed_parquet_files_are_errors_not_panics() {
     for name in PARQUET_CRASHES {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/reliability/fuzz")
-            .join(name);
+        let path = fuzz_input(name);
         assert!(scir::table::schema_of(&path).is_err(), "{name}");
         assert!(scir::table::inspect(&path).is_err(), "{name}");
         let err = scir::table::read(&path).unwrap_err();
