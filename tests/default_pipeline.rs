@@ -119,7 +119,7 @@ fn the_smoke_default_pipeline_has_the_default_dag() {
 #[test]
 fn the_ablations_extend_the_default_arms() {
     let (default, ablations) = (dag(DEFAULT), dag(ABLATIONS));
-    assert_eq!(ablations.arms.len(), 6, "{:?}", ablations.arms);
+    assert_eq!(ablations.arms.len(), 7, "{:?}", ablations.arms);
     let keep = |dag: &Dag| {
         shape(dag)
             .into_iter()

@@ -368,6 +368,49 @@ fn irm_reference_and_static_mode_do_what_they_say() {
 }
 
 #[test]
+fn a_frozen_judge_arm_judges_with_m0_in_every_iteration() {
+    let (dir, pipeline) = smoke_project();
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    let head = yaml.split("arms:").next().unwrap();
+    // margin 0: the smoke model's judge is near ½, and a pair must survive to train on it.
+    let arms = "arms:\n  own:\n    train: { method: srlm }\n    consistency-filter: { mode: \
+                grm_only, margin: 0.0 }\n  frozen:\n    models: { judge: start }\n    train: \
+                { method: srlm }\n    consistency-filter: { mode: grm_only, margin: 0.0 }\n";
+    std::fs::write(&pipeline, format!("{head}{arms}")).unwrap();
+    let dag = scir(&["dag", pipeline.to_str().unwrap()]);
+    let dag = String::from_utf8_lossy(&dag.stdout).to_string();
+    let judge_of = |task: &str| -> String {
+        let start = dag
+            .find(task)
+            .unwrap_or_else(|| panic!("{task} not in\n{dag}"));
+        let rest = &dag[start..];
+        let line = rest.lines().find(|l| l.contains("model ←")).unwrap();
+        line.trim().to_string()
+    };
+    assert!(judge_of("score-grm@2 [frozen]").contains("sft@0"), "{dag}");
+    assert!(judge_of("score-grm@2 [own]").contains("train@1"), "{dag}");
+    // Iteration 1 is judged by M0 either way: one task, shared by the arms.
+    assert!(dag.contains("score-grm@1 [frozen,own]"), "{dag}");
+    let art = dir.path().join("artifacts");
+    assert_eq!(run(&pipeline, &art).status, RunStatus::Ok);
+    // Iteration 1 is shared, so generate@2 is too: the arms' judges score the same pairs
+    // at iteration 2, with different models.
+    let differ = |iteration: u32| {
+        let out = sql(
+            &art,
+            &format!(
+                "SELECT count(*) AS n FROM grm_scores a JOIN grm_scores b ON a.pair_id = \
+                 b.pair_id AND a.iteration = b.iteration WHERE a.arm = 'own' AND b.arm = \
+                 'frozen' AND a.iteration = {iteration} AND a.p_grm <> b.p_grm"
+            ),
+        );
+        out.lines().nth(1).unwrap().trim().parse::<u64>().unwrap()
+    };
+    assert_eq!(differ(1), 0);
+    assert!(differ(2) > 0);
+}
+
+#[test]
 fn an_arm_with_an_unknown_irm_reference_is_a_user_error_naming_the_place() {
     let (dir, pipeline) = smoke_project();
     let yaml = std::fs::read_to_string(&pipeline).unwrap();
@@ -382,7 +425,8 @@ fn an_arm_with_an_unknown_irm_reference_is_a_user_error_naming_the_place() {
         err.contains("scir.yaml:")
             && err.contains("arm \"start\", models:")
             && err.contains("unknown variant `latest`")
-            && err.contains("previous_iteration"),
+            && err.contains("previous_iteration")
+            && err.contains("judge: current | start"),
         "{err}"
     );
     assert!(!art.exists(), "a bad pipeline file wrote artifacts");

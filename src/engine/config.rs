@@ -18,6 +18,7 @@
 //!   start: sft
 //!   step: train
 //!   irm_reference: initial  # model@irm_ref = model@initial | model@k-2 | model@k-1
+//!   judge: current          # model@judge = model@k-1 (current) | model@0 (start)
 //! stages:
 //!   world: { kind: world, params: { … } }      # kind defaults to the name
 //!   generate:
@@ -27,6 +28,7 @@
 //!   scir: {}
 //!   srlm: { train: { method: srlm } }          # per-stage param overrides
 //!   ref-start: { models: { irm_reference: iteration_start } }
+//!   frozen-judge: { models: { judge: start } }
 //! ```
 
 use std::collections::BTreeMap;
@@ -80,6 +82,9 @@ pub struct ModelsFile {
     /// What `model@irm_ref` names (default `initial`); an arm may override it.
     #[serde(default)]
     pub irm_reference: Option<IrmReference>,
+    /// What `model@judge` names (default `current`); an arm may override it.
+    #[serde(default)]
+    pub judge: Option<JudgeModel>,
 }
 
 /// The model the implicit reward of iteration k is measured against: what `model@irm_ref`
@@ -107,11 +112,36 @@ impl IrmReference {
     }
 }
 
+/// The judge (GRM) of iteration k: what `model@judge` names, for every stage that binds it
+/// (score-grm).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeModel {
+    /// `model@k-1`: Mt judges its own responses (self-rewarding).
+    #[default]
+    Current,
+    /// `model@0`: M0 judges in every iteration (the frozen-judge baseline).
+    Start,
+}
+
+impl JudgeModel {
+    /// The model chain reference it stands for.
+    pub fn at(self) -> At {
+        match self {
+            JudgeModel::Current => At::Rel(-1),
+            JudgeModel::Start => At::Abs(0),
+        }
+    }
+}
+
 /// The `models:` overrides an arm may set (under the reserved key `models`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArmModelsFile {
-    pub irm_reference: IrmReference,
+    #[serde(default)]
+    pub irm_reference: Option<IrmReference>,
+    #[serde(default)]
+    pub judge: Option<JudgeModel>,
 }
 
 /// One entry of `stages:`.
@@ -128,7 +158,7 @@ pub struct StageFile {
     pub params: Option<Spanned<Value>>,
 }
 
-/// One arm: stage name → params overrides, and `models: { irm_reference }`.
+/// One arm: stage name → params overrides, and `models: { irm_reference, judge }`.
 pub type ArmFile = Option<BTreeMap<String, Spanned<Value>>>;
 /// The key of an arm's model-chain overrides (a reserved stage name).
 pub const ARM_MODELS: &str = "models";
@@ -182,6 +212,8 @@ pub struct ArmPlan {
     pub stages: BTreeMap<String, ResolvedStage>,
     /// What `model@irm_ref` names in this arm.
     pub irm_reference: IrmReference,
+    /// What `model@judge` names in this arm.
+    pub judge: JudgeModel,
 }
 
 /// One stage with typed, resolved params and bound inputs.
@@ -311,12 +343,10 @@ fn validate(
         dir
     };
     let mut plans = Vec::new();
-    let default_reference = file
-        .models
-        .as_ref()
-        .and_then(|m| m.value.irm_reference)
-        .unwrap_or_default();
-    for (arm, (overrides, reference)) in &arms {
+    let chain = file.models.as_ref().map(|m| &m.value);
+    let default_reference = chain.and_then(|m| m.irm_reference).unwrap_or_default();
+    let default_judge = chain.and_then(|m| m.judge).unwrap_or_default();
+    for (arm, (overrides, models)) in &arms {
         let mut stages = BTreeMap::new();
         for (name, spec) in &file.stages {
             let over = overrides.get(name.as_str());
@@ -326,7 +356,8 @@ fn validate(
         plans.push(ArmPlan {
             name: arm.clone(),
             stages,
-            irm_reference: reference.unwrap_or(default_reference),
+            irm_reference: models.irm_reference.unwrap_or(default_reference),
+            judge: models.judge.unwrap_or(default_judge),
         });
     }
     Ok(Pipeline {
@@ -416,8 +447,8 @@ fn stage_list(file: &PipelineFile) -> String {
 }
 
 type Overrides<'a> = BTreeMap<&'a str, &'a Spanned<Value>>;
-/// An arm's params overrides and its `models.irm_reference`, if it sets one.
-type ArmOverrides<'a> = (Overrides<'a>, Option<IrmReference>);
+/// An arm's params overrides and the `models:` entries it sets.
+type ArmOverrides<'a> = (Overrides<'a>, ArmModelsFile);
 
 fn arm_overrides<'a>(
     path: &Path,
@@ -425,7 +456,10 @@ fn arm_overrides<'a>(
 ) -> anyhow::Result<BTreeMap<String, ArmOverrides<'a>>> {
     let mut out = BTreeMap::new();
     let Some(arms) = &file.arms else {
-        out.insert(DEFAULT_ARM.to_string(), (BTreeMap::new(), None));
+        out.insert(
+            DEFAULT_ARM.to_string(),
+            (BTreeMap::new(), ArmModelsFile::default()),
+        );
         return Ok(out);
     };
     if arms.value.is_empty() {
@@ -442,10 +476,10 @@ fn arm_overrides<'a>(
     for (arm, spec) in &arms.value {
         check_name(path, "arm", arm, Loc::of(spec))?;
         let mut over = BTreeMap::new();
-        let mut reference = None;
+        let mut models = ArmModelsFile::default();
         for (stage, value) in spec.value.iter().flatten() {
             if stage == ARM_MODELS {
-                reference = Some(arm_models(path, arm, value)?);
+                models = arm_models(path, arm, value)?;
                 continue;
             }
             if !file.stages.contains_key(stage) {
@@ -462,24 +496,22 @@ fn arm_overrides<'a>(
             }
             over.insert(stage.as_str(), value);
         }
-        out.insert(arm.clone(), (over, reference));
+        out.insert(arm.clone(), (over, models));
     }
     Ok(out)
 }
 
-/// An arm's `models: { irm_reference: … }`.
-fn arm_models(path: &Path, arm: &str, value: &Spanned<Value>) -> anyhow::Result<IrmReference> {
+/// An arm's `models: { irm_reference: …, judge: … }`.
+fn arm_models(path: &Path, arm: &str, value: &Spanned<Value>) -> anyhow::Result<ArmModelsFile> {
     let l = Loc::of(value);
-    serde_json::from_value::<ArmModelsFile>(value.value.clone())
-        .map(|m| m.irm_reference)
-        .map_err(|e| {
-            user_err!(
-                "{}:{}:{}: arm {arm:?}, models: {e}\nAn arm may set `models: {{ irm_reference: \
-                 initial | previous_iteration | iteration_start }}`.",
-                path.display(),
-                l.line,
-                l.col
-            )
-            .into()
-        })
+    serde_json::from_value::<ArmModelsFile>(value.value.clone()).map_err(|e| {
+        user_err!(
+            "{}:{}:{}: arm {arm:?}, models: {e}\nAn arm may set `models: {{ irm_reference: \
+                 initial | previous_iteration | iteration_start, judge: current | start }}`.",
+            path.display(),
+            l.line,
+            l.col
+        )
+        .into()
+    })
 }

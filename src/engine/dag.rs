@@ -277,8 +277,8 @@ fn stage_iteration(
     let d = match (at, target.each_iteration) {
         (At::Same, false) => return Ok(0),
         (At::Abs(j), _) => return Ok(j),
-        (At::Initial | At::IrmRef, _) => {
-            return Err("@initial and @irm_ref are for the model chain".into());
+        (At::Initial | At::IrmRef | At::Judge, _) => {
+            return Err("@initial, @irm_ref and @judge are for the model chain".into());
         }
         (At::Same, true) => 0,
         (At::Rel(d), _) => d,
@@ -317,10 +317,11 @@ fn resolve_model(
     let at = match (at, arm.irm_reference.offset()) {
         (At::IrmRef, None) => At::Initial,
         (At::IrmRef, Some(d)) => At::Rel(d),
+        (At::Judge, _) => arm.judge.at(),
         (at, _) => at,
     };
     let j = match (at, here) {
-        (At::Initial | At::IrmRef, _) => -1,
+        (At::Initial | At::IrmRef | At::Judge, _) => -1,
         (At::Abs(j), _) => j,
         (At::Rel(d), Some(h)) => h + d,
         (At::Rel(_), None) | (At::Same, _) => {

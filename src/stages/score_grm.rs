@@ -1,5 +1,7 @@
 //! `score-grm@k`: the generative reward model — Mt as a judge of every pair
-//! ([`common::grm`]: pairwise swap-averaged, or pointwise).
+//! ([`common::grm`]: pairwise swap-averaged, or pointwise). Its `model` slot binds
+//! `model@judge`: Mt, or M0 in every iteration when the arm sets `models: { judge: start }`
+//! (the frozen-judge baseline).
 //!
 //! The judge prompt ids are stored (and reused by `train@k`); so are the
 //! verdict/score token ids (`judge_tokens`). The template is a file named by
@@ -36,9 +38,8 @@ impl Stage for ScoreGrm {
     const KIND: &'static str = "score-grm";
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 3;
-    const ABOUT: &'static str =
-        "generative reward: Mt judges each pair (pairwise swap-averaged, or pointwise)";
-    const INPUTS: &'static [Slot] = &[slots::MT, slots::GENERATION];
+    const ABOUT: &'static str = "generative reward: the judge (Mt, or M0 if frozen) rates each pair (pairwise or pointwise)";
+    const INPUTS: &'static [Slot] = &[slots::JUDGE, slots::GENERATION];
     const TABLES: &'static [DeclaredTable] = &[GrmScoreRow::declared, JudgeTokenRow::declared];
 
     fn validate(&self, p: &ScoreGrmParams) -> Result<(), ParamError> {

@@ -10,6 +10,8 @@
 //! model@initial    models.initial
 //! model@irm_ref    the IRM reference of iteration k: models.irm_reference (per arm) says
 //!                  model@initial, model@k-2 or model@k-1
+//! model@judge      the judge (GRM) of iteration k: models.judge (per arm) says model@k-1
+//!                  (the model being improved, default) or model@0 (M0, frozen)
 //! ```
 
 use super::MODEL;
@@ -27,6 +29,8 @@ pub enum At {
     Initial,
     /// `@irm_ref` (model chain only): the arm's `models.irm_reference`.
     IrmRef,
+    /// `@judge` (model chain only): the arm's `models.judge`.
+    Judge,
 }
 
 /// A parsed input reference.
@@ -36,8 +40,8 @@ pub enum Reference {
     Model { at: At },
 }
 
-const SYNTAX_HINT: &str =
-    "Write STAGE, STAGE@k, STAGE@k-1, STAGE@0, model@k-1, model@initial or model@irm_ref.";
+const SYNTAX_HINT: &str = "Write STAGE, STAGE@k, STAGE@k-1, STAGE@0, model@k-1, model@initial, model@irm_ref or \
+     model@judge.";
 
 impl Reference {
     /// Parse a reference; the error says what is wrong and what is allowed.
@@ -58,9 +62,9 @@ impl Reference {
                 at => Ok(Reference::Model { at }),
             };
         }
-        if matches!(at, At::Initial | At::IrmRef) {
+        if matches!(at, At::Initial | At::IrmRef | At::Judge) {
             return Err(format!(
-                "{text:?}: only the model chain has @initial and @irm_ref. {SYNTAX_HINT}"
+                "{text:?}: only the model chain has @initial, @irm_ref and @judge. {SYNTAX_HINT}"
             ));
         }
         Ok(Reference::Stage {
@@ -80,6 +84,9 @@ fn parse_at(at: &str) -> Option<At> {
     }
     if at == "irm_ref" {
         return Some(At::IrmRef);
+    }
+    if at == "judge" {
+        return Some(At::Judge);
     }
     if at == "k" {
         return Some(At::Rel(0));
@@ -117,6 +124,10 @@ mod tests {
             Reference::parse("model@irm_ref"),
             Ok(Reference::Model { at: At::IrmRef })
         );
+        assert_eq!(
+            Reference::parse("model@judge"),
+            Ok(Reference::Model { at: At::Judge })
+        );
         for bad in [
             "model",
             "gen@k+1",
@@ -126,6 +137,7 @@ mod tests {
             "gen@-1",
             "gen@initial",
             "gen@irm_ref",
+            "gen@judge",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad}");
         }

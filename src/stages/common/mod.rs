@@ -38,6 +38,8 @@ pub mod slots {
     pub const MT: Slot = Slot::checkpoint("model").by_default("model@k-1");
     /// Mk, the model iteration k trained (what eval measures).
     pub const MK: Slot = Slot::checkpoint("model").by_default("model@k");
+    /// The judge (GRM) of iteration k: Mt unless the arm freezes it (`models.judge`).
+    pub const JUDGE: Slot = Slot::checkpoint("model").by_default("model@judge");
     /// The IRM reference of the model chain.
     pub const IRM_REF: Slot = Slot::checkpoint("irm_ref").by_default("model@irm_ref");
     /// The model before SFT (eval's IRM reference).
