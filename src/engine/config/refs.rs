@@ -40,8 +40,8 @@ pub enum Reference {
     Model { at: At },
 }
 
-const SYNTAX_HINT: &str = "Write STAGE, STAGE@k, STAGE@k-1, STAGE@0, model@k-1, model@initial, model@irm_ref or \
-     model@judge.";
+const SYNTAX_HINT: &str = "Write STAGE, STAGE@k, STAGE@k-1, STAGE@0, model@k-1, model@initial, \
+                           model@irm_ref or model@judge.";
 
 impl Reference {
     /// Parse a reference; the error says what is wrong and what is allowed.
