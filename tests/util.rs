@@ -29,6 +29,10 @@ pub fn stdout_ok(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
+/// What separates the parts of a fuzz input that becomes several files (the fuzz crate's
+/// `scratch::SEPARATOR`, which the tests cannot import).
+pub const FUZZ_SEPARATOR: &[u8] = b"\n--8<--\n";
+
 /// Env var that makes the `child_runner` test act as a `scir` process.
 pub const CHILD_ARGS_ENV: &str = "SCIR_TEST_CHILD_ARGS";
 /// Env var naming the registry the child uses.

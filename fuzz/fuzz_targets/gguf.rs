@@ -1,4 +1,4 @@
-//! Any bytes as a `.gguf` file: `scir import-gguf` (`model::gguf::import`: header,
+//! Any bytes as a `.gguf` file: `scir model import` (`model::gguf::import`: header,
 //! metadata, tokenizer metadata, tensor infos and data, the Hugging Face directory it writes)
 //! must return Ok or an error, never panic, abort on a huge allocation or hang.
 #![no_main]

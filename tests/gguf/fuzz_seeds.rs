@@ -11,9 +11,7 @@ use scir::model::config::ModelConfig;
 use serde_json::{Value, json};
 
 use super::craft::{CHAT_TEMPLATE, craft, fixture_tokenizer_dir};
-
-/// What separates the parts of a multi-file input (`fuzz/src/scratch.rs`).
-const SEPARATOR: &[u8] = b"\n--8<--\n";
+use crate::util::FUZZ_SEPARATOR;
 
 fn seeds_dir(target: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -41,7 +39,7 @@ fn tiniest(tied: bool, hidden: usize) -> Model {
 }
 
 fn joined(parts: &[&[u8]]) -> Vec<u8> {
-    parts.join(SEPARATOR)
+    parts.join(FUZZ_SEPARATOR)
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Inputs the fuzzers (`scripts/fuzz.sh`) made crash, kept as regression
 //! tests: each must now give an error, not a panic.
 
+use crate::util::FUZZ_SEPARATOR;
+
 const PARQUET_CRASHES: [&str; 2] = [
     "parquet_table-crash-5846637274.parquet",
     "parquet_table-crash-float-precision.parquet",
@@ -29,29 +31,27 @@ fn fuzz_input(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-/// A GGUF file whose tensor shape claims more elements than memory holds: candle's
-/// dequantisation panicked with "capacity overflow"; the import now checks each tensor's
-/// extent against the file first.
+/// GGUF files that crashed the import, and what the error now says: a tensor shape that
+/// claims more elements than memory holds (candle's dequantisation panicked with "capacity
+/// overflow"; each tensor's extent is now checked against the file first), and a header that
+/// claims millions of layers (sizing the model from it ran out of memory, the fuzzer's 2 GiB
+/// limit, before any tensor was read; the config's sizes are now bounded).
 #[test]
-fn fuzzed_gguf_with_a_huge_tensor_is_an_error_that_writes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let err = scir::model::gguf::import(&fuzz_input("gguf-crash-capacity.gguf"), &out).unwrap_err();
-    let msg = format!("{err:#}");
-    assert!(msg.contains("the file is truncated or corrupt"), "{msg}");
-    assert!(!out.exists());
-}
-
-/// A GGUF header that claims millions of layers: sizing the model from it ran out of memory
-/// (the fuzzer's 2 GiB limit) before any tensor was read; the config's sizes are now bounded.
-#[test]
-fn fuzzed_gguf_with_absurd_sizes_is_an_error_that_writes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("out");
-    let err = scir::model::gguf::import(&fuzz_input("gguf-oom-layers.gguf"), &out).unwrap_err();
-    let msg = format!("{err:#}");
-    assert!(msg.contains("beyond any model scir can hold"), "{msg}");
-    assert!(!out.exists());
+fn fuzzed_gguf_files_are_errors_that_write_nothing() {
+    for (name, says) in [
+        (
+            "gguf-crash-capacity.gguf",
+            "the file is truncated or corrupt",
+        ),
+        ("gguf-oom-layers.gguf", "beyond any model scir can hold"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let err = scir::model::gguf::import(&fuzz_input(name), &out).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains(says), "{name}: {msg}");
+        assert!(!out.exists(), "{name}");
+    }
 }
 
 /// `tokenizer.json` files on which the tokenizers crate (0.23) panicked: a `decoder` that is
@@ -64,10 +64,9 @@ fn fuzzed_tokenizers_that_panicked_the_tokenizers_crate_are_errors() {
         // A fuzz input is tokenizer.json, tokenizer_config.json, chat template, split at
         // the fuzzers' separator (fuzz/src/scratch.rs).
         let input = std::fs::read(fuzz_input(name)).unwrap();
-        let sep = b"\n--8<--\n";
         let end = input
-            .windows(sep.len())
-            .position(|w| w == sep)
+            .windows(FUZZ_SEPARATOR.len())
+            .position(|w| w == FUZZ_SEPARATOR)
             .unwrap_or(input.len());
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("tokenizer.json");

@@ -29,6 +29,8 @@ pub struct GgufFile {
     path: PathBuf,
     content: Content,
     reader: BufReader<File>,
+    /// The file's length in bytes (what tensor extents are checked against).
+    len: u64,
 }
 
 impl std::fmt::Debug for GgufFile {
@@ -77,6 +79,10 @@ impl GgufFile {
         let n = read_up_to(&mut file, &mut magic)
             .and_then(|n| file.seek(SeekFrom::Start(0)).map(|_| n))
             .map_err(|e| user_err!("{}: cannot read ({e})", path.display()))?;
+        let len = file
+            .metadata()
+            .map_err(|e| user_err!("{}: cannot read its size ({e})", path.display()))?
+            .len();
         if &magic[..n] != GGUF_MAGIC {
             return Err(user_err!(
                 "{}: not a GGUF file (it starts with {:?}, a GGUF file with \"GGUF\"); \
@@ -92,6 +98,7 @@ impl GgufFile {
             path: path.to_path_buf(),
             content,
             reader,
+            len,
         })
     }
 
@@ -255,7 +262,7 @@ impl GgufFile {
                 .checked_add(info.offset)?
                 .checked_add(b)
         });
-        let file_len = self.reader.get_ref().metadata()?.len();
+        let file_len = self.len;
         match end {
             Some(end) if end <= file_len => Ok(()),
             Some(end) => Err(corrupt(format!(
