@@ -181,7 +181,7 @@ fn info(a: &InfoArgs) -> anyhow::Result<()> {
     let m = Model::load(&a.model, Weights::Frozen, &Device::Cpu)?;
     let c = m.config();
     let v = json!({
-        "architecture": c.arch.class_name(),
+        "architecture": c.arch.class_name(c.head),
         "model_type": c.arch.model_type(),
         "parameters": m.param_count(),
         "vocab_size": c.vocab_size,

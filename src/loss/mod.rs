@@ -9,6 +9,9 @@
 //!   swap averaging `q = ½[P(A|y1,y2) + 1 − P(A|y2,y1)]`, or pointwise `σ(Δs/τ)`).
 //! * [`consistency`]: `L_con` (symmetric KL + γ·entropies, or `agreement_nll`) and the
 //!   dynamic selection rule.
+//! * [`cream`]: Kendall's τ_b of two rankings, CREAM's consistency rate and its
+//!   consistency-weighted DPO loss.
+//! * [`reward`]: the Bradley–Terry loss of a reward model (TRL's `RewardTrainer`).
 //! * [`scir`]: the total `L = mean_consistent(L_dpo) + λ·mean_all(L_con)` with metrics.
 //!
 //! Numerics: probabilities are carried in log space and every log/exp goes through a
@@ -20,8 +23,10 @@
 
 pub mod bernoulli;
 pub mod consistency;
+pub mod cream;
 pub mod dpo;
 pub mod ops;
+pub mod reward;
 pub mod scir;
 
 pub use bernoulli::LogBernoulli;

@@ -44,13 +44,14 @@ impl Arch {
         }
     }
 
-    /// The `architectures[0]` string transformers uses.
-    pub fn class_name(self) -> &'static str {
-        match self {
-            Arch::Llama => "LlamaForCausalLM",
-            Arch::Mistral => "MistralForCausalLM",
-            Arch::Qwen2 => "Qwen2ForCausalLM",
-        }
+    /// The `architectures[0]` string transformers uses for this family with `head`.
+    pub fn class_name(self, head: Head) -> String {
+        let family = match self {
+            Arch::Llama => "Llama",
+            Arch::Mistral => "Mistral",
+            Arch::Qwen2 => "Qwen2",
+        };
+        format!("{family}{}", head.class_suffix())
     }
 
     fn from_model_type(s: &str) -> Option<Arch> {
@@ -59,6 +60,46 @@ impl Arch {
             "mistral" => Some(Arch::Mistral),
             "qwen2" => Some(Arch::Qwen2),
             _ => None,
+        }
+    }
+}
+
+/// What sits on the decoder's final-normed hidden states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Head {
+    /// `lm_head.weight` `(vocab, hidden)` (or the tied embedding): next-token logits, as
+    /// `*ForCausalLM`.
+    #[default]
+    Lm,
+    /// `score.weight` `(1, hidden)`, no bias: one scalar per position, as
+    /// `*ForSequenceClassification` with one label (a Bradley–Terry reward model; the
+    /// reward of a sequence is the scalar at its last token).
+    Score,
+}
+
+impl Head {
+    const SCORE_SUFFIX: &'static str = "ForSequenceClassification";
+
+    fn class_suffix(self) -> &'static str {
+        match self {
+            Head::Lm => "ForCausalLM",
+            Head::Score => Self::SCORE_SUFFIX,
+        }
+    }
+
+    /// The head `architectures[0]` names (`*ForSequenceClassification` → a score head with
+    /// `labels` outputs, which must be one).
+    fn of(archs: &[String], labels: Option<usize>) -> Result<Head, String> {
+        let Some(class) = archs.first().filter(|a| a.ends_with(Self::SCORE_SUFFIX)) else {
+            return Ok(Head::Lm);
+        };
+        match labels {
+            Some(1) => Ok(Head::Score),
+            n => Err(format!(
+                "{class} with {} labels: scir reads reward models with one label (a scalar \
+                 score; set num_labels 1)",
+                n.map_or("the default 2".to_string(), |n| n.to_string())
+            )),
         }
     }
 }
@@ -107,6 +148,8 @@ struct HfConfig {
     layer_types: Option<Vec<String>>,
     bos_token_id: Option<OneOrMany>,
     eos_token_id: Option<OneOrMany>,
+    num_labels: Option<usize>,
+    id2label: Option<serde_json::Map<String, Value>>,
 }
 
 /// A validated decoder configuration. Invariants: `num_heads % num_kv_heads == 0`,
@@ -133,6 +176,7 @@ pub struct ModelConfig {
     pub mlp_bias: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
+    pub head: Head,
 }
 
 impl ModelConfig {
@@ -161,7 +205,10 @@ impl ModelConfig {
             None if hf.num_attention_heads > 0 => hf.hidden_size / hf.num_attention_heads,
             None => 0,
         };
+        let labels = hf.num_labels.or(hf.id2label.as_ref().map(|m| m.len()));
+        let head = Head::of(hf.architectures.as_deref().unwrap_or(&[]), labels)?;
         let cfg = ModelConfig {
+            head,
             arch,
             vocab_size: hf.vocab_size,
             hidden_size: hf.hidden_size,
@@ -240,7 +287,7 @@ impl ModelConfig {
     /// A `config.json` transformers loads (f32 weights).
     pub fn to_hf_json(&self) -> Value {
         let mut v = json!({
-            "architectures": [self.arch.class_name()],
+            "architectures": [self.arch.class_name(self.head)],
             "model_type": self.arch.model_type(),
             "vocab_size": self.vocab_size,
             "hidden_size": self.hidden_size,
@@ -261,6 +308,10 @@ impl ModelConfig {
                 "max_position_embeddings".into(),
                 json!(self.max_position_embeddings),
             );
+        }
+        if self.head == Head::Score {
+            obj.insert("id2label".into(), json!({ "0": "LABEL_0" }));
+            obj.insert("label2id".into(), json!({ "LABEL_0": 0 }));
         }
         match self.arch {
             Arch::Llama => {
@@ -399,6 +450,7 @@ impl Preset {
             mlp_bias: false,
             bos_token_id: bos,
             eos_token_ids: eos,
+            head: Head::Lm,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The Llama-family decoder (Llama, Mistral, Qwen2): embeddings, `num_layers` pre-norm
 //! blocks (`x += attn(norm(x)); x += mlp(norm(x))`), a final RMSNorm and the LM head
-//! (tied to the embeddings or not). Every op is differentiable.
+//! (tied to the embeddings or not) — or, for a reward model, the `score` head `(1, hidden)`
+//! (`*ForSequenceClassification`; `forward` then gives `(b, t, 1)`). Every op is
+//! differentiable.
 //!
 //! Public API, shapes:
 //! - [`Decoder::new`]`(cfg, vb)`: `vb` at the checkpoint root (`model.embed_tokens.weight`,
@@ -18,7 +20,7 @@ use candle_nn::VarBuilder;
 
 use super::attention::Attention;
 use super::batch::Batch;
-use super::config::ModelConfig;
+use super::config::{Head, ModelConfig};
 use super::kv_cache::KvCache;
 use super::linear::{Adapters, Linear};
 use super::mlp::Mlp;
@@ -77,10 +79,10 @@ impl Decoder {
             })
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::new(m.pp("norm"), cfg.hidden_size, cfg.rms_norm_eps)?;
-        let lm_head = if cfg.tie_word_embeddings {
-            Linear::from_weight(embed_tokens.clone(), None)
-        } else {
-            Linear::new(vb.pp("lm_head"), cfg.hidden_size, cfg.vocab_size, false)?
+        let lm_head = match cfg.head {
+            Head::Score => Linear::new(vb.pp("score"), cfg.hidden_size, 1, false)?,
+            Head::Lm if cfg.tie_word_embeddings => Linear::from_weight(embed_tokens.clone(), None),
+            Head::Lm => Linear::new(vb.pp("lm_head"), cfg.hidden_size, cfg.vocab_size, false)?,
         };
         Ok(Decoder {
             cfg: cfg.clone(),
@@ -116,7 +118,8 @@ impl Decoder {
         &self.norm
     }
 
-    /// The vocabulary head (the embeddings when tied).
+    /// The head: vocabulary logits (the embeddings when tied), or a reward model's
+    /// `score` `(1, hidden)` ([`Head::Score`]).
     pub fn lm_head(&self) -> &Linear {
         &self.lm_head
     }

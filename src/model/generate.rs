@@ -30,6 +30,12 @@ pub fn generate(
     adapters: Adapters,
 ) -> anyhow::Result<Vec<Generated>> {
     check_params(prompts, seeds, params)?;
+    if dec.config().head != super::config::Head::Lm {
+        anyhow::bail!(crate::user_err!(
+            "this checkpoint is a reward model (a score head, no vocabulary logits): it \
+             scores responses and cannot generate them"
+        ));
+    }
     match super::fast::generate(dec, prompts, seeds, params, adapters) {
         Some(result) => result,
         None => generate_reference(dec, prompts, seeds, params, adapters),

@@ -18,6 +18,7 @@
 //! generate    batched sampling with per-row seeds
 //! gguf        GGUF (llama.cpp) files → HF directories (`scir model import`)
 //! score       response log-probs and judge verdict probabilities
+//! reward      a reward model's scores (the score head at the last token)
 //! lora        LoRA adapters (training)
 //! fused_adamw one-pass in-place AdamW for f32 parameters (bit-identical)
 //! optim       AdamW with saveable state, grad accumulation, clipping
@@ -64,6 +65,7 @@ pub mod lora;
 pub mod mlp;
 pub mod optim;
 pub mod params;
+pub mod reward;
 pub mod rms_norm;
 pub mod rope;
 pub mod sampling;

@@ -5,7 +5,8 @@
 //! (`(num_heads·head_dim, hidden)`), `…k_proj/v_proj` (`(num_kv_heads·head_dim, hidden)`),
 //! `…o_proj` (`(hidden, num_heads·head_dim)`), `…mlp.gate_proj/up_proj` (`(inter, hidden)`),
 //! `…mlp.down_proj` (`(hidden, inter)`), `…input_layernorm/post_attention_layernorm.weight`
-//! (`(hidden,)`), `model.norm.weight`, and `lm_head.weight` (`(vocab, hidden)`) unless tied.
+//! (`(hidden,)`), `model.norm.weight`, and `lm_head.weight` (`(vocab, hidden)`) unless tied,
+//! or for a reward model (`Head::Score`) `score.weight` (`(1, hidden)`) instead.
 //!
 //! Initialisation (as transformers: normal(0, 0.02) matrices, ones norms, zero biases) draws
 //! from a ChaCha stream seeded by `(seed, tensor name)`, so each tensor's values depend only
@@ -16,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
-use super::config::ModelConfig;
+use super::config::{Head, ModelConfig};
 
 /// Standard deviation of initial matrices (transformers' `initializer_range`).
 pub const INIT_STD: f32 = 0.02;
@@ -84,8 +85,12 @@ pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
         &[h],
         InitKind::Ones,
     ));
-    if !cfg.tie_word_embeddings {
-        linear(&mut out, "lm_head", cfg.vocab_size, h, false);
+    match cfg.head {
+        Head::Lm if !cfg.tie_word_embeddings => {
+            linear(&mut out, "lm_head", cfg.vocab_size, h, false);
+        }
+        Head::Lm => {}
+        Head::Score => linear(&mut out, "score", 1, h, false),
     }
     out
 }

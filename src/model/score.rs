@@ -35,6 +35,11 @@ pub fn response_logprobs(
     adapters: Adapters,
 ) -> anyhow::Result<Tensor> {
     check_prompts(items)?;
+    if dec.config().head != super::config::Head::Lm {
+        anyhow::bail!(crate::user_err!(
+            "this checkpoint is a reward model (a score head): it has no token log-probs"
+        ));
+    }
     let seqs: Vec<Vec<u32>> = items
         .iter()
         .map(|p| [p.prompt.as_slice(), &p.response].concat())

@@ -12,14 +12,21 @@
 //! * `static`: only pairs consistent now, labelled by that agreement.
 //! * `grm_only` (SRLM): label = the GRM's verdict; pairs with
 //!   `|p_grm − ½| < margin` are dropped.
+//! * `cream` (CREAM, [`cream`]): one pair per prompt, Mt's best and worst response by
+//!   score-irm's implicit reward; the previous model (slots `previous_model`,
+//!   `previous_ref`: `model@k-2` against `model@k-3` unless bound otherwise; only this
+//!   mode loads them) ranks the responses too, and Kendall's τ of the two rankings gives
+//!   the consistency `C` train weighs the pair with (`cream_rate: average | per_prompt`).
+//!   The GRM's columns are still filled in, for comparison; it chooses nothing.
 //!
 //! Length controls ([`length_control`]): `unfinished: keep | lose | drop` (any mode) and
 //! `rho` (Meta-Rewarding's length-controlled choice of one pair per prompt from the
 //! pointwise judge's scores; `grm_only` mode). The responses' lengths and EOS flags come
 //! from the `generation` input.
 //!
-//! Writes [`filter_pairs`](crate::tables::filter_pairs) and
-//! [`filter_summary`](crate::tables::filter_summary).
+//! Writes [`filter_pairs`](crate::tables::filter_pairs),
+//! [`filter_summary`](crate::tables::filter_summary) and the two
+//! [`cream`](crate::tables::cream) tables (empty unless `mode: cream`).
 //!
 //! The trained-pairs rate ([`trained_consistency`]) needs the slots
 //! `previous` (`consistency-filter@k-1`) and `previous_generation`
@@ -35,12 +42,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::common::cream::{self, CreamRate, PREVIOUS_MODEL, PREVIOUS_REF};
 use super::common::length_control::{self, Candidate, PairRule, Unfinished};
 use super::common::slots;
 use super::common::trained_consistency::{self, TrainedConsistency};
 use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::loss::{Preferred, select_pair};
 use crate::table::Table;
+use crate::tables::cream::{CreamPromptRow, CreamRewardRow};
 use crate::tables::filter_pairs::{FilterMode, FilterPairRow};
 use crate::tables::filter_summary::FilterSummaryRow;
 use crate::tables::grm_scores::GrmScoreRow;
@@ -61,6 +70,8 @@ pub struct FilterParams {
     /// `grm_only`: Meta-Rewarding's length-controlled choice of one pair per prompt with
     /// this ρ ∈ [0, 1] (needs score-grm `mode: pointwise`); `null`: every pair.
     pub rho: Option<f64>,
+    /// `cream`: one `C` for all pairs (`average`, CREAM's) or each prompt's own.
+    pub cream_rate: CreamRate,
 }
 
 impl Default for FilterParams {
@@ -71,6 +82,7 @@ impl Default for FilterParams {
             margin: 0.02,
             unfinished: Unfinished::Keep,
             rho: None,
+            cream_rate: CreamRate::Average,
         }
     }
 }
@@ -82,9 +94,9 @@ impl Stage for ConsistencyFilter {
     type Params = FilterParams;
     const KIND: &'static str = "consistency-filter";
     /// Bump when the output changes for the same inputs and params.
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
     const ABOUT: &'static str =
-        "IRM/GRM agreement per pair and the training set (dynamic, static or grm_only)";
+        "IRM/GRM agreement per pair and the training set (dynamic, static, grm_only, cream)";
     const INPUTS: &'static [Slot] = &[
         slots::IRM,
         slots::GRM,
@@ -97,8 +109,15 @@ impl Stage for ConsistencyFilter {
         Slot::tables("previous_generation")
             .by_default("generate@k-1")
             .optional(),
+        Slot::checkpoint(PREVIOUS_MODEL).by_default("model@k-2"),
+        Slot::checkpoint(PREVIOUS_REF).by_default("model@k-3"),
     ];
-    const TABLES: &'static [DeclaredTable] = &[FilterPairRow::declared, FilterSummaryRow::declared];
+    const TABLES: &'static [DeclaredTable] = &[
+        FilterPairRow::declared,
+        FilterSummaryRow::declared,
+        CreamRewardRow::declared,
+        CreamPromptRow::declared,
+    ];
 
     fn validate(&self, p: &FilterParams) -> Result<(), ParamError> {
         for (name, x) in [("delta", p.delta), ("margin", p.margin)] {
@@ -119,6 +138,13 @@ impl Stage for ConsistencyFilter {
                 "applies to mode grm_only (the judge's scores choose the pair); set \
                  `mode: grm_only` or remove rho",
             )),
+            _ if p.mode == FilterMode::Cream && p.unfinished != Unfinished::Keep => {
+                Err(ParamError::at(
+                    "unfinished",
+                    "mode cream chooses its pairs by the implicit reward alone; remove \
+                     `unfinished` or use another mode",
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -149,6 +175,14 @@ impl Stage for ConsistencyFilter {
         if let Some(rho) = p.rho {
             choose_per_prompt(ctx, rho, p.unfinished, &grm, &generated, &mut rows)?;
         }
+        let (cream_rewards, cream_prompts) = match p.mode {
+            FilterMode::Cream => {
+                let ranking = cream::rank(ctx, p.cream_rate, &generated)?;
+                keep_pairs(ctx, &ranking.pairs, &mut rows)?;
+                (ranking.rewards, ranking.prompts)
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
         let trained = match (
             ctx.try_input("previous"),
             ctx.try_input("previous_generation"),
@@ -167,7 +201,9 @@ impl Stage for ConsistencyFilter {
             summary.selected
         ));
         ctx.write_rows(rows)?;
-        ctx.write_rows(vec![summary])
+        ctx.write_rows(vec![summary])?;
+        ctx.write_rows(cream_rewards)?;
+        ctx.write_rows(cream_prompts)
     }
 }
 
@@ -177,6 +213,7 @@ fn filter_row(p: &FilterParams, irm: &IrmPairRow, q: f64) -> FilterPairRow {
     let (label, selected) = match p.mode {
         FilterMode::Dynamic => (agreed, true),
         FilterMode::Static => (agreed, agreed.is_some()),
+        FilterMode::Cream => (None, false),
         FilterMode::GrmOnly => {
             let dir = if q > 0.5 {
                 Preferred::Y1
@@ -260,6 +297,14 @@ fn choose_per_prompt(
         .iter()
         .filter_map(|(&prompt, c)| Some((prompt, length_control::choose(rho, unfinished, c)?)))
         .collect();
+    select_per_prompt(&chosen, rows);
+    Ok(())
+}
+
+/// Select, in each prompt, only the pair `chosen` names (`prompt → (winner, loser)`),
+/// labelled winner ≻ loser; returns how many rows were selected.
+fn select_per_prompt(chosen: &BTreeMap<i64, (i64, i64)>, rows: &mut [FilterPairRow]) -> usize {
+    let mut selected = 0;
     for row in rows {
         let pick = chosen.get(&row.prompt_id).and_then(|&(w, l)| {
             match (row.response_id_1, row.response_id_2) {
@@ -271,6 +316,23 @@ fn choose_per_prompt(
         row.label = pick;
         row.selected = pick.is_some();
         row.forced = false;
+        selected += usize::from(row.selected);
+    }
+    selected
+}
+
+/// `cream`: select each prompt's pair; every one must be among generate's pairs.
+fn keep_pairs(
+    ctx: &TaskContext,
+    chosen: &BTreeMap<i64, (i64, i64)>,
+    rows: &mut [FilterPairRow],
+) -> anyhow::Result<()> {
+    if select_per_prompt(chosen, rows) < chosen.len() {
+        anyhow::bail!(crate::user_err!(
+            "{}: mode cream pairs each prompt's best and worst response, and generate did not \
+             pair some of them; set generate's `pairs: all`",
+            ctx.task
+        ));
     }
     Ok(())
 }

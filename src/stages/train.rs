@@ -12,6 +12,9 @@
 //!   filter's labels (run the filter with `mode: static`).
 //! * `method: srlm`: plain DPO on the filter's fixed labels (no consistency
 //!   loss).
+//! * `method: cream`: CREAM's consistency-regularised DPO on the filter's pairs
+//!   (`mode: cream`): `C·L_dpo(y⁺, y⁻) + (1 − C)·L_dpo(y⁻, y⁺)` with each pair's `C`
+//!   from the filter's `cream_prompts` ([`crate::loss::cream`]).
 //!
 //! Length control (docs/algorithm.md): `alpha` is R-DPO's length term in the DPO loss of
 //! both methods; score-irm's `norm: mean` makes the per-step `p` compare per-token
@@ -47,9 +50,10 @@ use super::common::train_data::{self, TrainData, TrainPair};
 use super::common::training::Training;
 use super::common::{self, judge};
 use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
+use crate::loss::cream::cream_dpo;
 use crate::loss::{
-    ConsistencyGrad, ConsistencyKind, DpoMetrics, Lengths, LogBernoulli, PairLogps, Pick,
-    Preferred, ScirLossConfig, dpo_sigmoid_offset, scir_loss_with,
+    ConsistencyGrad, ConsistencyKind, DpoMetrics, DpoOutput, Lengths, LogBernoulli, PairLogps,
+    Pick, Preferred, ScirLossConfig, dpo_sigmoid_offset, scir_loss_with,
 };
 use crate::model::Weights;
 use crate::model::lora::{LoraConfig, LoraSet};
@@ -67,6 +71,7 @@ use crate::tables::train_metrics::TrainMetricRow;
 pub enum Method {
     Scir,
     Srlm,
+    Cream,
 }
 
 /// How `scir` picks the pairs and labels DPO trains on.
@@ -154,7 +159,7 @@ impl Stage for Train {
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 3;
     const ABOUT: &'static str =
-        "Mt → Mt+1: SCIR (dynamic selection + consistency loss) or SRLM (plain DPO)";
+        "Mt → Mt+1: SCIR (dynamic selection + consistency loss), SRLM (DPO) or CREAM";
     const INPUTS: &'static [Slot] = &[
         slots::MT,
         slots::GENERATION,
@@ -172,6 +177,12 @@ impl Stage for Train {
             .map_err(|e| ParamError::at("", e.to_string()))?;
         if p.batch_size == 0 {
             return Err(ParamError::at("batch_size", "must be at least 1"));
+        }
+        if p.method == Method::Cream && p.alpha != 0.0 {
+            return Err(ParamError::at(
+                "alpha",
+                "R-DPO's length term applies to methods scir and srlm; remove alpha",
+            ));
         }
         Ok(())
     }
@@ -228,6 +239,7 @@ impl Stage for Train {
                 let (loss, m) = match p.method {
                     Method::Scir => scir_batch(&mut outputs, &data, &batch, p)?,
                     Method::Srlm => srlm_batch(&mut outputs, &batch, p)?,
+                    Method::Cream => cream_batch(ctx, &mut outputs, &batch, p)?,
                 };
                 let info = training.step("the training loss", m.loss, step, || {
                     Ok(vec![outputs.gradients(&loss)?])
@@ -397,11 +409,13 @@ fn scir_batch(
     ))
 }
 
-fn srlm_batch(
+/// `[πc, πr, ρc, ρr]` of a batch by the filter's fixed labels (y1 without one), and R-DPO's
+/// length offset `α·(|y_c| − |y_r|)` when α ≠ 0.
+fn labelled_logps(
     out: &mut StepOutputs,
     batch: &[&TrainPair],
-    p: &TrainParams,
-) -> anyhow::Result<(Tensor, Metrics)> {
+    alpha: f64,
+) -> anyhow::Result<([Tensor; 4], Option<Tensor>)> {
     let (py1, py2) = policy_logps(out, batch)?;
     let y1_wins: Vec<u8> = batch
         .iter()
@@ -415,15 +429,55 @@ fn srlm_batch(
     let r1 = host(batch.iter().map(|b| b.dpo_ref[0]).collect())?.to_dtype(DType::F32)?;
     let r2 = host(batch.iter().map(|b| b.dpo_ref[1]).collect())?.to_dtype(DType::F32)?;
     let (rc, rr) = pick(&r1, &r2)?;
-    let offset = match lengths(batch, false, p.alpha)? {
+    let offset = match lengths(batch, false, alpha)? {
         Some(l) => {
             let (lc, lr) = pick(&l.y1.to_dtype(DType::F32)?, &l.y2.to_dtype(DType::F32)?)?;
-            Some(((lc - lr)? * p.alpha)?)
+            Some(((lc - lr)? * alpha)?)
         }
         None => None,
     };
+    Ok(([pc, pr, rc, rr], offset))
+}
+
+fn srlm_batch(
+    out: &mut StepOutputs,
+    batch: &[&TrainPair],
+    p: &TrainParams,
+) -> anyhow::Result<(Tensor, Metrics)> {
+    let ([pc, pr, rc, rr], offset) = labelled_logps(out, batch, p.alpha)?;
     let out = dpo_sigmoid_offset([&pc, &pr, &rc, &rr], p.beta, 0.0, offset.as_ref())?;
-    let dpo = DpoMetrics::compute(&out, &pc, &pr)?;
+    dpo_step(&out, &pc, &pr)
+}
+
+/// CREAM: the labelled pairs' DPO loss weighted by their prompts' consistency `C`.
+fn cream_batch(
+    ctx: &TaskContext,
+    out: &mut StepOutputs,
+    batch: &[&TrainPair],
+    p: &TrainParams,
+) -> anyhow::Result<(Tensor, Metrics)> {
+    let c: Option<Vec<f64>> = batch.iter().map(|b| b.cream_consistency).collect();
+    let Some(c) = c else {
+        anyhow::bail!(crate::user_err!(
+            "{}: method cream trains on the pairs of consistency-filter's `mode: cream`, and \
+             this filter ran in another mode; set `consistency-filter: {{ mode: cream }}` in \
+             the same arm",
+            ctx.task
+        ));
+    };
+    let ([pc, pr, rc, rr], _) = labelled_logps(out, batch, 0.0)?;
+    let losses = cream_dpo([&pc, &pr, &rc, &rr], p.beta, &host(c)?)?;
+    let out = DpoOutput {
+        losses,
+        chosen_rewards: ((&pc - &rc)? * p.beta)?.detach(),
+        rejected_rewards: ((&pr - &rr)? * p.beta)?.detach(),
+    };
+    dpo_step(&out, &pc, &pr)
+}
+
+/// A DPO-family step's mean loss and metrics.
+fn dpo_step(out: &DpoOutput, pc: &Tensor, pr: &Tensor) -> anyhow::Result<(Tensor, Metrics)> {
+    let dpo = DpoMetrics::compute(out, pc, pr)?;
     let loss = out.losses.mean_all()?;
     let value = f64::from(loss.to_scalar::<f32>()?);
     Ok((

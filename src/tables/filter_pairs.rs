@@ -3,7 +3,8 @@
 //!
 //! `consistent` iff `(p_irm − ½)(p_grm − ½) > 0` and both are at least δ from ½; `agreed`
 //! is the direction both prefer; `label` is the training label of `static`/`grm_only` and
-//! the agreement of `dynamic`; `selected` pairs go to train.
+//! the agreement of `dynamic`; `selected` pairs go to train (`cream`: the prompt's pair,
+//! labelled by Mt's implicit reward).
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,9 @@ pub enum FilterMode {
     Static,
     /// The GRM's verdict as the label, pairs near ½ dropped (SRLM).
     GrmOnly,
+    /// One pair per prompt, Mt's best and worst response by its implicit reward, trained
+    /// with the consistency of Mt's and the previous model's rankings (CREAM).
+    Cream,
 }
 
 impl FilterMode {
@@ -28,13 +32,19 @@ impl FilterMode {
             FilterMode::Dynamic => "dynamic",
             FilterMode::Static => "static",
             FilterMode::GrmOnly => "grm_only",
+            FilterMode::Cream => "cream",
         }
     }
     /// Inverse of [`FilterMode::as_str`].
     pub fn parse(s: &str) -> Option<FilterMode> {
-        [FilterMode::Dynamic, FilterMode::Static, FilterMode::GrmOnly]
-            .into_iter()
-            .find(|m| m.as_str() == s)
+        [
+            FilterMode::Dynamic,
+            FilterMode::Static,
+            FilterMode::GrmOnly,
+            FilterMode::Cream,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
     }
 }
 

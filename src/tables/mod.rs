@@ -15,6 +15,8 @@
 //! judge_tokens       score-grm               train
 //! filter_pairs       consistency-filter      train, consistency-filter@k+1, eval-labels
 //! filter_summary     consistency-filter      (SQL, report)
+//! cream_rewards,     consistency-filter      train (`method: cream`)
+//!   cream_prompts
 //! train_metrics      train                   (SQL, report)
 //! sft_metrics        sft                     (SQL)
 //! answers            answers                 grm-winrate, export
@@ -40,6 +42,7 @@
 //! view, an `arm` column added by the store.
 
 pub mod answers;
+pub mod cream;
 pub mod eval;
 pub mod filter_pairs;
 pub mod filter_summary;

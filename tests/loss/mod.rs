@@ -5,6 +5,7 @@
 mod dpo;
 mod objective;
 mod preferences;
+mod reward;
 
 use candle_core::{DType, Device, Tensor};
 use scir::loss::LogBernoulli;

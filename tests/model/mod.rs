@@ -8,4 +8,5 @@ mod decoder;
 mod fast;
 mod generate;
 mod parity;
+mod reward;
 mod text;

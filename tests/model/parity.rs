@@ -50,7 +50,7 @@ fn config_and_tokens_match() {
         let (m, r) = load(name);
         let c = m.config();
         let rc = &r["config"];
-        assert_eq!(c.arch.class_name(), r["architecture"], "{name}");
+        assert_eq!(c.arch.class_name(c.head), r["architecture"], "{name}");
         assert_eq!(c.rope_theta, rc["rope_theta"].as_f64().unwrap(), "{name}");
         assert_eq!(
             c.num_kv_heads as u64,

@@ -88,6 +88,9 @@ pub struct Weights<'a> {
 
 /// Lock every weight of `dec` (see the module docs for when this is `None`).
 pub fn lock(dec: &Decoder, adapters: Adapters) -> Option<Locked<'_>> {
+    if dec.config().head != crate::model::config::Head::Lm {
+        return None; // the fast kernels read vocabulary logits off `lm_head`
+    }
     let mut locked = Locked {
         guards: Vec::new(),
         tensors: Vec::new(),

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! answering            answer conversations with a model (generate, answers, export)
+//! cream                CREAM's two rankings of a prompt's responses (the filter's mode cream)
 //! irm                  the implicit reward: log-probs, the IRM reference, score-irm's params
 //! grm                  the model as a judge of pairs, score-grm's params
 //! judge                judge templates and verdict/score tokens (grm, grm-winrate, train)
@@ -21,6 +22,7 @@ use crate::engine::stage::InputArtifact;
 use crate::model::{Model, Weights};
 
 pub mod answering;
+pub mod cream;
 pub mod grm;
 pub mod irm;
 pub mod judge;

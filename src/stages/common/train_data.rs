@@ -8,6 +8,7 @@ use super::grm::ScoreGrmParams;
 use super::irm::{IrmNorm, ScoreIrmParams};
 use crate::engine::stage::TaskContext;
 use crate::loss::Preferred;
+use crate::tables::cream::CreamPromptRow;
 use crate::tables::filter_pairs::FilterPairRow;
 use crate::tables::grm_scores::{GrmMode, GrmScoreRow};
 use crate::tables::judge_tokens::JudgeTokenRow;
@@ -32,6 +33,8 @@ pub struct TrainPair {
     pub label: Option<Preferred>,
     /// `label` is forced by a length control: it holds under per-step selection too.
     pub forced: bool,
+    /// CREAM's consistency `C` of the pair's prompt (the filter's `mode: cream`).
+    pub cream_consistency: Option<f64>,
 }
 
 /// The GRM's token side.
@@ -70,8 +73,10 @@ pub fn load(ctx: &TaskContext) -> anyhow::Result<TrainData> {
         values: tokens.iter().map(|t| t.value).collect(),
         tau: settings.tau,
     };
+    let filter = ctx.input("filter")?;
+    let cream = keyed(filter.rows()?, |r: &CreamPromptRow| r.prompt_id);
     let mut pairs = Vec::new();
-    for f in ctx.input("filter")?.rows::<FilterPairRow>()? {
+    for f in filter.rows::<FilterPairRow>()? {
         if !f.selected {
             continue;
         }
@@ -97,6 +102,7 @@ pub fn load(ctx: &TaskContext) -> anyhow::Result<TrainData> {
             judge_2: judged.judge_ids_2.clone(),
             label: f.label,
             forced: f.forced,
+            cream_consistency: cream.get(&f.prompt_id).map(|c| c.consistency),
         });
     }
     pairs.sort_by_key(|p| p.pair_id);
