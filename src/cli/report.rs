@@ -26,6 +26,8 @@ Metrics (null/- = nothing to average):
                              sampled responses (gold-labelled, held-out prompts)
   length_*, finished_*       mean response tokens, fraction ending with EOS
   irm_acc, grm_acc           reward-model accuracy on held-out gold pairs
+  rm_acc, sampled_rm_acc     an external reward model's accuracy (gold pairs; the
+                             model's own sampled pairs), where eval binds one
   grm_{pairwise,pairwise_ab,pointwise}_acc, grm_flip_rate
   consistency_rate           fraction of gold pairs where IRM and GRM agree
   consistent_acc             accuracy of the agreed label on those pairs

@@ -19,6 +19,8 @@
 //!   step: train
 //!   irm_reference: initial  # model@irm_ref = model@initial | model@k-2 | model@k-1
 //!   judge: current          # model@judge = model@k-1 (current) | model@0 (start)
+//!                           #   | model@reward_model (reward_model)
+//!   reward_model: train-rm  # model@reward_model: a run-once stage's reward model
 //! stages:
 //!   world: { kind: world, params: { … } }      # kind defaults to the name
 //!   generate:
@@ -29,6 +31,7 @@
 //!   srlm: { train: { method: srlm } }          # per-stage param overrides
 //!   ref-start: { models: { irm_reference: iteration_start } }
 //!   frozen-judge: { models: { judge: start } }
+//!   external-rm: { models: { judge: reward_model } }
 //! ```
 
 use std::collections::BTreeMap;
@@ -85,6 +88,9 @@ pub struct ModelsFile {
     /// What `model@judge` names (default `current`); an arm may override it.
     #[serde(default)]
     pub judge: Option<JudgeModel>,
+    /// The stage (run once) whose checkpoint `model@reward_model` names.
+    #[serde(default)]
+    pub reward_model: Option<Spanned<String>>,
 }
 
 /// The model the implicit reward of iteration k is measured against: what `model@irm_ref`
@@ -122,6 +128,8 @@ pub enum JudgeModel {
     Current,
     /// `model@0`: M0 judges in every iteration (the frozen-judge baseline).
     Start,
+    /// `model@reward_model`: an external reward model judges in every iteration.
+    RewardModel,
 }
 
 impl JudgeModel {
@@ -130,6 +138,7 @@ impl JudgeModel {
         match self {
             JudgeModel::Current => At::Rel(-1),
             JudgeModel::Start => At::Abs(0),
+            JudgeModel::RewardModel => At::RewardModel,
         }
     }
 }
@@ -203,6 +212,8 @@ pub struct ModelChain {
     pub initial: Option<String>,
     pub start: String,
     pub step: String,
+    /// `model@reward_model` (an external reward model), when declared.
+    pub reward_model: Option<String>,
 }
 
 /// All stages of one arm, params resolved with the arm's overrides.
@@ -401,6 +412,9 @@ fn validate_models(path: &Path, file: &PipelineFile) -> anyhow::Result<Option<Mo
     if let Some(init) = &m.initial {
         names.push(("initial", init, false));
     }
+    if let Some(rm) = &m.reward_model {
+        names.push(("reward_model", rm, false));
+    }
     for (role, stage, each) in names {
         let loc = Loc::of(stage);
         let Some(spec) = file.stages.get(&stage.value) else {
@@ -435,6 +449,7 @@ fn validate_models(path: &Path, file: &PipelineFile) -> anyhow::Result<Option<Mo
         initial: m.initial.as_ref().map(|s| s.value.clone()),
         start: m.start.value.clone(),
         step: m.step.value.clone(),
+        reward_model: m.reward_model.as_ref().map(|s| s.value.clone()),
     }))
 }
 
@@ -507,7 +522,8 @@ fn arm_models(path: &Path, arm: &str, value: &Spanned<Value>) -> anyhow::Result<
     serde_json::from_value::<ArmModelsFile>(value.value.clone()).map_err(|e| {
         user_err!(
             "{}:{}:{}: arm {arm:?}, models: {e}\nAn arm may set `models: {{ irm_reference: \
-                 initial | previous_iteration | iteration_start, judge: current | start }}`.",
+                 initial | previous_iteration | iteration_start, judge: current | start | \
+                 reward_model }}`.",
             path.display(),
             l.line,
             l.col

@@ -277,8 +277,8 @@ fn stage_iteration(
     let d = match (at, target.each_iteration) {
         (At::Same, false) => return Ok(0),
         (At::Abs(j), _) => return Ok(j),
-        (At::Initial | At::IrmRef | At::Judge, _) => {
-            return Err("@initial, @irm_ref and @judge are for the model chain".into());
+        (At::Initial | At::IrmRef | At::Judge | At::RewardModel, _) => {
+            return Err("@initial, @irm_ref, @judge and @reward_model are for the model chain".into());
         }
         (At::Same, true) => 0,
         (At::Rel(d), _) => d,
@@ -320,8 +320,17 @@ fn resolve_model(
         (At::Judge, _) => arm.judge.at(),
         (at, _) => at,
     };
+    if at == At::RewardModel {
+        return match &models.reward_model {
+            Some(rm) => Ok((rm.clone(), 0)),
+            None => Err("`models.reward_model` is not declared\nAdd `reward_model: STAGE` \
+                         under `models:` (a run-once stage that writes a reward model, e.g. \
+                         kind train-rm)."
+                .into()),
+        };
+    }
     let j = match (at, here) {
-        (At::Initial | At::IrmRef | At::Judge, _) => -1,
+        (At::Initial | At::IrmRef | At::Judge | At::RewardModel, _) => -1,
         (At::Abs(j), _) => j,
         (At::Rel(d), Some(h)) => h + d,
         (At::Rel(_), None) | (At::Same, _) => {

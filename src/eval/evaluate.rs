@@ -111,6 +111,8 @@ pub struct Models<'a> {
     /// `M0`; `None` when it is the model itself (`eval@0`).
     pub baseline: Option<&'a Model>,
     pub reference: &'a Model,
+    /// An external reward model, measured next to the model's own IRM and GRM.
+    pub reward_model: Option<&'a Model>,
 }
 
 /// Run every measurement of one eval task.
@@ -167,6 +169,10 @@ pub fn evaluate(
     out.metrics.extend(judge_metrics(p, &out.pairs));
     out.metrics
         .extend(own_sample_metrics(p, models, prompts, &out.responses)?);
+    if let Some(rm) = models.reward_model {
+        out.metrics
+            .extend(reward_model_metrics(p, rm, pairs, prompts, &out.responses)?);
+    }
     Ok(out)
 }
 
@@ -222,6 +228,67 @@ pub fn judge(
         .collect())
 }
 
+/// Every pair `(i, j)`, `i < j`, of one prompt's sampled responses with distinct gold scores.
+fn own_pairs(sampled: &[&Response]) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::new();
+    for i in 0..sampled.len() {
+        for j in i + 1..sampled.len() {
+            let (a, b) = (sampled[i], sampled[j]);
+            if a.prompt_id == b.prompt_id && a.gold != b.gold {
+                pairs.push((i, j));
+            }
+        }
+    }
+    pairs
+}
+
+/// The sampled responses of `responses` with their prompts' text, as `(prompt, response)`.
+fn sampled_items<'a>(
+    prompts: &'a [(i64, String)],
+    responses: &'a [(Decoding, Response)],
+) -> (Vec<&'a Response>, Vec<(&'a str, &'a str)>) {
+    let text: std::collections::BTreeMap<i64, &str> =
+        prompts.iter().map(|(id, t)| (*id, t.as_str())).collect();
+    let sampled: Vec<&Response> = responses
+        .iter()
+        .filter(|(d, _)| *d != Decoding::Greedy)
+        .map(|(_, r)| r)
+        .collect();
+    let items = sampled
+        .iter()
+        .map(|r| (text[&r.prompt_id], r.text.as_str()))
+        .collect();
+    (sampled, items)
+}
+
+/// An external reward model's accuracy: `rm_acc` on the held-out gold pairs, and
+/// `sampled_rm_acc` on the pairs of the model's own sampled responses that
+/// `sampled_grm_acc` uses (`σ(r(a) − r(b))` against gold).
+fn reward_model_metrics(
+    p: &EvalParams,
+    rm: &Model,
+    gold_pairs: &[GoldPair],
+    prompts: &[(i64, String)],
+    responses: &[(Decoding, Response)],
+) -> anyhow::Result<Vec<(String, Mean)>> {
+    let items: Vec<(&str, &str)> = gold_pairs
+        .iter()
+        .flat_map(|g| [(g.prompt.as_str(), g.a.as_str()), (g.prompt.as_str(), g.b.as_str())])
+        .collect();
+    let r = measure::rewards(rm, &items, p.batch_size)?;
+    let q: Vec<f64> = r.chunks(2).map(|c| sigmoid(c[0] - c[1])).collect();
+    let truth: Vec<bool> = gold_pairs.iter().map(|g| g.a_better).collect();
+    let (sampled, items) = sampled_items(prompts, responses);
+    let r = measure::rewards(rm, &items, p.batch_size)?;
+    let pairs = own_pairs(&sampled);
+    let own_q: Vec<f64> = pairs.iter().map(|&(i, j)| sigmoid(r[i] - r[j])).collect();
+    let own_truth: Vec<bool> = pairs.iter().map(|&(i, j)| sampled[i].gold > sampled[j].gold).collect();
+    Ok(vec![
+        ("rm_acc".into(), metrics::accuracy(&q, &truth)),
+        ("sampled_rm_acc".into(), metrics::accuracy(&own_q, &own_truth)),
+    ])
+}
+
 /// The model's reward models on pairs of its *own* sampled responses to the held-out prompts
 /// (every pair of one prompt's samples with distinct gold scores, gold-labelled): what the
 /// judge and the IRM face in the iterations, measured on held-out prompts. `sampled_grm_acc`
@@ -236,17 +303,7 @@ fn own_sample_metrics(
     prompts: &[(i64, String)],
     responses: &[(Decoding, Response)],
 ) -> anyhow::Result<Vec<(String, Mean)>> {
-    let text: std::collections::BTreeMap<i64, &str> =
-        prompts.iter().map(|(id, t)| (*id, t.as_str())).collect();
-    let sampled: Vec<&Response> = responses
-        .iter()
-        .filter(|(d, _)| *d != Decoding::Greedy)
-        .map(|(_, r)| r)
-        .collect();
-    let items: Vec<(&str, &str)> = sampled
-        .iter()
-        .map(|r| (text[&r.prompt_id], r.text.as_str()))
-        .collect();
+    let (sampled, items) = sampled_items(prompts, responses);
     let chunk = p.batch_size;
     let scores = match p.grm {
         GrmMode::Pointwise => measure::pointwise(models.model, &items, p.score_levels, chunk)?,
@@ -254,15 +311,7 @@ fn own_sample_metrics(
     };
     let pi = measure::logprobs(models.model, &items, chunk)?;
     let reference = measure::logprobs(models.reference, &items, chunk)?;
-    let mut pairs = Vec::new();
-    for i in 0..sampled.len() {
-        for j in i + 1..sampled.len() {
-            let (a, b) = (sampled[i], sampled[j]);
-            if a.prompt_id == b.prompt_id && a.gold != b.gold {
-                pairs.push((i, j));
-            }
-        }
-    }
+    let pairs = own_pairs(&sampled);
     let q_all: Vec<f64> = match p.grm {
         GrmMode::Pointwise => pairs
             .iter()

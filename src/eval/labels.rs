@@ -210,6 +210,7 @@ pub fn trained_metrics(
         model,
         baseline: None,
         reference,
+        reward_model: None,
     };
     let scores = judge(p, &models, &gold)?;
     let decided = || {

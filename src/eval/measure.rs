@@ -10,7 +10,8 @@ use candle_core::{D, DType};
 
 use crate::model::generate::{GenerateParams, Sampler, generate};
 use crate::model::score::{Pair, response_logprobs_vec, token_logits_at_last, verdict_probs_vec};
-use crate::model::{Adapters, Model};
+use crate::model::reward::rewards_vec;
+use crate::model::{Adapters, Message, Model};
 use crate::world::{format, gold};
 
 /// How responses are decoded.
@@ -126,6 +127,20 @@ pub fn logprobs(model: &Model, items: &[(&str, &str)], chunk: usize) -> anyhow::
     let pad = model.text.pad_id();
     let lp = response_logprobs_vec(&model.decoder, &pairs, pad, Adapters::On, chunk)?;
     Ok(lp.into_iter().map(f64::from).collect())
+}
+
+/// `r(x, y)` of a reward model for each `(prompt, response)` (EOS appended), the prompt as
+/// generate and train-rm encode it (the chat template).
+pub fn rewards(rm: &Model, items: &[(&str, &str)], chunk: usize) -> anyhow::Result<Vec<f64>> {
+    let seqs: Vec<Vec<u32>> = items
+        .iter()
+        .map(|(p, r)| {
+            let prompt = rm.text.encode_chat_prompt(&[Message::user(p.to_string())])?;
+            Ok([prompt, rm.text.encode_response(r, true)?].concat())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let r = rewards_vec(&rm.decoder, &seqs, rm.text.pad_id(), Adapters::On, chunk)?;
+    Ok(r.into_iter().map(f64::from).collect())
 }
 
 /// The id of a judge token, or a user error naming it.

@@ -19,7 +19,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use tokenizers::Tokenizer;
 
-use super::config::{ModelConfig, Preset};
+use super::config::{Head, ModelConfig, Preset};
 use super::decoder::Decoder;
 use super::params::{init_tensor, param_specs};
 use super::tokenizer::Text;
@@ -316,6 +316,48 @@ impl Model {
             tensors,
             Weights::Frozen,
             self.raw_config.clone(),
+            self.source_dtype.clone(),
+            &dev,
+        )
+    }
+
+    /// This model's decoder under a fresh `score` head (`(1, hidden)`, normal(0, 0.02) from
+    /// `seed`): the start of a reward model, saved as `*ForSequenceClassification` with one
+    /// label and `pad_token_id`. The LM head is dropped; `weights` says whether the result
+    /// trains.
+    pub fn with_score_head(&self, seed: u64, weights: Weights) -> anyhow::Result<Model> {
+        if self.config().head != Head::Lm {
+            anyhow::bail!(user_err!("this checkpoint already is a reward model"));
+        }
+        let cfg = ModelConfig {
+            head: Head::Score,
+            ..self.config().clone()
+        };
+        let specs = param_specs(&cfg);
+        let kept: HashMap<&str, &Tensor> =
+            self.tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let dev = self.decoder.device().clone();
+        let tensors = specs
+            .iter()
+            .map(|s| match kept.get(s.name.as_str()) {
+                Some(t) => Ok((s.name.clone(), t.copy()?)),
+                None => Ok((s.name.clone(), init_tensor(s, seed, &dev)?)),
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mut raw = self.raw_config.clone();
+        let fresh = cfg.to_hf_json();
+        if let Some(obj) = raw.as_object_mut() {
+            for key in ["architectures", "id2label", "label2id"] {
+                obj.insert(key.into(), fresh[key].clone());
+            }
+            obj.insert("pad_token_id".into(), Value::from(self.text.pad_id()));
+        }
+        Self::assemble(
+            cfg,
+            self.text.clone(),
+            tensors,
+            weights,
+            raw,
             self.source_dtype.clone(),
             &dev,
         )

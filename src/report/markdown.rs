@@ -59,7 +59,7 @@ pub const CHARTS: &[Chart] = &[
         "reward-model accuracy on held-out gold pairs",
         "accuracy",
         1.0,
-        &["irm_acc", "grm_acc"],
+        &["irm_acc", "grm_acc", "rm_acc"],
     ),
     (
         "consistency.png",

@@ -28,6 +28,7 @@ use crate::user_err;
 pub const SUMMARY: &[&str] = &[
     "sampled_grm_acc",
     "sampled_irm_acc",
+    "sampled_rm_acc",
     "gold_sampled",
     "win_rate_sampled",
     "lc_win_rate_sampled",
@@ -36,6 +37,7 @@ pub const SUMMARY: &[&str] = &[
     "length_sampled",
     "irm_acc",
     "grm_acc",
+    "rm_acc",
     "consistency_rate",
     "own_consistency_rate",
     "label_acc",

@@ -14,8 +14,8 @@
 //!   `|p_grm − ½| < margin` are dropped.
 //! * `cream` (CREAM, [`cream`]): one pair per prompt, Mt's best and worst response by
 //!   score-irm's implicit reward; the previous model (slots `previous_model`,
-//!   `previous_ref`: `model@k-2` against `model@k-3` unless bound otherwise; only this
-//!   mode loads them) ranks the responses too, and Kendall's τ of the two rankings gives
+//!   `previous_ref`: `model@k-2` against `model@irm_ref` unless bound otherwise; only
+//!   this mode loads them) ranks the responses too, and Kendall's τ of the two rankings gives
 //!   the consistency `C` train weighs the pair with (`cream_rate: average | per_prompt`).
 //!   The GRM's columns are still filled in, for comparison; it chooses nothing.
 //!
@@ -110,7 +110,7 @@ impl Stage for ConsistencyFilter {
             .by_default("generate@k-1")
             .optional(),
         Slot::checkpoint(PREVIOUS_MODEL).by_default("model@k-2"),
-        Slot::checkpoint(PREVIOUS_REF).by_default("model@k-3"),
+        Slot::checkpoint(PREVIOUS_REF).by_default("model@irm_ref"),
     ];
     const TABLES: &'static [DeclaredTable] = &[
         FilterPairRow::declared,

@@ -7,7 +7,12 @@
 //! baseline   checkpoint  M0, for the gold win rate      [model@0]
 //! reference  checkpoint  the IRM reference              [model@initial]
 //! heldout    tables      eval_prompts, gold_pairs       [heldout]
+//! reward_model checkpoint an external RM (optional)      [unbound]
 //! ```
+//!
+//! With `reward_model` bound (e.g. `model@reward_model` on eval-m0: the RM is fixed) the
+//! RM's accuracy is reported beside the model's IRM and GRM: `rm_acc` on the gold pairs,
+//! `sampled_rm_acc` on the model's own sampled pairs.
 //!
 //! The engine runs `each_iteration` stages at k = 1..=N, so M0 gets its own
 //! run-once entry of the same kind; both write the same tables, at
@@ -45,6 +50,7 @@ const SLOTS: &[Slot] = &[
     Slot::checkpoint("baseline").by_default("model@0"),
     slots::INITIAL,
     Slot::tables("heldout").by_default("heldout"),
+    Slot::checkpoint("reward_model").optional(),
 ];
 
 impl Stage for Eval {
@@ -78,10 +84,15 @@ impl Stage for Eval {
             Some(load(&base_dir)?)
         };
         let reference = load(&ref_dir)?;
+        let reward_model = match ctx.try_input("reward_model") {
+            Some(_) => Some(load(&checkpoint(ctx, "reward_model")?)?),
+            None => None,
+        };
         let models = Models {
             model: &model,
             baseline: baseline.as_ref(),
             reference: &reference,
+            reward_model: reward_model.as_ref(),
         };
         let out = evaluate(params, &models, &prompts, &pairs)?;
         for (name, mean) in &out.metrics {

@@ -16,7 +16,8 @@
 //! score-irm           implicit reward (log-probs under Mt and the IRM reference)
 //! score-grm           generative reward (Mt as a judge)
 //! consistency-filter  IRM/GRM agreement and the training set
-//! train               Mt → Mt+1 (SCIR or SRLM)
+//! train               Mt → Mt+1 (SCIR, SRLM or CREAM)
+//! train-rm            an external Bradley–Terry reward model on the judge seed data
 //! eval                gold metrics of a model on held-out prompts and pairs (eval only)
 //! eval-labels         an arm's own pairs gold-labelled: label and reward accuracy
 //! instructions        a Self-Instruct-style JSONL file (instruction + input) as prompts
@@ -69,6 +70,7 @@ pub mod score_grm;
 pub mod score_irm;
 pub mod sft;
 pub mod train;
+pub mod train_rm;
 pub mod world;
 
 static EVAL: eval::Eval = eval::Eval;
@@ -83,6 +85,7 @@ static SCORE_IRM: score_irm::ScoreIrm = score_irm::ScoreIrm;
 static SCORE_GRM: score_grm::ScoreGrm = score_grm::ScoreGrm;
 static FILTER: consistency_filter::ConsistencyFilter = consistency_filter::ConsistencyFilter;
 static TRAIN: train::Train = train::Train;
+static TRAIN_RM: train_rm::TrainRm = train_rm::TrainRm;
 static CHECKPOINT: checkpoint::Checkpoint = checkpoint::Checkpoint;
 static PROMPTS: prompts::Prompts = prompts::Prompts;
 static INSTRUCTIONS: instructions::Instructions = instructions::Instructions;
@@ -91,7 +94,7 @@ static GRM_WINRATE: grm_winrate::GrmWinrate = grm_winrate::GrmWinrate;
 
 /// Every built-in stage kind.
 pub fn registry() -> Registry {
-    let stages: [&'static dyn DynStage; 17] = [
+    let stages: [&'static dyn DynStage; 18] = [
         &WORLD,
         &HELDOUT,
         &INIT,
@@ -102,6 +105,7 @@ pub fn registry() -> Registry {
         &SCORE_GRM,
         &FILTER,
         &TRAIN,
+        &TRAIN_RM,
         &CHECKPOINT,
         &PROMPTS,
         &EVAL,

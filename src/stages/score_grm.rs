@@ -1,7 +1,8 @@
 //! `score-grm@k`: the generative reward model — Mt as a judge of every pair
 //! ([`common::grm`]: pairwise swap-averaged, or pointwise). Its `model` slot binds
 //! `model@judge`: Mt, or M0 in every iteration when the arm sets `models: { judge: start }`
-//! (the frozen-judge baseline).
+//! (the frozen-judge baseline), or an external reward model (`judge: reward_model`),
+//! which scores each response ([`common::grm`]).
 //!
 //! The judge prompt ids are stored (and reused by `train@k`); so are the
 //! verdict/score token ids (`judge_tokens`). The template is a file named by

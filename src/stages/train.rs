@@ -207,6 +207,14 @@ impl Stage for Train {
             None => varmap_vars(&model.varmap)?,
         };
         let data = train_data::load(ctx)?;
+        if p.method == Method::Scir && data.judge.token_ids.is_empty() {
+            anyhow::bail!(crate::user_err!(
+                "{}: method scir re-judges every pair with the model being trained, and this \
+                 arm's judge is a reward model (no judge tokens); use `method: srlm` with \
+                 `consistency-filter: {{ mode: grm_only }}`",
+                ctx.task
+            ));
+        }
         let n = data.pairs.len();
         let steps_per_epoch = n.div_ceil(p.batch_size) as u64;
         let total = steps_per_epoch * p.epochs;

@@ -19,6 +19,8 @@
 //!   cream_prompts
 //! train_metrics      train                   (SQL, report)
 //! sft_metrics        sft                     (SQL)
+//! rm_metrics,        train-rm                (SQL)
+//!   rm_summary
 //! answers            answers                 grm-winrate, export
 //! grm_winrate_pairs  grm-winrate             (SQL)
 //! grm_winrate        grm-winrate             (SQL, report)
@@ -56,6 +58,7 @@ pub mod pairs;
 pub mod prompts;
 pub mod response_logps;
 pub mod responses;
+pub mod reward_model;
 pub mod sft_metrics;
 pub mod train_metrics;
 pub mod world;

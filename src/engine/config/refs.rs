@@ -11,7 +11,9 @@
 //! model@irm_ref    the IRM reference of iteration k: models.irm_reference (per arm) says
 //!                  model@initial, model@k-2 or model@k-1
 //! model@judge      the judge (GRM) of iteration k: models.judge (per arm) says model@k-1
-//!                  (the model being improved, default) or model@0 (M0, frozen)
+//!                  (the model being improved, default), model@0 (M0, frozen) or
+//!                  model@reward_model
+//! model@reward_model  models.reward_model: an external reward model (a run-once stage)
 //! ```
 
 use super::MODEL;
@@ -31,6 +33,8 @@ pub enum At {
     IrmRef,
     /// `@judge` (model chain only): the arm's `models.judge`.
     Judge,
+    /// `@reward_model` (model chain only): `models.reward_model`.
+    RewardModel,
 }
 
 /// A parsed input reference.
@@ -41,7 +45,7 @@ pub enum Reference {
 }
 
 const SYNTAX_HINT: &str = "Write STAGE, STAGE@k, STAGE@k-1, STAGE@0, model@k-1, model@initial, \
-                           model@irm_ref or model@judge.";
+                           model@irm_ref, model@judge or model@reward_model.";
 
 impl Reference {
     /// Parse a reference; the error says what is wrong and what is allowed.
@@ -62,9 +66,10 @@ impl Reference {
                 at => Ok(Reference::Model { at }),
             };
         }
-        if matches!(at, At::Initial | At::IrmRef | At::Judge) {
+        if matches!(at, At::Initial | At::IrmRef | At::Judge | At::RewardModel) {
             return Err(format!(
-                "{text:?}: only the model chain has @initial, @irm_ref and @judge. {SYNTAX_HINT}"
+                "{text:?}: only the model chain has @initial, @irm_ref, @judge and \
+                 @reward_model. {SYNTAX_HINT}"
             ));
         }
         Ok(Reference::Stage {
@@ -87,6 +92,9 @@ fn parse_at(at: &str) -> Option<At> {
     }
     if at == "judge" {
         return Some(At::Judge);
+    }
+    if at == "reward_model" {
+        return Some(At::RewardModel);
     }
     if at == "k" {
         return Some(At::Rel(0));

@@ -2,13 +2,15 @@
 //!
 //! Mt's ranking of a prompt's responses is score-irm's implicit reward (its margin
 //! `logπ_Mt − logπ_ref`, per token under `norm: mean`). The previous model's ranking is
-//! its own implicit reward against its own reference, the filter's `previous_model` and
-//! `previous_ref` slots (by default `model@k-2` and `model@k-3`: Mt−1 against the model
-//! Mt−1 was trained from). Where both slots name the same checkpoint — the model chain has no
-//! model before `model@initial`, so at k = 1 both are `model@initial` — the previous
-//! ranking is that model's length-normalised log-likelihood `logπ(y)/|y|`, CREAM's rule
-//! for the first iteration. When `previous_model` is the IRM reference itself, score-irm's
-//! log-probs of it are reused, not recomputed.
+//! its implicit reward against the filter's `previous_ref` slot: by default Mt−1
+//! (`model@k-2`) against the same reference (`model@irm_ref`), as CREAM's code measures
+//! both models against the base model. Where the two slots name the same checkpoint —
+//! with the default reference `model@initial`, at k = 1 the previous model *is*
+//! `model@initial` — the previous ranking is that model's length-normalised
+//! log-likelihood `logπ(y)/|y|`, CREAM's rule for the first iteration. (Binding
+//! `previous_ref: model@k-3` with `irm_reference: previous_iteration` measures each model
+//! against the one it was trained from instead.) When `previous_model` is the IRM
+//! reference itself, score-irm's log-probs of it are reused, not recomputed.
 //!
 //! Responses with the same tokens are the same response to a ranking: they get one reward
 //! (the first by response id), so they are tied in both rankings, exactly.

@@ -7,6 +7,10 @@
 //! is judged too and `p_grm = ½·[P(A|y1,y2) + 1 − P(A|y2,y1)]`; `position_flip` is true when
 //! the judge picks the same letter in both orders. `pointwise`: each response is judged
 //! alone; `s(y)` = expected value over the score tokens; `p_grm = σ((s(y1) − s(y2))/τ)`.
+//! A reward model as the judge (a checkpoint with a score head, `model@reward_model`)
+//! scores each response's prompt and response ids as generate stored them,
+//! `s(y) = r(x, y)`, and is written as pointwise (`p_grm = σ((r(y1) − r(y2))/τ)`, the
+//! Bradley–Terry probability at τ = 1; the judge ids are the RM's input; no judge tokens).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use super::judge::{self, JudgeTemplate};
 use crate::engine::stage::TaskContext;
 use crate::loss::bernoulli::sigmoid;
+use crate::model::config::Head;
+use crate::model::reward::rewards_vec;
 use crate::model::score::verdict_probs_vec;
 use crate::model::{Adapters, Model};
 use crate::tables::grm_scores::{GrmMode, GrmScoreRow};
@@ -94,11 +100,56 @@ pub fn judge_pairs(
     responses: &Responses,
     pairs: &[PairRow],
 ) -> anyhow::Result<Judged> {
+    if model.config().head == Head::Score {
+        return reward_model_pairs(model, p, responses, pairs);
+    }
     let judge = Judge { model, template, p };
     match p.mode {
         GrmMode::Pairwise => judge.pairwise(responses, pairs),
         GrmMode::Pointwise => judge.pointwise(responses, pairs),
     }
+}
+
+/// Every pair judged by a reward model (see the module docs).
+fn reward_model_pairs(
+    model: &Model,
+    p: &ScoreGrmParams,
+    responses: &Responses,
+    pairs: &[PairRow],
+) -> anyhow::Result<Judged> {
+    let seqs: Vec<Vec<u32>> = responses
+        .values()
+        .map(|r| [r.prompt_ids.as_slice(), &r.token_ids].concat())
+        .collect();
+    let pad = model.text.pad_id();
+    let rewards = rewards_vec(&model.decoder, &seqs, pad, Adapters::On, p.batch_size)?;
+    let by_id: BTreeMap<i64, (f64, &Vec<u32>)> = responses
+        .keys()
+        .zip(rewards.iter().zip(&seqs))
+        .map(|(&id, (&r, seq))| (id, (f64::from(r), seq)))
+        .collect();
+    let scores = pairs
+        .iter()
+        .map(|pair| {
+            let get = |id| {
+                by_id.get(&id).copied().ok_or_else(|| {
+                    anyhow::anyhow!("pair {} names response {id}, which does not exist", pair.pair_id)
+                })
+            };
+            let ((s1, ids1), (s2, ids2)) = (get(pair.response_id_1)?, get(pair.response_id_2)?);
+            let q = sigmoid((s1 - s2) / p.tau);
+            Ok(GrmScoreRow {
+                score_1: Some(s1),
+                score_2: Some(s2),
+                tau: Some(p.tau),
+                ..GrmScoreRow::judged(pair.pair_id, GrmMode::Pointwise, q, ids1.clone(), Some(ids2.clone()))
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Judged {
+        scores,
+        tokens: Vec::new(),
+    })
 }
 
 fn token_rows(mode: GrmMode, tokens: Vec<(String, u32, f64)>) -> Vec<JudgeTokenRow> {

@@ -1,0 +1,314 @@
+//! `train-rm`: an external Bradley–Terry reward model, trained once on the judge seed data
+//! and fixed across iterations — the "external RM" baseline and the usual RLHF piece.
+//!
+//! The RM is the `model` input's decoder (default `model@0`, M0) under a fresh scalar
+//! `score` head on the last token (`*ForSequenceClassification`, [`crate::model::reward`]),
+//! trained with TRL's `RewardTrainer` loss `−log σ(r(x, y_w) − r(x, y_l) − m)`
+//! ([`crate::loss::reward`]; `margin_scale` > 0 sets `m = margin_scale·(level_w − level_l)`,
+//! Llama 2's margin, and `center_rewards_coefficient` TRL's centering term).
+//!
+//! Pairs come from the `judge` input's `judge_examples` (`judge-data`, what M0's judge
+//! learned from), so the RM and the judge see the same labels: pointwise examples give
+//! every two samples of a prompt whose score levels (the labels, with the world's label
+//! noise) differ, the higher level chosen; pairwise examples give their pair, the labelled
+//! letter chosen. A sequence is the prompt as generate encodes it (the chat template)
+//! followed by the response and, when it finished, EOS — what score-grm later scores.
+//! Prompts with `prompt_id % validation_every == 0` are held out (0: none); `rm_summary`
+//! reports the accuracy on both splits.
+//!
+//! AdamW with a schedule and clipping over `epochs` seeded shuffles; `resume_every` as in
+//! `sft`. Writes the RM checkpoint (transformers loads it as
+//! `LlamaForSequenceClassification` & co.), [`rm_metrics`](crate::tables::reward_model)
+//! and `rm_summary`.
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::common;
+use super::common::resume;
+use super::common::training::Training;
+use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
+use crate::loss::reward::{accuracy, bradley_terry};
+use crate::model::optim::AdamWParams;
+use crate::model::reward::{rewards, rewards_vec};
+use crate::model::schedule::{LrSchedule, ScheduleKind};
+use crate::model::trainer::{Stepper, varmap_vars};
+use crate::model::{Adapters, Message, Model, Weights};
+use crate::table::Table;
+use crate::tables::judge_examples::JudgeExampleRow;
+use crate::tables::reward_model::{RmMetricRow, RmSummaryRow};
+use crate::world::format;
+
+/// Params of `train-rm`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainRmParams {
+    pub epochs: u64,
+    /// Pairs per optimizer step.
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: u64,
+    pub schedule: ScheduleKind,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+    /// `m = margin_scale·(level_w − level_l)` (0: no margin).
+    pub margin_scale: f64,
+    /// TRL's `center_rewards_coefficient` (`null`: off).
+    pub center_rewards_coefficient: Option<f64>,
+    /// Hold out the prompts with `prompt_id % validation_every == 0` (0: none).
+    pub validation_every: i64,
+    /// Sequences per forward pass when scoring the splits (speed only).
+    pub batch_size_eval: usize,
+    /// Save resume state every this many steps (0: never; not in the key).
+    pub resume_every: u64,
+}
+
+impl Default for TrainRmParams {
+    fn default() -> Self {
+        TrainRmParams {
+            epochs: 1,
+            batch_size: 32,
+            lr: 1e-3,
+            warmup_steps: 30,
+            schedule: ScheduleKind::Cosine,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            margin_scale: 0.0,
+            center_rewards_coefficient: None,
+            validation_every: 10,
+            batch_size_eval: 64,
+            resume_every: resume::DEFAULT_EVERY,
+        }
+    }
+}
+
+/// The `train-rm` stage.
+pub struct TrainRm;
+
+impl Stage for TrainRm {
+    type Params = TrainRmParams;
+    const KIND: &'static str = "train-rm";
+    /// Bump when the output changes for the same inputs and params.
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "an external Bradley–Terry reward model on the judge seed data (M0 + a score head)";
+    const INPUTS: &'static [Slot] = &[
+        Slot::checkpoint("model").by_default("model@0"),
+        Slot::tables("judge").by_default("judge-data"),
+    ];
+    const TABLES: &'static [DeclaredTable] = &[RmMetricRow::declared, RmSummaryRow::declared];
+    const CHECKPOINT: bool = true;
+    const UNKEYED_PARAMS: &'static [&'static str] = &[resume::PARAM];
+
+    fn validate(&self, p: &TrainRmParams) -> Result<(), ParamError> {
+        if p.batch_size == 0 || p.epochs == 0 {
+            return Err(ParamError::at("", "epochs and batch_size must be at least 1"));
+        }
+        if p.validation_every < 0 || p.margin_scale < 0.0 {
+            return Err(ParamError::at(
+                "",
+                "validation_every and margin_scale must not be negative",
+            ));
+        }
+        Ok(())
+    }
+    fn run(&self, p: &TrainRmParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        let base = common::load_model(ctx.input("model")?, Weights::Frozen)?;
+        let model = base.with_score_head(ctx.seed, Weights::Trainable)?;
+        let examples: Vec<JudgeExampleRow> = ctx.input("judge")?.rows()?;
+        let (train, validation) = split(rm_pairs(&model, &examples)?, p.validation_every);
+        if train.is_empty() {
+            anyhow::bail!(crate::user_err!(
+                "{}: the judge examples give no pair with two different labels to train on",
+                ctx.task
+            ));
+        }
+        let steps_per_epoch = train.len().div_ceil(p.batch_size) as u64;
+        let total = steps_per_epoch * p.epochs;
+        ctx.log(&format!(
+            "{} training pairs, {} held out, {total} steps",
+            train.len(),
+            validation.len()
+        ));
+        let rows = fit(ctx, p, &model, &train, total)?;
+        let summary = [("train", &train), ("validation", &validation)]
+            .into_iter()
+            .map(|(name, pairs)| summary_row(&model, p, name, pairs))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for s in &summary {
+            ctx.log(&format!("{} accuracy {:?} on {} pairs", s.split, s.accuracy, s.pairs));
+        }
+        model.save(&ctx.checkpoint_dir()?)?;
+        ctx.write_rows(rows)?;
+        ctx.write_rows(summary)
+    }
+}
+
+/// One training pair: the chosen and the rejected sequence and the label levels' gap.
+#[derive(Debug, Clone)]
+struct RmPair {
+    prompt_id: i64,
+    chosen: Vec<u32>,
+    rejected: Vec<u32>,
+    level_gap: f64,
+}
+
+/// The pairs of the judge examples (see the module docs), in a fixed order.
+fn rm_pairs(model: &Model, examples: &[JudgeExampleRow]) -> anyhow::Result<Vec<RmPair>> {
+    let encode = |r: &JudgeExampleRow, response: &str| -> anyhow::Result<Vec<u32>> {
+        let prompt = model
+            .text
+            .encode_chat_prompt(&[Message::user(r.prompt.clone())])?;
+        let reply = model.text.encode_response(response, r.finished)?;
+        Ok([prompt, reply].concat())
+    };
+    let mut pairs = Vec::new();
+    let mut by_prompt: std::collections::BTreeMap<i64, Vec<&JudgeExampleRow>> =
+        std::collections::BTreeMap::new();
+    for r in examples {
+        match &r.response_b {
+            Some(b) => {
+                let (a, b) = (encode(r, &r.response)?, encode(r, b)?);
+                let (chosen, rejected) = if r.label == format::VERDICT_A { (a, b) } else { (b, a) };
+                pairs.push(RmPair {
+                    prompt_id: r.prompt_id,
+                    chosen,
+                    rejected,
+                    level_gap: 1.0,
+                });
+            }
+            None => by_prompt.entry(r.prompt_id).or_default().push(r),
+        }
+    }
+    for rows in by_prompt.values() {
+        for (i, a) in rows.iter().enumerate() {
+            for b in &rows[i + 1..] {
+                let (la, lb) = (level(a)?, level(b)?);
+                if la == lb {
+                    continue;
+                }
+                let (w, l) = if la > lb { (a, b) } else { (b, a) };
+                pairs.push(RmPair {
+                    prompt_id: a.prompt_id,
+                    chosen: encode(w, &w.response)?,
+                    rejected: encode(l, &l.response)?,
+                    level_gap: (la - lb).abs(),
+                });
+            }
+        }
+    }
+    Ok(pairs)
+}
+
+/// A pointwise example's label as a number (the world's score levels are digits).
+fn level(r: &JudgeExampleRow) -> anyhow::Result<f64> {
+    r.label.trim().parse().map_err(|_| {
+        anyhow::anyhow!(crate::user_err!(
+            "judge example {}: label {:?} is not a score level; train-rm orders pointwise \
+             examples by their numeric labels",
+            r.id,
+            r.label
+        ))
+    })
+}
+
+/// `(train, validation)` by `prompt_id % every == 0`.
+fn split(pairs: Vec<RmPair>, every: i64) -> (Vec<RmPair>, Vec<RmPair>) {
+    pairs
+        .into_iter()
+        .partition(|p| every == 0 || p.prompt_id.rem_euclid(every) != 0)
+}
+
+/// The optimizer steps; the metric rows.
+fn fit(
+    ctx: &mut TaskContext,
+    p: &TrainRmParams,
+    model: &Model,
+    pairs: &[RmPair],
+    total: u64,
+) -> anyhow::Result<Vec<RmMetricRow>> {
+    let schedule = LrSchedule::new(p.schedule, p.lr, p.warmup_steps.min(total), total)?;
+    let opt = AdamWParams {
+        lr: p.lr,
+        weight_decay: p.weight_decay,
+        ..AdamWParams::default()
+    };
+    let vars = varmap_vars(&model.varmap)?;
+    let new_stepper = || Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm));
+    let mut training =
+        Training::<RmMetricRow>::start(ctx, p.resume_every, vars.clone(), total, "train-rm", new_stepper)?;
+    let n = pairs.len();
+    let mut step = 0u64;
+    for epoch in 0..p.epochs {
+        let order = crate::model::train_state::epoch_order(n, ctx.seed, epoch);
+        for (c, chunk) in order.chunks(p.batch_size).enumerate() {
+            step += 1;
+            if step <= training.done {
+                continue;
+            }
+            let batch: Vec<&RmPair> = chunk.iter().map(|&i| &pairs[i]).collect();
+            let (loss, chosen, rejected) = batch_loss(model, p, &batch)?;
+            let value = loss.to_scalar::<f64>()?;
+            let info = training.step("the reward loss", value, step, || Ok(vec![loss.backward()?]))?;
+            let margin = chosen.iter().zip(&rejected).map(|(c, r)| c - r).sum::<f64>() / batch.len() as f64;
+            let row = RmMetricRow {
+                step: step as i32,
+                epoch: epoch as i32,
+                pairs: batch.len() as i32,
+                loss: value,
+                accuracy: accuracy(&chosen, &rejected).unwrap_or(f64::NAN),
+                margin,
+                lr: info.lr,
+                grad_norm: info.grad_norm,
+            };
+            let position = ((c + 1) * p.batch_size).min(n) as u64;
+            let message = format!("{} loss {value:.4}", ctx.task);
+            training.record(ctx.seed, step, (epoch, position), row, message)?;
+        }
+    }
+    Ok(training.finish())
+}
+
+/// The Bradley–Terry loss of a batch, and its chosen and rejected rewards.
+fn batch_loss(
+    model: &Model,
+    p: &TrainRmParams,
+    batch: &[&RmPair],
+) -> anyhow::Result<(Tensor, Vec<f64>, Vec<f64>)> {
+    let n = batch.len();
+    let mut seqs: Vec<Vec<u32>> = batch.iter().map(|b| b.chosen.clone()).collect();
+    seqs.extend(batch.iter().map(|b| b.rejected.clone()));
+    let r = rewards(&model.decoder, &seqs, model.text.pad_id(), Adapters::On)?;
+    let (chosen, rejected) = (r.narrow(0, 0, n)?, r.narrow(0, n, n)?);
+    let margin = (p.margin_scale > 0.0)
+        .then(|| {
+            let m: Vec<f64> = batch.iter().map(|b| p.margin_scale * b.level_gap).collect();
+            Tensor::from_vec(m, n, &common::device())
+        })
+        .transpose()?;
+    let loss = bradley_terry(&chosen, &rejected, margin.as_ref(), p.center_rewards_coefficient)?;
+    let host = |t: &Tensor| -> anyhow::Result<Vec<f64>> {
+        Ok(t.detach().to_dtype(candle_core::DType::F64)?.to_vec1()?)
+    };
+    Ok((loss, host(&chosen)?, host(&rejected)?))
+}
+
+/// The trained RM's accuracy on one split.
+fn summary_row(
+    model: &Model,
+    p: &TrainRmParams,
+    split: &str,
+    pairs: &[RmPair],
+) -> anyhow::Result<RmSummaryRow> {
+    let score = |seqs: Vec<Vec<u32>>| -> anyhow::Result<Vec<f64>> {
+        let r = rewards_vec(&model.decoder, &seqs, model.text.pad_id(), Adapters::On, p.batch_size_eval)?;
+        Ok(r.into_iter().map(f64::from).collect())
+    };
+    let chosen = score(pairs.iter().map(|x| x.chosen.clone()).collect())?;
+    let rejected = score(pairs.iter().map(|x| x.rejected.clone()).collect())?;
+    Ok(RmSummaryRow {
+        split: split.to_string(),
+        pairs: pairs.len() as i64,
+        accuracy: accuracy(&chosen, &rejected),
+    })
+}
