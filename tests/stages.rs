@@ -410,6 +410,169 @@ fn a_frozen_judge_arm_judges_with_m0_in_every_iteration() {
     assert!(differ(2) > 0);
 }
 
+/// The smoke pipeline with `arms` in place of its own.
+fn smoke_with_arms(arms: &str) -> (tempfile::TempDir, PathBuf) {
+    let (dir, pipeline) = smoke_project();
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    let head = yaml.split("arms:").next().unwrap();
+    std::fs::write(&pipeline, format!("{head}{arms}")).unwrap();
+    (dir, pipeline)
+}
+
+fn numbers(csv: &str) -> Vec<f64> {
+    csv.lines()
+        .skip(1)
+        .map(|l| l.trim().parse::<f64>().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_cream_arm_trains_each_prompts_best_and_worst_weighted_by_the_rankings_agreement() {
+    let arms = "arms:\n  cream:\n    consistency-filter: { mode: cream }\n    train: { method: \
+                cream }\n";
+    let (dir, pipeline) = smoke_with_arms(arms);
+    let art = dir.path().join("artifacts");
+    assert_eq!(run(&pipeline, &art).status, RunStatus::Ok);
+    // One selected pair per prompt with a pair: Mt's best ≻ worst by its reward.
+    let wrong = sql(
+        &art,
+        "SELECT count(*) AS n FROM filter_pairs f JOIN cream_prompts c ON f.prompt_id = \
+         c.prompt_id AND f.iteration = c.iteration WHERE f.selected AND NOT ((f.response_id_1 = \
+         c.chosen AND f.response_id_2 = c.rejected AND f.label = 'y1') OR (f.response_id_2 = \
+         c.chosen AND f.response_id_1 = c.rejected AND f.label = 'y2'))",
+    );
+    assert_eq!(numbers(&wrong), vec![0.0], "{wrong}");
+    let counts = sql(
+        &art,
+        "SELECT (SELECT count(*) FROM filter_pairs WHERE selected) - (SELECT count(chosen) FROM \
+         cream_prompts) AS d",
+    );
+    assert_eq!(numbers(&counts), vec![0.0], "{counts}");
+    let best = sql(
+        &art,
+        "SELECT count(*) AS n FROM cream_prompts c JOIN cream_rewards r ON r.prompt_id = \
+         c.prompt_id AND r.iteration = c.iteration JOIN cream_rewards w ON w.response_id = \
+         c.chosen AND w.iteration = c.iteration WHERE r.reward > w.reward",
+    );
+    assert_eq!(numbers(&best), vec![0.0], "{best}");
+    // k = 1: the previous model is model@initial, the IRM reference itself, so its ranking
+    // is its length-normalised log-likelihood, score-irm's logp_irm_ref / length.
+    let first = sql(
+        &art,
+        "SELECT max(abs(r.previous_reward - l.logp_irm_ref / l.length)) AS d FROM cream_rewards \
+         r JOIN response_logps l ON l.response_id = r.response_id AND l.iteration = \
+         r.iteration WHERE r.iteration = 1",
+    );
+    assert!(numbers(&first)[0] < 1e-9, "{first}");
+    // C is the average of (τ + 1)/2 over the prompts with a defined τ, the same for all.
+    let c = sql(
+        &art,
+        "SELECT max(abs(c.consistency - a.c)) AS d FROM cream_prompts c JOIN (SELECT \
+         iteration, avg((tau + 1) / 2) AS c FROM cream_prompts WHERE tau IS NOT NULL GROUP BY \
+         iteration) a ON a.iteration = c.iteration",
+    );
+    assert!(numbers(&c)[0] < 1e-12, "{c}");
+    let steps = sql(
+        &art,
+        "SELECT count(*) AS n FROM train_metrics WHERE loss IS NOT NULL",
+    );
+    assert!(numbers(&steps)[0] >= 2.0, "{steps}");
+}
+
+#[test]
+fn an_external_rm_arm_labels_every_iteration_with_one_reward_model() {
+    let (dir, pipeline) = smoke_with_arms(
+        "arms:\n  rm:\n    models: { judge: reward_model }\n    consistency-filter: { mode: \
+         grm_only, margin: 0.0 }\n    train: { method: srlm }\n",
+    );
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    let yaml = yaml
+        .replace(
+            "  step: train\n",
+            "  step: train\n  reward_model: train-rm\n",
+        )
+        .replace(
+            "      gold_pairs: 4\n",
+            "      gold_pairs: 4\n      judge_prompts: 8\n",
+        )
+        .replace(
+            "  generate:\n",
+            "  judge-data:\n    inputs: { model: sft }\n    params: { samples: 3, \
+             max_new_tokens: 12 }\n  train-rm:\n    inputs: { judge: judge-data }\n    \
+             params: { batch_size: 4, validation_every: 4 }\n  generate:\n",
+        );
+    std::fs::write(&pipeline, yaml).unwrap();
+    let dag = scir(&["dag", pipeline.to_str().unwrap()]);
+    let dag = String::from_utf8_lossy(&dag.stdout).to_string();
+    assert!(dag.contains("model ← train-rm@0"), "{dag}");
+    let art = dir.path().join("artifacts");
+    assert_eq!(run(&pipeline, &art).status, RunStatus::Ok);
+    let splits = sql(&art, "SELECT split FROM rm_summary ORDER BY split");
+    assert_eq!(
+        splits.lines().skip(1).collect::<Vec<_>>(),
+        ["train", "validation"]
+    );
+    // The same RM in both iterations: a response's reward depends on it alone, and
+    // p_grm = σ(r1 − r2) (τ = 1).
+    let off = sql(
+        &art,
+        "SELECT max(abs(p_grm - 1 / (1 + exp(score_2 - score_1)))) AS d FROM grm_scores",
+    );
+    assert!(numbers(&off)[0] < 1e-6, "{off}");
+    let tokens = sql(&art, "SELECT count(*) AS n FROM judge_tokens");
+    assert_eq!(
+        numbers(&tokens),
+        vec![0.0],
+        "a reward model has no judge tokens"
+    );
+    let trained = sql(&art, "SELECT count(*) AS n FROM train_metrics");
+    assert!(numbers(&trained)[0] >= 2.0, "{trained}");
+}
+
+#[test]
+fn a_meta_rewarding_arm_trains_judge_pairs_beside_the_actor_pairs() {
+    let (dir, pipeline) = smoke_with_arms(
+        "arms:\n  meta:\n    score-grm: { meta: { judgments: 5 } }\n    consistency-filter: { \
+         mode: grm_only, margin: 0.0, rho: 0.0 }\n    train: { method: srlm, judge_pairs: true \
+         }\n",
+    );
+    let art = dir.path().join("artifacts");
+    assert_eq!(run(&pipeline, &art).status, RunStatus::Ok);
+    let pairs = sql(
+        &art,
+        "SELECT count(*) AS n, sum(CASE WHEN chosen_strength > rejected_strength AND judgments \
+         >= 2 AND chosen <> rejected THEN 1 ELSE 0 END) AS ok FROM judge_pairs",
+    );
+    let row: Vec<u64> = pairs
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!(row[0] > 0 && row[0] == row[1], "{pairs}");
+    // Every step's batch draws from actor pairs and judge pairs: the steps cover both.
+    let steps = sql(
+        &art,
+        "SELECT t.iteration, sum(t.pairs) AS trained, (SELECT count(*) FROM filter_pairs f WHERE \
+         f.selected AND f.iteration = t.iteration) + (SELECT count(*) FROM judge_pairs j WHERE \
+         j.iteration = t.iteration) AS expected FROM train_metrics t GROUP BY t.iteration ORDER \
+         BY 1",
+    );
+    for line in steps.lines().skip(1) {
+        let v: Vec<&str> = line.split(',').collect();
+        assert_eq!(v[1], v[2], "{steps}");
+    }
+    // Judge pairs leave the pipelines without `meta` alone: the table is there, empty.
+    let (dir, pipeline) = smoke_project();
+    let art = dir.path().join("artifacts");
+    assert_eq!(run(&pipeline, &art).status, RunStatus::Ok);
+    assert_eq!(
+        numbers(&sql(&art, "SELECT count(*) AS n FROM judge_pairs")),
+        vec![0.0]
+    );
+}
+
 #[test]
 fn an_arm_with_an_unknown_irm_reference_is_a_user_error_naming_the_place() {
     let (dir, pipeline) = smoke_project();

@@ -278,7 +278,9 @@ fn stage_iteration(
         (At::Same, false) => return Ok(0),
         (At::Abs(j), _) => return Ok(j),
         (At::Initial | At::IrmRef | At::Judge | At::RewardModel, _) => {
-            return Err("@initial, @irm_ref, @judge and @reward_model are for the model chain".into());
+            return Err(
+                "@initial, @irm_ref, @judge and @reward_model are for the model chain".into(),
+            );
         }
         (At::Same, true) => 0,
         (At::Rel(d), _) => d,
@@ -323,10 +325,12 @@ fn resolve_model(
     if at == At::RewardModel {
         return match &models.reward_model {
             Some(rm) => Ok((rm.clone(), 0)),
-            None => Err("`models.reward_model` is not declared\nAdd `reward_model: STAGE` \
+            None => Err(
+                "`models.reward_model` is not declared\nAdd `reward_model: STAGE` \
                          under `models:` (a run-once stage that writes a reward model, e.g. \
                          kind train-rm)."
-                .into()),
+                    .into(),
+            ),
         };
     }
     let j = match (at, here) {

@@ -273,7 +273,12 @@ fn reward_model_metrics(
 ) -> anyhow::Result<Vec<(String, Mean)>> {
     let items: Vec<(&str, &str)> = gold_pairs
         .iter()
-        .flat_map(|g| [(g.prompt.as_str(), g.a.as_str()), (g.prompt.as_str(), g.b.as_str())])
+        .flat_map(|g| {
+            [
+                (g.prompt.as_str(), g.a.as_str()),
+                (g.prompt.as_str(), g.b.as_str()),
+            ]
+        })
         .collect();
     let r = measure::rewards(rm, &items, p.batch_size)?;
     let q: Vec<f64> = r.chunks(2).map(|c| sigmoid(c[0] - c[1])).collect();
@@ -282,10 +287,16 @@ fn reward_model_metrics(
     let r = measure::rewards(rm, &items, p.batch_size)?;
     let pairs = own_pairs(&sampled);
     let own_q: Vec<f64> = pairs.iter().map(|&(i, j)| sigmoid(r[i] - r[j])).collect();
-    let own_truth: Vec<bool> = pairs.iter().map(|&(i, j)| sampled[i].gold > sampled[j].gold).collect();
+    let own_truth: Vec<bool> = pairs
+        .iter()
+        .map(|&(i, j)| sampled[i].gold > sampled[j].gold)
+        .collect();
     Ok(vec![
         ("rm_acc".into(), metrics::accuracy(&q, &truth)),
-        ("sampled_rm_acc".into(), metrics::accuracy(&own_q, &own_truth)),
+        (
+            "sampled_rm_acc".into(),
+            metrics::accuracy(&own_q, &own_truth),
+        ),
     ])
 }
 

@@ -9,8 +9,8 @@
 use candle_core::{D, DType};
 
 use crate::model::generate::{GenerateParams, Sampler, generate};
-use crate::model::score::{Pair, response_logprobs_vec, token_logits_at_last, verdict_probs_vec};
 use crate::model::reward::rewards_vec;
+use crate::model::score::{Pair, response_logprobs_vec, token_logits_at_last, verdict_probs_vec};
 use crate::model::{Adapters, Message, Model};
 use crate::world::{format, gold};
 
@@ -135,7 +135,9 @@ pub fn rewards(rm: &Model, items: &[(&str, &str)], chunk: usize) -> anyhow::Resu
     let seqs: Vec<Vec<u32>> = items
         .iter()
         .map(|(p, r)| {
-            let prompt = rm.text.encode_chat_prompt(&[Message::user(p.to_string())])?;
+            let prompt = rm
+                .text
+                .encode_chat_prompt(&[Message::user(p.to_string())])?;
             Ok([prompt, rm.text.encode_response(r, true)?].concat())
         })
         .collect::<anyhow::Result<_>>()?;

@@ -11,6 +11,7 @@
 //!   dynamic selection rule.
 //! * [`cream`]: Kendall's τ_b of two rankings, CREAM's consistency rate and its
 //!   consistency-weighted DPO loss.
+//! * [`meta_judge`]: Meta-Rewarding's rule for a judge pair from the meta-judge's verdicts.
 //! * [`reward`]: the Bradley–Terry loss of a reward model (TRL's `RewardTrainer`).
 //! * [`scir`]: the total `L = mean_consistent(L_dpo) + λ·mean_all(L_con)` with metrics.
 //!
@@ -25,6 +26,7 @@ pub mod bernoulli;
 pub mod consistency;
 pub mod cream;
 pub mod dpo;
+pub mod meta_judge;
 pub mod ops;
 pub mod reward;
 pub mod scir;

@@ -19,7 +19,14 @@
 //! `mode: pairwise` writes verdict examples instead: for every two samples of a prompt with
 //! different gold scores, both orders, labelled with the better one's letter.
 //!
-//! Writes [`judge_examples`](crate::tables::judge_examples).
+//! `meta_examples: m` (pointwise; default 0) also writes meta-judge examples, the world's
+//! stand-in for the meta-judging an instruct model brings to Meta-Rewarding: per sample, m
+//! random ordered pairs of score levels (drawn independently, so either position is as
+//! likely to hold the better one) whose distances to the sample's label level differ,
+//! labelled with the letter of the closer one ([`format::judge_meta`]).
+//!
+//! Writes [`judge_examples`](crate::tables::judge_examples) and `meta_examples` (empty
+//! unless `meta_examples` > 0).
 
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +37,7 @@ use crate::model::generate::Sampler;
 use crate::model::{Message, Model, Weights};
 use crate::table::Table;
 use crate::tables::grm_scores::GrmMode;
-use crate::tables::judge_examples::JudgeExampleRow;
+use crate::tables::judge_examples::{JudgeExampleRow, MetaExampleRow};
 use crate::tables::world::JudgePromptRow;
 use crate::world::rng::RowRng;
 use crate::world::tables::{PAIR_EPSILON, noisy_level};
@@ -53,6 +60,13 @@ pub struct JudgeDataParams {
     pub mode: GrmMode,
     /// Rows generated per batch (speed only).
     pub batch_size: usize,
+    /// Meta-judge examples per sample (pointwise only; 0: none, and left out of the key).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub meta_examples: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for JudgeDataParams {
@@ -64,6 +78,7 @@ impl Default for JudgeDataParams {
             max_new_tokens: 16,
             mode: GrmMode::Pointwise,
             batch_size: 64,
+            meta_examples: 0,
         }
     }
 }
@@ -71,6 +86,9 @@ impl Default for JudgeDataParams {
 /// Random-stream names of the label noise.
 const NOISE_STREAM: &str = "judge_data.noise";
 const PAIR_NOISE_STREAM: &str = "judge_data.pair_noise";
+const META_STREAM: &str = "judge_data.meta";
+/// Draws per meta example before giving up on a pair with unequal distances.
+const META_TRIES: usize = 32;
 
 /// The `judge-data` stage.
 pub struct JudgeData;
@@ -79,14 +97,14 @@ impl Stage for JudgeData {
     type Params = JudgeDataParams;
     const KIND: &'static str = "judge-data";
     /// Bump when the output changes for the same inputs and params.
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "judge examples from a model's own samples on the world's judge pool, gold-labelled";
     const INPUTS: &'static [Slot] = &[
         Slot::checkpoint("model"),
         Slot::tables("world").by_default("world"),
     ];
-    const TABLES: &'static [DeclaredTable] = &[JudgeExampleRow::declared];
+    const TABLES: &'static [DeclaredTable] = &[JudgeExampleRow::declared, MetaExampleRow::declared];
 
     fn validate(&self, p: &JudgeDataParams) -> Result<(), ParamError> {
         let least = match p.mode {
@@ -106,6 +124,12 @@ impl Stage for JudgeData {
         }
         if p.max_new_tokens == 0 {
             return Err(ParamError::at("max_new_tokens", "must be at least 1"));
+        }
+        if p.meta_examples > 0 && p.mode != GrmMode::Pointwise {
+            return Err(ParamError::at(
+                "meta_examples",
+                "meta-judge examples compare score levels: they need mode pointwise",
+            ));
         }
         if !(p.temperature >= 0.0 && p.temperature.is_finite()) {
             return Err(ParamError::at(
@@ -132,6 +156,7 @@ impl Stage for JudgeData {
             GrmMode::Pointwise => pointwise_rows(&samples, &world, ctx.seed, n),
             GrmMode::Pairwise => pairwise_rows(&samples, &world, ctx.seed, n),
         };
+        let meta = meta_rows(&rows, &world, ctx.seed, p.meta_examples)?;
         let exact = samples.iter().filter(|s| s.gold >= 1.0).count();
         ctx.log(&format!(
             "{} judge examples from {} samples of {} prompts ({exact} exact)",
@@ -139,8 +164,43 @@ impl Stage for JudgeData {
             samples.len(),
             prompts.len()
         ));
-        ctx.write_rows(rows)
+        ctx.write_rows(rows)?;
+        ctx.write_rows(meta)
     }
+}
+
+/// `m` meta-judge examples per pointwise example (see the module docs).
+fn meta_rows(
+    rows: &[JudgeExampleRow],
+    world: &WorldParams,
+    seed: u64,
+    m: usize,
+) -> anyhow::Result<Vec<MetaExampleRow>> {
+    let levels = world.score_levels as usize;
+    let mut out = Vec::new();
+    for r in rows.iter().filter(|_| m > 0) {
+        let level: usize = r.label.parse()?;
+        let mut rng = RowRng::new(seed, META_STREAM, r.id as u64);
+        for _ in 0..m {
+            let Some((a, b)) = (0..META_TRIES).find_map(|_| {
+                let (a, b) = (rng.between(1, levels), rng.between(1, levels));
+                (a.abs_diff(level) != b.abs_diff(level)).then_some((a, b))
+            }) else {
+                continue;
+            };
+            out.push(MetaExampleRow {
+                id: r.id,
+                prompt_id: r.prompt_id,
+                prompt: r.prompt.clone(),
+                response: r.response.clone(),
+                judgment_a: format::score_token(a as u32),
+                judgment_b: format::score_token(b as u32),
+                level: level as i32,
+                label: format::verdict(a.abs_diff(level) < b.abs_diff(level)).into(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// `p.samples` responses per prompt from `model`, gold-scored, prompt by prompt.

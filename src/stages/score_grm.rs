@@ -15,18 +15,26 @@
 //! one position; the verdict strings must then be single tokens right after
 //! the prefill ([`judge::check_seam`], a user error otherwise).
 //!
-//! Writes [`grm_scores`](crate::tables::grm_scores) and
-//! [`judge_tokens`](crate::tables::judge_tokens).
+//! `meta: { judgments, temperature }` (Meta-Rewarding; pointwise, the built-in world) also
+//! samples judgments of every response and has the model meta-judge them
+//! ([`common::meta_judge`]) into [`judge_pairs`](crate::tables::judge_pairs), which train
+//! takes with `judge_pairs: true`.
+//!
+//! Writes [`grm_scores`](crate::tables::grm_scores),
+//! [`judge_tokens`](crate::tables::judge_tokens) and `judge_pairs` (empty without `meta`).
 
 use std::path::PathBuf;
 
 use super::common::grm::{self, ScoreGrmParams};
 use super::common::slots;
-use super::common::{self, judge};
+use super::common::{self, judge, meta_judge};
 use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::model::Weights;
+use crate::model::config::Head;
 use crate::table::Table;
+use crate::tables::grm_scores::GrmMode;
 use crate::tables::grm_scores::GrmScoreRow;
+use crate::tables::judge_pairs::JudgePairRow;
 use crate::tables::judge_tokens::JudgeTokenRow;
 use crate::tables::pairs::PairRow;
 use crate::tables::responses;
@@ -38,11 +46,15 @@ impl Stage for ScoreGrm {
     type Params = ScoreGrmParams;
     const KIND: &'static str = "score-grm";
     /// Bump when the output changes for the same inputs and params.
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const ABOUT: &'static str =
         "generative reward: the judge (Mt, or M0 if frozen) rates each pair, pairwise or pointwise";
     const INPUTS: &'static [Slot] = &[slots::JUDGE, slots::GENERATION];
-    const TABLES: &'static [DeclaredTable] = &[GrmScoreRow::declared, JudgeTokenRow::declared];
+    const TABLES: &'static [DeclaredTable] = &[
+        GrmScoreRow::declared,
+        JudgeTokenRow::declared,
+        JudgePairRow::declared,
+    ];
 
     fn validate(&self, p: &ScoreGrmParams) -> Result<(), ParamError> {
         if !(p.tau.is_finite() && p.tau > 0.0) {
@@ -54,7 +66,19 @@ impl Stage for ScoreGrm {
         if p.scores.len() < 2 {
             return Err(ParamError::at("scores", "needs at least two score strings"));
         }
-        Ok(())
+        match &p.meta {
+            Some(_) if p.mode != GrmMode::Pointwise => Err(ParamError::at(
+                "meta",
+                "the meta-judge compares sampled scores: it needs mode pointwise",
+            )),
+            Some(m) if m.judgments < 2 || !(m.temperature > 0.0 && m.temperature.is_finite()) => {
+                Err(ParamError::at(
+                    "meta",
+                    "judgments must be at least 2 and temperature positive",
+                ))
+            }
+            _ => Ok(()),
+        }
     }
     fn external_files(&self, p: &ScoreGrmParams) -> Vec<PathBuf> {
         judge::template_file(&p.template).into_iter().collect()
@@ -75,7 +99,21 @@ impl Stage for ScoreGrm {
             "{} pairs judged, {flips} position flips",
             pairs.len()
         ));
+        let judge_pairs = match &p.meta {
+            Some(meta) if model.config().head == Head::Lm => {
+                let rows =
+                    meta_judge::judge_pairs(&model, &template, p, meta, &responses, ctx.seed)?;
+                ctx.log(&format!("{} judge pairs", rows.len()));
+                rows
+            }
+            Some(_) => anyhow::bail!(crate::user_err!(
+                "{}: `meta` needs a judge that writes judgments; this judge is a reward model",
+                ctx.task
+            )),
+            None => Vec::new(),
+        };
         ctx.write_rows(judged.scores)?;
-        ctx.write_rows(judged.tokens)
+        ctx.write_rows(judged.tokens)?;
+        ctx.write_rows(judge_pairs)
     }
 }

@@ -21,8 +21,8 @@
 //!
 //! Inputs: `model` (checkpoint, default `model@initial`), `data` (tables
 //! `ift`, `eft`, default `world`), and `judge` (unbound by default): when bound, its
-//! `judge_examples` (`judge-data`: the model's own samples, gold-labelled) replace the
-//! data's `eft`. Outputs: the checkpoint and table
+//! `judge_examples` (`judge-data`: the model's own samples, gold-labelled) and its
+//! `meta_examples` (meta-judge examples, when it made any) replace the data's `eft`. Outputs: the checkpoint and table
 //! `sft_metrics`:
 //!
 //! ```text
@@ -46,7 +46,7 @@ use crate::model::score::{Pair, response_logprobs};
 use crate::model::trainer::{StepOutputs, Stepper, varmap_vars};
 use crate::model::{Adapters, Decoder, Weights};
 use crate::table::Table;
-use crate::tables::judge_examples::JudgeExampleRow;
+use crate::tables::judge_examples::{JudgeExampleRow, MetaExampleRow};
 use crate::tables::sft_metrics::SftMetricRow;
 use crate::tables::world::{EftRow, IftRow};
 use crate::world::format;
@@ -261,11 +261,18 @@ fn examples(
     }
     if p.eft {
         let judged: Vec<(String, String)> = match judge {
-            Some(judge) => judge
-                .rows::<JudgeExampleRow>()?
-                .into_iter()
-                .map(|r| (judge_prompt(&r.prompt, &r.response, &r.response_b), r.label))
-                .collect(),
+            Some(judge) => {
+                let judged = judge
+                    .rows::<JudgeExampleRow>()?
+                    .into_iter()
+                    .map(|r| (judge_prompt(&r.prompt, &r.response, &r.response_b), r.label));
+                let meta = judge.rows::<MetaExampleRow>()?.into_iter().map(|r| {
+                    let shown =
+                        format::judge_meta(&r.prompt, &r.response, &r.judgment_a, &r.judgment_b);
+                    (shown, r.label)
+                });
+                judged.chain(meta).collect()
+            }
             None => data
                 .rows::<EftRow>()?
                 .into_iter()

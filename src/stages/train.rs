@@ -16,6 +16,11 @@
 //!   (`mode: cream`): `C·L_dpo(y⁺, y⁻) + (1 − C)·L_dpo(y⁻, y⁺)` with each pair's `C`
 //!   from the filter's `cream_prompts` ([`crate::loss::cream`]).
 //!
+//! `judge_pairs: true` (Meta-Rewarding, with `method: srlm`) adds score-grm's
+//! `judge_pairs` (the judge role's pairs: a judge prompt, the meta-judge's preferred
+//! judgment ≻ its least preferred) to the actor pairs, one DPO training set shuffled
+//! together; their reference log-probs are Mt's, computed once before the first step.
+//!
 //! Length control (docs/algorithm.md): `alpha` is R-DPO's length term in the DPO loss of
 //! both methods; score-irm's `norm: mean` makes the per-step `p` compare per-token
 //! log-ratios; a label the filter forced (`unfinished: lose`) holds under per-step
@@ -122,6 +127,9 @@ pub struct TrainParams {
     pub consistency: ConsistencyParams,
     /// Train LoRA adapters instead of every weight (merged into Mt+1 on save).
     pub lora: Option<LoraConfig>,
+    /// Also train on score-grm's judge pairs (Meta-Rewarding; method srlm).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub judge_pairs: bool,
     /// Save resume state every this many optimizer steps (0: never; not in the key).
     pub resume_every: u64,
 }
@@ -145,6 +153,7 @@ impl Default for TrainParams {
             selection: Selection::Dynamic,
             consistency: ConsistencyParams::default(),
             lora: None,
+            judge_pairs: false,
             resume_every: resume::DEFAULT_EVERY,
         }
     }
@@ -178,6 +187,12 @@ impl Stage for Train {
         if p.batch_size == 0 {
             return Err(ParamError::at("batch_size", "must be at least 1"));
         }
+        if p.judge_pairs && p.method != Method::Srlm {
+            return Err(ParamError::at(
+                "judge_pairs",
+                "judge pairs train with plain DPO beside the actor pairs: set `method: srlm`",
+            ));
+        }
         if p.method == Method::Cream && p.alpha != 0.0 {
             return Err(ParamError::at(
                 "alpha",
@@ -206,7 +221,12 @@ impl Stage for Train {
             Some(set) => set.named_vars(),
             None => varmap_vars(&model.varmap)?,
         };
-        let data = train_data::load(ctx)?;
+        let mut data = train_data::load(ctx)?;
+        if p.judge_pairs {
+            let judged = train_data::judge_pairs(ctx, &model)?;
+            ctx.log(&format!("{} judge pairs", judged.len()));
+            data.pairs.extend(judged);
+        }
         if p.method == Method::Scir && data.judge.token_ids.is_empty() {
             anyhow::bail!(crate::user_err!(
                 "{}: method scir re-judges every pair with the model being trained, and this \

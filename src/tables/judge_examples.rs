@@ -1,7 +1,7 @@
 //! `judge_examples`: judge examples from a model's own samples on the world's
 //! `judge_prompts` pool, labelled by gold — a score level (pointwise) or the better one's
-//! verdict letter (pairwise) — (written by `judge-data`, read by `sft` through its `judge`
-//! input).
+//! verdict letter (pairwise) — and `meta_examples`, meta-judge examples on the same samples
+//! (written by `judge-data`, read by `sft` through its `judge` input and by `train-rm`).
 
 use super::grm_scores::GrmMode;
 
@@ -32,5 +32,24 @@ crate::table! {
         label: String,
         /// The label was corrupted on purpose (the world's `eft_label_noise`).
         noisy: bool,
+    }
+}
+
+crate::table! {
+    /// One meta-judge example (Meta-Rewarding's judge of judgments): a sampled response,
+    /// two judgments of it (score tokens, `judgment_a` shown as A), and the letter of the
+    /// one closer to the response's score level (the pointwise example's label).
+    pub struct MetaExampleRow in "meta_examples" {
+        /// `judge_examples.id` of the response.
+        id: i64,
+        prompt_id: i64,
+        prompt: String,
+        response: String,
+        judgment_a: String,
+        judgment_b: String,
+        /// The score level the judgments are compared with.
+        level: i32,
+        /// `A` | `B`.
+        label: String,
     }
 }

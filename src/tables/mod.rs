@@ -13,6 +13,7 @@
 //! irm_pairs          score-irm               consistency-filter
 //! grm_scores         score-grm               consistency-filter, train
 //! judge_tokens       score-grm               train
+//! judge_pairs        score-grm (meta)        train (`judge_pairs: true`)
 //! filter_pairs       consistency-filter      train, consistency-filter@k+1, eval-labels
 //! filter_summary     consistency-filter      (SQL, report)
 //! cream_rewards,     consistency-filter      train (`method: cream`)
@@ -26,7 +27,8 @@
 //! grm_winrate        grm-winrate             (SQL, report)
 //! ift, eft,          world                   sft; judge-data (judge_prompts)
 //!   judge_prompts
-//! judge_examples     judge-data              sft (its `judge` input)
+//! judge_examples,    judge-data              sft (its `judge` input), train-rm
+//!   meta_examples
 //! eval_prompts,      heldout                 eval
 //!   gold_pairs
 //! eval, eval_labels, eval, eval-labels       scir report
@@ -53,6 +55,7 @@ pub mod grm_scores;
 pub mod grm_winrate;
 pub mod irm_pairs;
 pub mod judge_examples;
+pub mod judge_pairs;
 pub mod judge_tokens;
 pub mod pairs;
 pub mod prompts;

@@ -5,7 +5,11 @@
 //! instruction  "sort: qwdbe\n"                          → "bdeqw" <eos>
 //! pointwise    "judge\nsort: qwdbe\nbdeqw\nscore: "    → "5" <eos>   (score tokens "1".."N")
 //! pairwise     "compare\nsort: qwdbe\nA: bdeqw\nB: bdqew\nbetter: " → "A" <eos>
+//! meta-judge   "meta\nsort: qwdbe\nbdeqw\nA: 3\nB: 5\nbetter: "   → "B" <eos>
 //! ```
+//!
+//! The meta-judge (Meta-Rewarding) is shown one response and two judgments of it (score
+//! tokens) and names the better judgment.
 //!
 //! The judge formats open with their own keyword line, so a judge context
 //! never shares a prefix with an instruction context (the model cannot
@@ -32,6 +36,7 @@ const POINTWISE_HEAD: &str = "judge\n";
 const POINTWISE_TAIL: &str = "\nscore: ";
 const PAIRWISE_HEAD: &str = "compare\n";
 const PAIRWISE_TAIL: &str = "\nbetter: ";
+const META_HEAD: &str = "meta\n";
 
 /// The instruction prompt for `task` on `letters`, newline included.
 pub fn prompt(task: TaskKind, letters: &str) -> String {
@@ -65,6 +70,12 @@ pub fn judge_pointwise(prompt: &str, response: &str) -> String {
 /// [`VERDICT_A`] or [`VERDICT_B`].
 pub fn judge_pairwise(prompt: &str, a: &str, b: &str) -> String {
     format!("{PAIRWISE_HEAD}{prompt}{VERDICT_A}: {a}\n{VERDICT_B}: {b}{PAIRWISE_TAIL}")
+}
+
+/// The meta-judge context for two judgments (score tokens) `a` and `b` of `response`; the
+/// next token is [`VERDICT_A`] or [`VERDICT_B`].
+pub fn judge_meta(prompt: &str, response: &str, a: &str, b: &str) -> String {
+    format!("{META_HEAD}{prompt}{response}\n{VERDICT_A}: {a}\n{VERDICT_B}: {b}{PAIRWISE_TAIL}")
 }
 
 /// The token of score level `level` (1-based: `1` worst).

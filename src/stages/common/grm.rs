@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::judge::{self, JudgeTemplate};
+use super::meta_judge::MetaJudgeParams;
 use crate::engine::stage::TaskContext;
 use crate::loss::bernoulli::sigmoid;
 use crate::model::config::Head;
@@ -47,6 +48,11 @@ pub struct ScoreGrmParams {
     pub tau: f64,
     /// Judge prompts per forward pass (speed only).
     pub batch_size: usize,
+    /// Meta-Rewarding: also sample judgments and let the model meta-judge them into judge
+    /// pairs ([`super::meta_judge`]; pointwise, the built-in world). Absent: off, and not
+    /// in the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<MetaJudgeParams>,
 }
 
 impl Default for ScoreGrmParams {
@@ -59,6 +65,7 @@ impl Default for ScoreGrmParams {
             scores: (1..=5).map(|i| i.to_string()).collect(),
             tau: 1.0,
             batch_size: 64,
+            meta: None,
         }
     }
 }
@@ -133,7 +140,10 @@ fn reward_model_pairs(
         .map(|pair| {
             let get = |id| {
                 by_id.get(&id).copied().ok_or_else(|| {
-                    anyhow::anyhow!("pair {} names response {id}, which does not exist", pair.pair_id)
+                    anyhow::anyhow!(
+                        "pair {} names response {id}, which does not exist",
+                        pair.pair_id
+                    )
                 })
             };
             let ((s1, ids1), (s2, ids2)) = (get(pair.response_id_1)?, get(pair.response_id_2)?);
@@ -142,7 +152,13 @@ fn reward_model_pairs(
                 score_1: Some(s1),
                 score_2: Some(s2),
                 tau: Some(p.tau),
-                ..GrmScoreRow::judged(pair.pair_id, GrmMode::Pointwise, q, ids1.clone(), Some(ids2.clone()))
+                ..GrmScoreRow::judged(
+                    pair.pair_id,
+                    GrmMode::Pointwise,
+                    q,
+                    ids1.clone(),
+                    Some(ids2.clone()),
+                )
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

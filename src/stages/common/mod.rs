@@ -7,6 +7,7 @@
 //! grm                  the model as a judge of pairs, score-grm's params
 //! judge                judge templates and verdict/score tokens (grm, grm-winrate, train)
 //! length_control       unfinished responses and Meta-Rewarding's ρ pair choice (the filter)
+//! meta_judge           Meta-Rewarding's judge pairs: sampled judgments, meta-judged (score-grm)
 //! train_data           train@k's training set, joined by pair_id from upstream tables
 //! trained_consistency  the IRM/GRM agreement on the previous iteration's trained pairs
 //! resume               resumable training (sft, train)
@@ -27,6 +28,7 @@ pub mod grm;
 pub mod irm;
 pub mod judge;
 pub mod length_control;
+pub mod meta_judge;
 pub mod resume;
 pub mod train_data;
 pub mod trained_consistency;

@@ -5,12 +5,15 @@
 //! IRM and the judge's mode and τ are score-irm's and score-grm's params.
 
 use super::grm::ScoreGrmParams;
-use super::irm::{IrmNorm, ScoreIrmParams};
+use super::irm::{self, IrmNorm, ScoreIrmParams};
 use crate::engine::stage::TaskContext;
 use crate::loss::Preferred;
+use crate::model::Model;
+use crate::model::score::Pair;
 use crate::tables::cream::CreamPromptRow;
 use crate::tables::filter_pairs::FilterPairRow;
 use crate::tables::grm_scores::{GrmMode, GrmScoreRow};
+use crate::tables::judge_pairs::JudgePairRow;
 use crate::tables::judge_tokens::JudgeTokenRow;
 use crate::tables::response_logps::ResponseLogpRow;
 use crate::tables::{keyed, responses};
@@ -113,3 +116,40 @@ pub fn load(ctx: &TaskContext) -> anyhow::Result<TrainData> {
         irm_norm,
     })
 }
+
+/// score-grm's judge pairs as training pairs (chosen as y1, labelled y1), with `model`'s
+/// log-probs of the two judgments as their DPO reference: call it before the first step.
+pub fn judge_pairs(ctx: &TaskContext, model: &Model) -> anyhow::Result<Vec<TrainPair>> {
+    let rows: Vec<JudgePairRow> = ctx.input("grm")?.rows()?;
+    let items: Vec<Pair> = rows
+        .iter()
+        .flat_map(|r| {
+            [&r.chosen_ids, &r.rejected_ids].map(|y| Pair {
+                prompt: r.judge_ids.clone(),
+                response: y.clone(),
+            })
+        })
+        .collect();
+    let logps = irm::score_with(model, &items, REFERENCE_BATCH)?;
+    Ok(rows
+        .into_iter()
+        .zip(logps.chunks(2))
+        .map(|(r, lp)| TrainPair {
+            // Negative: never an actor pair's id (those are ≥ 0).
+            pair_id: -1 - r.response_id,
+            prompt: r.judge_ids.clone(),
+            y1: r.chosen_ids,
+            y2: r.rejected_ids,
+            dpo_ref: [lp[0], lp[1]],
+            irm_ref: [lp[0], lp[1]],
+            judge_1: r.judge_ids,
+            judge_2: None,
+            label: Some(Preferred::Y1),
+            forced: false,
+            cream_consistency: None,
+        })
+        .collect())
+}
+
+/// Judge pairs scored per forward pass for their reference log-probs (speed only).
+const REFERENCE_BATCH: usize = 64;
