@@ -12,6 +12,9 @@
 //! against the one it was trained from instead.) When `previous_model` is the IRM
 //! reference itself, score-irm's log-probs of it are reused, not recomputed.
 //!
+//! Mt's own ranking falls back the same way when Mt is its IRM reference (a chain that
+//! starts at an instruct model, `model@initial` = M0, at k = 1).
+//!
 //! Responses with the same tokens are the same response to a ranking: they get one reward
 //! (the first by response id), so they are tied in both rankings, exactly.
 
@@ -58,15 +61,15 @@ pub fn rank(
     let irm = ctx.input("irm")?;
     let settings: ScoreIrmParams = irm.params_as()?;
     let logps: Vec<ResponseLogpRow> = irm.rows()?;
+    // Mt against itself (a chain whose reference is M0, at k = 1) ranks nothing: like the
+    // previous model without one, it ranks by its length-normalised log-likelihood.
+    let own = ctx.input("model")?.checkpoint == ctx.input("irm_ref")?.checkpoint;
+    let (norm, zero) = (IrmNorm::Mean, 0.0);
     let current: Vec<f64> = logps
         .iter()
-        .map(|r| {
-            irm::margin(
-                settings.norm,
-                r.logp_policy,
-                r.logp_irm_ref,
-                r.length as usize,
-            )
+        .map(|r| match own {
+            true => irm::margin(norm, r.logp_policy, zero, r.length as usize),
+            false => irm::margin(settings.norm, r.logp_policy, r.logp_irm_ref, r.length as usize),
         })
         .collect();
     let ids: Vec<i64> = logps.iter().map(|r| r.response_id).collect();
