@@ -13,6 +13,7 @@ use scir::engine::runlog::{RunRecord, RunStatus, TaskStatus};
 const DEFAULT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/pipeline.yaml");
 const SMOKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smoke/default.yaml");
 const ABLATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ablations.yaml");
+const METHODS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/methods.yaml");
 
 /// Stage kinds that train or feed training.
 const TRAINING_KINDS: &[&str] = &[
@@ -24,6 +25,7 @@ const TRAINING_KINDS: &[&str] = &[
     "score-grm",
     "consistency-filter",
     "train",
+    "train-rm",
 ];
 /// Stage kinds that hold or use gold labels.
 const GOLD_KINDS: &[&str] = &["heldout", "eval", "eval-labels"];
@@ -52,7 +54,7 @@ fn upstream(dag: &Dag, i: usize) -> BTreeSet<usize> {
 
 #[test]
 fn no_training_task_has_the_held_out_sets_upstream() {
-    for path in [DEFAULT, SMOKE, ABLATIONS] {
+    for path in [DEFAULT, SMOKE, ABLATIONS, METHODS] {
         let dag = dag(path);
         let mut training = 0;
         for i in 0..dag.nodes.len() {
@@ -136,6 +138,37 @@ fn the_ablations_extend_the_default_arms() {
             .collect()
     };
     assert_eq!(ids(&default), ids(&ablations));
+}
+
+#[test]
+fn the_methods_share_one_m0_and_keep_the_default_arms_recipes() {
+    let (default, methods) = (dag(DEFAULT), dag(METHODS));
+    let arms = [
+        "cream",
+        "external-rm",
+        "frozen-judge",
+        "meta-rewarding",
+        "scir",
+        "srlm",
+    ];
+    assert_eq!(methods.arms, arms);
+    let m0: BTreeSet<usize> = arms
+        .iter()
+        .map(|arm| methods.by_arm[&(arm.to_string(), "sft@0".to_string())])
+        .collect();
+    assert_eq!(m0.len(), 1, "one M0 for every arm");
+    // scir and srlm run the default's tasks on that M0 (plus the RM, trained once and
+    // measured in eval-m0).
+    let extra = ["eval-m0@0", "train-rm@0"];
+    let keep = |dag: &Dag| {
+        shape(dag)
+            .into_iter()
+            .filter(|(arm, task, ..)| {
+                (arm == "scir" || arm == "srlm") && !extra.contains(&task.as_str())
+            })
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(keep(&default), keep(&methods));
 }
 
 fn ok(out: Output) -> Vec<u8> {

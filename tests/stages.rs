@@ -480,6 +480,28 @@ fn a_cream_arm_trains_each_prompts_best_and_worst_weighted_by_the_rankings_agree
 }
 
 #[test]
+fn cream_needs_its_filter_mode_and_all_pairs_and_says_so() {
+    let cases = [
+        (
+            "arms:\n  c:\n    train: { method: cream }\n",
+            "set `consistency-filter: { mode: cream }`",
+        ),
+        (
+            "arms:\n  c:\n    generate: { pairs: disjoint }\n    consistency-filter: { mode: \
+             cream }\n    train: { method: cream }\n",
+            "set generate's `pairs: all`",
+        ),
+    ];
+    for (arms, hint) in cases {
+        let (dir, pipeline) = smoke_with_arms(arms);
+        let out = run_output(&pipeline, &dir.path().join("artifacts"));
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(hint), "{hint}: {err}");
+    }
+}
+
+#[test]
 fn an_external_rm_arm_labels_every_iteration_with_one_reward_model() {
     let (dir, pipeline) = smoke_with_arms(
         "arms:\n  rm:\n    models: { judge: reward_model }\n    consistency-filter: { mode: \

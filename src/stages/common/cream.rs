@@ -69,7 +69,12 @@ pub fn rank(
         .iter()
         .map(|r| match own {
             true => irm::margin(norm, r.logp_policy, zero, r.length as usize),
-            false => irm::margin(settings.norm, r.logp_policy, r.logp_irm_ref, r.length as usize),
+            false => irm::margin(
+                settings.norm,
+                r.logp_policy,
+                r.logp_irm_ref,
+                r.length as usize,
+            ),
         })
         .collect();
     let ids: Vec<i64> = logps.iter().map(|r| r.response_id).collect();
