@@ -130,3 +130,18 @@ pub fn user_msg(err: anyhow::Error) -> String {
         });
     user.unwrap_or_else(|| panic!("expected a user error, got: {err:#}"))
 }
+
+/// `tests/fixtures/models/<name>`: a checkpoint `scripts/make*_fixtures.py` wrote.
+fn fixture_dir(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
+}
+
+/// The fixture checkpoint `name` (frozen) and its `reference.json` (transformers' numbers).
+pub fn load_fixture(name: &str) -> (Model, Value) {
+    let dir = fixture_dir(name);
+    let m = Model::load(&dir, scir::model::Weights::Frozen, &Device::Cpu).unwrap();
+    let text = std::fs::read_to_string(dir.join("reference.json")).unwrap();
+    (m, serde_json::from_str(&text).unwrap())
+}

@@ -3,30 +3,16 @@
 //! log-probs within 1e-4 relative, logits close, greedy ids equal (alone and batched),
 //! batched scoring equal to one by one, chat templates rendered identically.
 
-use std::path::PathBuf;
-
-use candle_core::{Device, IndexOp};
+use candle_core::IndexOp;
 use scir::model::generate::{GenerateParams, Sampler, generate};
 use scir::model::score::{Pair, response_logprobs_vec};
-use scir::model::{Adapters, Batch, Message, Model, Padding, Weights};
+use scir::model::{Adapters, Batch, Message, Model, Padding};
 use serde_json::Value;
 
 const MODELS: [&str; 4] = ["llama_tied", "qwen2_bias", "mistral_gqa", "llama_gqa_bf16"];
 const REL_TOL: f64 = 1e-4;
 
-fn dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(name)
-}
-
-fn load(name: &str) -> (Model, Value) {
-    let m = Model::load(&dir(name), Weights::Frozen, &Device::Cpu).unwrap();
-    let r =
-        serde_json::from_str(&std::fs::read_to_string(dir(name).join("reference.json")).unwrap())
-            .unwrap();
-    (m, r)
-}
+use super::common::load_fixture as load;
 
 fn ids(v: &Value) -> Vec<u32> {
     v.as_array()

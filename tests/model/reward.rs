@@ -2,8 +2,6 @@
 //! the committed fixtures (`tests/fixtures/models/rm_*/reference.json`, written by
 //! `scripts/make_rm_fixtures.py`) alone and batched, and a saved RM reloads as one.
 
-use std::path::PathBuf;
-
 use candle_core::Device;
 use scir::model::config::Head;
 use scir::model::reward::rewards_vec;
@@ -13,17 +11,7 @@ use serde_json::Value;
 const MODELS: [&str; 2] = ["rm_llama", "rm_qwen2"];
 const REL_TOL: f64 = 1e-4;
 
-fn dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(name)
-}
-
-fn load(name: &str) -> (Model, Value) {
-    let m = Model::load(&dir(name), Weights::Frozen, &Device::Cpu).unwrap();
-    let text = std::fs::read_to_string(dir(name).join("reference.json")).unwrap();
-    (m, serde_json::from_str(&text).unwrap())
-}
+use super::common::load_fixture as load;
 
 fn sequences(r: &Value) -> (Vec<Vec<u32>>, Vec<f64>) {
     r["sequences"]
