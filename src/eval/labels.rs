@@ -21,6 +21,9 @@
 //! trained_{irm,grm}_acc      Mt's accuracy on the pairs it trained on (Figure 2 analogue)
 //! own_{gold,irm,grm}_longer  length bias: on pairs of unequal length, how often gold / the IRM /
 //! label_longer               the GRM / the training label prefer the longer response
+//! judge_pair_acc             Meta-Rewarding's judge pairs (score-grm's `judge_pairs`): how often
+//!                            the chosen judgment is nearer the response's gold level than the
+//!                            rejected one (equally near: ½); absent without judge pairs
 //! ```
 
 use std::collections::BTreeMap;
@@ -32,6 +35,7 @@ use crate::loss::{Preferred, select_pair};
 use crate::model::Model;
 use crate::table::Table;
 use crate::tables::filter_pairs::FilterPairRow;
+use crate::tables::judge_pairs::JudgePairRow;
 use crate::tables::responses::ResponseRow;
 
 /// One generated pair as the filter saw it, with both responses' gold scores.
@@ -60,6 +64,38 @@ pub fn gold_by_id(
             Ok((id, (prompt, text, gold)))
         })
         .collect()
+}
+
+/// `judge_pair_acc` (see the module docs) of `pairs`, each response's gold score from
+/// `gold` (response id → score), at `levels` score levels.
+pub fn judge_pair_metrics(
+    pairs: &[JudgePairRow],
+    gold: &BTreeMap<i64, f64>,
+    levels: u32,
+) -> anyhow::Result<Vec<(String, Mean)>> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let credits = pairs
+        .iter()
+        .map(|p| {
+            let g = *gold.get(&p.response_id).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "judge pair of response {}, which does not exist",
+                    p.response_id
+                )
+            })?;
+            let truth = crate::world::gold::level(g, levels);
+            let off = |s: &str| -> anyhow::Result<u32> { Ok(s.parse::<u32>()?.abs_diff(truth)) };
+            let (c, r) = (off(&p.chosen)?, off(&p.rejected)?);
+            Ok(match c.cmp(&r) {
+                std::cmp::Ordering::Less => 1.0,
+                std::cmp::Ordering::Equal => 0.5,
+                std::cmp::Ordering::Greater => 0.0,
+            })
+        })
+        .collect::<anyhow::Result<Vec<f64>>>()?;
+    Ok(vec![("judge_pair_acc".into(), Mean::of(credits))])
 }
 
 /// Length bias: over pairs whose responses differ in length (characters), how often each
@@ -302,5 +338,29 @@ mod tests {
         assert_eq!(m["own_irm_longer"].value, 0.5);
         assert_eq!(m["own_grm_longer"].value, 0.75);
         assert_eq!((m["label_longer"].value, m["label_longer"].n), (1.0, 2));
+    }
+
+    /// Gold 1.0 is level 5 of 5. (4 ≻ 2): 4 is nearer, credit 1; (1 ≻ 5): 0; (4 ≻ 5): 0.
+    /// Mean 1/3.
+    #[test]
+    fn judge_pairs_are_right_when_the_chosen_score_is_nearer_gold() {
+        let pair = |id: i64, chosen: &str, rejected: &str| JudgePairRow {
+            response_id: id,
+            prompt_id: 0,
+            judgments: 2,
+            chosen: chosen.into(),
+            rejected: rejected.into(),
+            chosen_strength: 0.6,
+            rejected_strength: 0.4,
+            judge_ids: vec![],
+            chosen_ids: vec![],
+            rejected_ids: vec![],
+        };
+        let pairs = [pair(1, "4", "2"), pair(2, "1", "5"), pair(3, "4", "5")];
+        let gold = BTreeMap::from([(1, 1.0), (2, 1.0), (3, 1.0)]);
+        let m = judge_pair_metrics(&pairs, &gold, 5).unwrap();
+        assert_eq!(m[0].0, "judge_pair_acc");
+        assert!((m[0].1.value - 1.0 / 3.0).abs() < 1e-12 && m[0].1.n == 3);
+        assert!(judge_pair_metrics(&[], &gold, 5).unwrap().is_empty());
     }
 }

@@ -42,6 +42,7 @@ pub const METRICS: &[&str] = &[
     "consistency_rate",
     "label_acc",
     "label_longer",
+    "judge_pair_acc",
     "length_sampled",
 ];
 

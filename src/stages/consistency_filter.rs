@@ -94,7 +94,7 @@ impl Stage for ConsistencyFilter {
     type Params = FilterParams;
     const KIND: &'static str = "consistency-filter";
     /// Bump when the output changes for the same inputs and params.
-    const VERSION: u32 = 5;
+    const VERSION: u32 = 6;
     const ABOUT: &'static str =
         "IRM/GRM agreement per pair and the training set (dynamic, static, grm_only, cream)";
     const INPUTS: &'static [Slot] = &[

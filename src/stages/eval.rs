@@ -31,6 +31,7 @@ use super::common::slots;
 use crate::table::Table;
 use crate::tables::eval::{EvalLabelRow, EvalMetricRow, EvalPairRow, EvalResponseRow};
 use crate::tables::filter_pairs::FilterPairRow;
+use crate::tables::judge_pairs::JudgePairRow;
 use crate::tables::responses::ResponseRow;
 use std::path::Path;
 
@@ -139,6 +140,25 @@ fn validate(p: &EvalParams) -> Result<(), ParamError> {
     Ok(())
 }
 
+/// The gold score of every response a judge pair is about.
+fn own_gold(
+    responses: &crate::engine::stage::InputArtifact,
+    pairs: &[JudgePairRow],
+) -> anyhow::Result<std::collections::BTreeMap<i64, f64>> {
+    let wanted: std::collections::BTreeSet<i64> = pairs.iter().map(|p| p.response_id).collect();
+    responses
+        .rows::<ResponseRow>()?
+        .into_iter()
+        .filter(|r| wanted.contains(&r.response_id))
+        .map(|r| {
+            Ok((
+                r.response_id,
+                crate::world::gold::score(&r.prompt, &r.text)?,
+            ))
+        })
+        .collect()
+}
+
 fn checkpoint(ctx: &TaskContext, slot: &str) -> anyhow::Result<std::path::PathBuf> {
     let input = ctx.input(slot)?;
     input.checkpoint.clone().ok_or_else(|| {
@@ -162,6 +182,7 @@ fn load(dir: &Path) -> anyhow::Result<Model> {
 /// responses  tables      generate@k's responses               [generate@k]
 /// model      checkpoint  Mt, trained on those pairs           [model@k]
 /// reference  checkpoint  the IRM reference                    [model@initial]
+/// grm        tables      score-grm@k's judge_pairs            [score-grm@k]
 /// ```
 ///
 /// Params are eval's ([`EvalParams`]); it uses `beta`, `grm`, `tau`,
@@ -172,7 +193,7 @@ impl Stage for EvalLabels {
     type Params = EvalParams;
     const KIND: &'static str = "eval-labels";
     /// Bump when `eval_labels` changes for the same inputs.
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const ABOUT: &'static str =
         "gold accuracy of the IRM/GRM preferences and training labels on the iteration's own pairs";
     const INPUTS: &'static [Slot] = &[
@@ -180,6 +201,7 @@ impl Stage for EvalLabels {
         Slot::tables("responses").by_default("generate@k"),
         slots::MK,
         slots::INITIAL,
+        Slot::tables("grm").by_default("score-grm@k"),
     ];
     const TABLES: &'static [DeclaredTable] = &[EvalLabelRow::declared];
 
@@ -202,6 +224,13 @@ impl Stage for EvalLabels {
         let mut metrics = labels::label_metrics(&pairs);
         metrics.extend(labels::length_metrics(&pairs));
         metrics.extend(labels::trained_metrics(params, &model, &reference, &pairs)?);
+        let judge_pairs: Vec<JudgePairRow> = ctx.input("grm")?.rows()?;
+        let gold = own_gold(ctx.input("responses")?, &judge_pairs)?;
+        metrics.extend(labels::judge_pair_metrics(
+            &judge_pairs,
+            &gold,
+            params.score_levels,
+        )?);
         for (name, mean) in &metrics {
             ctx.log(&format!("{name} = {:.4} (n = {})", mean.value, mean.n));
         }
