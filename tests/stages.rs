@@ -480,7 +480,7 @@ fn a_cream_arm_trains_each_prompts_best_and_worst_weighted_by_the_rankings_agree
 }
 
 #[test]
-fn cream_needs_its_filter_mode_and_all_pairs_and_says_so() {
+fn cream_and_judge_pairs_need_their_upstream_settings_and_say_so() {
     let cases = [
         (
             "arms:\n  c:\n    train: { method: cream }\n",
@@ -490,6 +490,11 @@ fn cream_needs_its_filter_mode_and_all_pairs_and_says_so() {
             "arms:\n  c:\n    generate: { pairs: disjoint }\n    consistency-filter: { mode: \
              cream }\n    train: { method: cream }\n",
             "set generate's `pairs: all`",
+        ),
+        (
+            "arms:\n  m:\n    consistency-filter: { mode: grm_only }\n    train: { method: \
+             srlm, judge_pairs: true }\n",
+            "set `score-grm: { meta: { judgments: 4 } }`",
         ),
     ];
     for (arms, hint) in cases {

@@ -120,7 +120,15 @@ pub fn load(ctx: &TaskContext) -> anyhow::Result<TrainData> {
 /// score-grm's judge pairs as training pairs (chosen as y1, labelled y1), with `model`'s
 /// log-probs of the two judgments as their DPO reference: call it before the first step.
 pub fn judge_pairs(ctx: &TaskContext, model: &Model) -> anyhow::Result<Vec<TrainPair>> {
-    let rows: Vec<JudgePairRow> = ctx.input("grm")?.rows()?;
+    let grm = ctx.input("grm")?;
+    if grm.params_as::<ScoreGrmParams>()?.meta.is_none() {
+        anyhow::bail!(crate::user_err!(
+            "{}: `judge_pairs: true` trains on the judge pairs score-grm makes with `meta`, and \
+             this arm's score-grm has none; set `score-grm: {{ meta: {{ judgments: 4 }} }}`",
+            ctx.task
+        ));
+    }
+    let rows: Vec<JudgePairRow> = grm.rows()?;
     let items: Vec<Pair> = rows
         .iter()
         .flat_map(|r| {
