@@ -172,9 +172,11 @@ pub fn combine(runs: &[(String, Report)]) -> anyhow::Result<SeedReport> {
     })
 }
 
-/// With more arms than this, arm-vs-arm differences are taken against the first two arms
-/// only (the reference arms of a sweep: `scir` and `srlm` in the default order).
+/// With more arms than this, arm-vs-arm differences are taken against the reference arms
+/// only: those of [`REFERENCE_ARMS`] present, else the first two.
 const ALL_PAIRS_UP_TO: usize = 3;
+/// The arms every other arm is compared with when there are many (SCIR, then its baseline).
+const REFERENCE_ARMS: &[&str] = &["scir", "srlm"];
 
 /// The metrics of the one-row-per-arm sweep table, and the two whose @last − @0 must both
 /// be positive and larger than the seed spread for an arm to count as improving on M0.
@@ -195,17 +197,9 @@ fn differences(
 ) -> Vec<Difference> {
     let last = first.rows.iter().map(|r| r.iteration).max().unwrap_or(0);
     let mut pairs: Vec<(String, Key, Key)> = Vec::new();
-    let arms = &first.arms;
-    let firsts = if arms.len() > ALL_PAIRS_UP_TO {
-        2
-    } else {
-        arms.len()
-    };
-    for (i, a) in arms.iter().enumerate().take(firsts) {
-        for b in &arms[i + 1..] {
-            let what = format!("{a} − {b} @{last}");
-            pairs.push((what, (a.clone(), last), (b.clone(), last)));
-        }
+    for (a, b) in arm_pairs(&first.arms) {
+        let what = format!("{a} − {b} @{last}");
+        pairs.push((what, (a.clone(), last), (b.clone(), last)));
     }
     for a in &first.arms {
         if last > 0 {
@@ -232,6 +226,33 @@ fn differences(
                 spread,
                 per_seed,
             });
+        }
+    }
+    out
+}
+
+/// The arm pairs `(a, b)` compared as `a − b`: every pair (in arm order) up to
+/// [`ALL_PAIRS_UP_TO`] arms; beyond, every arm against each reference arm.
+fn arm_pairs(arms: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if arms.len() <= ALL_PAIRS_UP_TO {
+        for (i, a) in arms.iter().enumerate() {
+            out.extend(arms[i + 1..].iter().map(|b| (a.clone(), b.clone())));
+        }
+        return out;
+    }
+    let named: Vec<&String> = REFERENCE_ARMS
+        .iter()
+        .filter_map(|r| arms.iter().find(|a| a == r))
+        .collect();
+    let refs = if named.is_empty() {
+        arms[..2].iter().collect()
+    } else {
+        named
+    };
+    for (i, r) in refs.iter().enumerate() {
+        for a in arms.iter().filter(|a| !refs[..=i].contains(a)) {
+            out.push((a.clone(), (*r).clone()));
         }
     }
     out
@@ -387,5 +408,30 @@ mod tests {
         assert!(!check(&[0.01, 0.2, 0.001]));
         assert!(!check(&[0.05]));
         assert!(!check(&[0.0, 0.0, 0.0]));
+    }
+
+    #[test]
+    fn many_arms_are_compared_with_scir_then_srlm() {
+        let arms: Vec<String> = ["cream", "external-rm", "meta-rewarding", "scir", "srlm"]
+            .map(String::from)
+            .to_vec();
+        let pairs: Vec<String> = arm_pairs(&arms)
+            .into_iter()
+            .map(|(a, b)| format!("{a} − {b}"))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                "cream − scir",
+                "external-rm − scir",
+                "meta-rewarding − scir",
+                "srlm − scir",
+                "cream − srlm",
+                "external-rm − srlm",
+                "meta-rewarding − srlm",
+            ]
+        );
+        let few: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        assert_eq!(arm_pairs(&few).len(), 3);
     }
 }
