@@ -9,8 +9,8 @@
 //! `model@initial` — the previous ranking is that model's length-normalised
 //! log-likelihood `logπ(y)/|y|`, CREAM's rule for the first iteration. (Binding
 //! `previous_ref: model@k-3` with `irm_reference: previous_iteration` measures each model
-//! against the one it was trained from instead.) When `previous_model` is the IRM
-//! reference itself, score-irm's log-probs of it are reused, not recomputed.
+//! against the one it was trained from instead.) Log-probs under Mt or the IRM reference
+//! are score-irm's, reused, not recomputed.
 //!
 //! Mt's own ranking falls back the same way when Mt is its IRM reference (a chain that
 //! starts at an instruct model, `model@initial` = M0, at k = 1).
@@ -23,8 +23,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::irm::{self, IrmNorm, ScoreIrmParams};
-use crate::engine::stage::TaskContext;
+use crate::engine::stage::{InputArtifact, TaskContext};
 use crate::loss::cream::{consistency_rate, kendall_tau_b};
+use crate::model::score::Pair;
 use crate::tables::cream::{CreamPromptRow, CreamRewardRow};
 use crate::tables::response_logps::ResponseLogpRow;
 use crate::tables::responses::ResponseRow;
@@ -64,17 +65,14 @@ pub fn rank(
     // Mt against itself (a chain whose reference is M0, at k = 1) ranks nothing: like the
     // previous model without one, it ranks by its length-normalised log-likelihood.
     let own = ctx.input("model")?.checkpoint == ctx.input("irm_ref")?.checkpoint;
-    let (norm, zero) = (IrmNorm::Mean, 0.0);
     let current: Vec<f64> = logps
         .iter()
-        .map(|r| match own {
-            true => irm::margin(norm, r.logp_policy, zero, r.length as usize),
-            false => irm::margin(
-                settings.norm,
-                r.logp_policy,
-                r.logp_irm_ref,
-                r.length as usize,
-            ),
+        .map(|r| {
+            let n = r.length as usize;
+            match own {
+                true => likelihood(r.logp_policy, n),
+                false => irm::margin(settings.norm, r.logp_policy, r.logp_irm_ref, n),
+            }
         })
         .collect();
     let ids: Vec<i64> = logps.iter().map(|r| r.response_id).collect();
@@ -114,25 +112,45 @@ fn previous_rewards(
 ) -> anyhow::Result<Vec<f64>> {
     let (model, reference) = (ctx.input(PREVIOUS_MODEL)?, ctx.input(PREVIOUS_REF)?);
     let items = irm::items(generated);
-    let irm_ref = ctx.input("irm_ref")?;
-    let policy = if model.checkpoint == irm_ref.checkpoint {
-        logps.iter().map(|r| r.logp_irm_ref).collect()
-    } else {
-        irm::score(model, &items, settings.batch_size)?
-    };
-    let lengths: Vec<usize> = generated.values().map(|r| r.token_ids.len()).collect();
-    let (norm, reference) = if model.checkpoint == reference.checkpoint {
-        (IrmNorm::Mean, vec![0.0; policy.len()])
-    } else {
-        let reference = irm::score(reference, &items, settings.batch_size)?;
-        (settings.norm, reference)
-    };
+    let policy = log_probs(ctx, model, logps, &items, settings.batch_size)?;
+    let lengths = logps.iter().map(|r| r.length as usize);
+    if model.checkpoint == reference.checkpoint {
+        return Ok(policy
+            .iter()
+            .zip(lengths)
+            .map(|(&a, n)| likelihood(a, n))
+            .collect());
+    }
+    let reference = log_probs(ctx, reference, logps, &items, settings.batch_size)?;
     Ok(policy
         .iter()
         .zip(&reference)
-        .zip(&lengths)
-        .map(|((&a, &b), &n)| irm::margin(norm, a, b, n))
+        .zip(lengths)
+        .map(|((&a, &b), n)| irm::margin(settings.norm, a, b, n))
         .collect())
+}
+
+/// `logπ(y)` of every response under `input`: score-irm's numbers when it is Mt or the IRM
+/// reference, else scored here.
+fn log_probs(
+    ctx: &TaskContext,
+    input: &InputArtifact,
+    logps: &[ResponseLogpRow],
+    items: &[Pair],
+    batch: usize,
+) -> anyhow::Result<Vec<f64>> {
+    if input.checkpoint == ctx.input("model")?.checkpoint {
+        return Ok(logps.iter().map(|r| r.logp_policy).collect());
+    }
+    if input.checkpoint == ctx.input("irm_ref")?.checkpoint {
+        return Ok(logps.iter().map(|r| r.logp_irm_ref).collect());
+    }
+    irm::score(input, items, batch)
+}
+
+/// `logπ(y)/|y|`: how a model with no reference ranks responses.
+fn likelihood(logp: f64, length: usize) -> f64 {
+    irm::margin(IrmNorm::Mean, logp, 0.0, length)
 }
 
 /// `rewards` (response-id order) with every response of a prompt that repeats an earlier
