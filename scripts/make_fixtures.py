@@ -450,15 +450,7 @@ def model_reference(name: str, spec, model, tok, raw_tok_path: Path) -> dict:
         "dtype_on_disk": spec["dtype"],
         "compute_dtype": "float32",
         "config": {
-            "vocab_size": cfg.vocab_size,
-            "hidden_size": cfg.hidden_size,
-            "intermediate_size": cfg.intermediate_size,
-            "num_hidden_layers": cfg.num_hidden_layers,
-            "num_attention_heads": cfg.num_attention_heads,
-            "num_key_value_heads": cfg.num_key_value_heads,
-            "head_dim": cfg.hidden_size // cfg.num_attention_heads,
-            "rms_norm_eps": cfg.rms_norm_eps,
-            "rope_theta": cfg.rope_parameters["rope_theta"],
+            **config_summary(cfg),
             "rope_theta_in_config_json": "top_level" if spec["legacy_config"] else "rope_parameters",
             "tie_word_embeddings": bool(cfg.tie_word_embeddings),
             "qkv_bias": spec["arch"] == "qwen2",
@@ -502,6 +494,22 @@ def versions() -> dict:
         "tokenizers": tokenizers.__version__,
         "safetensors": safetensors.__version__,
         "trl": trl.__version__,
+    }
+
+
+def config_summary(cfg) -> dict:
+    """The sizes and constants of a transformers config that reference.json records (the
+    callers add their own fields after these)."""
+    return {
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_key_value_heads": cfg.num_key_value_heads,
+        "head_dim": cfg.hidden_size // cfg.num_attention_heads,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_theta": cfg.rope_parameters["rope_theta"],
     }
 
 
