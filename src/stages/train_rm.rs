@@ -94,7 +94,7 @@ impl Stage for TrainRm {
     type Params = TrainRmParams;
     const KIND: &'static str = "train-rm";
     /// Bump when the output changes for the same inputs and params.
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "an external Bradley–Terry reward model on the judge seed data (M0 + a score head)";
     const INPUTS: &'static [Slot] = &[
@@ -166,11 +166,17 @@ struct RmPair {
 
 /// The pairs of the judge examples (see the module docs), in a fixed order.
 fn rm_pairs(model: &Model, examples: &[JudgeExampleRow]) -> anyhow::Result<Vec<RmPair>> {
-    let encode = |r: &JudgeExampleRow, response: &str| -> anyhow::Result<Vec<u32>> {
+    // Whether a response ended with EOS, by (prompt, text): a pairwise row carries the flag
+    // of its response A only; its mirror row (B shown as A) carries B's.
+    let finished: std::collections::BTreeMap<(i64, &str), bool> = examples
+        .iter()
+        .map(|r| ((r.prompt_id, r.response.as_str()), r.finished))
+        .collect();
+    let encode = |r: &JudgeExampleRow, response: &str, eos: bool| -> anyhow::Result<Vec<u32>> {
         let prompt = model
             .text
             .encode_chat_prompt(&[Message::user(r.prompt.clone())])?;
-        let reply = model.text.encode_response(response, r.finished)?;
+        let reply = model.text.encode_response(response, eos)?;
         Ok([prompt, reply].concat())
     };
     let mut pairs = Vec::new();
@@ -179,7 +185,9 @@ fn rm_pairs(model: &Model, examples: &[JudgeExampleRow]) -> anyhow::Result<Vec<R
     for r in examples {
         match &r.response_b {
             Some(b) => {
-                let (a, b) = (encode(r, &r.response)?, encode(r, b)?);
+                let b_finished = finished.get(&(r.prompt_id, b.as_str())).copied();
+                let a = encode(r, &r.response, r.finished)?;
+                let b = encode(r, b, b_finished.unwrap_or(r.finished))?;
                 let (chosen, rejected) = if r.label == format::VERDICT_A {
                     (a, b)
                 } else {
@@ -205,8 +213,8 @@ fn rm_pairs(model: &Model, examples: &[JudgeExampleRow]) -> anyhow::Result<Vec<R
                 let (w, l) = if la > lb { (a, b) } else { (b, a) };
                 pairs.push(RmPair {
                     prompt_id: a.prompt_id,
-                    chosen: encode(w, &w.response)?,
-                    rejected: encode(l, &l.response)?,
+                    chosen: encode(w, &w.response, w.finished)?,
+                    rejected: encode(l, &l.response, l.finished)?,
                     level_gap: (la - lb).abs(),
                 });
             }
