@@ -558,11 +558,11 @@ fn an_external_rm_arm_labels_every_iteration_with_one_reward_model() {
 
 #[test]
 fn a_meta_rewarding_arm_trains_judge_pairs_beside_the_actor_pairs() {
-    let (dir, pipeline) = smoke_with_arms(
-        "arms:\n  meta:\n    score-grm: { meta: { judgments: 5 } }\n    consistency-filter: { \
-         mode: grm_only, margin: 0.0, rho: 0.0 }\n    train: { method: srlm, judge_pairs: true \
-         }\n",
-    );
+    let meta = "score-grm: { meta: { judgments: 5 } }\n    consistency-filter: { mode: \
+                grm_only, margin: 0.0, rho: 0.0 }\n    train: { method: srlm, judge_pairs: true";
+    let (dir, pipeline) = smoke_with_arms(&format!(
+        "arms:\n  meta:\n    {meta} }}\n  capped:\n    {meta}, judge_share: 0.2 }}\n"
+    ));
     let art = dir.path().join("artifacts");
     assert_eq!(run(&pipeline, &art).status, RunStatus::Ok);
     let pairs = sql(
@@ -578,17 +578,24 @@ fn a_meta_rewarding_arm_trains_judge_pairs_beside_the_actor_pairs() {
         .map(|x| x.parse().unwrap())
         .collect();
     assert!(row[0] > 0 && row[0] == row[1], "{pairs}");
-    // Every step's batch draws from actor pairs and judge pairs: the steps cover both.
+    // Every step's batch draws from actor pairs and judge pairs: the steps cover both, all
+    // of the judge pairs, or (judge_share 0.2) at most a fifth of the set.
     let steps = sql(
         &art,
-        "SELECT t.iteration, sum(t.pairs) AS trained, (SELECT count(*) FROM filter_pairs f WHERE \
-         f.selected AND f.iteration = t.iteration) + (SELECT count(*) FROM judge_pairs j WHERE \
-         j.iteration = t.iteration) AS expected FROM train_metrics t GROUP BY t.iteration ORDER \
-         BY 1",
+        "SELECT t.arm, t.iteration, sum(t.pairs) AS trained, (SELECT count(*) FROM filter_pairs \
+         f WHERE f.selected AND f.iteration = t.iteration AND f.arm = t.arm) AS actor, (SELECT \
+         count(*) FROM judge_pairs j WHERE j.iteration = t.iteration AND j.arm = t.arm) AS judge \
+         FROM train_metrics t GROUP BY t.arm, t.iteration ORDER BY 1, 2",
     );
     for line in steps.lines().skip(1) {
         let v: Vec<&str> = line.split(',').collect();
-        assert_eq!(v[1], v[2], "{steps}");
+        let n = |i: usize| v[i].parse::<usize>().unwrap();
+        let (trained, actor, judge) = (n(2), n(3), n(4));
+        let judged = match v[0] {
+            "capped" => judge.min(actor / 4),
+            _ => judge,
+        };
+        assert_eq!(trained, actor + judged, "{steps}");
     }
     // Judge pairs leave the pipelines without `meta` alone: the table is there, empty.
     let (dir, pipeline) = smoke_project();

@@ -20,6 +20,8 @@
 //! `judge_pairs` (the judge role's pairs: a judge prompt, the meta-judge's preferred
 //! judgment ≻ its least preferred) to the actor pairs, one DPO training set shuffled
 //! together; their reference log-probs are Mt's, computed once before the first step.
+//! `judge_share: s` caps them at a fraction `s` of that set, keeping the pairs whose
+//! judgments the meta-judge separated most (off by default; not chosen by a sweep yet).
 //!
 //! Length control (docs/algorithm.md): `alpha` is R-DPO's length term in the DPO loss of
 //! both methods; score-irm's `norm: mean` makes the per-step `p` compare per-token
@@ -130,6 +132,9 @@ pub struct TrainParams {
     /// Also train on score-grm's judge pairs (Meta-Rewarding; method srlm).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub judge_pairs: bool,
+    /// With `judge_pairs`: at most this fraction of the training set are judge pairs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge_share: Option<f64>,
     /// Save resume state every this many optimizer steps (0: never; not in the key).
     pub resume_every: u64,
 }
@@ -154,6 +159,7 @@ impl Default for TrainParams {
             consistency: ConsistencyParams::default(),
             lora: None,
             judge_pairs: false,
+            judge_share: None,
             resume_every: resume::DEFAULT_EVERY,
         }
     }
@@ -193,6 +199,21 @@ impl Stage for Train {
                 "judge pairs train with plain DPO beside the actor pairs: set `method: srlm`",
             ));
         }
+        match p.judge_share {
+            Some(s) if !(0.0..1.0).contains(&s) => {
+                return Err(ParamError::at(
+                    "judge_share",
+                    format!("must be in [0, 1), got {s}"),
+                ));
+            }
+            Some(_) if !p.judge_pairs => {
+                return Err(ParamError::at(
+                    "judge_share",
+                    "caps the judge pairs: set `judge_pairs: true` or remove judge_share",
+                ));
+            }
+            _ => {}
+        }
         if p.method == Method::Cream && p.alpha != 0.0 {
             return Err(ParamError::at(
                 "alpha",
@@ -223,7 +244,10 @@ impl Stage for Train {
         };
         let mut data = train_data::load(ctx)?;
         if p.judge_pairs {
-            let judged = train_data::judge_pairs(ctx, &model)?;
+            let keep = p
+                .judge_share
+                .map(|s| train_data::judge_cap(s, data.pairs.len()));
+            let judged = train_data::judge_pairs(ctx, &model, keep)?;
             ctx.log(&format!("{} judge pairs", judged.len()));
             data.pairs.extend(judged);
         }

@@ -119,7 +119,14 @@ pub fn load(ctx: &TaskContext) -> anyhow::Result<TrainData> {
 
 /// score-grm's judge pairs as training pairs (chosen as y1, labelled y1), with `model`'s
 /// log-probs of the two judgments as their DPO reference: call it before the first step.
-pub fn judge_pairs(ctx: &TaskContext, model: &Model) -> anyhow::Result<Vec<TrainPair>> {
+/// With `keep: Some(n)`, only the `n` the meta-judge separated most
+/// (`chosen_strength − rejected_strength`, largest first; then response id), in response
+/// order ([`judge_cap`]).
+pub fn judge_pairs(
+    ctx: &TaskContext,
+    model: &Model,
+    keep: Option<usize>,
+) -> anyhow::Result<Vec<TrainPair>> {
     let grm = ctx.input("grm")?;
     if grm.params_as::<ScoreGrmParams>()?.meta.is_none() {
         anyhow::bail!(crate::user_err!(
@@ -128,7 +135,17 @@ pub fn judge_pairs(ctx: &TaskContext, model: &Model) -> anyhow::Result<Vec<Train
             ctx.task
         ));
     }
-    let rows: Vec<JudgePairRow> = grm.rows()?;
+    let mut rows: Vec<JudgePairRow> = grm.rows()?;
+    if let Some(n) = keep.filter(|&n| n < rows.len()) {
+        let gap = |r: &JudgePairRow| r.chosen_strength - r.rejected_strength;
+        rows.sort_by(|a, b| {
+            gap(b)
+                .total_cmp(&gap(a))
+                .then(a.response_id.cmp(&b.response_id))
+        });
+        rows.truncate(n);
+        rows.sort_by_key(|r| r.response_id);
+    }
     let items: Vec<Pair> = rows
         .iter()
         .flat_map(|r| {
@@ -161,3 +178,27 @@ pub fn judge_pairs(ctx: &TaskContext, model: &Model) -> anyhow::Result<Vec<Train
 
 /// Judge pairs scored per forward pass for their reference log-probs (speed only).
 const REFERENCE_BATCH: usize = 64;
+
+/// How many judge pairs keep them at most `share` of a training set with `actor` actor
+/// pairs: the largest `j` with `j / (actor + j) ≤ share`.
+pub fn judge_cap(share: f64, actor: usize) -> usize {
+    if share <= 0.0 {
+        return 0;
+    }
+    ((share / (1.0 - share)) * actor as f64 + 1e-9).floor() as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::judge_cap;
+
+    /// 64 actor pairs: a share of 0.2 allows 16 judge pairs (16/80 = 0.2), 0.5 allows 64.
+    #[test]
+    fn judge_pairs_are_capped_at_their_share() {
+        assert_eq!(judge_cap(0.2, 64), 16);
+        assert_eq!(judge_cap(0.5, 64), 64);
+        assert_eq!(judge_cap(0.15, 64), 11);
+        assert_eq!(judge_cap(0.0, 64), 0);
+        assert_eq!(judge_cap(0.3, 0), 0);
+    }
+}
