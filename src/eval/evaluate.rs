@@ -176,14 +176,9 @@ pub fn evaluate(
     Ok(out)
 }
 
-/// IRM and GRM judgements of every pair (`models.baseline` is not used).
-pub fn judge(
-    p: &EvalParams,
-    models: &Models,
-    pairs: &[GoldPair],
-) -> anyhow::Result<Vec<PairScores>> {
-    let chunk = p.batch_size;
-    let items: Vec<(&str, &str)> = pairs
+/// `(prompt, a), (prompt, b)` of every gold pair, in order: what each model scores.
+fn gold_items(pairs: &[GoldPair]) -> Vec<(&str, &str)> {
+    pairs
         .iter()
         .flat_map(|g| {
             [
@@ -191,7 +186,17 @@ pub fn judge(
                 (g.prompt.as_str(), g.b.as_str()),
             ]
         })
-        .collect();
+        .collect()
+}
+
+/// IRM and GRM judgements of every pair (`models.baseline` is not used).
+pub fn judge(
+    p: &EvalParams,
+    models: &Models,
+    pairs: &[GoldPair],
+) -> anyhow::Result<Vec<PairScores>> {
+    let chunk = p.batch_size;
+    let items = gold_items(pairs);
     let pi = measure::logprobs(models.model, &items, chunk)?;
     let reference = measure::logprobs(models.reference, &items, chunk)?;
     let scores = measure::pointwise(models.model, &items, p.score_levels, chunk)?;
@@ -271,16 +276,7 @@ fn reward_model_metrics(
     prompts: &[(i64, String)],
     responses: &[(Decoding, Response)],
 ) -> anyhow::Result<Vec<(String, Mean)>> {
-    let items: Vec<(&str, &str)> = gold_pairs
-        .iter()
-        .flat_map(|g| {
-            [
-                (g.prompt.as_str(), g.a.as_str()),
-                (g.prompt.as_str(), g.b.as_str()),
-            ]
-        })
-        .collect();
-    let r = measure::rewards(rm, &items, p.batch_size)?;
+    let r = measure::rewards(rm, &gold_items(gold_pairs), p.batch_size)?;
     let q: Vec<f64> = r.chunks(2).map(|c| sigmoid(c[0] - c[1])).collect();
     let truth: Vec<bool> = gold_pairs.iter().map(|g| g.a_better).collect();
     let (sampled, items) = sampled_items(prompts, responses);

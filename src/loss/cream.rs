@@ -17,7 +17,7 @@
 //! sigmoid DPO with per-pair label smoothing ε = 1 − C ([`super::dpo`]); at C = ½ it is
 //! symmetric and its gradient at z = 0 vanishes.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{Result, Tensor};
 
 use super::ops::log_sigmoid;
 
@@ -68,13 +68,6 @@ pub fn cream_dpo(
     let trusted = (log_sigmoid(&scaled)? * &c)?;
     let reversed = (log_sigmoid(&scaled.neg()?)? * (1.0 - &c)?)?;
     (trusted + reversed)?.neg()
-}
-
-/// [`cream_dpo`] with one `C` for every pair (CREAM's dataset-averaged rate).
-pub fn cream_dpo_uniform(logps: [&Tensor; 4], beta: f64, c: f64) -> Result<Tensor> {
-    let n = logps[0].dim(0)?;
-    let weights = Tensor::full(c, n, logps[0].device())?.to_dtype(DType::F64)?;
-    cream_dpo(logps, beta, &weights)
 }
 
 #[cfg(test)]
@@ -138,7 +131,8 @@ mod tests {
             &t(&[-2.5, -1.2, -2.1]),
         ];
         for c in [1.0, 0.7, 0.5, 0.1] {
-            let cream = cream_dpo_uniform(logps, 0.3, c)
+            let every = t(&vec![c; 3]);
+            let cream = cream_dpo(logps, 0.3, &every)
                 .unwrap()
                 .to_vec1::<f64>()
                 .unwrap();

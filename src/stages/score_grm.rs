@@ -86,6 +86,14 @@ impl Stage for ScoreGrm {
     fn run(&self, p: &ScoreGrmParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let template = grm::load_template(ctx, p)?;
         let model = common::load_model(ctx.input("model")?, Weights::Frozen)?;
+        if p.meta.is_some() && model.config().head != Head::Lm {
+            anyhow::bail!(crate::user_err!(
+                "{}: `meta` samples judgments from a judge that writes them, and this arm's \
+                 judge is a reward model; remove `meta` or judge with the model \
+                 (`models: {{ judge: current }}`)",
+                ctx.task
+            ));
+        }
         let generation = ctx.input("generation")?;
         let responses = responses::by_id(generation)?;
         let pairs: Vec<PairRow> = generation.rows()?;
@@ -100,16 +108,12 @@ impl Stage for ScoreGrm {
             pairs.len()
         ));
         let judge_pairs = match &p.meta {
-            Some(meta) if model.config().head == Head::Lm => {
-                let rows =
-                    meta_judge::judge_pairs(&model, &template, p, meta, &responses, ctx.seed)?;
+            Some(meta) => {
+                let (seed, pointwise) = (ctx.seed, &judged.pointwise);
+                let rows = meta_judge::judge_pairs(&model, p, meta, &responses, pointwise, seed)?;
                 ctx.log(&format!("{} judge pairs", rows.len()));
                 rows
             }
-            Some(_) => anyhow::bail!(crate::user_err!(
-                "{}: `meta` needs a judge that writes judgments; this judge is a reward model",
-                ctx.task
-            )),
             None => Vec::new(),
         };
         ctx.write_rows(judged.scores)?;

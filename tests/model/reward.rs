@@ -4,6 +4,7 @@
 
 use candle_core::Device;
 use scir::model::config::Head;
+use scir::model::generate::{GenerateParams, Sampler, generate};
 use scir::model::reward::rewards_vec;
 use scir::model::{Adapters, Model, Weights};
 use serde_json::Value;
@@ -86,4 +87,12 @@ fn a_reward_model_cannot_generate_or_give_log_probs() {
     let err = scir::model::score::response_logprobs_vec(&m.decoder, &items, 0, Adapters::On, 8)
         .unwrap_err();
     assert!(err.to_string().contains("reward model"), "{err}");
+    let params = GenerateParams {
+        max_new_tokens: 4,
+        sampler: Sampler::Greedy,
+        stop_ids: m.text.stop_ids().to_vec(),
+        pad_id: m.text.pad_id(),
+    };
+    let err = generate(&m.decoder, &[vec![1, 40]], &[0], &params, Adapters::On).unwrap_err();
+    assert!(err.to_string().contains("cannot generate"), "{err}");
 }

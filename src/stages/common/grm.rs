@@ -97,6 +97,16 @@ pub type Responses = BTreeMap<i64, ResponseRow>;
 pub struct Judged {
     pub scores: Vec<GrmScoreRow>,
     pub tokens: Vec<JudgeTokenRow>,
+    /// Pointwise: each response's judge prompt and its score tokens' logits at the answer
+    /// position (what Meta-Rewarding samples judgments from); empty otherwise.
+    pub pointwise: BTreeMap<i64, PointwiseJudgment>,
+}
+
+/// One response as the pointwise judge saw it.
+pub struct PointwiseJudgment {
+    pub prompt: Vec<u32>,
+    /// The logits of `ScoreGrmParams::scores`' tokens, in that order.
+    pub logits: Vec<f32>,
 }
 
 /// Judge every pair of `pairs` (in order) with `model` as `p` says.
@@ -165,6 +175,7 @@ fn reward_model_pairs(
     Ok(Judged {
         scores,
         tokens: Vec::new(),
+        pointwise: BTreeMap::new(),
     })
 }
 
@@ -250,6 +261,7 @@ impl Judge<'_> {
         Ok(Judged {
             scores,
             tokens: token_rows(GrmMode::Pairwise, tokens),
+            pointwise: BTreeMap::new(),
         })
     }
 
@@ -275,12 +287,14 @@ impl Judge<'_> {
         let order: Vec<i64> = prompts.keys().copied().collect();
         let all: Vec<Vec<u32>> = prompts.values().cloned().collect();
         let pad = model.text.pad_id();
-        let mut scores = Vec::with_capacity(all.len());
+        let (mut scores, mut logits) = (Vec::with_capacity(all.len()), Vec::new());
         for chunk in all.chunks(p.batch_size.max(1)) {
-            let s = judge::expected_scores(&model.decoder, chunk, &ids, &values, pad)?;
+            let l = judge::last_logits(&model.decoder, chunk, &ids, pad)?;
+            let s = judge::expected_scores_of(&l, &values)?;
             scores.extend(s.detach().to_vec1::<f32>()?.into_iter().map(f64::from));
+            logits.extend(l.to_vec2::<f32>()?);
         }
-        let score: BTreeMap<i64, f64> = order.into_iter().zip(scores).collect();
+        let score: BTreeMap<i64, f64> = order.iter().copied().zip(scores).collect();
         let rows = pairs
             .iter()
             .map(|pair| {
@@ -303,9 +317,18 @@ impl Judge<'_> {
             .zip(&values)
             .map(|((s, &id), &v)| (s.clone(), id, v))
             .collect();
+        let pointwise = order
+            .into_iter()
+            .zip(logits)
+            .map(|(id, logits)| {
+                let prompt = prompts.remove(&id).expect("every response has a prompt");
+                (id, PointwiseJudgment { prompt, logits })
+            })
+            .collect();
         Ok(Judged {
             scores: rows,
             tokens: token_rows(GrmMode::Pointwise, tokens),
+            pointwise,
         })
     }
 }

@@ -320,18 +320,8 @@ pub fn last_logits(
     crate::model::score::token_logits_at_last(dec, prompts, tokens, pad, Adapters::On)
 }
 
-/// Expected score `Σ v_i·softmax(l)_i` over the score tokens, `(b,)`, differentiable.
-pub fn expected_scores(
-    dec: &Decoder,
-    prompts: &[Vec<u32>],
-    tokens: &[u32],
-    values: &[f64],
-    pad: u32,
-) -> anyhow::Result<Tensor> {
-    expected_scores_of(&last_logits(dec, prompts, tokens, pad)?, values)
-}
-
-/// [`expected_scores`] from the score tokens' logits `(b, tokens)`.
+/// Expected score `Σ v_i·softmax(l)_i` from the score tokens' logits `(b, tokens)`, `(b,)`,
+/// differentiable.
 pub fn expected_scores_of(logits: &Tensor, values: &[f64]) -> anyhow::Result<Tensor> {
     let probs = candle_nn::ops::softmax(logits, D::Minus1)?;
     let v: Vec<f32> = values.iter().map(|&x| x as f32).collect();

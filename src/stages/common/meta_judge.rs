@@ -2,8 +2,8 @@
 //! rule).
 //!
 //! For every response: `judgments` judgments are sampled from the pointwise judge's score
-//! distribution at the answer position (softmax of the score tokens' logits at
-//! `temperature`, one seeded stream per response), the distinct ones are compared by the
+//! distribution at the answer position (softmax of the score tokens' logits — those
+//! score-grm's judging already computed — at `temperature`, one seeded stream per response), the distinct ones are compared by the
 //! same model as a meta-judge in a round robin (every two in both orders, the built-in
 //! world's meta template [`format::judge_meta`], verdict `A`/`B` read as score-grm's
 //! pairwise judge reads it), and the strongest and the weakest judgment form the judge
@@ -13,11 +13,11 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::D;
+use candle_core::{D, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::grm::{Responses, ScoreGrmParams};
-use super::judge::{self, JudgeTemplate};
+use super::grm::{PointwiseJudgment, Responses, ScoreGrmParams};
+use super::judge;
 use crate::loss::meta_judge::{Verdicts, judge_pair};
 use crate::model::score::verdict_probs_vec;
 use crate::model::{Adapters, Message, Model};
@@ -47,13 +47,14 @@ impl Default for MetaJudgeParams {
 /// The random stream of the judgment draws.
 const STREAM: &str = "score_grm.meta";
 
-/// The judge pair of every response that has one (response-id order).
+/// The judge pair of every response that has one (response-id order), from the pointwise
+/// judge's own reading of each response (`judged`: score-grm's [`PointwiseJudgment`]s).
 pub fn judge_pairs(
     model: &Model,
-    template: &JudgeTemplate,
     p: &ScoreGrmParams,
     meta: &MetaJudgeParams,
     responses: &Responses,
+    judged: &BTreeMap<i64, PointwiseJudgment>,
     seed: u64,
 ) -> anyhow::Result<Vec<JudgePairRow>> {
     let text = &model.text;
@@ -62,17 +63,21 @@ pub fn judge_pairs(
         .iter()
         .map(|s| judge::single_token(text, s, "score string"))
         .collect::<anyhow::Result<_>>()?;
-    let prompts: Vec<Vec<u32>> = responses
-        .values()
-        .map(|r| judge::encode(text, &template.pointwise(&r.prompt, &r.text)?))
+    let judged: Vec<&PointwiseJudgment> = responses
+        .keys()
+        .map(|id| {
+            judged
+                .get(id)
+                .ok_or_else(|| anyhow::anyhow!("response {id} has no pointwise judgment"))
+        })
         .collect::<anyhow::Result<_>>()?;
-    let drawn = draw(model, p, meta, &prompts, &score_ids, responses, seed)?;
+    let drawn = draw(meta, &judged, responses, seed)?;
     let verdicts = meta_verdicts(model, p, responses, &drawn)?;
     let eos = text
         .eos_id()
         .ok_or_else(|| anyhow::anyhow!("the judge model has no EOS token"))?;
     let mut rows = Vec::new();
-    for ((r, values), prompt) in responses.values().zip(&drawn).zip(prompts) {
+    for ((r, values), j) in responses.values().zip(&drawn).zip(judged) {
         let Some(((c, wc), (l, wl))) = judge_pair(values, &verdicts[&r.response_id]) else {
             continue;
         };
@@ -85,7 +90,7 @@ pub fn judge_pairs(
             rejected: p.scores[l as usize].clone(),
             chosen_strength: wc,
             rejected_strength: wl,
-            judge_ids: prompt,
+            judge_ids: j.prompt.clone(),
             chosen_ids: ids(c),
             rejected_ids: ids(l),
         });
@@ -93,36 +98,29 @@ pub fn judge_pairs(
     Ok(rows)
 }
 
-/// Per response, the distinct judgments drawn (indices into `p.scores`, ascending).
+/// Per response, the distinct judgments drawn (indices into `p.scores`, ascending), from
+/// `softmax(logits / temperature)`.
 fn draw(
-    model: &Model,
-    p: &ScoreGrmParams,
     meta: &MetaJudgeParams,
-    prompts: &[Vec<u32>],
-    score_ids: &[u32],
+    judged: &[&PointwiseJudgment],
     responses: &Responses,
     seed: u64,
 ) -> anyhow::Result<Vec<Vec<u32>>> {
-    let pad = model.text.pad_id();
-    let mut probs: Vec<Vec<f32>> = Vec::with_capacity(prompts.len());
-    for chunk in prompts.chunks(p.batch_size.max(1)) {
-        let logits = judge::last_logits(&model.decoder, chunk, score_ids, pad)?;
-        let scaled = (logits / meta.temperature)?;
-        probs.extend(candle_nn::ops::softmax(&scaled, D::Minus1)?.to_vec2::<f32>()?);
+    let dev = candle_core::Device::Cpu;
+    let mut out = Vec::with_capacity(judged.len());
+    for (&id, j) in responses.keys().zip(judged) {
+        let logits = Tensor::new(j.logits.as_slice(), &dev)?;
+        let dist = candle_nn::ops::softmax(&(logits / meta.temperature)?, D::Minus1)?;
+        let dist = dist.to_vec1::<f32>()?;
+        let mut rng = RowRng::new(seed, STREAM, id as u64);
+        let mut values: Vec<u32> = (0..meta.judgments)
+            .map(|_| sample(&dist, rng.unit()))
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        out.push(values);
     }
-    Ok(responses
-        .keys()
-        .zip(&probs)
-        .map(|(&id, dist)| {
-            let mut rng = RowRng::new(seed, STREAM, id as u64);
-            let mut values: Vec<u32> = (0..meta.judgments)
-                .map(|_| sample(dist, rng.unit()))
-                .collect();
-            values.sort_unstable();
-            values.dedup();
-            values
-        })
-        .collect())
+    Ok(out)
 }
 
 /// The index `u` falls on in the cumulative distribution `dist`.
