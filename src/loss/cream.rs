@@ -131,7 +131,7 @@ mod tests {
             &t(&[-2.5, -1.2, -2.1]),
         ];
         for c in [1.0, 0.7, 0.5, 0.1] {
-            let every = t(&vec![c; 3]);
+            let every = t(&[c; 3]);
             let cream = cream_dpo(logps, 0.3, &every)
                 .unwrap()
                 .to_vec1::<f64>()

@@ -38,12 +38,11 @@ use serde::{Deserialize, Serialize};
 
 use super::common;
 use super::common::resume;
-use super::common::training::Training;
+use super::common::training::{Optimizer, Training};
 use crate::engine::stage::{DeclaredTable, Slot, Stage, TaskContext};
-use crate::model::optim::AdamWParams;
-use crate::model::schedule::{LrSchedule, ScheduleKind};
+use crate::model::schedule::ScheduleKind;
 use crate::model::score::{Pair, response_logprobs};
-use crate::model::trainer::{StepOutputs, Stepper, varmap_vars};
+use crate::model::trainer::{StepOutputs, varmap_vars};
 use crate::model::{Adapters, Decoder, Weights};
 use crate::table::Table;
 use crate::tables::judge_examples::{JudgeExampleRow, MetaExampleRow};
@@ -130,21 +129,16 @@ impl Stage for Sft {
             ));
         }
         ctx.log(&format!("{} examples", examples.len()));
-        let schedule = LrSchedule::new(p.schedule, p.lr, p.warmup_steps, p.steps)?;
-        let opt = AdamWParams {
+        let opt = Optimizer {
             lr: p.lr,
+            schedule: p.schedule,
+            warmup_steps: p.warmup_steps,
             weight_decay: p.weight_decay,
-            ..AdamWParams::default()
+            max_grad_norm: p.max_grad_norm,
         };
         let vars = varmap_vars(&model.varmap)?;
-        let mut training = Training::<SftMetricRow>::start(
-            ctx,
-            p.resume_every,
-            vars.clone(),
-            p.steps,
-            "sft",
-            || Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm)),
-        )?;
+        let mut training =
+            Training::<SftMetricRow>::with_adamw(ctx, p.resume_every, vars, p.steps, "sft", &opt)?;
         let n = examples.len();
         let (epoch, position) = training.resumed_at.unwrap_or((0, 0));
         let mut cursor = Cursor::at(n, ctx.seed, epoch, position as usize);

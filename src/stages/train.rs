@@ -54,7 +54,7 @@ use super::common::irm::IrmNorm;
 use super::common::resume;
 use super::common::slots;
 use super::common::train_data::{self, TrainData, TrainPair};
-use super::common::training::Training;
+use super::common::training::{Optimizer, Training};
 use super::common::{self, judge};
 use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::loss::cream::cream_dpo;
@@ -64,10 +64,9 @@ use crate::loss::{
 };
 use crate::model::Weights;
 use crate::model::lora::{LoraConfig, LoraSet};
-use crate::model::optim::AdamWParams;
-use crate::model::schedule::{LrSchedule, ScheduleKind};
+use crate::model::schedule::ScheduleKind;
 use crate::model::score::Pair;
-use crate::model::trainer::{StepOutputs, Stepper, varmap_vars};
+use crate::model::trainer::{StepOutputs, varmap_vars};
 use crate::table::Table;
 use crate::tables::grm_scores::GrmMode;
 use crate::tables::train_metrics::TrainMetricRow;
@@ -263,20 +262,20 @@ impl Stage for Train {
         let steps_per_epoch = n.div_ceil(p.batch_size) as u64;
         let total = steps_per_epoch * p.epochs;
         ctx.log(&format!("{n} training pairs, {total} steps"));
-        let schedule = LrSchedule::new(p.schedule, p.lr, p.warmup_steps.min(total), total)?;
-        let opt = AdamWParams {
+        let opt = Optimizer {
             lr: p.lr,
+            schedule: p.schedule,
+            warmup_steps: p.warmup_steps.min(total),
             weight_decay: p.weight_decay,
-            ..AdamWParams::default()
+            max_grad_norm: p.max_grad_norm,
         };
-        let new_stepper = || Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm));
-        let mut training = Training::<TrainMetricRow>::start(
+        let mut training = Training::<TrainMetricRow>::with_adamw(
             ctx,
             p.resume_every,
-            vars.clone(),
+            vars,
             total,
             "train",
-            new_stepper,
+            &opt,
         )?;
         let mut step = 0u64;
         for epoch in 0..p.epochs {

@@ -26,13 +26,12 @@ use serde::{Deserialize, Serialize};
 
 use super::common;
 use super::common::resume;
-use super::common::training::Training;
+use super::common::training::{Optimizer, Training};
 use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::loss::reward::{accuracy, bradley_terry};
-use crate::model::optim::AdamWParams;
 use crate::model::reward::{rewards, rewards_vec};
-use crate::model::schedule::{LrSchedule, ScheduleKind};
-use crate::model::trainer::{Stepper, varmap_vars};
+use crate::model::schedule::ScheduleKind;
+use crate::model::trainer::varmap_vars;
 use crate::model::{Adapters, Message, Model, Weights};
 use crate::table::Table;
 use crate::tables::judge_examples::JudgeExampleRow;
@@ -250,22 +249,16 @@ fn fit(
     pairs: &[RmPair],
     total: u64,
 ) -> anyhow::Result<Vec<RmMetricRow>> {
-    let schedule = LrSchedule::new(p.schedule, p.lr, p.warmup_steps.min(total), total)?;
-    let opt = AdamWParams {
+    let opt = Optimizer {
         lr: p.lr,
+        schedule: p.schedule,
+        warmup_steps: p.warmup_steps.min(total),
         weight_decay: p.weight_decay,
-        ..AdamWParams::default()
+        max_grad_norm: p.max_grad_norm,
     };
     let vars = varmap_vars(&model.varmap)?;
-    let new_stepper = || Stepper::new(vars.clone(), opt, schedule, Some(p.max_grad_norm));
-    let mut training = Training::<RmMetricRow>::start(
-        ctx,
-        p.resume_every,
-        vars.clone(),
-        total,
-        "train-rm",
-        new_stepper,
-    )?;
+    let mut training =
+        Training::<RmMetricRow>::with_adamw(ctx, p.resume_every, vars, total, "train-rm", &opt)?;
     let n = pairs.len();
     let mut step = 0u64;
     for epoch in 0..p.epochs {

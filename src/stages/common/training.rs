@@ -19,8 +19,19 @@ use indicatif::ProgressBar;
 use super::check_finite;
 use super::resume::Resume;
 use crate::engine::stage::TaskContext;
+use crate::model::optim::AdamWParams;
+use crate::model::schedule::{LrSchedule, ScheduleKind};
 use crate::model::trainer::{StepInfo, Stepper};
 use crate::table::Table;
+
+/// The optimizer settings of a training stage (its params' names).
+pub struct Optimizer {
+    pub lr: f64,
+    pub schedule: ScheduleKind,
+    pub warmup_steps: u64,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+}
 
 /// A training loop in progress.
 pub struct Training<M> {
@@ -68,6 +79,28 @@ impl<M: Table + Clone> Training<M> {
             done,
             resumed_at,
         })
+    }
+
+    /// [`Training::start`] with AdamW under `opt`'s learning-rate schedule over `total`
+    /// steps and its gradient clipping: what every training stage optimizes with.
+    pub fn with_adamw(
+        ctx: &mut TaskContext,
+        resume_every: u64,
+        vars: Vec<(String, Var)>,
+        total: u64,
+        what: &str,
+        opt: &Optimizer,
+    ) -> anyhow::Result<Training<M>> {
+        let schedule = LrSchedule::new(opt.schedule, opt.lr, opt.warmup_steps, total)?;
+        let adamw = AdamWParams {
+            lr: opt.lr,
+            weight_decay: opt.weight_decay,
+            ..AdamWParams::default()
+        };
+        let clip = Some(opt.max_grad_norm);
+        let stepper_vars = vars.clone();
+        let new = move || Stepper::new(stepper_vars.clone(), adamw, schedule, clip);
+        Self::start(ctx, resume_every, vars, total, what, new)
     }
 
     /// Optimizer step `step` from the gradients `grads` computes, of a loss worth `loss`
