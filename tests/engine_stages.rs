@@ -21,7 +21,7 @@ use std::time::Duration;
 use arrow::array::{Array, Int32Array, Int64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use scir::engine::stage::{DynStage, Outputs, Registry, Slot, Stage, TaskContext};
+use scir::engine::stage::{Outputs, Registry, Slot, Stage, StageKind, TaskContext, registry_of};
 use serde::{Deserialize, Serialize};
 
 const POLL: Duration = Duration::from_millis(20);
@@ -138,9 +138,7 @@ impl Default for SrcParams {
 pub struct Src;
 
 impl Stage for Src {
-    const KIND: &'static str = "src";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "test source";
     type Params = SrcParams;
     fn outputs(&self, _: &Self::Params) -> Outputs {
         table_outputs()
@@ -172,9 +170,7 @@ pub struct AddParams {
 pub struct Add;
 
 impl Stage for Add {
-    const KIND: &'static str = "add";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "adds a constant";
     type Params = AddParams;
     const INPUTS: &'static [Slot] = &[Slot::tables("data")];
     fn outputs(&self, _: &Self::Params) -> Outputs {
@@ -213,9 +209,7 @@ impl Default for CkptParams {
 pub struct Ckpt<const V: u32>;
 
 impl<const V: u32> Stage for Ckpt<V> {
-    const KIND: &'static str = "ckpt";
     const VERSION: u32 = V;
-    const ABOUT: &'static str = "a checkpoint holding a number";
     type Params = CkptParams;
     const INPUTS: &'static [Slot] = &[Slot::tables("data")];
     fn outputs(&self, _: &Self::Params) -> Outputs {
@@ -241,9 +235,7 @@ impl<const V: u32> Stage for Ckpt<V> {
 pub struct Gen;
 
 impl Stage for Gen {
-    const KIND: &'static str = "gen";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "shifts rows by the model's number";
     type Params = AddParams;
     const INPUTS: &'static [Slot] = &[
         Slot::checkpoint("model").by_default("model@k-1"),
@@ -269,28 +261,26 @@ impl Stage for Gen {
     }
 }
 
-static SRC: Src = Src;
-static ADD: Add = Add;
-static CKPT: Ckpt<1> = Ckpt;
-static CKPT_V2: Ckpt<2> = Ckpt;
-static GEN: Gen = Gen;
+const SRC: StageKind = StageKind::new("src", &Src, "test source");
+const ADD: StageKind = StageKind::new("add", &Add, "adds a constant");
+const CKPT: StageKind = StageKind::new("ckpt", &Ckpt::<1>, "a checkpoint holding a number");
+const CKPT_V2: StageKind = StageKind::new("ckpt", &Ckpt::<2>, "a checkpoint holding a number");
+const GEN: StageKind = StageKind::new("gen", &Gen, "shifts rows by the model's number");
 
-fn build(stages: &[&'static dyn DynStage]) -> Registry {
+fn build(stages: [StageKind; 4]) -> Registry {
     let mut reg: Registry = scir::stages::registry();
-    for s in stages {
-        reg.insert(s.kind(), *s);
-    }
+    reg.extend(registry_of(stages));
     reg
 }
 
 /// The built-in stages plus the test stages.
 pub fn registry() -> Registry {
-    build(&[&SRC, &ADD, &CKPT, &GEN])
+    build([SRC, ADD, CKPT, GEN])
 }
 
 /// Same, with `ckpt` at version 2.
 pub fn registry_ckpt_v2() -> Registry {
-    build(&[&SRC, &ADD, &CKPT_V2, &GEN])
+    build([SRC, ADD, CKPT_V2, GEN])
 }
 
 /// Registry by name (for child processes).

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use candle_core::Device;
-use scir::engine::stage::{Outputs, Registry, Slot, Stage, TaskContext};
+use scir::engine::stage::{Outputs, Registry, Slot, Stage, StageKind, TaskContext, registry_of};
 use scir::model::{Model, Preset};
 use scir::report::{self, Report};
 use serde::{Deserialize, Serialize};
@@ -47,9 +47,7 @@ fn checkpoint_outputs() -> Outputs {
 
 struct TinyModel;
 impl Stage for TinyModel {
-    const KIND: &'static str = "tiny-model";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "test: a random-init tiny model for the world's tokenizer";
     type Params = SeedParams;
     fn outputs(&self, _: &Self::Params) -> Outputs {
         checkpoint_outputs()
@@ -62,9 +60,7 @@ impl Stage for TinyModel {
 struct TinyStep;
 const STEP_SLOTS: &[Slot] = &[Slot::checkpoint("model")];
 impl Stage for TinyStep {
-    const KIND: &'static str = "tiny-step";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "test: stands in for train (a new random-init model per iteration)";
     type Params = SeedParams;
     const INPUTS: &'static [Slot] = STEP_SLOTS;
     fn outputs(&self, _: &Self::Params) -> Outputs {
@@ -75,13 +71,20 @@ impl Stage for TinyStep {
     }
 }
 
-static TINY_MODEL: TinyModel = TinyModel;
-static TINY_STEP: TinyStep = TinyStep;
-
 fn registry() -> Registry {
     let mut r = scir::stages::registry();
-    r.insert("tiny-model", &TINY_MODEL);
-    r.insert("tiny-step", &TINY_STEP);
+    r.extend(registry_of([
+        StageKind::new(
+            "tiny-model",
+            &TinyModel,
+            "test: a random-init tiny model for the world's tokenizer",
+        ),
+        StageKind::new(
+            "tiny-step",
+            &TinyStep,
+            "test: stands in for train (a new random-init model per iteration)",
+        ),
+    ]));
     r
 }
 

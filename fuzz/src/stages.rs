@@ -8,7 +8,9 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::stage::{DynStage, Outputs, Registry, Slot, Stage, TaskContext};
+use crate::engine::stage::{
+    Outputs, Registry, Slot, Stage, StageKind, TaskContext, registry_of,
+};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -22,9 +24,7 @@ struct Gen;
 
 impl Stage for Src {
     type Params = SrcParams;
-    const KIND: &'static str = "src";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "a table";
     fn outputs(&self, _params: &SrcParams) -> Outputs {
         let schema = Schema::new(vec![Field::new("iteration", DataType::Int32, false)]);
         Outputs::tables(vec![("nums".into(), Arc::new(schema))])
@@ -36,9 +36,7 @@ impl Stage for Src {
 
 impl Stage for Gen {
     type Params = SrcParams;
-    const KIND: &'static str = "gen";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "a model step";
     const INPUTS: &'static [Slot] = &[
         Slot::checkpoint("model").by_default("model@k-1"),
         Slot::tables("data").optional(),
@@ -49,11 +47,10 @@ impl Stage for Gen {
     }
 }
 
-static SRC: Src = Src;
-static GEN: Gen = Gen;
-
 /// The fuzzers' registry.
 pub fn registry() -> Registry {
-    let stages: [&'static dyn DynStage; 2] = [&SRC, &GEN];
-    stages.into_iter().map(|s| (s.kind(), s)).collect()
+    registry_of([
+        StageKind::new("src", &Src, "a table"),
+        StageKind::new("gen", &Gen, "a model step"),
+    ])
 }

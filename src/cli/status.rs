@@ -103,13 +103,7 @@ fn status_of(
             diff: Vec::new(),
         };
     }
-    let ups: BTreeMap<String, Manifest> = node
-        .inputs
-        .iter()
-        .filter_map(|(s, u)| memo.get(u).cloned().flatten().map(|m| (s.clone(), m)))
-        .collect();
-    let refs: BTreeMap<String, &Manifest> = ups.iter().map(|(s, m)| (s.clone(), m)).collect();
-    let now: Option<KeyMaterial> = sched::material(store, node, &refs).ok();
+    let now: Option<KeyMaterial> = sched::material_from_memo(store, node, memo).ok();
     match (old, now) {
         (None, _) => Line {
             fresh: false,

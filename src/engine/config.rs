@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
-use crate::engine::stage::{DynStage, Outputs, Registry, ResolvedParams};
+use crate::engine::stage::{Outputs, Registry, ResolvedParams, StageKind};
 use crate::user_err;
 
 mod refs;
@@ -231,7 +231,7 @@ pub struct ArmPlan {
 #[derive(Debug, Clone)]
 pub struct ResolvedStage {
     pub name: String,
-    pub stage: &'static dyn DynStage,
+    pub stage: StageKind,
     pub each_iteration: bool,
     pub loc: Loc,
     pub params: ResolvedParams,

@@ -75,7 +75,7 @@ pub fn material(
         version: node.spec.stage.version(),
         iteration: node.iteration,
         seed: node.seed,
-        params: crate::engine::stage::keyed_params(node.spec.stage, &node.spec.params.json),
+        params: crate::engine::stage::keyed_params(&*node.spec.stage, &node.spec.params.json),
         inputs: inputs
             .iter()
             .map(|(s, m)| (s.clone(), m.output_digest.clone()))
@@ -401,16 +401,26 @@ pub fn why_stale(
     memo: &BTreeMap<usize, Option<Manifest>>,
 ) -> String {
     let node = &dag.nodes[i];
+    match material_from_memo(store, node, memo) {
+        Ok(m) => why_run(store, node, &m),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+/// [`material`] of `node` with its inputs' manifests as `probe` left them in `memo`
+/// (inputs without an object are left out, so such a key never matches).
+pub fn material_from_memo(
+    store: &Store,
+    node: &Node,
+    memo: &BTreeMap<usize, Option<Manifest>>,
+) -> anyhow::Result<KeyMaterial> {
     let ups: BTreeMap<String, Manifest> = node
         .inputs
         .iter()
         .filter_map(|(s, u)| memo.get(u).cloned().flatten().map(|m| (s.clone(), m)))
         .collect();
     let inputs: BTreeMap<String, &Manifest> = ups.iter().map(|(s, m)| (s.clone(), m)).collect();
-    match material(store, node, &inputs) {
-        Ok(m) => why_run(store, node, &m),
-        Err(e) => format!("{e:#}"),
-    }
+    material(store, node, &inputs)
 }
 
 /// Why a node without an object must run: its key material compared with

@@ -1,8 +1,9 @@
 //! The contract every stage implements, and what a running task may touch.
 //!
 //! A stage kind implements the typed [`Stage`] trait (its params are a serde struct); the
-//! engine holds it as a `&'static dyn DynStage` in a [`Registry`] (kind name → stage) and
-//! never calls a stage's code except through that trait. The engine takes the registry as a
+//! engine holds it as a [`StageKind`] (its kind name, one line about it, the implementation
+//! as a `&'static dyn DynStage`) in a [`Registry`], and never calls a stage's code except
+//! through that trait. The engine takes the registry as a
 //! parameter, so tests inject their own stages.
 //!
 //! ```text
@@ -40,8 +41,49 @@ use crate::table::{self, Table};
 /// Name of the checkpoint directory inside an object.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 
-/// kind name → stage implementation.
-pub type Registry = BTreeMap<&'static str, &'static dyn DynStage>;
+/// kind name → registered stage kind.
+pub type Registry = BTreeMap<&'static str, StageKind>;
+
+/// A registry of `kinds`, keyed by their names.
+pub fn registry_of(kinds: impl IntoIterator<Item = StageKind>) -> Registry {
+    kinds.into_iter().map(|k| (k.kind(), k)).collect()
+}
+
+/// A registered stage kind: the name `pipeline.yaml` uses for it, one line about it (shown by
+/// `scir dag`), and its implementation, which it dereferences to.
+#[derive(Clone, Copy)]
+pub struct StageKind {
+    name: &'static str,
+    about: &'static str,
+    imp: &'static dyn DynStage,
+}
+
+impl StageKind {
+    pub const fn new(name: &'static str, imp: &'static dyn DynStage, about: &'static str) -> Self {
+        StageKind { name, about, imp }
+    }
+    /// The kind name used in `pipeline.yaml` (`kind:` or the stage's name); enters the key.
+    pub fn kind(&self) -> &'static str {
+        self.name
+    }
+    /// One line describing the stage.
+    pub fn about(&self) -> &'static str {
+        self.about
+    }
+}
+
+impl std::ops::Deref for StageKind {
+    type Target = dyn DynStage;
+    fn deref(&self) -> &Self::Target {
+        self.imp
+    }
+}
+
+impl std::fmt::Debug for StageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
 
 /// What an input slot carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,12 +191,8 @@ impl ParamError {
 pub trait Stage: Send + Sync + 'static {
     /// The params as written under `params:` (`#[serde(deny_unknown_fields, default)]`).
     type Params: Serialize + DeserializeOwned + Send + Sync + 'static;
-    /// The kind name used in `pipeline.yaml` (`kind:` or the stage's name).
-    const KIND: &'static str;
     /// Bump when the stage's output for the same inputs changes; enters the key.
     const VERSION: u32;
-    /// One line describing the stage (shown by `scir dag`).
-    const ABOUT: &'static str;
     /// The input slots; every one must be bound (explicitly or by default).
     const INPUTS: &'static [Slot] = &[];
     /// The tables it writes (see [`Stage::outputs`]).
@@ -214,7 +252,8 @@ impl ResolvedParams {
     /// The typed params of stage `S` (an internal error if they belong to another kind).
     fn get<S: Stage>(&self) -> anyhow::Result<&S::Params> {
         self.typed.downcast_ref().ok_or_else(|| {
-            crate::internal_err!("params handed to stage kind {} are not its own", S::KIND).into()
+            let stage = std::any::type_name::<S>();
+            crate::internal_err!("params handed to stage {stage} are not its own").into()
         })
     }
 }
@@ -222,9 +261,7 @@ impl ResolvedParams {
 /// A stage as the engine sees it: object-safe, params as [`ResolvedParams`]. Implemented
 /// for every [`Stage`]; implement [`Stage`], not this.
 pub trait DynStage: Send + Sync {
-    fn kind(&self) -> &'static str;
     fn version(&self) -> u32;
-    fn about(&self) -> &'static str;
     fn inputs(&self) -> &'static [Slot];
     fn unkeyed_params(&self) -> &'static [&'static str];
     /// Typed params from the raw YAML value (`null` for none), validated.
@@ -236,14 +273,8 @@ pub trait DynStage: Send + Sync {
 }
 
 impl<S: Stage> DynStage for S {
-    fn kind(&self) -> &'static str {
-        S::KIND
-    }
     fn version(&self) -> u32 {
         S::VERSION
-    }
-    fn about(&self) -> &'static str {
-        S::ABOUT
     }
     fn inputs(&self) -> &'static [Slot] {
         S::INPUTS
@@ -280,12 +311,6 @@ impl<S: Stage> DynStage for S {
     }
     fn run(&self, params: &ResolvedParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
         Stage::run(self, params.get::<S>()?, ctx)
-    }
-}
-
-impl std::fmt::Debug for dyn DynStage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.kind())
     }
 }
 

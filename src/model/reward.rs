@@ -16,7 +16,7 @@ use candle_core::Tensor;
 use super::config::Head;
 use super::decoder::Decoder;
 use super::linear::Adapters;
-use super::score::token_logits_at_last;
+use super::score::{in_chunks, token_logits_at_last};
 
 /// The one output of a score head.
 const SCORE_OUTPUT: u32 = 0;
@@ -49,13 +49,9 @@ pub fn rewards_vec(
     adapters: Adapters,
     chunk: usize,
 ) -> anyhow::Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(seqs.len());
-    for part in seqs.chunks(chunk.max(1)) {
-        out.extend(
-            rewards(dec, part, pad_id, adapters)?
-                .detach()
-                .to_vec1::<f32>()?,
-        );
-    }
-    Ok(out)
+    in_chunks(seqs, chunk, |part| {
+        Ok(rewards(dec, part, pad_id, adapters)?
+            .detach()
+            .to_vec1::<f32>()?)
+    })
 }

@@ -135,8 +135,7 @@ pub fn check_judge_tokens(vocab: usize, tokens: &[u32]) -> anyhow::Result<()> {
 }
 
 /// [`response_logprobs`] as numbers, through the fast path ([`super::fast`]) when it applies,
-/// else [`response_logprobs_vec_reference`] (`chunk`: items per batch there; the fast path
-/// packs its own groups).
+/// else the candle path in chunks of `chunk` items (the fast path packs its own groups).
 pub fn response_logprobs_vec(
     dec: &Decoder,
     items: &[Pair],
@@ -145,33 +144,31 @@ pub fn response_logprobs_vec(
     chunk: usize,
 ) -> anyhow::Result<Vec<f32>> {
     check_prompts(items)?;
-    match super::fast::response_logprobs(dec, items, adapters) {
-        Some(result) => result,
-        None => response_logprobs_vec_reference(dec, items, pad_id, adapters, chunk),
+    if let Some(result) = super::fast::response_logprobs(dec, items, adapters) {
+        return result;
     }
+    in_chunks(items, chunk, |part| {
+        Ok(response_logprobs(dec, part, pad_id, adapters)?
+            .detach()
+            .to_vec1::<f32>()?)
+    })
 }
 
-/// [`response_logprobs`] in chunks of `chunk` items, as numbers (the candle path).
-pub fn response_logprobs_vec_reference(
-    dec: &Decoder,
-    items: &[Pair],
-    pad_id: u32,
-    adapters: Adapters,
+/// `f` over `items` in chunks of `chunk` (at least one item each), results concatenated.
+pub fn in_chunks<I, O>(
+    items: &[I],
     chunk: usize,
-) -> anyhow::Result<Vec<f32>> {
+    mut f: impl FnMut(&[I]) -> anyhow::Result<Vec<O>>,
+) -> anyhow::Result<Vec<O>> {
     let mut out = Vec::with_capacity(items.len());
     for part in items.chunks(chunk.max(1)) {
-        out.extend(
-            response_logprobs(dec, part, pad_id, adapters)?
-                .detach()
-                .to_vec1::<f32>()?,
-        );
+        out.extend(f(part)?);
     }
     Ok(out)
 }
 
 /// [`verdict_probs`] as `[p_a, p_b]` numbers, through the fast path ([`super::fast`]) when
-/// it applies, else [`verdict_probs_vec_reference`] (`chunk`: prompts per batch there).
+/// it applies, else the candle path in chunks of `chunk` prompts.
 pub fn verdict_probs_vec(
     dec: &Decoder,
     prompts: &[Vec<u32>],
@@ -181,27 +178,17 @@ pub fn verdict_probs_vec(
     chunk: usize,
 ) -> anyhow::Result<Vec<[f32; 2]>> {
     check_verdict_tokens(dec, tokens)?;
-    match super::fast::verdict_probs(dec, prompts, tokens, adapters) {
-        Some(result) => result,
-        None => verdict_probs_vec_reference(dec, prompts, tokens, pad_id, adapters, chunk),
+    if let Some(result) = super::fast::verdict_probs(dec, prompts, tokens, adapters) {
+        return result;
     }
-}
-
-/// [`verdict_probs`] in chunks of `chunk` prompts, as `[p_a, p_b]` numbers (the candle path).
-pub fn verdict_probs_vec_reference(
-    dec: &Decoder,
-    prompts: &[Vec<u32>],
-    tokens: (u32, u32),
-    pad_id: u32,
-    adapters: Adapters,
-    chunk: usize,
-) -> anyhow::Result<Vec<[f32; 2]>> {
-    let mut out = Vec::with_capacity(prompts.len());
-    for part in prompts.chunks(chunk.max(1)) {
+    in_chunks(prompts, chunk, |part| {
         let rows = verdict_probs(dec, part, tokens, pad_id, adapters)?
             .detach()
             .to_dtype(DType::F32)?;
-        out.extend(rows.to_vec2::<f32>()?.into_iter().map(|r| [r[0], r[1]]));
-    }
-    Ok(out)
+        Ok(rows
+            .to_vec2::<f32>()?
+            .into_iter()
+            .map(|r| [r[0], r[1]])
+            .collect())
+    })
 }

@@ -135,6 +135,45 @@ pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     order
 }
 
+/// One minibatch of an epoch-based loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochBatch {
+    /// The optimizer step it feeds (1-based, counted over all epochs).
+    pub step: u64,
+    pub epoch: u64,
+    /// Example indices, in [`epoch_order`].
+    pub items: Vec<usize>,
+    /// The data position within the epoch after this batch (resume state).
+    pub position: u64,
+}
+
+/// The minibatches of `epochs` passes over `n` examples, `batch_size` at a time (the last of
+/// an epoch may be smaller), each pass in [`epoch_order`] for `seed`.
+pub fn epoch_batches(
+    n: usize,
+    batch_size: usize,
+    epochs: u64,
+    seed: u64,
+) -> impl Iterator<Item = EpochBatch> {
+    let batch_size = batch_size.max(1);
+    let per_epoch = (0..epochs).flat_map(move |epoch| {
+        let order = epoch_order(n, seed, epoch);
+        let batches: Vec<Vec<usize>> = order.chunks(batch_size).map(<[usize]>::to_vec).collect();
+        batches
+            .into_iter()
+            .enumerate()
+            .map(move |(c, items)| (epoch, c, items))
+    });
+    (1u64..)
+        .zip(per_epoch)
+        .map(move |(step, (epoch, c, items))| EpochBatch {
+            step,
+            epoch,
+            items,
+            position: ((c + 1) * batch_size).min(n) as u64,
+        })
+}
+
 /// Write a checkpoint of `state`, the optimizer and `params` into `dir` (see module docs).
 pub fn save_checkpoint(
     dir: &Path,

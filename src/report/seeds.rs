@@ -15,12 +15,11 @@
 //! The rule is deliberately plain (3 seeds cannot carry a significance test); the per-seed
 //! differences are printed so a reader can apply their own.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::view::Report;
+use super::view::{Report, Row};
 use crate::user_err;
 
 /// The file `scir run --seeds` writes the combined report to, in the artifacts dir.
@@ -93,16 +92,8 @@ pub struct SeedReport {
     pub arms: Vec<String>,
     pub metrics: Vec<String>,
     /// (arm, iteration) → metric → spread over seeds.
-    pub cells: Vec<SeedRow>,
+    pub cells: Vec<Row<Spread>>,
     pub differences: Vec<Difference>,
-}
-
-/// One arm at one iteration over seeds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SeedRow {
-    pub arm: String,
-    pub iteration: i32,
-    pub values: BTreeMap<String, Option<Spread>>,
 }
 
 type Key = (String, i32);
@@ -150,7 +141,7 @@ pub fn combine(runs: &[(String, Report)]) -> anyhow::Result<SeedReport> {
     };
     let cells = keys
         .iter()
-        .map(|key| SeedRow {
+        .map(|key| Row {
             arm: key.0.clone(),
             iteration: key.1,
             values: metrics

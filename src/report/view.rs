@@ -53,12 +53,13 @@ pub struct Report {
     pub rows: Vec<Row>,
 }
 
-/// One arm at one iteration.
+/// One arm at one iteration: metric → value (a number here; a spread over seeds in
+/// [`super::seeds::SeedReport`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Row {
+pub struct Row<V = f64> {
     pub arm: String,
     pub iteration: i32,
-    pub values: BTreeMap<String, Option<f64>>,
+    pub values: BTreeMap<String, Option<V>>,
 }
 
 const COLUMNS: &str = "SELECT arm, iteration, metric, value FROM";

@@ -60,11 +60,8 @@ pub struct Answers;
 
 impl Stage for Answers {
     type Params = AnswersParams;
-    const KIND: &'static str = "answers";
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 4;
-    const ABOUT: &'static str =
-        "one answer per prompt (greedy by default) from a model, for held-out evaluation";
     const INPUTS: &'static [Slot] = &[slots::MK, Slot::tables("prompts").by_default("prompts")];
     const TABLES: &'static [DeclaredTable] = &[AnswerRow::declared];
 

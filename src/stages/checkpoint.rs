@@ -43,10 +43,8 @@ pub struct Checkpoint;
 
 impl Stage for Checkpoint {
     type Params = CheckpointParams;
-    const KIND: &'static str = "checkpoint";
     /// Bump when the output changes for the same files and params.
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "a Hugging Face model directory as a pipeline model";
     const CHECKPOINT: bool = true;
 
     fn external_files(&self, p: &CheckpointParams) -> Vec<PathBuf> {

@@ -92,11 +92,8 @@ pub struct ConsistencyFilter;
 
 impl Stage for ConsistencyFilter {
     type Params = FilterParams;
-    const KIND: &'static str = "consistency-filter";
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 6;
-    const ABOUT: &'static str =
-        "IRM/GRM agreement per pair and the training set (dynamic, static, grm_only, cream)";
     const INPUTS: &'static [Slot] = &[
         slots::IRM,
         slots::GRM,

@@ -56,11 +56,8 @@ const SLOTS: &[Slot] = &[
 
 impl Stage for Eval {
     type Params = EvalParams;
-    const KIND: &'static str = "eval";
     /// Bump when eval's tables change for the same inputs and params.
     const VERSION: u32 = 5;
-    const ABOUT: &'static str =
-        "gold score, win rate vs M0, IRM/GRM accuracy and agreement on held-out data";
     const INPUTS: &'static [Slot] = SLOTS;
     const TABLES: &'static [DeclaredTable] = &[
         EvalMetricRow::declared,
@@ -191,11 +188,8 @@ pub struct EvalLabels;
 
 impl Stage for EvalLabels {
     type Params = EvalParams;
-    const KIND: &'static str = "eval-labels";
     /// Bump when `eval_labels` changes for the same inputs.
     const VERSION: u32 = 3;
-    const ABOUT: &'static str =
-        "gold accuracy of the IRM/GRM preferences and training labels on the iteration's own pairs";
     const INPUTS: &'static [Slot] = &[
         Slot::tables("filter").by_default("consistency-filter@k"),
         Slot::tables("responses").by_default("generate@k"),

@@ -77,10 +77,8 @@ pub struct Generate;
 
 impl Stage for Generate {
     type Params = GenerateStageParams;
-    const KIND: &'static str = "generate";
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 4;
-    const ABOUT: &'static str = "Mt samples n responses per prompt and forms unlabeled pairs";
     const INPUTS: &'static [Slot] = &[slots::MT, Slot::tables("prompts").by_default("world")];
     const TABLES: &'static [DeclaredTable] = &[
         ResponseRow::declared,

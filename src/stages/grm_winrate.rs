@@ -64,11 +64,8 @@ pub struct GrmWinrate;
 
 impl Stage for GrmWinrate {
     type Params = GrmWinrateParams;
-    const KIND: &'static str = "grm-winrate";
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 3;
-    const ABOUT: &'static str =
-        "win rate of Mt's answers over M0's on held-out prompts, judged by M0's own GRM";
     const INPUTS: &'static [Slot] = &[
         Slot::checkpoint("judge").by_default("model@0"),
         Slot::tables("candidate").by_default("answers@k"),

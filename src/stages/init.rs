@@ -46,10 +46,8 @@ pub struct Init;
 
 impl Stage for Init {
     type Params = InitParams;
-    const KIND: &'static str = "init";
     /// Bump when the initial weights change for the same params.
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "a tiny model from scratch with the built-in world's tokenizer";
     const CHECKPOINT: bool = true;
 
     fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {

@@ -109,11 +109,8 @@ pub struct Instructions;
 
 impl Stage for Instructions {
     type Params = InstructionsParams;
-    const KIND: &'static str = "instructions";
     /// Bump when the output changes for the same file and params.
     const VERSION: u32 = 1;
-    const ABOUT: &'static str =
-        "a Self-Instruct-style JSONL file (instruction + input) split into per-iteration slices";
     const TABLES: &'static [DeclaredTable] = &[InstructionRow::declared];
 
     fn validate(&self, p: &InstructionsParams) -> Result<(), ParamError> {

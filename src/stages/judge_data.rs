@@ -95,11 +95,8 @@ pub struct JudgeData;
 
 impl Stage for JudgeData {
     type Params = JudgeDataParams;
-    const KIND: &'static str = "judge-data";
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 2;
-    const ABOUT: &'static str =
-        "judge examples from a model's own samples on the world's judge pool, gold-labelled";
     const INPUTS: &'static [Slot] = &[
         Slot::checkpoint("model"),
         Slot::tables("world").by_default("world"),

@@ -4,26 +4,7 @@
 //! name (as written in `pipeline.yaml`) to its implementation. The engine
 //! takes the registry as a parameter, so tests add their own stages.
 //!
-//! ```text
-//! world               the built-in world's prompt pool and seed data
-//! heldout             the built-in world's held-out sets (eval only)
-//! init                a tiny model from scratch (model@initial of the world)
-//! sft                 IFT + EFT fine-tuning → M0
-//! judge-data          judge examples from a model's own samples, gold-labelled (world only)
-//! checkpoint          a user's Hugging Face directory as a model
-//! prompts             a user's prompt file (JSONL, Parquet, CSV) as a prompts table
-//! generate            Mt samples responses and forms pairs
-//! score-irm           implicit reward (log-probs under Mt and the IRM reference)
-//! score-grm           generative reward (Mt as a judge)
-//! consistency-filter  IRM/GRM agreement and the training set
-//! train               Mt → Mt+1 (SCIR, SRLM or CREAM)
-//! train-rm            an external Bradley–Terry reward model on the judge seed data
-//! eval                gold metrics of a model on held-out prompts and pairs (eval only)
-//! eval-labels         an arm's own pairs gold-labelled: label and reward accuracy
-//! instructions        a Self-Instruct-style JSONL file (instruction + input) as prompts
-//! answers             one answer per prompt (greedy by default), for held-out evaluation
-//! grm-winrate         Mt's answers vs M0's on held-out prompts, judged by M0's own GRM
-//! ```
+//! [`KINDS`] lists every kind with one line about it (what `scir dag` shows).
 //!
 //! Adding a stage `foo` (see `score_irm.rs` for a complete one):
 //!
@@ -33,8 +14,7 @@
 //!                    pub struct FooParams { … }       // + Default
 //!                    pub struct Foo;  impl Stage for Foo {
 //!                      type Params = FooParams;
-//!                      const KIND = "foo"; const VERSION = 1;   // bump when outputs change
-//!                      const ABOUT = "one line";
+//!                      const VERSION = 1;   // bump when outputs change
 //!                      const INPUTS = &[common::slots::MT,         // model@k-1
 //!                                       Slot::tables("data").by_default("world")];
 //!                      const TABLES = &[FooRow::declared];  const CHECKPOINT = false;
@@ -42,7 +22,7 @@
 //!                      run(&FooParams, ctx) { let prompts: Vec<PromptRow> = ctx.input("data")?.rows()?;
 //!                                 ctx.write_rows(rows)?;   // or ctx.checkpoint_dir()
 //!                      } }
-//! 2. here:           pub mod foo;  static FOO: foo::Foo = foo::Foo;  add &FOO to `registry`.
+//! 2. here:           pub mod foo;  add StageKind::new("foo", &foo::Foo, "one line") to `KINDS`.
 //!    (A stage reads another stage's settings through `InputArtifact::params_as`, and never
 //!    imports another stage's module: what stages share lives in `common`.)
 //! 3. pipeline.yaml:  stages: { foo: { each_iteration: true, inputs: { data: world }, params: {…} } }
@@ -53,7 +33,7 @@
 //! order; sampling uses `ctx.seed` (derived per task, part of the key) with
 //! per-row seeds, so results do not depend on thread count.
 
-use crate::engine::stage::{DynStage, Registry};
+use crate::engine::stage::{Registry, StageKind, registry_of};
 
 pub mod answers;
 pub mod checkpoint;
@@ -73,46 +53,49 @@ pub mod train;
 pub mod train_rm;
 pub mod world;
 
-static EVAL: eval::Eval = eval::Eval;
-static EVAL_LABELS: eval::EvalLabels = eval::EvalLabels;
-static WORLD: world::World = world::World;
-static HELDOUT: world::Heldout = world::Heldout;
-static INIT: init::Init = init::Init;
-static SFT: sft::Sft = sft::Sft;
-static JUDGE_DATA: judge_data::JudgeData = judge_data::JudgeData;
-static GENERATE: generate::Generate = generate::Generate;
-static SCORE_IRM: score_irm::ScoreIrm = score_irm::ScoreIrm;
-static SCORE_GRM: score_grm::ScoreGrm = score_grm::ScoreGrm;
-static FILTER: consistency_filter::ConsistencyFilter = consistency_filter::ConsistencyFilter;
-static TRAIN: train::Train = train::Train;
-static TRAIN_RM: train_rm::TrainRm = train_rm::TrainRm;
-static CHECKPOINT: checkpoint::Checkpoint = checkpoint::Checkpoint;
-static PROMPTS: prompts::Prompts = prompts::Prompts;
-static INSTRUCTIONS: instructions::Instructions = instructions::Instructions;
-static ANSWERS: answers::Answers = answers::Answers;
-static GRM_WINRATE: grm_winrate::GrmWinrate = grm_winrate::GrmWinrate;
+/// Every built-in stage kind: its name in `pipeline.yaml`, its implementation, and one line
+/// about it (shown by `scir dag`).
+#[rustfmt::skip]
+pub static KINDS: [StageKind; 18] = [
+    StageKind::new("world", &world::World,
+        "the built-in synthetic world's prompt pool and IFT/EFT seed data"),
+    StageKind::new("heldout", &world::Heldout,
+        "the built-in world's held-out prompts and gold-labelled pairs (eval only)"),
+    StageKind::new("init", &init::Init,
+        "a tiny model from scratch with the built-in world's tokenizer"),
+    StageKind::new("sft", &sft::Sft,
+        "supervised fine-tuning on the world's IFT + EFT data (M0)"),
+    StageKind::new("judge-data", &judge_data::JudgeData,
+        "judge examples from a model's own samples on the world's judge pool, gold-labelled"),
+    StageKind::new("checkpoint", &checkpoint::Checkpoint,
+        "a Hugging Face model directory as a pipeline model"),
+    StageKind::new("prompts", &prompts::Prompts,
+        "a prompt file (JSONL, Parquet or CSV) split into per-iteration slices"),
+    StageKind::new("instructions", &instructions::Instructions,
+        "a Self-Instruct-style JSONL file (instruction + input) split into per-iteration slices"),
+    StageKind::new("generate", &generate::Generate,
+        "Mt samples n responses per prompt and forms unlabeled pairs"),
+    StageKind::new("score-irm", &score_irm::ScoreIrm,
+        "implicit reward: response log-probs under Mt and the IRM reference, p_irm per pair"),
+    StageKind::new("score-grm", &score_grm::ScoreGrm,
+        "generative reward: the judge (Mt, or M0 if frozen) rates each pair, pairwise or pointwise"),
+    StageKind::new("consistency-filter", &consistency_filter::ConsistencyFilter,
+        "IRM/GRM agreement per pair and the training set (dynamic, static, grm_only, cream)"),
+    StageKind::new("train", &train::Train,
+        "Mt → Mt+1: SCIR (dynamic selection + consistency loss), SRLM (DPO) or CREAM"),
+    StageKind::new("train-rm", &train_rm::TrainRm,
+        "an external Bradley–Terry reward model on the judge seed data (M0 + a score head)"),
+    StageKind::new("eval", &eval::Eval,
+        "gold score, win rate vs M0, IRM/GRM accuracy and agreement on held-out data"),
+    StageKind::new("eval-labels", &eval::EvalLabels,
+        "gold accuracy of the IRM/GRM preferences and training labels on the iteration's own pairs"),
+    StageKind::new("answers", &answers::Answers,
+        "one answer per prompt (greedy by default) from a model, for held-out evaluation"),
+    StageKind::new("grm-winrate", &grm_winrate::GrmWinrate,
+        "win rate of Mt's answers over M0's on held-out prompts, judged by M0's own GRM"),
+];
 
-/// Every built-in stage kind.
+/// Every built-in stage kind, by name.
 pub fn registry() -> Registry {
-    let stages: [&'static dyn DynStage; 18] = [
-        &WORLD,
-        &HELDOUT,
-        &INIT,
-        &SFT,
-        &JUDGE_DATA,
-        &GENERATE,
-        &SCORE_IRM,
-        &SCORE_GRM,
-        &FILTER,
-        &TRAIN,
-        &TRAIN_RM,
-        &CHECKPOINT,
-        &PROMPTS,
-        &EVAL,
-        &EVAL_LABELS,
-        &INSTRUCTIONS,
-        &ANSWERS,
-        &GRM_WINRATE,
-    ];
-    stages.into_iter().map(|s| (s.kind(), s)).collect()
+    registry_of(KINDS)
 }

@@ -46,11 +46,8 @@ pub struct Prompts;
 
 impl Stage for Prompts {
     type Params = PromptsParams;
-    const KIND: &'static str = "prompts";
     /// Bump when the output changes for the same file and params.
     const VERSION: u32 = 1;
-    const ABOUT: &'static str =
-        "a prompt file (JSONL, Parquet or CSV) split into per-iteration slices";
     const TABLES: &'static [DeclaredTable] = &[PromptRow::declared];
 
     fn validate(&self, p: &PromptsParams) -> Result<(), ParamError> {

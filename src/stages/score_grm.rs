@@ -44,11 +44,8 @@ pub struct ScoreGrm;
 
 impl Stage for ScoreGrm {
     type Params = ScoreGrmParams;
-    const KIND: &'static str = "score-grm";
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 4;
-    const ABOUT: &'static str =
-        "generative reward: the judge (Mt, or M0 if frozen) rates each pair, pairwise or pointwise";
     const INPUTS: &'static [Slot] = &[slots::JUDGE, slots::GENERATION];
     const TABLES: &'static [DeclaredTable] = &[
         GrmScoreRow::declared,

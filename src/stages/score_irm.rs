@@ -29,11 +29,8 @@ pub struct ScoreIrm;
 
 impl Stage for ScoreIrm {
     type Params = ScoreIrmParams;
-    const KIND: &'static str = "score-irm";
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 3;
-    const ABOUT: &'static str =
-        "implicit reward: response log-probs under Mt and the IRM reference, p_irm per pair";
     const INPUTS: &'static [Slot] = &[slots::MT, slots::IRM_REF, slots::GENERATION];
     const TABLES: &'static [DeclaredTable] = &[ResponseLogpRow::declared, IrmPairRow::declared];
 

@@ -105,10 +105,8 @@ pub struct Sft;
 
 impl Stage for Sft {
     type Params = SftParams;
-    const KIND: &'static str = "sft";
     /// Bump when SFT's output changes for the same inputs and params.
     const VERSION: u32 = 4;
-    const ABOUT: &'static str = "supervised fine-tuning on the world's IFT + EFT data (M0)";
     const INPUTS: &'static [Slot] = &[
         Slot::checkpoint("model").by_default("model@initial"),
         Slot::tables("data").by_default("world"),

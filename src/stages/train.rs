@@ -66,6 +66,7 @@ use crate::model::Weights;
 use crate::model::lora::{LoraConfig, LoraSet};
 use crate::model::schedule::ScheduleKind;
 use crate::model::score::Pair;
+use crate::model::train_state::epoch_batches;
 use crate::model::trainer::{StepOutputs, varmap_vars};
 use crate::table::Table;
 use crate::tables::grm_scores::GrmMode;
@@ -169,11 +170,8 @@ pub struct Train;
 
 impl Stage for Train {
     type Params = TrainParams;
-    const KIND: &'static str = "train";
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 3;
-    const ABOUT: &'static str =
-        "Mt → Mt+1: SCIR (dynamic selection + consistency loss), SRLM (DPO) or CREAM";
     const INPUTS: &'static [Slot] = &[
         slots::MT,
         slots::GENERATION,
@@ -277,29 +275,21 @@ impl Stage for Train {
             "train",
             &opt,
         )?;
-        let mut step = 0u64;
-        for epoch in 0..p.epochs {
-            let order = crate::model::train_state::epoch_order(n, ctx.seed, epoch);
-            for (c, chunk) in order.chunks(p.batch_size).enumerate() {
-                step += 1;
-                if step <= training.done {
-                    continue;
-                }
-                let batch: Vec<&TrainPair> = chunk.iter().map(|&i| &data.pairs[i]).collect();
-                let mut outputs = StepOutputs::new(&model.decoder, model.text.pad_id());
-                let (loss, m) = match p.method {
-                    Method::Scir => scir_batch(&mut outputs, &data, &batch, p)?,
-                    Method::Srlm => srlm_batch(&mut outputs, &batch, p)?,
-                    Method::Cream => cream_batch(ctx, &mut outputs, &batch, p)?,
-                };
-                let info = training.step("the training loss", m.loss, step, || {
-                    Ok(vec![outputs.gradients(&loss)?])
-                })?;
-                let row = m.row(step, epoch, batch.len(), info.lr, info.grad_norm);
-                let position = ((c + 1) * p.batch_size).min(n) as u64;
-                let message = format!("{} loss {:.4}", ctx.task, m.loss);
-                training.record(ctx.seed, step, (epoch, position), row, message)?;
-            }
+        let batches = epoch_batches(n, p.batch_size, p.epochs, ctx.seed);
+        for b in batches.skip(training.done as usize) {
+            let batch: Vec<&TrainPair> = b.items.iter().map(|&i| &data.pairs[i]).collect();
+            let mut outputs = StepOutputs::new(&model.decoder, model.text.pad_id());
+            let (loss, m) = match p.method {
+                Method::Scir => scir_batch(&mut outputs, &data, &batch, p)?,
+                Method::Srlm => srlm_batch(&mut outputs, &batch, p)?,
+                Method::Cream => cream_batch(ctx, &mut outputs, &batch, p)?,
+            };
+            let info = training.step("the training loss", m.loss, b.step, || {
+                Ok(vec![outputs.gradients(&loss)?])
+            })?;
+            let row = m.row(b.step, b.epoch, batch.len(), info.lr, info.grad_norm);
+            let message = format!("{} loss {:.4}", ctx.task, m.loss);
+            training.record(ctx.seed, b.step, (b.epoch, b.position), row, message)?;
         }
         let rows = training.finish();
         if let Some(set) = &lora {

@@ -31,6 +31,7 @@ use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::loss::reward::{accuracy, bradley_terry};
 use crate::model::reward::{rewards, rewards_vec};
 use crate::model::schedule::ScheduleKind;
+use crate::model::train_state::epoch_batches;
 use crate::model::trainer::varmap_vars;
 use crate::model::{Adapters, Message, Model, Weights};
 use crate::table::Table;
@@ -91,11 +92,8 @@ pub struct TrainRm;
 
 impl Stage for TrainRm {
     type Params = TrainRmParams;
-    const KIND: &'static str = "train-rm";
     /// Bump when the output changes for the same inputs and params.
     const VERSION: u32 = 2;
-    const ABOUT: &'static str =
-        "an external Bradley–Terry reward model on the judge seed data (M0 + a score head)";
     const INPUTS: &'static [Slot] = &[
         Slot::checkpoint("model").by_default("model@0"),
         Slot::tables("judge").by_default("judge-data"),
@@ -259,41 +257,32 @@ fn fit(
     let vars = varmap_vars(&model.varmap)?;
     let mut training =
         Training::<RmMetricRow>::with_adamw(ctx, p.resume_every, vars, total, "train-rm", &opt)?;
-    let n = pairs.len();
-    let mut step = 0u64;
-    for epoch in 0..p.epochs {
-        let order = crate::model::train_state::epoch_order(n, ctx.seed, epoch);
-        for (c, chunk) in order.chunks(p.batch_size).enumerate() {
-            step += 1;
-            if step <= training.done {
-                continue;
-            }
-            let batch: Vec<&RmPair> = chunk.iter().map(|&i| &pairs[i]).collect();
-            let (loss, chosen, rejected) = batch_loss(model, p, &batch)?;
-            let value = loss.to_scalar::<f64>()?;
-            let info = training.step("the reward loss", value, step, || {
-                Ok(vec![loss.backward()?])
-            })?;
-            let margin = chosen
-                .iter()
-                .zip(&rejected)
-                .map(|(c, r)| c - r)
-                .sum::<f64>()
-                / batch.len() as f64;
-            let row = RmMetricRow {
-                step: step as i32,
-                epoch: epoch as i32,
-                pairs: batch.len() as i32,
-                loss: value,
-                accuracy: accuracy(&chosen, &rejected).unwrap_or(f64::NAN),
-                margin,
-                lr: info.lr,
-                grad_norm: info.grad_norm,
-            };
-            let position = ((c + 1) * p.batch_size).min(n) as u64;
-            let message = format!("{} loss {value:.4}", ctx.task);
-            training.record(ctx.seed, step, (epoch, position), row, message)?;
-        }
+    let batches = epoch_batches(pairs.len(), p.batch_size, p.epochs, ctx.seed);
+    for b in batches.skip(training.done as usize) {
+        let batch: Vec<&RmPair> = b.items.iter().map(|&i| &pairs[i]).collect();
+        let (loss, chosen, rejected) = batch_loss(model, p, &batch)?;
+        let value = loss.to_scalar::<f64>()?;
+        let info = training.step("the reward loss", value, b.step, || {
+            Ok(vec![loss.backward()?])
+        })?;
+        let margin = chosen
+            .iter()
+            .zip(&rejected)
+            .map(|(c, r)| c - r)
+            .sum::<f64>()
+            / batch.len() as f64;
+        let row = RmMetricRow {
+            step: b.step as i32,
+            epoch: b.epoch as i32,
+            pairs: batch.len() as i32,
+            loss: value,
+            accuracy: accuracy(&chosen, &rejected).unwrap_or(f64::NAN),
+            margin,
+            lr: info.lr,
+            grad_norm: info.grad_norm,
+        };
+        let message = format!("{} loss {value:.4}", ctx.task);
+        training.record(ctx.seed, b.step, (b.epoch, b.position), row, message)?;
     }
     Ok(training.finish())
 }

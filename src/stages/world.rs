@@ -36,10 +36,8 @@ pub struct Heldout;
 
 impl Stage for World {
     type Params = WorldParams;
-    const KIND: &'static str = "world";
     /// Bump when the world's tables change for the same params.
     const VERSION: u32 = 2;
-    const ABOUT: &'static str = "the built-in synthetic world's prompt pool and IFT/EFT seed data";
 
     fn outputs(&self, _params: &Self::Params) -> Outputs {
         let mut tables = part_schemas(&TRAINING_TABLES);
@@ -67,11 +65,8 @@ impl Stage for World {
 
 impl Stage for Heldout {
     type Params = NoParams;
-    const KIND: &'static str = "heldout";
     /// Bump when the held-out tables change for the same world.
     const VERSION: u32 = 1;
-    const ABOUT: &'static str =
-        "the built-in world's held-out prompts and gold-labelled pairs (eval only)";
     const INPUTS: &'static [Slot] = &[Slot::tables("world").by_default("world")];
 
     fn outputs(&self, _params: &Self::Params) -> Outputs {

@@ -110,6 +110,19 @@ pub fn enc(text: &Text, s: &str) -> Vec<u32> {
     text.encode_prompt(s).expect("encodes")
 }
 
+/// Summed response log-probs on the candle path (the reference the fast path must match),
+/// pad id 0, in chunks of 8 items.
+pub fn reference_logprobs(
+    dec: &scir::model::Decoder,
+    items: &[scir::model::score::Pair],
+    adapters: scir::model::Adapters,
+) -> Vec<f32> {
+    scir::model::score::in_chunks(items, 8, |part| {
+        Ok(scir::model::score::response_logprobs(dec, part, 0, adapters)?.to_vec1::<f32>()?)
+    })
+    .unwrap()
+}
+
 /// Max difference `|a-b| / (1 + |b|)` over two vectors (relative for large values,
 /// absolute near zero).
 pub fn max_rel(a: &[f32], b: &[f32]) -> f32 {

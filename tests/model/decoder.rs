@@ -1,13 +1,10 @@
 //! The decoder: shapes, batched = one by one, cache = no cache, gradients everywhere.
 
 use candle_core::{D, IndexOp, Tensor};
-use scir::model::score::{
-    Pair, response_logprobs, response_logprobs_vec, response_logprobs_vec_reference,
-    verdict_probs_vec,
-};
+use scir::model::score::{Pair, response_logprobs, response_logprobs_vec, verdict_probs_vec};
 use scir::model::{Adapters, Batch, Padding};
 
-use super::common::{enc, family, max_rel, tiny};
+use super::common::{enc, family, max_rel, reference_logprobs, tiny};
 
 #[test]
 fn logits_cover_every_position() {
@@ -245,9 +242,7 @@ fn lora_hook_adds_delta_only_when_on() {
     let mut m = tiny(15);
     let items = pairs(&m);
     // The candle path throughout: the fast path does not run adapters (it declines).
-    let score = |m: &scir::model::Model, a| {
-        response_logprobs_vec_reference(&m.decoder, &items, 0, a, 8).unwrap()
-    };
+    let score = |m: &scir::model::Model, a| reference_logprobs(&m.decoder, &items, a);
     let base = score(&m, Adapters::On);
     let dev = Device::Cpu;
     let mut adapters = Vec::new();

@@ -4,10 +4,10 @@
 
 use scir::model::fast;
 use scir::model::generate::{GenerateParams, Generated, Sampler, generate_reference};
-use scir::model::score::{Pair, response_logprobs_vec_reference, verdict_probs_vec_reference};
+use scir::model::score::{Pair, verdict_probs};
 use scir::model::{Adapters, Model};
 
-use super::common::{enc, family, max_rel};
+use super::common::{enc, family, max_rel, reference_logprobs};
 
 /// Fast vs candle path: `|a − b| / (1 + |b|)` on summed log-probs and on probabilities.
 const TOLERANCE: f32 = 2e-5;
@@ -70,14 +70,16 @@ fn scores_and_verdicts_match_the_candle_path() {
     for m in sharp_family(21) {
         let it = items(&m);
         let fast = fast_scores(&m, &it);
-        let slow = response_logprobs_vec_reference(&m.decoder, &it, 0, Adapters::On, 8).unwrap();
+        let slow = reference_logprobs(&m.decoder, &it, Adapters::On);
         assert!(max_rel(&fast, &slow) < TOLERANCE, "{fast:?} vs {slow:?}");
         let prompts: Vec<Vec<u32>> = it.iter().map(|p| p.prompt.clone()).collect();
         let fast = fast::verdict_probs(&m.decoder, &prompts, (5, 9), Adapters::On)
             .expect("the fast path applies")
             .unwrap();
-        let slow =
-            verdict_probs_vec_reference(&m.decoder, &prompts, (5, 9), 0, Adapters::On, 8).unwrap();
+        let slow = verdict_probs(&m.decoder, &prompts, (5, 9), 0, Adapters::On)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         for (f, s) in fast.iter().zip(&slow) {
             assert!((f[0] - s[0]).abs() < TOLERANCE, "{f:?} vs {s:?}");
         }
@@ -221,6 +223,6 @@ fn the_fast_path_declines_active_adapters() {
     assert!(fast::response_logprobs(&m.decoder, &it, Adapters::On).is_none());
     assert!(fast::train::Recorder::new(&m.decoder).is_none());
     let off = fast::response_logprobs(&m.decoder, &it, Adapters::Off).expect("applies");
-    let reference = response_logprobs_vec_reference(&m.decoder, &it, 0, Adapters::Off, 8).unwrap();
+    let reference = reference_logprobs(&m.decoder, &it, Adapters::Off);
     assert!(max_rel(&off.unwrap(), &reference) < TOLERANCE);
 }

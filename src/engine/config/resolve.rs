@@ -8,7 +8,7 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 
 use super::{Binding, Loc, Reference, ResolvedStage, StageFile};
-use crate::engine::stage::{DynStage, Outputs, Registry, ResolvedParams};
+use crate::engine::stage::{Outputs, Registry, ResolvedParams, StageKind};
 use crate::table::ITERATION_COLUMN;
 use crate::user_err;
 
@@ -92,7 +92,7 @@ pub(super) fn resolve_stage(
         externals.insert(file.display().to_string(), full);
     }
     let outputs = stage.outputs(&params);
-    check_outputs(stage, &outputs)?;
+    check_outputs(&stage, &outputs)?;
     Ok(ResolvedStage {
         name: name.to_string(),
         stage,
@@ -108,7 +108,7 @@ pub(super) fn resolve_stage(
 fn bind_inputs(
     path: &Path,
     name: &str,
-    stage: &'static dyn DynStage,
+    stage: StageKind,
     s: &StageFile,
     params: &ResolvedParams,
     loc: Loc,
@@ -187,7 +187,7 @@ fn bind_inputs(
 
 /// Every table a stage declares carries an Int32 `iteration` column (a bug
 /// in the stage otherwise, not the user's fault).
-fn check_outputs(stage: &dyn DynStage, outputs: &Outputs) -> anyhow::Result<()> {
+fn check_outputs(stage: &StageKind, outputs: &Outputs) -> anyhow::Result<()> {
     for (name, schema) in &outputs.tables {
         let ok = schema
             .field_with_name(ITERATION_COLUMN)

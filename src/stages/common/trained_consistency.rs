@@ -51,8 +51,7 @@ pub fn measure(
         .collect();
     // Mt is loaded once and serves both the IRM and the GRM.
     let model = load_model(ctx.input("model")?, Weights::Frozen)?;
-    let p_irm = irm_probs(ctx, &model, &responses, &pairs)?;
-    let q = grm_probs(ctx, &model, &responses, &pairs)?;
+    let (p_irm, q) = preferences(ctx, &model, &responses, &pairs)?;
     let agree = p_irm
         .iter()
         .zip(&q)
@@ -78,33 +77,28 @@ fn selected_pairs(previous: &InputArtifact) -> anyhow::Result<Vec<PairRow>> {
         .collect())
 }
 
-fn irm_probs(
+/// Mt's IRM and GRM preferences for the first response of each pair (`p_irm`, `q`), with
+/// the settings the iteration's score-irm and score-grm used.
+fn preferences(
     ctx: &TaskContext,
     model: &Model,
     responses: &Responses,
     pairs: &[PairRow],
-) -> anyhow::Result<Vec<f64>> {
-    let settings: ScoreIrmParams = ctx.input("irm")?.params_as()?;
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let irm_settings: ScoreIrmParams = ctx.input("irm")?.params_as()?;
     let items = irm::items(responses);
-    let batch = settings.batch_size;
+    let batch = irm_settings.batch_size;
     let policy = irm::score_with(model, &items, batch)?;
     let (mt, irm_ref) = (ctx.input("model")?, ctx.input("irm_ref")?);
     let reference = irm::reference_scores(mt, irm_ref, &policy, &items, batch)?;
-    let margin = irm::margins(settings.norm, responses, &policy, &reference);
-    pairs
+    let margin = irm::margins(irm_settings.norm, responses, &policy, &reference);
+    let p_irm = pairs
         .iter()
-        .map(|pair| Ok(irm::preference(settings.beta, pair, &margin)?.1))
-        .collect()
-}
-
-fn grm_probs(
-    ctx: &TaskContext,
-    model: &Model,
-    responses: &Responses,
-    pairs: &[PairRow],
-) -> anyhow::Result<Vec<f64>> {
-    let settings: ScoreGrmParams = ctx.input("grm")?.params_as()?;
-    let template = grm::load_template(ctx, &settings)?;
-    let judged = grm::judge_pairs(model, &template, &settings, responses, pairs)?;
-    Ok(judged.scores.into_iter().map(|s| s.p_grm).collect())
+        .map(|pair| Ok(irm::preference(irm_settings.beta, pair, &margin)?.1))
+        .collect::<anyhow::Result<Vec<f64>>>()?;
+    let grm_settings: ScoreGrmParams = ctx.input("grm")?.params_as()?;
+    let template = grm::load_template(ctx, &grm_settings)?;
+    let judged = grm::judge_pairs(model, &template, &grm_settings, responses, pairs)?;
+    let q = judged.scores.into_iter().map(|s| s.p_grm).collect();
+    Ok((p_irm, q))
 }
