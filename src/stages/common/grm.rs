@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::judge::{self, JudgeTemplate};
-use super::meta_judge::MetaJudgeParams;
 use crate::engine::stage::TaskContext;
 use crate::loss::bernoulli::sigmoid;
 use crate::model::config::Head;
@@ -29,6 +28,25 @@ use crate::tables::grm_scores::{GrmMode, GrmScoreRow};
 use crate::tables::judge_tokens::JudgeTokenRow;
 use crate::tables::pairs::PairRow;
 use crate::tables::responses::{self, ResponseRow};
+
+/// score-grm's `meta` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetaJudgeParams {
+    /// Judgments sampled per response.
+    pub judgments: usize,
+    /// Temperature of the judgment sampling.
+    pub temperature: f64,
+}
+
+impl Default for MetaJudgeParams {
+    fn default() -> Self {
+        MetaJudgeParams {
+            judgments: 4,
+            temperature: 1.0,
+        }
+    }
+}
 
 /// Params of `score-grm`: how the model judges.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

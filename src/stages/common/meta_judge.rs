@@ -14,9 +14,8 @@
 use std::collections::BTreeMap;
 
 use candle_core::{D, Tensor};
-use serde::{Deserialize, Serialize};
 
-use super::grm::{PointwiseJudgment, Responses, ScoreGrmParams};
+use super::grm::{MetaJudgeParams, PointwiseJudgment, Responses, ScoreGrmParams};
 use super::judge;
 use crate::loss::meta_judge::{Verdicts, judge_pair};
 use crate::model::score::verdict_probs_vec;
@@ -24,25 +23,6 @@ use crate::model::{Adapters, Message, Model};
 use crate::tables::judge_pairs::JudgePairRow;
 use crate::world::format;
 use crate::world::rng::RowRng;
-
-/// score-grm's `meta` params.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MetaJudgeParams {
-    /// Judgments sampled per response.
-    pub judgments: usize,
-    /// Temperature of the judgment sampling.
-    pub temperature: f64,
-}
-
-impl Default for MetaJudgeParams {
-    fn default() -> Self {
-        MetaJudgeParams {
-            judgments: 4,
-            temperature: 1.0,
-        }
-    }
-}
 
 /// The random stream of the judgment draws.
 const STREAM: &str = "score_grm.meta";
