@@ -232,6 +232,118 @@ fn a_prefill_that_merges_with_the_verdict_is_a_user_error() {
     );
 }
 
+/// `PIPELINE` with an external-rm arm whose reward model learns from demonstrations
+/// (`demo.jsonl`'s outputs) preferred over M0's answers to the same tasks.
+fn demo_rm_pipeline(dir: &Path, pipeline: &Path) {
+    let demos: Vec<String> = [
+        ("greet a friend", "Hello, friend!"),
+        ("name a planet", "Mars"),
+        ("say a number", "seven"),
+        ("spell cat", "c a t"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (instruction, output))| {
+        serde_json::json!({
+            "id": format!("d{i}"),
+            "instruction": instruction,
+            "instances": [{ "input": "", "output": output }],
+        })
+        .to_string()
+    })
+    .collect();
+    std::fs::write(dir.join("demo.jsonl"), demos.join("\n") + "\n").unwrap();
+    let yaml = std::fs::read_to_string(pipeline)
+        .unwrap()
+        .replace("step: train }", "step: train, reward_model: train-rm }")
+        .replace(
+            "  generate:\n",
+            "  rm-tasks: { kind: instructions, params: { path: demo.jsonl, offset: 1 } }\n  \
+             answers-rm: { kind: answers, inputs: { model: model@0, prompts: rm-tasks }, \
+             params: { max_new_tokens: 4 } }\n  \
+             demo-pairs: { inputs: { answers: answers-rm }, params: { path: demo.jsonl } }\n  \
+             train-rm:\n    inputs: { judge: demo-pairs }\n    \
+             params: { epochs: 2, batch_size: 2, validation_every: 0 }\n  generate:\n",
+        )
+        .replace(
+            "arms:\n",
+            "arms:\n  external-rm:\n    models: { judge: reward_model }\n    \
+             consistency-filter: { mode: grm_only, margin: 0.0 }\n    train: { method: srlm }\n",
+        );
+    std::fs::write(pipeline, yaml).unwrap();
+}
+
+#[test]
+fn demonstrations_over_own_answers_train_the_external_rm_arm() {
+    let (dir, pipeline) = project(PIPELINE);
+    demo_rm_pipeline(dir.path(), &pipeline);
+    let art = dir.path().join("artifacts");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            pipeline.to_str().unwrap(),
+            "--artifacts",
+            art.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        scir(&args)
+    };
+    stdout_ok(&run(&["--arm", "external-rm"]));
+    // One pair per answered task (offset 1: the last three), the demonstration chosen.
+    let pairs = sql(
+        &art,
+        "SELECT prompt_id, prompt, chosen, chosen_finished, source FROM preferences \
+         WHERE arm = 'external-rm' ORDER BY prompt_id",
+    );
+    let expected = [
+        ["1", "name a planet", "Mars", "true", "d1"],
+        ["2", "say a number", "seven", "true", "d2"],
+        ["3", "spell cat", "c a t", "true", "d3"],
+    ];
+    assert_eq!(pairs, expected.map(|r| r.map(str::to_string)));
+    let rejected = sql(
+        &art,
+        "SELECT count(*) FROM preferences p JOIN answers_rm_answers a ON a.prompt_id = p.prompt_id \
+         AND a.arm = p.arm WHERE a.text = p.rejected AND p.arm = 'external-rm'",
+    );
+    assert_eq!(rejected, [["3".to_string()]], "rejected = M0's answer");
+    let steps = sql(
+        &art,
+        "SELECT count(*) FROM rm_metrics WHERE arm = 'external-rm'",
+    );
+    assert_eq!(steps, [["4".to_string()]], "3 pairs, batch 2, 2 epochs");
+    // Both iterations judged by that one RM: p_grm = σ(r1 − r2), no judge tokens.
+    let off = sql(
+        &art,
+        "SELECT max(abs(p_grm - 1 / (1 + exp(score_2 - score_1)))) < 1e-6, count(*) > 0 \
+         FROM grm_scores",
+    );
+    assert_eq!(off, [["true".to_string(), "true".to_string()]]);
+    let iterations = sql(
+        &art,
+        "SELECT DISTINCT iteration FROM train_metrics ORDER BY 1",
+    );
+    assert_eq!(iterations, [["1".to_string()], ["2".to_string()]]);
+
+    // Answers of another file: a user error naming the file, and nothing committed.
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        yaml.replace(
+            "params: { path: demo.jsonl } }",
+            "params: { path: seed.jsonl } }",
+        ),
+    )
+    .unwrap();
+    let out = run(&["--arm", "external-rm", "--stage", "demo-pairs", "--single"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("seed.jsonl") && err.contains("does not answer line"),
+        "{err}"
+    );
+}
+
 #[test]
 fn mt_bench_template_reads_single_verdict_tokens_on_the_fixture() {
     let text = fixture_text();

@@ -131,7 +131,7 @@ pub fn run(args: &ExportArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
             export::mt_bench_jsonl(&model_id, &qs, &answers)?
         }
         Format::AlpacaEval => {
-            let mut tasks = crate::stages::instructions::read_self_instruct(&questions)?;
+            let mut tasks = crate::stages::common::self_instruct::read_self_instruct(&questions)?;
             tasks.truncate(args.limit.unwrap_or(usize::MAX));
             let bar = progress(tasks.len() as u64, "instructions");
             let outputs =

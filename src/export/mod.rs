@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Message, Model};
 use crate::stages::common::answering::{AnswerSettings, answer_chats};
-use crate::stages::instructions::Instruction;
+use crate::stages::common::self_instruct::Instruction;
 use crate::user_err;
 
 /// Characters of `answer_id` (as long as FastChat's shortuuid ids).

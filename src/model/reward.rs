@@ -19,7 +19,18 @@ use super::linear::Adapters;
 use super::score::{in_chunks, token_logits_at_last};
 
 /// The one output of a score head.
-const SCORE_OUTPUT: u32 = 0;
+pub const SCORE_OUTPUT: u32 = 0;
+
+/// A user error unless `dec` has a score head.
+pub fn check_reward_model(dec: &Decoder) -> anyhow::Result<()> {
+    if dec.config().head != Head::Score {
+        anyhow::bail!(crate::user_err!(
+            "this checkpoint is a language model, not a reward model: its config.json names \
+             no *ForSequenceClassification architecture"
+        ));
+    }
+    Ok(())
+}
 
 /// `r(x, y)` of each sequence, `(b,)` f32 (see the module docs).
 pub fn rewards(
@@ -28,12 +39,7 @@ pub fn rewards(
     pad_id: u32,
     adapters: Adapters,
 ) -> anyhow::Result<Tensor> {
-    if dec.config().head != Head::Score {
-        anyhow::bail!(crate::user_err!(
-            "this checkpoint is a language model, not a reward model: its config.json names \
-             no *ForSequenceClassification architecture"
-        ));
-    }
+    check_reward_model(dec)?;
     if let Some(i) = seqs.iter().position(Vec::is_empty) {
         anyhow::bail!(crate::user_err!("sequence {i} has no tokens to score"));
     }

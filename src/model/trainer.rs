@@ -74,6 +74,21 @@ impl<'d> StepOutputs<'d> {
         }
     }
 
+    /// A reward model's `r(x, y)` of each sequence, `(b,)`, differentiable (see
+    /// [`super::reward::rewards`]).
+    pub fn rewards(&mut self, seqs: &[Vec<u32>]) -> anyhow::Result<Tensor> {
+        match self {
+            StepOutputs::Candle { dec, pad_id } => {
+                super::reward::rewards(dec, seqs, *pad_id, Adapters::On)
+            }
+            StepOutputs::Fast(rec) => {
+                super::reward::check_reward_model(rec.decoder())?;
+                let r = rec.last_logits(seqs, &[super::reward::SCORE_OUTPUT])?;
+                Ok(r.squeeze(1)?)
+            }
+        }
+    }
+
     /// `l_A − l_B` at each judge prompt's last position, `(b,)` (see [`verdict_logit_gaps`]).
     pub fn verdict_logit_gaps(
         &mut self,

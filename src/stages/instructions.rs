@@ -1,12 +1,9 @@
 //! `instructions`: a Self-Instruct-style JSONL file as a prompts table.
 //!
 //! Self-Instruct's seed tasks (`seed_tasks.jsonl`) and its user-oriented
-//! instructions (`user_oriented_instructions.jsonl`) hold one task per line:
-//! `{"id", "instruction", "instances": [{"input", "output"}, …], …}`. The
-//! prompt of a task is its instruction, followed by a blank line and the
-//! first instance's input when that input is not empty (the way the
-//! Self-Instruct authors show a task to a model). Demonstration outputs are
-//! never read: nothing here trains on them.
+//! instructions (`user_oriented_instructions.jsonl`) hold one task per line; a task's
+//! prompt is built as [`super::common::self_instruct`] says. Demonstration outputs are not
+//! written here (only `demo-pairs` uses them, as an external RM's preference data).
 //!
 //! `offset` and `limit` pick a contiguous range of tasks in file order; the
 //! picked rows are split into `iterations` contiguous slices (`iteration`
@@ -16,16 +13,15 @@
 //! Writes [`prompts`](crate::tables::prompts) ([`InstructionRow`]: `id` is the 0-based line
 //! number, `source_id` the task's `"id"`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::common::self_instruct::{Instruction, read_self_instruct};
 use crate::engine::stage::{DeclaredTable, ParamError, Stage, TaskContext};
 use crate::table::Table;
 use crate::tables::prompts::InstructionRow;
 use crate::user_err;
-/// Between the instruction and the instance input.
-const INPUT_SEPARATOR: &str = "\n\n";
 
 /// Params of `instructions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,62 +42,6 @@ pub struct InstructionsParams {
 
 fn one() -> usize {
     1
-}
-
-/// One task of the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Instruction {
-    /// Line number in the file (0-based, blank lines not counted).
-    pub line: usize,
-    /// The task's `id` field.
-    pub source_id: String,
-    /// Instruction, plus the first instance's input when it has one.
-    pub prompt: String,
-}
-
-#[derive(Deserialize)]
-struct RawTask {
-    id: Option<serde_json::Value>,
-    instruction: String,
-    #[serde(default)]
-    instances: Vec<RawInstance>,
-}
-
-#[derive(Deserialize)]
-struct RawInstance {
-    #[serde(default)]
-    input: String,
-}
-
-/// Every task of a Self-Instruct-style JSONL file, in file order.
-pub fn read_self_instruct(path: &Path) -> anyhow::Result<Vec<Instruction>> {
-    let shown = path.display();
-    let expected =
-        "a JSON object with an \"instruction\" string and optional \"instances\": [{\"input\": …}]";
-    let mut out = Vec::new();
-    for (_, task) in crate::jsonl::read::<RawTask>(path, "a Self-Instruct task", expected)? {
-        let input = task.instances.first().map(|i| i.input.trim()).unwrap_or("");
-        let instruction = task.instruction.trim();
-        let prompt = if input.is_empty() {
-            instruction.to_string()
-        } else {
-            format!("{instruction}{INPUT_SEPARATOR}{input}")
-        };
-        let source_id = match task.id {
-            Some(serde_json::Value::String(s)) => s,
-            Some(v) => v.to_string(),
-            None => out.len().to_string(),
-        };
-        out.push(Instruction {
-            line: out.len(),
-            source_id,
-            prompt,
-        });
-    }
-    if out.is_empty() {
-        anyhow::bail!(user_err!("{shown}: no tasks in the file"));
-    }
-    Ok(out)
 }
 
 /// The `instructions` stage.
@@ -164,42 +104,5 @@ impl Stage for Instructions {
             p.iterations
         ));
         ctx.write_table(InstructionRow::NAME, &batch)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn instruction_and_first_input_make_the_prompt() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("t.jsonl");
-        std::fs::write(
-            &f,
-            concat!(
-                r#"{"id": "a", "instruction": "Say hi.", "instances": [{"input": "", "output": "hi"}]}"#,
-                "\n\n",
-                r#"{"id": "b", "instruction": " Add: ", "instances": [{"input": "1 + 2", "output": "3"}, {"input": "x"}]}"#,
-                "\n"
-            ),
-        )
-        .unwrap();
-        let t = read_self_instruct(&f).unwrap();
-        assert_eq!(t.len(), 2);
-        assert_eq!(
-            (t[0].line, t[0].source_id.as_str(), t[0].prompt.as_str()),
-            (0, "a", "Say hi.")
-        );
-        assert_eq!((t[1].line, t[1].prompt.as_str()), (1, "Add:\n\n1 + 2"));
-    }
-
-    #[test]
-    fn a_bad_line_names_the_file_and_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("t.jsonl");
-        std::fs::write(&f, "{\"instruction\": \"ok\"}\n{\"prompt\": 1}\n").unwrap();
-        let err = read_self_instruct(&f).unwrap_err().to_string();
-        assert!(err.contains("t.jsonl:2:"), "{err}");
     }
 }

@@ -39,6 +39,7 @@ pub mod answers;
 pub mod checkpoint;
 pub mod common;
 pub mod consistency_filter;
+pub mod demo_pairs;
 pub mod eval;
 pub mod generate;
 pub mod grm_winrate;
@@ -56,7 +57,7 @@ pub mod world;
 /// Every built-in stage kind: its name in `pipeline.yaml`, its implementation, and one line
 /// about it (shown by `scir dag`).
 #[rustfmt::skip]
-pub static KINDS: [StageKind; 18] = [
+pub static KINDS: [StageKind; 19] = [
     StageKind::new("world", &world::World,
         "the built-in synthetic world's prompt pool and IFT/EFT seed data"),
     StageKind::new("heldout", &world::Heldout,
@@ -83,6 +84,8 @@ pub static KINDS: [StageKind; 18] = [
         "IRM/GRM agreement per pair and the training set (dynamic, static, grm_only, cream)"),
     StageKind::new("train", &train::Train,
         "Mt → Mt+1: SCIR (dynamic selection + consistency loss), SRLM (DPO) or CREAM"),
+    StageKind::new("demo-pairs", &demo_pairs::DemoPairs,
+        "preference pairs: a Self-Instruct task's demonstration over a model's own answer"),
     StageKind::new("train-rm", &train_rm::TrainRm,
         "an external Bradley–Terry reward model on the judge seed data (M0 + a score head)"),
     StageKind::new("eval", &eval::Eval,

@@ -7,8 +7,9 @@
 //! ([`crate::loss::reward`]; `margin_scale` > 0 sets `m = margin_scale·(level_w − level_l)`,
 //! Llama 2's margin, and `center_rewards_coefficient` TRL's centering term).
 //!
-//! Pairs come from the `judge` input's `judge_examples` (`judge-data`, what M0's judge
-//! learned from), so the RM and the judge see the same labels: pointwise examples give
+//! Pairs come from the `judge` input: its `preferences` (`demo-pairs`: chosen over rejected)
+//! when it has that table, else its `judge_examples` (`judge-data`, what M0's judge learned
+//! from), so the RM and the judge see the same labels: pointwise examples give
 //! every two samples of a prompt whose score levels (the labels, with the world's label
 //! noise) differ, the higher level chosen; pairwise examples give their pair, the labelled
 //! letter chosen. A sequence is the prompt as generate encodes it (the chat template)
@@ -29,13 +30,14 @@ use super::common::resume;
 use super::common::training::{Optimizer, Training};
 use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::loss::reward::{accuracy, bradley_terry};
-use crate::model::reward::{rewards, rewards_vec};
+use crate::model::reward::rewards_vec;
 use crate::model::schedule::ScheduleKind;
 use crate::model::train_state::epoch_batches;
-use crate::model::trainer::varmap_vars;
+use crate::model::trainer::{StepOutputs, varmap_vars};
 use crate::model::{Adapters, Message, Model, Weights};
 use crate::table::Table;
 use crate::tables::judge_examples::JudgeExampleRow;
+use crate::tables::preferences::PreferenceRow;
 use crate::tables::reward_model::{RmMetricRow, RmSummaryRow};
 use crate::world::format;
 
@@ -92,8 +94,9 @@ pub struct TrainRm;
 
 impl Stage for TrainRm {
     type Params = TrainRmParams;
-    /// Bump when the output changes for the same inputs and params.
-    const VERSION: u32 = 2;
+    /// Bump when the output changes for the same inputs and params (3: the reward and its
+    /// gradients on the fast path, which agree with candle's within float rounding).
+    const VERSION: u32 = 3;
     const INPUTS: &'static [Slot] = &[
         Slot::checkpoint("model").by_default("model@0"),
         Slot::tables("judge").by_default("judge-data"),
@@ -120,8 +123,13 @@ impl Stage for TrainRm {
     fn run(&self, p: &TrainRmParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let base = common::load_model(ctx.input("model")?, Weights::Frozen)?;
         let model = base.with_score_head(ctx.seed, Weights::Trainable)?;
-        let examples: Vec<JudgeExampleRow> = ctx.input("judge")?.rows()?;
-        let (train, validation) = split(rm_pairs(&model, &examples)?, p.validation_every);
+        let judge = ctx.input("judge")?;
+        let pairs = if judge.tables.contains_key(PreferenceRow::NAME) {
+            preference_pairs(&model, &judge.rows()?)?
+        } else {
+            rm_pairs(&model, &judge.rows()?)?
+        };
+        let (train, validation) = split(pairs, p.validation_every);
         if train.is_empty() {
             anyhow::bail!(crate::user_err!(
                 "{}: the judge examples give no pair with two different labels to train on",
@@ -161,6 +169,30 @@ struct RmPair {
     level_gap: f64,
 }
 
+/// A sequence as score-grm later scores it: the prompt in the chat template, the response
+/// and, when it finished, EOS.
+fn encode(model: &Model, prompt: &str, response: &str, eos: bool) -> anyhow::Result<Vec<u32>> {
+    let prompt = model
+        .text
+        .encode_chat_prompt(&[Message::user(prompt.to_string())])?;
+    let reply = model.text.encode_response(response, eos)?;
+    Ok([prompt, reply].concat())
+}
+
+/// The pairs of a `preferences` table, in row order.
+fn preference_pairs(model: &Model, rows: &[PreferenceRow]) -> anyhow::Result<Vec<RmPair>> {
+    rows.iter()
+        .map(|r| {
+            Ok(RmPair {
+                prompt_id: r.prompt_id,
+                chosen: encode(model, &r.prompt, &r.chosen, r.chosen_finished)?,
+                rejected: encode(model, &r.prompt, &r.rejected, r.rejected_finished)?,
+                level_gap: 1.0,
+            })
+        })
+        .collect()
+}
+
 /// The pairs of the judge examples (see the module docs), in a fixed order.
 fn rm_pairs(model: &Model, examples: &[JudgeExampleRow]) -> anyhow::Result<Vec<RmPair>> {
     // Whether a response ended with EOS, by (prompt, text): a pairwise row carries the flag
@@ -169,13 +201,8 @@ fn rm_pairs(model: &Model, examples: &[JudgeExampleRow]) -> anyhow::Result<Vec<R
         .iter()
         .map(|r| ((r.prompt_id, r.response.as_str()), r.finished))
         .collect();
-    let encode = |r: &JudgeExampleRow, response: &str, eos: bool| -> anyhow::Result<Vec<u32>> {
-        let prompt = model
-            .text
-            .encode_chat_prompt(&[Message::user(r.prompt.clone())])?;
-        let reply = model.text.encode_response(response, eos)?;
-        Ok([prompt, reply].concat())
-    };
+    let encode =
+        |r: &JudgeExampleRow, response: &str, eos: bool| encode(model, &r.prompt, response, eos);
     let mut pairs = Vec::new();
     let mut by_prompt: std::collections::BTreeMap<i64, Vec<&JudgeExampleRow>> =
         std::collections::BTreeMap::new();
@@ -260,10 +287,11 @@ fn fit(
     let batches = epoch_batches(pairs.len(), p.batch_size, p.epochs, ctx.seed);
     for b in batches.skip(training.done as usize) {
         let batch: Vec<&RmPair> = b.items.iter().map(|&i| &pairs[i]).collect();
-        let (loss, chosen, rejected) = batch_loss(model, p, &batch)?;
+        let mut outputs = StepOutputs::new(&model.decoder, model.text.pad_id());
+        let (loss, chosen, rejected) = batch_loss(&mut outputs, p, &batch)?;
         let value = loss.to_scalar::<f64>()?;
         let info = training.step("the reward loss", value, b.step, || {
-            Ok(vec![loss.backward()?])
+            Ok(vec![outputs.gradients(&loss)?])
         })?;
         let margin = chosen
             .iter()
@@ -289,14 +317,14 @@ fn fit(
 
 /// The Bradley–Terry loss of a batch, and its chosen and rejected rewards.
 fn batch_loss(
-    model: &Model,
+    outputs: &mut StepOutputs,
     p: &TrainRmParams,
     batch: &[&RmPair],
 ) -> anyhow::Result<(Tensor, Vec<f64>, Vec<f64>)> {
     let n = batch.len();
     let mut seqs: Vec<Vec<u32>> = batch.iter().map(|b| b.chosen.clone()).collect();
     seqs.extend(batch.iter().map(|b| b.rejected.clone()));
-    let r = rewards(&model.decoder, &seqs, model.text.pad_id(), Adapters::On)?;
+    let r = outputs.rewards(&seqs)?;
     let (chosen, rejected) = (r.narrow(0, 0, n)?, r.narrow(0, n, n)?);
     let margin = (p.margin_scale > 0.0)
         .then(|| {

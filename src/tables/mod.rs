@@ -29,6 +29,7 @@
 //!   judge_prompts
 //! judge_examples,    judge-data              sft (its `judge` input), train-rm
 //!   meta_examples
+//! preferences        demo-pairs              train-rm (its `judge` input)
 //! eval_prompts,      heldout                 eval
 //!   gold_pairs
 //! eval, eval_labels, eval, eval-labels       scir report
@@ -58,6 +59,7 @@ pub mod judge_examples;
 pub mod judge_pairs;
 pub mod judge_tokens;
 pub mod pairs;
+pub mod preferences;
 pub mod prompts;
 pub mod response_logps;
 pub mod responses;

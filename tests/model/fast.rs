@@ -204,6 +204,61 @@ fn fast_backward_matches_candle_autograd() {
     }
 }
 
+/// A reward model (a score head) on the fast training path: its rewards and every weight's
+/// gradient equal candle's autograd, and it has no token log-probs there either.
+#[test]
+fn fast_backward_matches_candle_autograd_on_a_reward_model() {
+    use candle_core::{Device, Tensor};
+    use scir::model::Weights;
+    use scir::model::reward::rewards;
+    use scir::model::trainer::{StepOutputs, varmap_vars};
+    for base in family(27) {
+        let m = base.with_score_head(3, Weights::Trainable).unwrap();
+        let seqs: Vec<Vec<u32>> = items(&base)
+            .into_iter()
+            .map(|p| [p.prompt, p.response].concat())
+            .collect();
+        let c = Tensor::new(&[0.3f32, -1.0, 0.7, 0.2, -0.4], &Device::Cpu).unwrap();
+        let loss = |r: &Tensor| (r * &c).unwrap().sum_all().unwrap();
+        let want_r = rewards(&m.decoder, &seqs, 0, Adapters::On).unwrap();
+        let want = loss(&want_r).backward().unwrap();
+
+        let mut outputs = StepOutputs::new(&m.decoder, 0);
+        assert!(
+            matches!(outputs, StepOutputs::Fast(_)),
+            "the fast path applies"
+        );
+        let got_r = outputs.rewards(&seqs).unwrap();
+        let a = want_r.to_vec1::<f32>().unwrap();
+        let b = got_r.to_vec1::<f32>().unwrap();
+        assert!(max_rel(&b, &a) < TOLERANCE, "{a:?} vs {b:?}");
+        let got = outputs.gradients(&loss(&got_r)).unwrap();
+        for (name, var) in varmap_vars(&m.varmap).unwrap() {
+            let a = want.get(var.as_tensor()).expect("candle gradient");
+            let b = got
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("no fast gradient for {name}"));
+            let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let scale = a.iter().fold(0f32, |s, x| s.max(x.abs())).max(1e-3);
+            let worst = a
+                .iter()
+                .zip(&b)
+                .fold(0f32, |s, (x, y)| s.max((x - y).abs()));
+            assert!(
+                worst / scale < 1e-4,
+                "{name}: max diff {worst} vs max |grad| {scale}"
+            );
+        }
+        let mut rec = fast::train::Recorder::new(&m.decoder).unwrap();
+        assert!(rec.response_logprobs(&items(&base)).is_err());
+        assert!(
+            rec.last_logits(&seqs, &[1]).is_err(),
+            "a score head has one output"
+        );
+    }
+}
+
 /// With a LoRA adapter attached the fast path declines when adapters take part (callers then
 /// use candle's path, which runs them) and applies when they are off (the base model).
 #[test]

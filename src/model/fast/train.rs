@@ -106,11 +106,16 @@ impl<'d> Recorder<'d> {
     /// `None` when the fast path does not apply (see [`super::weights`]); the caller then
     /// trains through candle's autograd.
     pub fn new(dec: &'d Decoder) -> Option<Self> {
-        weights::lock(dec, Adapters::On)?;
+        weights::lock_any_head(dec, Adapters::On)?;
         Some(Recorder {
             dec,
             outputs: Vec::new(),
         })
+    }
+
+    /// The decoder it records.
+    pub fn decoder(&self) -> &'d Decoder {
+        self.dec
     }
 
     /// The model's vocabulary size.
@@ -120,6 +125,11 @@ impl<'d> Recorder<'d> {
 
     /// Sum of response-token log-probs per item, `(b,)`, as a leaf tensor.
     pub fn response_logprobs(&mut self, items: &[Pair]) -> anyhow::Result<Tensor> {
+        if self.dec.config().head != crate::model::config::Head::Lm {
+            anyhow::bail!(crate::user_err!(
+                "this checkpoint is a reward model (a score head): it has no token log-probs"
+            ));
+        }
         let seqs: Vec<Vec<u32>> = items
             .iter()
             .map(|p| [p.prompt.as_slice(), &p.response].concat())
@@ -139,6 +149,12 @@ impl<'d> Recorder<'d> {
 
     /// The logits of `tokens` at each prompt's last position, `(b, tokens.len())`, as a leaf.
     pub fn last_logits(&mut self, prompts: &[Vec<u32>], tokens: &[u32]) -> anyhow::Result<Tensor> {
+        let outputs = self.dec.lm_head().dims().1;
+        if let Some(t) = tokens.iter().find(|&&t| t as usize >= outputs) {
+            anyhow::bail!(crate::internal_err!(
+                "output {t} asked of a head with {outputs} outputs"
+            ));
+        }
         self.record(prompts, prompts.len() * tokens.len(), |_, _| Head::Last {
             tokens: tokens.to_vec(),
         })
@@ -151,7 +167,7 @@ impl<'d> Recorder<'d> {
         outputs: usize,
         head: impl Fn(std::ops::Range<usize>, &[Vec<u32>]) -> Head + Sync,
     ) -> anyhow::Result<Tensor> {
-        let locked = weights::lock(self.dec, Adapters::On)
+        let locked = weights::lock_any_head(self.dec, Adapters::On)
             .ok_or_else(|| anyhow::anyhow!("internal error: the fast path stopped applying"))?;
         let w = Weights::new(self.dec, &locked);
         super::check_ids(&w, seqs)?;
@@ -184,7 +200,7 @@ impl<'d> Recorder<'d> {
     /// The weights' gradients given `grads` (from `loss.backward()`), as a store keyed by
     /// the decoder's weight tensors.
     pub fn weight_grads(self, grads: &GradStore) -> anyhow::Result<GradStore> {
-        let locked = weights::lock(self.dec, Adapters::On)
+        let locked = weights::lock_any_head(self.dec, Adapters::On)
             .ok_or_else(|| anyhow::anyhow!("internal error: the fast path stopped applying"))?;
         let w = Weights::new(self.dec, &locked);
         let mut jobs = Vec::new();

@@ -86,11 +86,18 @@ pub struct Weights<'a> {
     pub lm_head: &'a [f32],
 }
 
-/// Lock every weight of `dec` (see the module docs for when this is `None`).
+/// Lock every weight of `dec` (see the module docs for when this is `None`), a language
+/// model: the inference kernels read vocabulary logits off `lm_head`.
 pub fn lock(dec: &Decoder, adapters: Adapters) -> Option<Locked<'_>> {
     if dec.config().head != crate::model::config::Head::Lm {
-        return None; // the fast kernels read vocabulary logits off `lm_head`
+        return None;
     }
+    lock_any_head(dec, adapters)
+}
+
+/// [`lock`] for a language model or a reward model: `lm_head` is then the `score` head's
+/// `(1, hidden)` weight, which the training recorder reads as output 0 of `last_logits`.
+pub fn lock_any_head(dec: &Decoder, adapters: Adapters) -> Option<Locked<'_>> {
     let mut locked = Locked {
         guards: Vec::new(),
         tensors: Vec::new(),

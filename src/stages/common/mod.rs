@@ -11,6 +11,7 @@
 //! train_data           train@k's training set, joined by pair_id from upstream tables
 //! trained_consistency  the IRM/GRM agreement on the previous iteration's trained pairs
 //! resume               resumable training (sft, train)
+//! self_instruct        Self-Instruct-style JSONL tasks: prompts and demonstrations
 //! training             the training-loop skeleton sft and train share
 //! ```
 //!
@@ -30,6 +31,7 @@ pub mod judge;
 pub mod length_control;
 pub mod meta_judge;
 pub mod resume;
+pub mod self_instruct;
 pub mod train_data;
 pub mod trained_consistency;
 pub mod training;
