@@ -325,6 +325,22 @@ fn demonstrations_over_own_answers_train_the_external_rm_arm() {
     );
     assert_eq!(iterations, [["1".to_string()], ["2".to_string()]]);
 
+    // max_length leaves out the pairs with a longer sequence: all of them here.
+    let yaml = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        yaml.replace(
+            "validation_every: 0 }",
+            "validation_every: 0, max_length: 2 }",
+        ),
+    )
+    .unwrap();
+    let out = run(&["--arm", "external-rm", "--stage", "train-rm", "--single"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("longer than max_length 2"), "{err}");
+    std::fs::write(&pipeline, yaml).unwrap();
+
     // Answers of another file: a user error naming the file, and nothing committed.
     let yaml = std::fs::read_to_string(&pipeline).unwrap();
     std::fs::write(

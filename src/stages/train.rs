@@ -21,7 +21,8 @@
 //! judgment ≻ its least preferred) to the actor pairs, one DPO training set shuffled
 //! together; their reference log-probs are Mt's, computed once before the first step.
 //! `judge_share: s` caps them at a fraction `s` of that set, keeping the pairs whose
-//! judgments the meta-judge separated most (off by default; not chosen by a sweep yet).
+//! judgments the meta-judge separated most (off by default: shares 0.15 and 0.30 did no
+//! better than uncapped on seeds 1–3, docs/results/methods.md).
 //!
 //! Length control (docs/algorithm.md): `alpha` is R-DPO's length term in the DPO loss of
 //! both methods; score-irm's `norm: mean` makes the per-step `p` compare per-token

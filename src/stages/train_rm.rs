@@ -59,6 +59,9 @@ pub struct TrainRmParams {
     pub center_rewards_coefficient: Option<f64>,
     /// Hold out the prompts with `prompt_id % validation_every == 0` (0: none).
     pub validation_every: i64,
+    /// Leave out the pairs with a sequence (prompt + response) longer than this many tokens,
+    /// as TRL's `RewardConfig.max_length` filters them (`null`: keep every pair).
+    pub max_length: Option<usize>,
     /// Sequences per forward pass when scoring the splits (speed only).
     pub batch_size_eval: usize,
     /// Save resume state every this many steps (0: never; not in the key).
@@ -78,6 +81,7 @@ impl Default for TrainRmParams {
             margin_scale: 0.0,
             center_rewards_coefficient: None,
             validation_every: 10,
+            max_length: None,
             batch_size_eval: 64,
             resume_every: resume::DEFAULT_EVERY,
         }
@@ -112,6 +116,9 @@ impl Stage for TrainRm {
                 "epochs and batch_size must be at least 1",
             ));
         }
+        if p.max_length == Some(0) {
+            return Err(ParamError::at("max_length", "must be at least 1 (or null)"));
+        }
         if p.validation_every < 0 || p.margin_scale < 0.0 {
             return Err(ParamError::at(
                 "",
@@ -129,6 +136,7 @@ impl Stage for TrainRm {
         } else {
             rm_pairs(&model, &judge.rows()?)?
         };
+        let pairs = within(pairs, p.max_length, ctx)?;
         let (train, validation) = split(pairs, p.validation_every);
         if train.is_empty() {
             anyhow::bail!(crate::user_err!(
@@ -257,6 +265,36 @@ fn level(r: &JudgeExampleRow) -> anyhow::Result<f64> {
             r.label
         ))
     })
+}
+
+/// The pairs whose sequences all fit in `max_length` tokens (all of them for `None`).
+fn within(
+    pairs: Vec<RmPair>,
+    max_length: Option<usize>,
+    ctx: &mut TaskContext,
+) -> anyhow::Result<Vec<RmPair>> {
+    let Some(max) = max_length else {
+        return Ok(pairs);
+    };
+    let n = pairs.len();
+    let kept: Vec<RmPair> = pairs
+        .into_iter()
+        .filter(|p| p.chosen.len().max(p.rejected.len()) <= max)
+        .collect();
+    if kept.is_empty() && n > 0 {
+        anyhow::bail!(crate::user_err!(
+            "{}: every one of the {n} pairs has a sequence longer than max_length {max} \
+             tokens; raise max_length",
+            ctx.task
+        ));
+    }
+    if kept.len() < n {
+        ctx.log(&format!(
+            "{} of {n} pairs left out: a sequence longer than max_length {max}",
+            n - kept.len()
+        ));
+    }
+    Ok(kept)
 }
 
 /// `(train, validation)` by `prompt_id % every == 0`.
