@@ -187,6 +187,8 @@ fn chat_judge_lora_and_heldout_winrate_run_end_to_end() {
         );
     }
 
+    export_preferences_match_the_filter(&art);
+
     // The DPO reference is Mt without adapters (cached by score-irm): at the first step the
     // fresh adapters are zero, so the policy equals the reference.
     let first = sql(
@@ -198,6 +200,94 @@ fn chat_judge_lora_and_heldout_winrate_run_end_to_end() {
         let x: f64 = v.parse().unwrap();
         assert!(x.abs() < 1e-4, "reward at step 1 is {x}, not ~0");
     }
+}
+
+/// `scir export --preferences`: per arm and iteration, the filter's selected, labelled pairs
+/// with the labelled response as `chosen`, in Parquet and JSONL; an unknown arm is a user
+/// error.
+fn export_preferences_match_the_filter(art: &Path) {
+    let out = art.join("prefs");
+    let listed = stdout_ok(&scir(&[
+        "export",
+        "--preferences",
+        "--artifacts",
+        art.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let (mut total, mut files) = (0, 0);
+    for arm in ["scir", "srlm"] {
+        for k in [1, 2] {
+            let query = format!(
+                "SELECT f.pair_id, CASE WHEN f.label = 'y1' THEN r1.text ELSE r2.text END AS c \
+                 FROM filter_pairs f JOIN responses r1 ON r1.arm = f.arm AND \
+                 r1.iteration = f.iteration AND r1.response_id = f.response_id_1 \
+                 JOIN responses r2 ON r2.arm = f.arm AND r2.iteration = f.iteration AND \
+                 r2.response_id = f.response_id_2 WHERE f.arm = '{arm}' AND \
+                 f.iteration = {k} AND f.selected AND f.label IS NOT NULL ORDER BY 1"
+            );
+            let json = stdout_ok(&scir(&[
+                "sql",
+                &query,
+                "--format",
+                "ndjson",
+                "--artifacts",
+                art.to_str().unwrap(),
+            ]));
+            let want: Vec<Vec<String>> = json
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    vec![v["pair_id"].to_string(), v["c"].as_str().unwrap().into()]
+                })
+                .collect();
+            let jsonl = out.join(format!("{arm}/iter-{k}.jsonl"));
+            if want.is_empty() {
+                assert!(!jsonl.exists(), "no file for an iteration without pairs");
+                continue;
+            }
+            files += 2;
+            let text = std::fs::read_to_string(&jsonl).unwrap();
+            let got: Vec<Vec<String>> = text
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    assert_eq!(v["iteration"], k);
+                    assert!(v["prompt"].is_string() && v["rejected"].is_string());
+                    vec![
+                        v["pair_id"].to_string(),
+                        v["chosen"].as_str().unwrap().into(),
+                    ]
+                })
+                .collect();
+            assert_eq!(got, want, "{arm} iteration {k}");
+            let parquet = out.join(format!("{arm}/iter-{k}.parquet"));
+            let batches = scir::table::read(&parquet).unwrap();
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            assert_eq!(rows, got.len());
+            total += rows;
+            let names: Vec<String> = scir::table::schema_of(&parquet)
+                .unwrap()
+                .fields()
+                .iter()
+                .take(4)
+                .map(|f| f.name().clone())
+                .collect();
+            assert_eq!(names, ["iteration", "prompt", "chosen", "rejected"]);
+        }
+    }
+    assert!(total > 0, "no trained pair exported at all");
+    assert_eq!(listed.lines().count(), files, "{listed}");
+    let bad = scir(&[
+        "export",
+        "--preferences",
+        "--arm",
+        "nope",
+        "--artifacts",
+        art.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("scir, srlm"), "{err}");
 }
 
 #[test]

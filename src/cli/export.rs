@@ -1,5 +1,6 @@
 //! `scir export --model-answers FORMAT`: answers of one model for an external judge
-//! (formats and fields in [`crate::export`]).
+//! (formats and fields in [`crate::export`]); `scir export --preferences`: what the arms
+//! trained on, as TRL preference datasets ([`crate::export::preferences`]).
 //!
 //! The model is `--model DIR`, or model@`--iter` of `--arm` of the pipeline's artifacts:
 //! iteration 0 is `models.start`, iteration k the `models.step` stage's checkpoint
@@ -32,10 +33,19 @@ Defaults: greedy decoding (the same bytes on every run), questions from ../share
 (mt-bench/question.jsonl; self-instruct/user_oriented_instructions.jsonl), OUT =
 <artifacts>/exports/<format>, model_id = <pipeline>-<arm>-m<k>.
 
+--preferences writes OUT/<arm>/iter-<k>.parquet and .jsonl (OUT = <artifacts>/exports/
+preferences): each iteration's selected, labelled pairs as TRL preference data (prompt,
+chosen, rejected) with scir's p_irm, p_grm, consistent, label; load them with
+datasets.load_dataset(\"parquet\", data_files={\"iter_1\": \"OUT/scir/iter-1.parquet\"}).
+
 Examples:
+  scir export --preferences --artifacts artifacts
   scir export --model-answers mt-bench examples/smollm2.yaml --arm scir --iter 2
   scir export --model-answers alpaca-eval examples/smollm2.yaml --arm srlm --iter 0
   scir export --model-answers mt-bench --model examples/smollm2/model --model-id smollm2";
+
+/// `--preferences` writes under `<artifacts>/exports/` here by default.
+const PREFERENCES_DIR: &str = "preferences";
 
 /// Default question files, relative to the current directory.
 const MT_BENCH_QUESTIONS: &str = "../shared/data/mt-bench/question.jsonl";
@@ -46,8 +56,17 @@ const ALPACA_QUESTIONS: &str = "../shared/data/self-instruct/user_oriented_instr
 #[command(after_help = AFTER_HELP)]
 pub struct ExportArgs {
     /// The answer format.
-    #[arg(long, value_name = "FORMAT", value_enum)]
-    pub model_answers: Format,
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        value_enum,
+        required_unless_present = "preferences"
+    )]
+    pub model_answers: Option<Format>,
+    /// Instead of answers: every arm's (or --arm's) trained pairs per iteration as TRL
+    /// preference data, OUT/<arm>/iter-<k>.parquet and .jsonl (read from the artifacts).
+    #[arg(long, conflicts_with_all = ["model_answers", "model", "iter"])]
+    pub preferences: bool,
     /// The pipeline file whose model is exported (with --arm/--iter).
     #[arg(value_name = "PIPELINE", default_value = "pipeline.yaml")]
     pub pipeline: PathBuf,
@@ -89,6 +108,9 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: &ExportArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
+    let Some(format) = args.model_answers else {
+        return preferences(args);
+    };
     if args.max_new_tokens == 0 {
         anyhow::bail!(user_err!("--max-new-tokens must be at least 1"));
     }
@@ -103,7 +125,7 @@ pub fn run(args: &ExportArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
         ));
     }
     let questions = args.questions.clone().unwrap_or_else(|| {
-        PathBuf::from(match args.model_answers {
+        PathBuf::from(match format {
             Format::MtBench => MT_BENCH_QUESTIONS,
             Format::AlpacaEval => ALPACA_QUESTIONS,
         })
@@ -111,7 +133,7 @@ pub fn run(args: &ExportArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
     let out_dir = args.out.clone().unwrap_or_else(|| {
         Layout::new(&args.store.artifacts)
             .exports_dir()
-            .join(args.model_answers.name())
+            .join(format.name())
     });
     let settings = AnswerSettings {
         max_new_tokens: args.max_new_tokens,
@@ -120,7 +142,7 @@ pub fn run(args: &ExportArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
         seed: args.seed,
     };
     let model = Model::load(&dir, Weights::Frozen, &crate::stages::common::device())?;
-    let text = match args.model_answers {
+    let text = match format {
         Format::MtBench => {
             let mut qs = export::read_mt_bench(&questions)?;
             qs.truncate(args.limit.unwrap_or(usize::MAX));
@@ -140,9 +162,23 @@ pub fn run(args: &ExportArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
             export::alpaca_eval_json(&model_id, &tasks, &outputs)?
         }
     };
-    let path = export::output_path(args.model_answers, &out_dir, &model_id);
+    let path = export::output_path(format, &out_dir, &model_id);
     export::write_atomic(&path, &text)?;
     outln!("{}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--preferences`: the trained pairs of the artifacts' arms.
+fn preferences(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let artifacts = &args.store.artifacts;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Layout::new(artifacts).exports_dir().join(PREFERENCES_DIR));
+    let written = export::preferences::export(artifacts, args.arm.as_deref(), &out)?;
+    for path in written {
+        outln!("{}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

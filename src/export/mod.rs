@@ -1,4 +1,5 @@
-//! Model answers for external judges: FastChat's MT-Bench and AlpacaEval.
+//! Model answers for external judges: FastChat's MT-Bench and AlpacaEval; and what the arms
+//! trained on as TRL preference datasets ([`preferences`]).
 //!
 //! A model (one iteration of one arm, or any Hugging Face directory) answers
 //! a benchmark's questions — greedy by default, so the file is the same
@@ -27,6 +28,8 @@
 //! AlpacaEval any Self-Instruct-style file (default: the 252 user-oriented instructions;
 //! the instruction includes the first instance's input, as the `instructions` stage
 //! builds it). Files are written atomically (a temporary file renamed into place).
+
+pub mod preferences;
 
 use std::path::{Path, PathBuf};
 

@@ -15,7 +15,7 @@
 mod column;
 mod typed;
 
-pub use column::Column;
+pub use column::{Column, typed_column};
 pub use typed::Table;
 
 use std::fs::File;
