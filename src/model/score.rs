@@ -27,6 +27,17 @@ fn check_prompts(items: &[Pair]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A user error unless `dec` has a language-model head (a reward model has no token
+/// log-probs).
+pub fn check_language_model(dec: &Decoder) -> anyhow::Result<()> {
+    if dec.config().head != super::config::Head::Lm {
+        anyhow::bail!(crate::user_err!(
+            "this checkpoint is a reward model (a score head): it has no token log-probs"
+        ));
+    }
+    Ok(())
+}
+
 /// Sum of response-token log-probs per item, `(b,)` f32.
 pub fn response_logprobs(
     dec: &Decoder,
@@ -35,11 +46,7 @@ pub fn response_logprobs(
     adapters: Adapters,
 ) -> anyhow::Result<Tensor> {
     check_prompts(items)?;
-    if dec.config().head != super::config::Head::Lm {
-        anyhow::bail!(crate::user_err!(
-            "this checkpoint is a reward model (a score head): it has no token log-probs"
-        ));
-    }
+    check_language_model(dec)?;
     let seqs: Vec<Vec<u32>> = items
         .iter()
         .map(|p| [p.prompt.as_slice(), &p.response].concat())

@@ -143,6 +143,32 @@ fn sampled_rows_do_not_depend_on_the_batch() {
     }
 }
 
+/// Every trainable weight of `m` has the same gradient in `want` (candle) and `got` (the fast
+/// path): max difference below 1e-4 of the largest |gradient|.
+fn assert_same_gradients(
+    m: &Model,
+    want: &candle_core::backprop::GradStore,
+    got: &candle_core::backprop::GradStore,
+) {
+    for (name, var) in scir::model::trainer::varmap_vars(&m.varmap).unwrap() {
+        let a = want.get(var.as_tensor()).expect("candle gradient");
+        let b = got
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("no fast gradient for {name}"));
+        let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let scale = a.iter().fold(0f32, |s, x| s.max(x.abs())).max(1e-3);
+        let worst = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |s, (x, y)| s.max((x - y).abs()));
+        assert!(
+            worst / scale < 1e-4,
+            "{name}: max diff {worst} vs max |grad| {scale}"
+        );
+    }
+}
+
 /// Every weight's gradient from the fast backward equals candle's autograd through the
 /// differentiable path, for a loss mixing response log-probs and last-position logits (the
 /// two quantities training differentiates), on every family (GQA, biases, untied head).
@@ -151,7 +177,6 @@ fn fast_backward_matches_candle_autograd() {
     use candle_core::{Device, Tensor};
     use scir::model::fast::train::Recorder;
     use scir::model::score::{response_logprobs, token_logits_at_last};
-    use scir::model::trainer::varmap_vars;
     for m in sharp_family(25) {
         let it = items(&m);
         let prompts: Vec<Vec<u32>> = it.iter().map(|p| p.prompt.clone()).collect();
@@ -184,23 +209,7 @@ fn fast_backward_matches_candle_autograd() {
         let got = rec
             .weight_grads(&loss(&lp, &last).backward().unwrap())
             .unwrap();
-        for (name, var) in varmap_vars(&m.varmap).unwrap() {
-            let a = want.get(var.as_tensor()).expect("candle gradient");
-            let b = got
-                .get(var.as_tensor())
-                .unwrap_or_else(|| panic!("no fast gradient for {name}"));
-            let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let scale = a.iter().fold(0f32, |s, x| s.max(x.abs())).max(1e-3);
-            let worst = a
-                .iter()
-                .zip(&b)
-                .fold(0f32, |s, (x, y)| s.max((x - y).abs()));
-            assert!(
-                worst / scale < 1e-4,
-                "{name}: max diff {worst} vs max |grad| {scale}"
-            );
-        }
+        assert_same_gradients(&m, &want, &got);
     }
 }
 
@@ -211,7 +220,7 @@ fn fast_backward_matches_candle_autograd_on_a_reward_model() {
     use candle_core::{Device, Tensor};
     use scir::model::Weights;
     use scir::model::reward::rewards;
-    use scir::model::trainer::{StepOutputs, varmap_vars};
+    use scir::model::trainer::StepOutputs;
     for base in family(27) {
         let m = base.with_score_head(3, Weights::Trainable).unwrap();
         let seqs: Vec<Vec<u32>> = items(&base)
@@ -233,23 +242,7 @@ fn fast_backward_matches_candle_autograd_on_a_reward_model() {
         let b = got_r.to_vec1::<f32>().unwrap();
         assert!(max_rel(&b, &a) < TOLERANCE, "{a:?} vs {b:?}");
         let got = outputs.gradients(&loss(&got_r)).unwrap();
-        for (name, var) in varmap_vars(&m.varmap).unwrap() {
-            let a = want.get(var.as_tensor()).expect("candle gradient");
-            let b = got
-                .get(var.as_tensor())
-                .unwrap_or_else(|| panic!("no fast gradient for {name}"));
-            let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let scale = a.iter().fold(0f32, |s, x| s.max(x.abs())).max(1e-3);
-            let worst = a
-                .iter()
-                .zip(&b)
-                .fold(0f32, |s, (x, y)| s.max((x - y).abs()));
-            assert!(
-                worst / scale < 1e-4,
-                "{name}: max diff {worst} vs max |grad| {scale}"
-            );
-        }
+        assert_same_gradients(&m, &want, &got);
         let mut rec = fast::train::Recorder::new(&m.decoder).unwrap();
         assert!(rec.response_logprobs(&items(&base)).is_err());
         assert!(

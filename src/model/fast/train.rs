@@ -125,11 +125,7 @@ impl<'d> Recorder<'d> {
 
     /// Sum of response-token log-probs per item, `(b,)`, as a leaf tensor.
     pub fn response_logprobs(&mut self, items: &[Pair]) -> anyhow::Result<Tensor> {
-        if self.dec.config().head != crate::model::config::Head::Lm {
-            anyhow::bail!(crate::user_err!(
-                "this checkpoint is a reward model (a score head): it has no token log-probs"
-            ));
-        }
+        crate::model::score::check_language_model(self.dec)?;
         let seqs: Vec<Vec<u32>> = items
             .iter()
             .map(|p| [p.prompt.as_slice(), &p.response].concat())
