@@ -54,18 +54,14 @@ const ALPACA_QUESTIONS: &str = "../shared/data/self-instruct/user_oriented_instr
 /// Answer a benchmark's questions with one model and write them for an external judge.
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["model_answers", "preferences"])))]
 pub struct ExportArgs {
     /// The answer format.
-    #[arg(
-        long,
-        value_name = "FORMAT",
-        value_enum,
-        required_unless_present = "preferences"
-    )]
+    #[arg(long, value_name = "FORMAT", value_enum)]
     pub model_answers: Option<Format>,
     /// Instead of answers: every arm's (or --arm's) trained pairs per iteration as TRL
     /// preference data, OUT/<arm>/iter-<k>.parquet and .jsonl (read from the artifacts).
-    #[arg(long, conflicts_with_all = ["model_answers", "model", "iter"])]
+    #[arg(long, conflicts_with_all = ["model", "iter"])]
     pub preferences: bool,
     /// The pipeline file whose model is exported (with --arm/--iter).
     #[arg(value_name = "PIPELINE", default_value = "pipeline.yaml")]

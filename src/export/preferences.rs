@@ -67,8 +67,7 @@ pub fn arms(artifacts: &Path) -> anyhow::Result<Vec<String>> {
     )
     .map_err(|e| {
         user_err!(
-            "{}: no trained pairs to export ({e:#}); run a pipeline with consistency-filter \
-             first",
+            "{}: no filter_pairs table to export trained pairs from: {e:#}",
             artifacts.display()
         )
     })?;
