@@ -43,7 +43,7 @@ crate::table! {
 
 /// The selected, labelled pairs of `arm` with their texts, by iteration and pair id.
 fn query(arm: &str) -> String {
-    let arm = arm.replace('\'', "''");
+    let arm = literal(arm);
     format!(
         "SELECT f.iteration, r1.prompt AS prompt, \
            CASE WHEN f.label = 'y1' THEN r1.text ELSE r2.text END AS chosen, \
@@ -54,9 +54,14 @@ fn query(arm: &str) -> String {
            AND r1.response_id = f.response_id_1 \
          JOIN responses r2 ON r2.arm = f.arm AND r2.iteration = f.iteration \
            AND r2.response_id = f.response_id_2 \
-         WHERE f.arm = '{arm}' AND f.selected AND f.label IS NOT NULL \
+         WHERE f.arm = {arm} AND f.selected AND f.label IS NOT NULL \
          ORDER BY f.iteration, f.pair_id"
     )
+}
+
+/// `s` as an SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// The arms with a `filter_pairs` table in the public view of `artifacts`.
@@ -88,9 +93,10 @@ pub fn trained_pairs(
     artifacts: &Path,
     arm: &str,
 ) -> anyhow::Result<Vec<(i32, Vec<TrainedPairRow>)>> {
-    let quoted = arm.replace('\'', "''");
-    let iterations =
-        format!("SELECT DISTINCT iteration FROM filter_pairs WHERE arm = '{quoted}' ORDER BY 1");
+    let iterations = format!(
+        "SELECT DISTINCT iteration FROM filter_pairs WHERE arm = {} ORDER BY 1",
+        literal(arm)
+    );
     let mut out: Vec<(i32, Vec<TrainedPairRow>)> = Vec::new();
     for b in &crate::sql::query(artifacts, &iterations)?.0 {
         let ks = crate::table::typed_column::<Int32Array>(b, crate::table::ITERATION_COLUMN)?;
