@@ -54,23 +54,25 @@ pub struct OwnPair {
     pub selected: bool,
 }
 
-/// `(prompt, text, gold score)` by response id, from `(response_id, prompt, text)` rows.
-pub fn gold_by_id(
-    rows: Vec<(i64, String, String)>,
-) -> anyhow::Result<BTreeMap<i64, (String, String, f64)>> {
-    rows.into_iter()
-        .map(|(id, prompt, text)| {
-            let gold = crate::world::gold::score(&prompt, &text)?;
-            Ok((id, (prompt, text, gold)))
+/// `(prompt, text, gold score)` of every response, by response id.
+pub type GoldResponses = BTreeMap<i64, (String, String, f64)>;
+
+/// The responses of a `responses` file, gold-scored ([`GoldResponses`]).
+pub fn read_gold(responses: &Path) -> anyhow::Result<GoldResponses> {
+    ResponseRow::read_path(responses)?
+        .into_iter()
+        .map(|r| {
+            let gold = crate::world::gold::score(&r.prompt, &r.text)?;
+            Ok((r.response_id, (r.prompt, r.text, gold)))
         })
         .collect()
 }
 
 /// `judge_pair_acc` (see the module docs) of `pairs`, each response's gold score from
-/// `gold` (response id → score), at `levels` score levels.
+/// `gold`, at `levels` score levels.
 pub fn judge_pair_metrics(
     pairs: &[JudgePairRow],
-    gold: &BTreeMap<i64, f64>,
+    gold: &GoldResponses,
     levels: u32,
 ) -> anyhow::Result<Vec<(String, Mean)>> {
     if pairs.is_empty() {
@@ -79,7 +81,7 @@ pub fn judge_pair_metrics(
     let credits = pairs
         .iter()
         .map(|p| {
-            let g = *gold.get(&p.response_id).ok_or_else(|| {
+            let (_, _, g) = *gold.get(&p.response_id).ok_or_else(|| {
                 anyhow::anyhow!(
                     "judge pair of response {}, which does not exist",
                     p.response_id
@@ -185,11 +187,16 @@ pub fn label_metrics(pairs: &[OwnPair]) -> Vec<(String, Mean)> {
 
 /// Read `responses` and `filter_pairs` files into gold-scored [`OwnPair`]s.
 pub fn read_own_pairs(responses: &Path, filter: &Path) -> anyhow::Result<Vec<OwnPair>> {
-    let rows = ResponseRow::read_path(responses)?
-        .into_iter()
-        .map(|r| (r.response_id, r.prompt, r.text))
-        .collect();
-    let gold = gold_by_id(rows)?;
+    own_pairs(&read_gold(responses)?, responses, filter)
+}
+
+/// The `filter_pairs` file's pairs with their responses' texts and gold scores from `gold`
+/// (read from the `responses` file, named in errors).
+pub fn own_pairs(
+    gold: &GoldResponses,
+    responses: &Path,
+    filter: &Path,
+) -> anyhow::Result<Vec<OwnPair>> {
     FilterPairRow::read_path(filter)?
         .into_iter()
         .map(|f| {
@@ -357,7 +364,8 @@ mod tests {
             rejected_ids: vec![],
         };
         let pairs = [pair(1, "4", "2"), pair(2, "1", "5"), pair(3, "4", "5")];
-        let gold = BTreeMap::from([(1, 1.0), (2, 1.0), (3, 1.0)]);
+        let scored = |id: i64| (id, (String::new(), String::new(), 1.0));
+        let gold = BTreeMap::from([scored(1), scored(2), scored(3)]);
         let m = judge_pair_metrics(&pairs, &gold, 5).unwrap();
         assert_eq!(m[0].0, "judge_pair_acc");
         assert!((m[0].1.value - 1.0 / 3.0).abs() < 1e-12 && m[0].1.n == 3);

@@ -137,25 +137,6 @@ fn validate(p: &EvalParams) -> Result<(), ParamError> {
     Ok(())
 }
 
-/// The gold score of every response a judge pair is about.
-fn own_gold(
-    responses: &crate::engine::stage::InputArtifact,
-    pairs: &[JudgePairRow],
-) -> anyhow::Result<std::collections::BTreeMap<i64, f64>> {
-    let wanted: std::collections::BTreeSet<i64> = pairs.iter().map(|p| p.response_id).collect();
-    responses
-        .rows::<ResponseRow>()?
-        .into_iter()
-        .filter(|r| wanted.contains(&r.response_id))
-        .map(|r| {
-            Ok((
-                r.response_id,
-                crate::world::gold::score(&r.prompt, &r.text)?,
-            ))
-        })
-        .collect()
-}
-
 fn checkpoint(ctx: &TaskContext, slot: &str) -> anyhow::Result<std::path::PathBuf> {
     let input = ctx.input(slot)?;
     input.checkpoint.clone().ok_or_else(|| {
@@ -212,14 +193,14 @@ impl Stage for EvalLabels {
             .input("responses")?
             .table(ResponseRow::NAME)?
             .to_path_buf();
-        let pairs = labels::read_own_pairs(&responses, &filter)?;
+        let gold = labels::read_gold(&responses)?;
+        let pairs = labels::own_pairs(&gold, &responses, &filter)?;
         let model = load(&checkpoint(ctx, "model")?)?;
         let reference = load(&checkpoint(ctx, "reference")?)?;
         let mut metrics = labels::label_metrics(&pairs);
         metrics.extend(labels::length_metrics(&pairs));
         metrics.extend(labels::trained_metrics(params, &model, &reference, &pairs)?);
         let judge_pairs: Vec<JudgePairRow> = ctx.input("grm")?.rows()?;
-        let gold = own_gold(ctx.input("responses")?, &judge_pairs)?;
         metrics.extend(labels::judge_pair_metrics(
             &judge_pairs,
             &gold,
