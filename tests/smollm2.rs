@@ -415,35 +415,33 @@ fn demonstrations_over_own_answers_train_the_external_rm_arm() {
     );
     assert_eq!(iterations, [["1".to_string()], ["2".to_string()]]);
 
+    // Bad settings are user errors that say what to change. `fails(from, to, stage)` runs
+    // `stage` alone with `from` replaced by `to` in the pipeline file, then restores it.
+    let fails = |from: &str, to: &str, stage: &str| -> String {
+        let yaml = std::fs::read_to_string(&pipeline).unwrap();
+        assert!(yaml.contains(from), "{from}");
+        std::fs::write(&pipeline, yaml.replace(from, to)).unwrap();
+        let out = run(&["--arm", "external-rm", "--stage", stage, "--single"]);
+        std::fs::write(&pipeline, yaml).unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
     // max_length leaves out the pairs with a longer sequence: all of them here.
-    let yaml = std::fs::read_to_string(&pipeline).unwrap();
-    std::fs::write(
-        &pipeline,
-        yaml.replace(
-            "validation_every: 0 }",
-            "validation_every: 0, max_length: 2 }",
-        ),
-    )
-    .unwrap();
-    let out = run(&["--arm", "external-rm", "--stage", "train-rm", "--single"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let rm = "validation_every: 0 }";
+    let err = fails(rm, "validation_every: 0, max_length: 2 }", "train-rm");
     assert!(err.contains("longer than max_length 2"), "{err}");
-    std::fs::write(&pipeline, yaml).unwrap();
-
-    // Answers of another file: a user error naming the file, and nothing committed.
-    let yaml = std::fs::read_to_string(&pipeline).unwrap();
-    std::fs::write(
-        &pipeline,
-        yaml.replace(
-            "params: { path: demo.jsonl } }",
-            "params: { path: seed.jsonl } }",
-        ),
-    )
-    .unwrap();
-    let out = run(&["--arm", "external-rm", "--stage", "demo-pairs", "--single"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    // Every prompt held out: nothing to train on.
+    let err = fails(rm, "validation_every: 1 }", "train-rm");
+    assert!(
+        err.contains("3 held out by validation_every 1") && err.contains("validation_every: 0"),
+        "{err}"
+    );
+    // Answers of another file: a user error naming the file.
+    let err = fails(
+        "{ path: demo.jsonl } }",
+        "{ path: seed.jsonl } }",
+        "demo-pairs",
+    );
     assert!(
         err.contains("seed.jsonl") && err.contains("does not answer line"),
         "{err}"

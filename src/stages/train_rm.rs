@@ -140,8 +140,12 @@ impl Stage for TrainRm {
         let (train, validation) = split(pairs, p.validation_every);
         if train.is_empty() {
             anyhow::bail!(crate::user_err!(
-                "{}: the judge examples give no pair with two different labels to train on",
-                ctx.task
+                "{}: no pair left to train on ({} held out by validation_every {}; judge \
+                 examples give a pair only for two samples of a prompt with different labels): \
+                 bind more judge data, or set `validation_every: 0`",
+                ctx.task,
+                validation.len(),
+                p.validation_every
             ));
         }
         let steps_per_epoch = train.len().div_ceil(p.batch_size) as u64;
