@@ -13,6 +13,7 @@ use scir::model::tokenizer::Text;
 use scir::stages::common::judge::{self, JudgeTemplate};
 use scir::table::Table;
 use scir::tables::grm_scores::GrmScoreRow;
+use scir::tables::judge_pairs::JudgePairRow;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -448,6 +449,75 @@ fn demonstrations_over_own_answers_train_the_external_rm_arm() {
     );
 }
 
+const META_PIPELINE: &str = r#"iterations: 1
+seed: 5
+models: { initial: base, start: base, step: train }
+stages:
+  base: { kind: checkpoint, params: { path: "FIXTURE" } }
+  prompts: { kind: instructions, params: { path: seed.jsonl, iterations: 1 } }
+  generate:
+    each_iteration: true
+    inputs: { prompts: prompts }
+    params: { samples: 2, max_new_tokens: 5 }
+  score-irm: { each_iteration: true }
+  score-grm:
+    each_iteration: true
+    params:
+      mode: pointwise
+      template: "builtin:mt-bench-single"
+      meta: { judgments: 4, template: "builtin:meta-judge" }
+  consistency-filter: { each_iteration: true, params: { mode: grm_only, margin: 0.0, rho: 0.0 } }
+  train:
+    each_iteration: true
+    params: { method: srlm, judge_pairs: true, batch_size: 2, lr: 0.05, lora: { rank: 2, alpha: 4.0, target_modules: [q_proj, v_proj] } }
+"#;
+
+/// Meta-Rewarding on a chat model: the MT-Bench single-answer judge rates each response
+/// after the pre-filled `Rating: [[`, the chat meta-judge compares sampled ratings, and each
+/// judge pair is the judge prompt with two whole judgments (rating, `]]`, EOS), trained
+/// next to the actor pairs.
+#[test]
+fn meta_rewarding_judges_and_meta_judges_through_chat_templates() {
+    let (dir, pipeline) = project(META_PIPELINE);
+    let art = dir.path().join("artifacts");
+    stdout_ok(&scir(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--artifacts",
+        art.to_str().unwrap(),
+    ]));
+    let text = fixture_text();
+    let rows =
+        JudgePairRow::read_path(&art.join("tables/judge_pairs/iter-0001.main.parquet")).unwrap();
+    assert!(!rows.is_empty(), "no judge pairs");
+    let close = text.encode_response("]]", false).unwrap();
+    let eos = text.eos_id().unwrap();
+    let answer = |rating: &str| {
+        let id = judge::single_token(&text, rating, "score").unwrap();
+        [vec![id], close.clone(), vec![eos]].concat()
+    };
+    for r in &rows {
+        let prompt = text.decode(&r.judge_ids, false).unwrap();
+        assert!(prompt.contains("on a scale of 1 to 5"), "{prompt}");
+        assert!(
+            prompt.ends_with("<|im_start|>assistant\nRating: [["),
+            "{prompt:?}"
+        );
+        assert_ne!(r.chosen, r.rejected);
+        assert!(r.chosen_strength > r.rejected_strength, "{r:?}");
+        assert_eq!(r.chosen_ids, answer(&r.chosen));
+        assert_eq!(r.rejected_ids, answer(&r.rejected));
+    }
+    // train@1 took the selected actor pairs and every judge pair.
+    let n = sql(
+        &art,
+        "SELECT (SELECT count(*) FROM filter_pairs WHERE selected), \
+         (SELECT sum(pairs) FROM train_metrics)",
+    );
+    let (actor, trained): (usize, usize) = (n[0][0].parse().unwrap(), n[0][1].parse().unwrap());
+    assert_eq!(trained, actor + rows.len());
+}
+
 #[test]
 fn mt_bench_template_reads_single_verdict_tokens_on_the_fixture() {
     let text = fixture_text();
@@ -459,7 +529,8 @@ fn mt_bench_template_reads_single_verdict_tokens_on_the_fixture() {
     }
 }
 
-/// SmolLM2's vocabulary: `[[` then `A`/`B` are single tokens (ids 32803, 49, 50); a prefill
+/// SmolLM2's vocabulary: `[[` then `A`/`B` are single tokens (ids 32803, 49, 50), and so are
+/// the ratings after `Rating: [[`; a prefill
 /// ending in a space is refused because `" A"` is one token there.
 #[test]
 #[ignore = "needs the SmolLM2 model: run examples/smollm2/setup.sh, then cargo test -- --ignored smollm2"]
@@ -485,6 +556,18 @@ fn smollm2_verdicts_follow_the_mt_bench_prefill() {
         let id = judge::single_token(&text, v, "verdict").unwrap();
         assert_eq!(id, want);
         judge::check_seam(&text, &j, v, id).unwrap();
+    }
+    // The pointwise judge's ratings after `Rating: [[`, the meta-judge's verdicts after `[[`.
+    let single = JudgeTemplate::new(judge::MT_BENCH_SINGLE, "built-in").unwrap();
+    let j = single.pointwise("What is 2+2?", "4").unwrap();
+    for s in ["1", "2", "3", "4", "5"] {
+        let id = judge::single_token(&text, s, "score").unwrap();
+        judge::check_seam(&text, &j, s, id).unwrap();
+    }
+    let meta = JudgeTemplate::new(judge::META_INSTRUCT, "built-in").unwrap();
+    let j = meta.meta("What is 2+2?", "4", "2", "5").unwrap();
+    for (v, want) in [("A", 49), ("B", 50)] {
+        judge::check_seam(&text, &j, v, want).unwrap();
     }
     let spaced = JudgeTemplate::new(
         "{% block user %}{{ prompt }}{% endblock %}{% block assistant %}Verdict: {% endblock %}",

@@ -15,10 +15,12 @@
 //! one position; the verdict strings must then be single tokens right after
 //! the prefill ([`judge::check_seam`], a user error otherwise).
 //!
-//! `meta: { judgments, temperature }` (Meta-Rewarding; pointwise, the built-in world) also
-//! samples judgments of every response and has the model meta-judge them
-//! ([`common::meta_judge`]) into [`judge_pairs`](crate::tables::judge_pairs), which train
-//! takes with `judge_pairs: true`.
+//! `meta: { judgments, temperature, template }` (Meta-Rewarding; pointwise) also samples
+//! judgments of every response and has the model meta-judge them ([`common::meta_judge`])
+//! into [`judge_pairs`](crate::tables::judge_pairs), which train takes with
+//! `judge_pairs: true`. The meta-judge template is the world's format by default; a real
+//! instruct model judged with `template: builtin:mt-bench-single` is meta-judged with
+//! `meta: { template: builtin:meta-judge }`.
 //!
 //! Writes [`grm_scores`](crate::tables::grm_scores),
 //! [`judge_tokens`](crate::tables::judge_tokens) and `judge_pairs` (empty without `meta`).
@@ -78,10 +80,18 @@ impl Stage for ScoreGrm {
         }
     }
     fn external_files(&self, p: &ScoreGrmParams) -> Vec<PathBuf> {
-        judge::template_file(&p.template).into_iter().collect()
+        let meta = p.meta.as_ref().and_then(|m| judge::template_file(&m.template));
+        judge::template_file(&p.template)
+            .into_iter()
+            .chain(meta)
+            .collect()
     }
     fn run(&self, p: &ScoreGrmParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let template = grm::load_template(ctx, p)?;
+        let meta = match &p.meta {
+            Some(m) => Some((m, grm::load_meta_template(ctx, m)?)),
+            None => None,
+        };
         let model = common::load_model(ctx.input("model")?, Weights::Frozen)?;
         if p.meta.is_some() && model.config().head != Head::Lm {
             anyhow::bail!(crate::user_err!(
@@ -104,10 +114,15 @@ impl Stage for ScoreGrm {
             "{} pairs judged, {flips} position flips",
             pairs.len()
         ));
-        let judge_pairs = match &p.meta {
-            Some(meta) => {
+        let judge_pairs = match &meta {
+            Some((meta, meta_template)) => {
+                let judges = meta_judge::Judges {
+                    model: &model,
+                    pointwise: &template,
+                    meta: meta_template,
+                };
                 let (seed, pointwise) = (ctx.seed, &judged.pointwise);
-                let rows = meta_judge::judge_pairs(&model, p, meta, &responses, pointwise, seed)?;
+                let rows = meta_judge::judge_pairs(&judges, p, meta, &responses, pointwise, seed)?;
                 ctx.log(&format!("{} judge pairs", rows.len()));
                 rows
             }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::judge::{self, JudgeTemplate};
+use super::judge::{self, JudgeTemplate, Shape};
 use crate::engine::stage::TaskContext;
 use crate::loss::bernoulli::sigmoid;
 use crate::model::config::Head;
@@ -37,6 +37,11 @@ pub struct MetaJudgeParams {
     pub judgments: usize,
     /// Temperature of the judgment sampling.
     pub temperature: f64,
+    /// Meta-judge template file (relative to the pipeline file) or `builtin:<name>`;
+    /// `null`: the world's meta-judge format (`builtin:world-meta`). Absent: not in the
+    /// key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<PathBuf>,
 }
 
 impl Default for MetaJudgeParams {
@@ -44,6 +49,7 @@ impl Default for MetaJudgeParams {
         MetaJudgeParams {
             judgments: 4,
             temperature: 1.0,
+            template: None,
         }
     }
 }
@@ -91,20 +97,39 @@ impl Default for ScoreGrmParams {
 /// The judge template of `p`: a file relative to the pipeline, a `builtin:` name, or the
 /// built-in template of the mode.
 pub fn load_template(ctx: &TaskContext, p: &ScoreGrmParams) -> anyhow::Result<JudgeTemplate> {
-    match &p.template {
+    let (shape, default, origin) = match p.mode {
+        GrmMode::Pairwise => (Shape::Pairwise, judge::DEFAULT_PAIRWISE, "built-in pairwise"),
+        GrmMode::Pointwise => (Shape::Pointwise, judge::DEFAULT_POINTWISE, "built-in pointwise"),
+    };
+    load_or(ctx, &p.template, shape, (default, origin))
+}
+
+/// The meta-judge template of `meta`: a file relative to the pipeline, a `builtin:` name,
+/// or the world's meta-judge format.
+pub fn load_meta_template(
+    ctx: &TaskContext,
+    meta: &MetaJudgeParams,
+) -> anyhow::Result<JudgeTemplate> {
+    let default = (judge::DEFAULT_META, "built-in meta-judge");
+    load_or(ctx, &meta.template, Shape::Meta, default)
+}
+
+/// The template `named` (a file must show every input of `shape`), else `default`'s source.
+fn load_or(
+    ctx: &TaskContext,
+    named: &Option<PathBuf>,
+    shape: Shape,
+    (default, origin): (&str, &str),
+) -> anyhow::Result<JudgeTemplate> {
+    match named {
         Some(named) => {
             let (t, from_file) = judge::load_named(&ctx.pipeline_dir, named)?;
             if from_file {
-                t.check_shows_inputs(p.mode == GrmMode::Pairwise)?;
+                t.check_shows_inputs(shape)?;
             }
             Ok(t)
         }
-        None => match p.mode {
-            GrmMode::Pairwise => JudgeTemplate::new(judge::DEFAULT_PAIRWISE, "built-in pairwise"),
-            GrmMode::Pointwise => {
-                JudgeTemplate::new(judge::DEFAULT_POINTWISE, "built-in pointwise")
-            }
-        },
+        None => JudgeTemplate::new(default, origin),
     }
 }
 

@@ -2,8 +2,10 @@
 //! `train`).
 //!
 //! A judge template is a minijinja text with `{{ prompt }}` and either
-//! `{{ response_a }}`/`{{ response_b }}` (pairwise) or `{{ response }}`
-//! (pointwise); one trailing newline of the file is dropped. The rendered
+//! `{{ response_a }}`/`{{ response_b }}` (pairwise), `{{ response }}` (pointwise), or
+//! `{{ response }}`, `{{ judgment_a }}`/`{{ judgment_b }}` (a meta-judge: which of two
+//! judgments of a response is better, Meta-Rewarding's); one trailing newline of the file
+//! is dropped. The rendered
 //! text becomes one user message in the model's chat template (plain text
 //! with special tokens when the model has none), and the next token is read:
 //! a verdict token (pairwise) or a score token (pointwise). Each verdict or
@@ -20,10 +22,14 @@
 //! generation prompt). The verdict token is read right after that prefill,
 //! so one forward pass gives `P(A)`; [`check_seam`] makes sure that the
 //! verdict string really is the next token there (BPE could merge it with
-//! the prefill). A template without a `user` block is a plain one (above).
+//! the prefill). An optional `{% block close %}` is what the judge writes after
+//! its verdict or score (`]]`): the end of a judgment that is trained on
+//! ([`answer_ids`]). A template without a `user` block is a plain one (above).
 //! Built-in templates are named `builtin:<name>` ([`BUILTIN`]); the
 //! default for real models is `builtin:mt-bench-pair`, MT-Bench's `pair-v2`
-//! judge prompt with the assistant turn pre-filled up to `[[`.
+//! judge prompt with the assistant turn pre-filled up to `[[`; its pointwise
+//! counterpart is `builtin:mt-bench-single` (`single-v1`, ratings 1–5 after
+//! `Rating: [[`), and `builtin:meta-judge` the meta-judge of those ratings.
 
 use candle_core::{D, Tensor};
 use minijinja::{Environment, context};
@@ -35,25 +41,67 @@ use crate::user_err;
 pub const DEFAULT_PAIRWISE: &str = include_str!("../../../stages/templates/judge_pairwise.txt");
 /// The built-in pointwise template.
 pub const DEFAULT_POINTWISE: &str = include_str!("../../../stages/templates/judge_pointwise.txt");
+/// The built-in meta-judge template (the world's meta-judge format).
+pub const DEFAULT_META: &str = include_str!("../../../stages/templates/judge_meta.txt");
 /// MT-Bench's `pair-v2` pairwise judge as a chat judge template (verdict after `[[`).
 pub const MT_BENCH_PAIR: &str =
     include_str!("../../../stages/templates/judge_pairwise_mt_bench.txt");
+/// MT-Bench's `single-v1` pointwise judge as a chat judge template (rating 1–5 after
+/// `Rating: [[`).
+pub const MT_BENCH_SINGLE: &str =
+    include_str!("../../../stages/templates/judge_pointwise_mt_bench.txt");
+/// The meta-judge of `MT_BENCH_SINGLE`'s ratings as a chat judge template.
+pub const META_INSTRUCT: &str = include_str!("../../../stages/templates/judge_meta_instruct.txt");
 /// The prefix of a built-in template's name in a `template` param.
 pub const BUILTIN_PREFIX: &str = "builtin:";
 /// Built-in templates by name (`template: builtin:<name>`).
-pub const BUILTIN: [(&str, &str); 4] = [
+pub const BUILTIN: [(&str, &str); 7] = [
     ("world-pairwise", DEFAULT_PAIRWISE),
     ("world-pointwise", DEFAULT_POINTWISE),
+    ("world-meta", DEFAULT_META),
     (
         "instruct-pairwise",
         include_str!("../../../stages/templates/judge_pairwise_instruct.txt"),
     ),
     ("mt-bench-pair", MT_BENCH_PAIR),
+    ("mt-bench-single", MT_BENCH_SINGLE),
+    ("meta-judge", META_INSTRUCT),
 ];
 const NAME: &str = "judge";
 const SYSTEM_BLOCK: &str = "system";
 const USER_BLOCK: &str = "user";
 const ASSISTANT_BLOCK: &str = "assistant";
+const CLOSE_BLOCK: &str = "close";
+
+/// What a judge template judges, and so which inputs it must show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `prompt`, `response_a`, `response_b`: which response is better.
+    Pairwise,
+    /// `prompt`, `response`: a score of one response.
+    Pointwise,
+    /// `prompt`, `response`, `judgment_a`, `judgment_b`: which judgment is better.
+    Meta,
+}
+
+impl Shape {
+    /// The template variables of the shape.
+    fn inputs(self) -> &'static [&'static str] {
+        match self {
+            Shape::Pairwise => &["prompt", "response_a", "response_b"],
+            Shape::Pointwise => &["prompt", "response"],
+            Shape::Meta => &["prompt", "response", "judgment_a", "judgment_b"],
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Pairwise => "pairwise",
+            Shape::Pointwise => "pointwise",
+            Shape::Meta => "meta-judge",
+        }
+    }
+}
 
 /// The source of the built-in template `name` (`builtin:` stripped), or a user error
 /// listing the names.
@@ -111,6 +159,8 @@ pub struct JudgeText {
     pub user: String,
     /// The start of the assistant's reply (empty for plain templates).
     pub prefill: String,
+    /// What the judge writes after its verdict or score (empty for plain templates).
+    pub close: String,
 }
 
 impl JudgeText {
@@ -143,7 +193,8 @@ impl JudgeTemplate {
             user_err!(
                 "{}: the judge template failed to render: {e:#}\nA pairwise template uses {{{{ \
                  prompt }}}}, {{{{ response_a }}}}, {{{{ response_b }}}}; a pointwise one {{{{ \
-                 prompt }}}}, {{{{ response }}}}.",
+                 prompt }}}}, {{{{ response }}}}; a meta-judge one {{{{ prompt }}}}, {{{{ \
+                 response }}}}, {{{{ judgment_a }}}}, {{{{ judgment_b }}}}.",
                 self.origin
             )
         };
@@ -161,12 +212,14 @@ impl JudgeTemplate {
                 system: None,
                 user: captured.into_output(),
                 prefill: String::new(),
+                close: String::new(),
             });
         };
         Ok(JudgeText {
             system: block(SYSTEM_BLOCK)?,
             user,
             prefill: block(ASSISTANT_BLOCK)?.unwrap_or_default(),
+            close: block(CLOSE_BLOCK)?.unwrap_or_default(),
         })
     }
 
@@ -180,29 +233,39 @@ impl JudgeTemplate {
         self.render(context! { prompt => prompt, response => response })
     }
 
-    /// A user error unless the template shows every input of its mode: a
+    /// The meta-judge text for two judgments `a` and `b` of `(prompt, response)`.
+    pub fn meta(&self, prompt: &str, response: &str, a: &str, b: &str) -> anyhow::Result<JudgeText> {
+        self.render(context! {
+            prompt => prompt, response => response, judgment_a => a, judgment_b => b
+        })
+    }
+
+    /// The text the template renders for `shape` with the given inputs in order.
+    fn render_shape(&self, shape: Shape, v: &[&str]) -> anyhow::Result<JudgeText> {
+        match shape {
+            Shape::Pairwise => self.pairwise(v[0], v[1], v[2]),
+            Shape::Pointwise => self.pointwise(v[0], v[1]),
+            Shape::Meta => self.meta(v[0], v[1], v[2], v[3]),
+        }
+    }
+
+    /// A user error unless the template shows every input of `shape`: a
     /// pairwise template that never renders `response_b` would judge blind.
-    pub fn check_shows_inputs(&self, pairwise: bool) -> anyhow::Result<()> {
-        const MARK: [&str; 3] = ["\u{1}p\u{1}", "\u{1}a\u{1}", "\u{1}b\u{1}"];
-        let (text, names) = if pairwise {
-            let t = self.pairwise(MARK[0], MARK[1], MARK[2])?;
-            (t, &["prompt", "response_a", "response_b"][..])
-        } else {
-            (
-                self.pointwise(MARK[0], MARK[1])?,
-                &["prompt", "response"][..],
-            )
-        };
+    pub fn check_shows_inputs(&self, shape: Shape) -> anyhow::Result<()> {
+        let names = shape.inputs();
+        let marks: Vec<String> = (0..names.len()).map(|i| format!("\u{1}{i}\u{1}")).collect();
+        let marks: Vec<&str> = marks.iter().map(String::as_str).collect();
+        let t = self.render_shape(shape, &marks)?;
         let text = format!(
             "{}{}{}",
-            text.system.as_deref().unwrap_or_default(),
-            text.user,
-            text.prefill
+            t.system.as_deref().unwrap_or_default(),
+            t.user,
+            t.prefill
         );
         let missing: Vec<&str> = names
             .iter()
-            .zip(MARK)
-            .filter(|(_, m)| !text.contains(m))
+            .zip(&marks)
+            .filter(|(_, m)| !text.contains(*m))
             .map(|(n, _)| *n)
             .collect();
         if missing.is_empty() {
@@ -212,7 +275,7 @@ impl JudgeTemplate {
             "{}: the judge template never shows {}; a {} template must render {}",
             self.origin,
             missing.join(", "),
-            if pairwise { "pairwise" } else { "pointwise" },
+            shape.name(),
             names.join(", ")
         )
         .into())
@@ -295,6 +358,20 @@ pub fn check_seam(text: &Text, j: &JudgeText, token: &str, id: u32) -> anyhow::R
     .into())
 }
 
+/// A judge's whole answer as trained on: the verdict or score token `id`, the template's
+/// `close` text, then EOS.
+pub fn answer_ids(text: &Text, j: &JudgeText, id: u32) -> anyhow::Result<Vec<u32>> {
+    let eos = text
+        .eos_id()
+        .ok_or_else(|| anyhow::anyhow!("the judge model has no EOS token"))?;
+    let mut ids = vec![id];
+    if !j.close.is_empty() {
+        ids.extend(text.encode_response(&j.close, false)?);
+    }
+    ids.push(eos);
+    Ok(ids)
+}
+
 /// The single token id of `s`, or a user error saying it is not one token.
 pub fn single_token(text: &Text, s: &str, what: &str) -> anyhow::Result<u32> {
     let ids = text.encode_response(s, false)?;
@@ -345,6 +422,43 @@ mod tests {
         let j = pt.pointwise(&prompt, "bdeqw").unwrap();
         assert_eq!(j.user, format::judge_pointwise(&prompt, "bdeqw"));
         assert!(j.plain());
+        let meta = JudgeTemplate::new(DEFAULT_META, "built-in").unwrap();
+        let j = meta.meta(&prompt, "bdeqw", "3", "5").unwrap();
+        assert_eq!(j.user, format::judge_meta(&prompt, "bdeqw", "3", "5"));
+        assert!(j.plain() && j.close.is_empty());
+    }
+
+    #[test]
+    fn the_instruct_pointwise_and_meta_judges_show_ratings_and_close_them() {
+        let single = JudgeTemplate::new(MT_BENCH_SINGLE, "built-in").unwrap();
+        let j = single.pointwise("Q?", "an answer").unwrap();
+        assert!(j.user.contains("scale of 1 to 5"), "{}", j.user);
+        assert!(
+            j.user.ends_with("[The Start of Assistant's Answer]\nan answer\n[The End of Assistant's Answer]"),
+            "{:?}",
+            j.user
+        );
+        assert_eq!((j.prefill.as_str(), j.close.as_str()), ("Rating: [[", "]]"));
+        let meta = JudgeTemplate::new(META_INSTRUCT, "built-in").unwrap();
+        let j = meta.meta("Q?", "an answer", "2", "4").unwrap();
+        let a = j.user.find("[Judgment A]\nRating: [[2]]").unwrap();
+        let b = j.user.find("[Judgment B]\nRating: [[4]]").unwrap();
+        assert!(j.user.contains("an answer") && a < b, "{}", j.user);
+        assert_eq!(j.prefill, "[[");
+        for (shape, t) in [(Shape::Pointwise, &single), (Shape::Meta, &meta)] {
+            t.check_shows_inputs(shape).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_meta_template_that_hides_a_judgment_is_a_user_error() {
+        let t = JudgeTemplate::new("{{ prompt }}{{ response }} A={{ judgment_a }}", "m.txt").unwrap();
+        let err = t.check_shows_inputs(Shape::Meta).unwrap_err().to_string();
+        assert!(err.contains("m.txt: the judge template never shows judgment_b"), "{err}");
+        // An undefined variable is a render error naming the meta-judge's inputs.
+        let t = JudgeTemplate::new("{{ prompt }}{{ judgment }}", "m.txt").unwrap();
+        let err = t.check_shows_inputs(Shape::Meta).unwrap_err().to_string();
+        assert!(err.contains("a meta-judge one"), "{err}");
     }
 
     #[test]

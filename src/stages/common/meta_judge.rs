@@ -3,26 +3,32 @@
 //!
 //! For every response: `judgments` judgments are sampled from the pointwise judge's score
 //! distribution at the answer position (softmax of the score tokens' logits — those
-//! score-grm's judging already computed — at `temperature`, one seeded stream per response), the distinct ones are compared by the
-//! same model as a meta-judge in a round robin (every two in both orders, the built-in
-//! world's meta template [`format::judge_meta`], verdict `A`/`B` read as score-grm's
-//! pairwise judge reads it), and the strongest and the weakest judgment form the judge
-//! pair. A judgment is the score token followed by EOS, as the judge was taught to answer.
-//! The meta template is the built-in world's only: a model outside it has no meta-judge
-//! format yet.
+//! score-grm's judging already computed — at `temperature`, one seeded stream per
+//! response), the distinct ones are compared by the same model as a meta-judge in a round
+//! robin (every two in both orders, through the meta-judge template — the world's
+//! [`format::judge_meta`](crate::world::format::judge_meta) by default — with score-grm's
+//! `verdicts` read as its pairwise judge reads them), and the strongest and the weakest
+//! judgment form the judge pair. A judgment is the score token, the pointwise template's
+//! `close` text, then EOS ([`judge::answer_ids`]): the judge's whole answer.
 
 use std::collections::BTreeMap;
 
 use candle_core::{D, Tensor};
 
 use super::grm::{MetaJudgeParams, PointwiseJudgment, Responses, ScoreGrmParams};
-use super::judge;
+use super::judge::{self, JudgeTemplate};
 use crate::loss::meta_judge::{Verdicts, judge_pair};
 use crate::model::score::verdict_probs_vec;
-use crate::model::{Adapters, Message, Model};
+use crate::model::{Adapters, Model};
 use crate::tables::judge_pairs::JudgePairRow;
-use crate::world::format;
 use crate::world::rng::RowRng;
+
+/// The model and its two judge templates: the pointwise judge's and the meta-judge's.
+pub struct Judges<'a> {
+    pub model: &'a Model,
+    pub pointwise: &'a JudgeTemplate,
+    pub meta: &'a JudgeTemplate,
+}
 
 /// The random stream of the judgment draws.
 const STREAM: &str = "score_grm.meta";
@@ -30,14 +36,14 @@ const STREAM: &str = "score_grm.meta";
 /// The judge pair of every response that has one (response-id order), from the pointwise
 /// judge's own reading of each response (`judged`: score-grm's [`PointwiseJudgment`]s).
 pub fn judge_pairs(
-    model: &Model,
+    judges: &Judges,
     p: &ScoreGrmParams,
     meta: &MetaJudgeParams,
     responses: &Responses,
     judged: &BTreeMap<i64, PointwiseJudgment>,
     seed: u64,
 ) -> anyhow::Result<Vec<JudgePairRow>> {
-    let text = &model.text;
+    let text = &judges.model.text;
     let score_ids: Vec<u32> = p
         .scores
         .iter()
@@ -52,16 +58,14 @@ pub fn judge_pairs(
         })
         .collect::<anyhow::Result<_>>()?;
     let drawn = draw(meta, &judged, responses, seed)?;
-    let verdicts = meta_verdicts(model, p, responses, &drawn)?;
-    let eos = text
-        .eos_id()
-        .ok_or_else(|| anyhow::anyhow!("the judge model has no EOS token"))?;
+    let verdicts = meta_verdicts(judges, p, responses, &drawn)?;
+    let answer = judges.pointwise.pointwise("", "")?;
     let mut rows = Vec::new();
     for ((r, values), j) in responses.values().zip(&drawn).zip(judged) {
         let Some(((c, wc), (l, wl))) = judge_pair(values, &verdicts[&r.response_id]) else {
             continue;
         };
-        let ids = |v: u32| vec![score_ids[v as usize], eos];
+        let ids = |v: u32| judge::answer_ids(text, &answer, score_ids[v as usize]);
         rows.push(JudgePairRow {
             response_id: r.response_id,
             prompt_id: r.prompt_id,
@@ -71,8 +75,8 @@ pub fn judge_pairs(
             chosen_strength: wc,
             rejected_strength: wl,
             judge_ids: j.prompt.clone(),
-            chosen_ids: ids(c),
-            rejected_ids: ids(l),
+            chosen_ids: ids(c)?,
+            rejected_ids: ids(l)?,
         });
     }
     Ok(rows)
@@ -117,24 +121,26 @@ fn sample(dist: &[f32], u: f64) -> u32 {
 
 /// The meta-judge's `P(A)` for every ordered pair of each response's distinct judgments.
 fn meta_verdicts(
-    model: &Model,
+    judges: &Judges,
     p: &ScoreGrmParams,
     responses: &Responses,
     drawn: &[Vec<u32>],
 ) -> anyhow::Result<BTreeMap<i64, Verdicts>> {
-    let text = &model.text;
-    let (a, b) = (
-        judge::single_token(text, format::VERDICT_A, "verdict")?,
-        judge::single_token(text, format::VERDICT_B, "verdict")?,
-    );
+    let text = &judges.model.text;
+    let a = judge::single_token(text, &p.verdicts[0], "verdict")?;
+    let b = judge::single_token(text, &p.verdicts[1], "verdict")?;
     let mut shown = Vec::new();
     let mut owners = Vec::new();
     for (r, values) in responses.values().zip(drawn) {
         for &x in values {
             for &y in values.iter().filter(|&&y| y != x) {
                 let (sx, sy) = (&p.scores[x as usize], &p.scores[y as usize]);
-                let meta = format::judge_meta(&r.prompt, &r.text, sx, sy);
-                shown.push(text.encode_chat_prompt(&[Message::user(meta)])?);
+                let t = judges.meta.meta(&r.prompt, &r.text, sx, sy)?;
+                if shown.is_empty() {
+                    judge::check_seam(text, &t, &p.verdicts[0], a)?;
+                    judge::check_seam(text, &t, &p.verdicts[1], b)?;
+                }
+                shown.push(judge::encode(text, &t)?);
                 owners.push((r.response_id, x, y));
             }
         }
@@ -146,7 +152,7 @@ fn meta_verdicts(
     }
     let pad = text.pad_id();
     let probs = verdict_probs_vec(
-        &model.decoder,
+        &judges.model.decoder,
         &shown,
         (a, b),
         pad,
