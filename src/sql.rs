@@ -231,6 +231,61 @@ fn stable_show_tables(sql: &str) -> Option<&'static str> {
     (words == ["show", "tables"]).then_some(SORTED)
 }
 
+/// The rows of a user's CSV (header row) or Parquet data file (blocking), every CSV column
+/// read as text: the readers `datasets.load_dataset("csv" | "parquet", …)` stands for.
+pub fn read_data_file(path: &Path, csv: bool) -> anyhow::Result<Vec<RecordBatch>> {
+    let shown = path.display().to_string();
+    let fail = |e: datafusion::error::DataFusionError| user_err!("{shown}: cannot read ({e})");
+    runtime()?.block_on(async {
+        let ctx = SessionContext::new();
+        let file = path
+            .to_str()
+            .ok_or_else(|| user_err!("{shown}: not a UTF-8 path"))?;
+        let df = if csv {
+            let opts = datafusion::prelude::CsvReadOptions::new()
+                .has_header(true)
+                .schema_infer_max_records(0)
+                .file_extension("");
+            ctx.read_csv(file, opts).await
+        } else {
+            ctx.read_parquet(file, ParquetReadOptions::default().file_extension(""))
+                .await
+        }
+        .map_err(fail)?;
+        Ok(df.collect().await.map_err(fail)?)
+    })
+}
+
+/// The rows of `sql` over `artifacts` as rows of table `T`, each with its `iteration`: the
+/// query returns `T`'s columns and `iteration`, and each is cast to `T`'s declared type (the
+/// view's strings may come back as views or dictionaries).
+pub fn query_rows<T: crate::table::Table>(
+    artifacts: &Path,
+    sql: &str,
+) -> anyhow::Result<Vec<(i32, T)>> {
+    let schema = T::schema();
+    let mut out = Vec::new();
+    for b in &query(artifacts, sql)?.0 {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let col = b.column_by_name(f.name()).ok_or_else(|| {
+                    crate::internal_err!("the query lost column {} of {}", f.name(), T::NAME)
+                })?;
+                Ok(arrow::compute::cast(col, f.data_type())?)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let b = RecordBatch::try_new(schema.clone(), columns)?;
+        let ks = crate::table::typed_column::<arrow::array::Int32Array>(
+            &b,
+            crate::table::ITERATION_COLUMN,
+        )?;
+        out.extend(ks.values().iter().copied().zip(T::from_batch(&b)?));
+    }
+    Ok(out)
+}
+
 /// Run one query over `artifacts` (blocking). Returns the batches and warnings.
 pub fn query(artifacts: &Path, sql: &str) -> anyhow::Result<(Vec<RecordBatch>, Vec<String>)> {
     runtime()?.block_on(async {

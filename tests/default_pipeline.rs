@@ -264,6 +264,8 @@ fn the_smoke_default_pipeline_runs_and_reports() {
     ] {
         assert!(a.join("report").join(file).is_file(), "{file}");
     }
+    crate::report_page::check(&a);
+    tensorboard_scalars_read_back(&a);
 
     // judge-data: every label is its response's gold score level unless marked noisy.
     let q = "SELECT prompt, response, gold, label, noisy FROM judge_examples WHERE arm = 'scir'";
@@ -327,6 +329,65 @@ fn the_smoke_default_pipeline_runs_and_reports() {
     assert_eq!(s["runs"].as_array().unwrap().len(), 2);
     for d in s["differences"].as_array().unwrap() {
         assert_eq!(d["per_seed"].as_array().unwrap().len(), 2, "{d}");
+    }
+}
+
+/// `artifacts/tensorboard/<arm>/<task>/`: every train and sft task's metrics, one scalar
+/// per metric column and step, tags in TRL's `train/…` names, values as the tables hold them.
+fn tensorboard_scalars_read_back(a: &Path) {
+    use scir::report::tensorboard::{FILE, read_events};
+    let events = |arm: &str, task: &str| {
+        let path = a.join("tensorboard").join(arm).join(task).join(FILE);
+        read_events(&std::fs::read(&path).unwrap()).unwrap()
+    };
+    let q = |sql: &str| -> Vec<serde_json::Value> {
+        let json = ok(scir(&[
+            "sql",
+            sql,
+            "--format",
+            "json",
+            "--artifacts",
+            a.to_str().unwrap(),
+        ]));
+        serde_json::from_slice(&json).unwrap()
+    };
+    for arm in ["scir", "srlm"] {
+        for k in 1..=3 {
+            let got = events(arm, &format!("train@{k}"));
+            let rows = q(&format!(
+                "SELECT step, loss, \"rewards/chosen\" AS chosen, grad_norm, lr FROM \
+                 train_metrics WHERE arm = '{arm}' AND iteration = {k} ORDER BY step"
+            ));
+            assert!(!rows.is_empty());
+            // A metric with no value at a step (NaN: nothing selected) has no event there.
+            for (tag, col) in [
+                ("train/loss", "loss"),
+                ("train/rewards/chosen", "chosen"),
+                ("train/grad_norm", "grad_norm"),
+                ("train/lr", "lr"),
+            ] {
+                let got: Vec<(i64, f32)> = got
+                    .iter()
+                    .filter(|s| s.tag == tag)
+                    .map(|s| (s.step, s.value))
+                    .collect();
+                let want: Vec<(i64, f32)> = rows
+                    .iter()
+                    .filter_map(|r| Some((r["step"].as_i64()?, r[col].as_f64()? as f32)))
+                    .collect();
+                assert_eq!(got, want, "{arm} train@{k} {tag}");
+            }
+            assert!(
+                got.iter()
+                    .all(|s| s.tag != "train/step" && s.tag != "train/epoch")
+            );
+        }
+        let sft = events(arm, "sft@0");
+        let n = q(&format!(
+            "SELECT count(*) AS n FROM sft_metrics WHERE arm = '{arm}'"
+        ));
+        let losses = sft.iter().filter(|s| s.tag == "train/loss").count();
+        assert_eq!(losses as i64, n[0]["n"].as_i64().unwrap());
     }
 }
 

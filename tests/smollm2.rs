@@ -189,6 +189,7 @@ fn chat_judge_lora_and_heldout_winrate_run_end_to_end() {
     }
 
     export_preferences_match_the_filter(&art);
+    export_sft_matches_the_answers(&art);
 
     // The DPO reference is Mt without adapters (cached by score-irm): at the first step the
     // fresh adapters are zero, so the policy equals the reference.
@@ -289,6 +290,86 @@ fn export_preferences_match_the_filter(art: &Path) {
     ]);
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("scir, srlm"), "{err}");
+}
+
+/// `scir export --sft`: per arm and iteration, the greedy held-out answers as TRL
+/// conversational data (the prompt as the user turn, the trimmed answer as the assistant's).
+fn export_sft_matches_the_answers(art: &Path) {
+    let out = art.join("sft");
+    let listed = stdout_ok(&scir(&[
+        "export",
+        "--sft",
+        "--arm",
+        "srlm",
+        "--artifacts",
+        art.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        listed.lines().count(),
+        6,
+        "M0, M1, M2 in two formats: {listed}"
+    );
+    for k in 0..=2 {
+        let want = sql(
+            art,
+            &format!(
+                "SELECT prompt_id, finished FROM answers WHERE arm = 'srlm' AND iteration = {k} \
+                 ORDER BY prompt_id"
+            ),
+        );
+        let text = std::fs::read_to_string(out.join(format!("srlm/iter-{k}.jsonl"))).unwrap();
+        let got: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(got.len(), want.len(), "iteration {k}");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g["prompt_id"].to_string(), w[0]);
+            assert_eq!(g["finished"].to_string(), w[1]);
+            assert_eq!(g["iteration"], k);
+            let roles: Vec<&str> = g["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["role"].as_str().unwrap())
+                .collect();
+            assert_eq!(roles, ["user", "assistant"]);
+            let answer = g["messages"][1]["content"].as_str().unwrap();
+            assert_eq!(answer, answer.trim());
+        }
+        let prompts = sql(
+            art,
+            &format!(
+                "SELECT count(*) FROM answers a JOIN heldout_prompts p ON p.arm = a.arm \
+                 AND p.id = a.prompt_id WHERE a.arm = 'srlm' AND a.iteration = {k} AND \
+                 a.prompt = p.prompt"
+            ),
+        );
+        assert_eq!(
+            prompts[0][0],
+            want.len().to_string(),
+            "prompts are the held-out ones"
+        );
+        let parquet = out.join(format!("srlm/iter-{k}.parquet"));
+        let schema = scir::table::schema_of(&parquet).unwrap();
+        let names: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+        assert_eq!(names, ["iteration", "messages", "prompt_id", "finished"]);
+    }
+    let bad = scir(&[
+        "export",
+        "--sft",
+        "--table",
+        "no_such_table",
+        "--artifacts",
+        art.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("no no_such_table table"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -516,6 +597,111 @@ fn meta_rewarding_judges_and_meta_judges_through_chat_templates() {
     );
     let (actor, trained): (usize, usize) = (n[0][0].parse().unwrap(), n[0][1].parse().unwrap());
     assert_eq!(trained, actor + rows.len());
+}
+
+const SFT_PIPELINE: &str = r#"iterations: 1
+seed: 3
+stages:
+  base: { kind: checkpoint, params: { path: "FIXTURE" } }
+  chats: { kind: sft-data, params: { path: chats.jsonl } }
+  m0:
+    kind: sft
+    inputs: { model: base, data: chats }
+    params: { steps: 1, batch_size: 3, lr: 1.0e-3, warmup_steps: 0 }
+  prefs: { kind: preference-data, params: { path: prefs.jsonl } }
+  judge-sft:
+    kind: sft
+    inputs: { model: base, data: chats, judge: prefs }
+    params: { steps: 1, batch_size: 4, warmup_steps: 0, ift: false, judge_template: "builtin:mt-bench-pair" }
+"#;
+
+/// A user's conversations in TRL's `messages` form train M0: one example per assistant
+/// turn, the loss on the assistant's tokens only (the reply and the chat template's end of
+/// turn, nothing of the prompt). A TRL preference file (standard and conversational rows)
+/// becomes judge seed data: two pairwise examples per pair, answered with a verdict and EOS.
+#[test]
+fn a_users_messages_file_trains_m0_on_the_assistant_turns() {
+    let (dir, pipeline) = project(SFT_PIPELINE);
+    let chats = [
+        serde_json::json!({ "messages": [
+            { "role": "user", "content": "say hello" },
+            { "role": "assistant", "content": "Hello!" },
+        ]}),
+        serde_json::json!({ "messages": [
+            { "role": "system", "content": "You are terse." },
+            { "role": "user", "content": "name a color" },
+            { "role": "assistant", "content": "Blue." },
+            { "role": "user", "content": "another" },
+            { "role": "assistant", "content": "Red or green." },
+        ], "id": "extra fields are ignored" }),
+    ];
+    let lines: Vec<String> = chats.iter().map(|c| c.to_string()).collect();
+    std::fs::write(dir.path().join("chats.jsonl"), lines.join("\n") + "\n").unwrap();
+    let prefs = [
+        serde_json::json!({ "prompt": "say hello", "chosen": "Hello!", "rejected": "No." }),
+        serde_json::json!({
+            "prompt": [{ "role": "user", "content": "name a color" }],
+            "chosen": [{ "role": "assistant", "content": "Blue." }],
+            "rejected": [{ "role": "assistant", "content": "Seven." }],
+        }),
+    ];
+    let lines: Vec<String> = prefs.iter().map(|c| c.to_string()).collect();
+    std::fs::write(dir.path().join("prefs.jsonl"), lines.join("\n") + "\n").unwrap();
+    let art = dir.path().join("artifacts");
+    stdout_ok(&scir(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--artifacts",
+        art.to_str().unwrap(),
+    ]));
+    let rows = sql(
+        &art,
+        "SELECT record, turn, completion FROM sft_examples ORDER BY id",
+    );
+    let want = [
+        ["0", "0", "Hello!"],
+        ["1", "0", "Blue."],
+        ["1", "1", "Red or green."],
+    ];
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for (r, w) in rows.iter().zip(want) {
+        assert_eq!([r[0].as_str(), r[1].as_str(), r[2].as_str()], w);
+    }
+    // The one step sees each example once: its response tokens are the assistant turns'.
+    let text = fixture_text();
+    let mut tokens = 0;
+    for chat in &chats {
+        let m: Vec<scir::model::Message> =
+            serde_json::from_value(chat["messages"].clone()).unwrap();
+        for (i, _) in m.iter().enumerate().filter(|(_, m)| m.role == "assistant") {
+            let prompt = text.render_chat(&m[..i], true).unwrap();
+            let whole = text.render_chat(&m[..=i], false).unwrap();
+            let reply = whole.strip_prefix(&prompt).unwrap();
+            assert!(reply.starts_with(&m[i].content), "{reply:?}");
+            tokens += text.encode_response(reply, false).unwrap().len();
+        }
+    }
+    let step = sql(&art, "SELECT tokens, loss FROM m0_sft_metrics");
+    assert_eq!(step[0][0], tokens.to_string());
+    let judge = sql(&art, "SELECT tokens FROM judge_sft_sft_metrics");
+    assert_eq!(
+        judge,
+        [["8".to_string()]],
+        "2 pairs × 2 orders × (verdict, EOS)"
+    );
+    let pairs = sql(
+        &art,
+        "SELECT prompt, chosen, rejected, source FROM preferences ORDER BY id",
+    );
+    assert_eq!(pairs[1][..3], ["name a color", "Blue.", "Seven."]);
+    assert!(pairs[1][3].ends_with("prefs.jsonl:2"), "{:?}", pairs[1]);
+    assert!(step[0][1].parse::<f64>().unwrap().is_finite());
+    let base = tensors(Path::new(FIXTURE));
+    let m0 = tensors(&art.join("models/main/m0@0"));
+    assert!(
+        base.keys().any(|n| base[n] != m0[n]),
+        "SFT changed no weight"
+    );
 }
 
 #[test]

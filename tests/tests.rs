@@ -14,6 +14,7 @@ mod golden;
 mod loss;
 mod model;
 mod reliability;
+mod report_page;
 mod smollm2;
 mod sql;
 mod stages;

@@ -38,14 +38,22 @@ preferences): each iteration's selected, labelled pairs as TRL preference data (
 chosen, rejected) with scir's p_irm, p_grm, consistent, label; load them with
 datasets.load_dataset(\"parquet\", data_files={\"iter_1\": \"OUT/scir/iter-1.parquet\"}).
 
+--sft writes OUT/<arm>/iter-<k>.parquet and .jsonl (OUT = <artifacts>/exports/sft): each
+iteration's greedy answers (the `answers` table, or --table NAME, e.g. answers_m0_answers) as
+TRL conversational SFT data: messages [{role: user, ..}, {role: assistant, ..}], prompt_id,
+finished (false: the answer ran out of max_new_tokens).
+
 Examples:
   scir export --preferences --artifacts artifacts
+  scir export --sft --artifacts artifacts-smollm2 --arm scir
   scir export --model-answers mt-bench examples/smollm2.yaml --arm scir --iter 2
   scir export --model-answers alpaca-eval examples/smollm2.yaml --arm srlm --iter 0
   scir export --model-answers mt-bench --model examples/smollm2/model --model-id smollm2";
 
 /// `--preferences` writes under `<artifacts>/exports/` here by default.
 const PREFERENCES_DIR: &str = "preferences";
+/// `--sft` writes under `<artifacts>/exports/` here by default.
+const SFT_DIR: &str = "sft";
 
 /// Default question files, relative to the current directory.
 const MT_BENCH_QUESTIONS: &str = "../shared/data/mt-bench/question.jsonl";
@@ -54,7 +62,7 @@ const ALPACA_QUESTIONS: &str = "../shared/data/self-instruct/user_oriented_instr
 /// Answer a benchmark's questions with one model and write them for an external judge.
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["model_answers", "preferences"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["model_answers", "preferences", "sft"])))]
 pub struct ExportArgs {
     /// The answer format.
     #[arg(long, value_name = "FORMAT", value_enum)]
@@ -63,6 +71,14 @@ pub struct ExportArgs {
     /// preference data, OUT/<arm>/iter-<k>.parquet and .jsonl (read from the artifacts).
     #[arg(long, conflicts_with_all = ["model", "iter"])]
     pub preferences: bool,
+    /// Instead of answers: every arm's (or --arm's) greedy answers per iteration as TRL
+    /// conversational SFT data, OUT/<arm>/iter-<k>.parquet and .jsonl (read from the
+    /// artifacts).
+    #[arg(long, conflicts_with_all = ["model", "iter"])]
+    pub sft: bool,
+    /// With --sft: the answers table of the public view to export.
+    #[arg(long, value_name = "NAME", requires = "sft", default_value = export::sft::DEFAULT_TABLE)]
+    pub table: String,
     /// The pipeline file whose model is exported (with --arm/--iter).
     #[arg(value_name = "PIPELINE", default_value = "pipeline.yaml")]
     pub pipeline: PathBuf,
@@ -105,7 +121,7 @@ pub struct ExportArgs {
 
 pub fn run(args: &ExportArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
     let Some(format) = args.model_answers else {
-        return preferences(args);
+        return from_artifacts(args);
     };
     if args.max_new_tokens == 0 {
         anyhow::bail!(user_err!("--max-new-tokens must be at least 1"));
@@ -164,14 +180,20 @@ pub fn run(args: &ExportArgs, registry: &Registry) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--preferences`: the trained pairs of the artifacts' arms.
-fn preferences(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+/// `--preferences` or `--sft`: the trained pairs or the answers of the artifacts' arms.
+fn from_artifacts(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let artifacts = &args.store.artifacts;
+    let dir = if args.sft { SFT_DIR } else { PREFERENCES_DIR };
     let out = args
         .out
         .clone()
-        .unwrap_or_else(|| Layout::new(artifacts).exports_dir().join(PREFERENCES_DIR));
-    let written = export::preferences::export(artifacts, args.arm.as_deref(), &out)?;
+        .unwrap_or_else(|| Layout::new(artifacts).exports_dir().join(dir));
+    let arm = args.arm.as_deref();
+    let written = if args.sft {
+        export::sft::export(artifacts, &args.table, arm, &out)?
+    } else {
+        export::preferences::export(artifacts, arm, &out)?
+    };
     for path in written {
         outln!("{}", path.display());
     }

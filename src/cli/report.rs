@@ -10,9 +10,12 @@ use clap::Args;
 const AFTER_HELP: &str = "\
 Reads the public `eval` table (written by the eval stage: iteration 0 = M0,
 iteration k = after k iterations; one row per arm and iteration) and prints
-the summary columns. It also rebuilds artifacts/report/ (report.md and PNG
-charts of gold score, win rate, judge accuracy and consistency rate, one line
-per arm). With --json it prints every metric:
+the summary columns. It also rebuilds artifacts/report/: report.md and PNG
+charts of gold score, win rate, judge accuracy and consistency rate (one line
+per arm), and index.html, the same in one self-contained page with a pair
+browser (each generated pair's responses, p_irm, p_grm, label and gold;
+filters in the URL, e.g. index.html#arm=srlm&iter=2&wrong=1). With --json it
+prints every metric:
   { \"arms\": [..], \"metrics\": [..], \"summary\": [..],
     \"rows\": [ { \"arm\", \"iteration\", \"values\": { metric: number|null } } ] }
 

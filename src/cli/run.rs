@@ -182,12 +182,13 @@ fn exit_code(record: &RunRecord) -> ExitCode {
     }
 }
 
-/// Rebuild `artifacts/report/` when this run computed something (or the report is
-/// missing), so a fully cached run stays cheap. Pipelines without an `eval` table get
-/// no report.
+/// Rebuild `artifacts/report/` and `artifacts/tensorboard/` when this run computed
+/// something (or either is missing), so a fully cached run stays cheap. Pipelines without
+/// an `eval` table get no report.
 fn refresh_report(artifacts: &Path, record: &RunRecord, quiet: bool) -> anyhow::Result<()> {
     let ran = record.tasks.iter().any(|t| t.status == TaskStatus::Ran);
-    let missing = !Layout::new(artifacts).report_dir().exists();
+    let missing = !Layout::new(artifacts).report_dir().exists()
+        || !Layout::new(artifacts).tensorboard_dir().exists();
     if record.status != RunStatus::Ok || !(ran || missing) {
         return Ok(());
     }
@@ -195,6 +196,7 @@ fn refresh_report(artifacts: &Path, record: &RunRecord, quiet: bool) -> anyhow::
     if let (Some(path), false) = (written, quiet) {
         eprintln!("report: {}", path.display());
     }
+    report::tensorboard::refresh(artifacts)?;
     Ok(())
 }
 

@@ -4,8 +4,9 @@
 //! artifacts/
 //!     tables/<table>/iter-NNNN.<arm>.parquet   PUBLIC: one file per task and arm (the view)
 //!     models/<arm>/<stage>@<k>                 PUBLIC: symlink to a checkpoint
-//!     report/                                  `scir report`'s report.md and charts
-//!     exports/<format>/…                       `scir export --model-answers`
+//!     report/                                  `scir report`'s report.md, charts, index.html
+//!     tensorboard/<arm>/<task>/                training metrics as TensorBoard event files
+//!     exports/<format>/…                       `scir export`
 //!     .scir/                                   INTERNAL (layout may change)
 //!         lock                                 global flock (refs + view)
 //!         refs.json                            arm -> task -> key ("current")
@@ -32,6 +33,8 @@ pub const MODELS: &str = "models";
 pub const REPORT: &str = "report";
 /// The exports directory.
 pub const EXPORTS: &str = "exports";
+/// The TensorBoard directory.
+pub const TENSORBOARD: &str = "tensorboard";
 /// The objects directory under the internal one.
 const OBJECTS: &str = "objects";
 /// A run record's file name inside its run directory.
@@ -80,6 +83,10 @@ impl Layout {
     /// `exports/`.
     pub fn exports_dir(&self) -> PathBuf {
         self.root.join(EXPORTS)
+    }
+    /// `tensorboard/`.
+    pub fn tensorboard_dir(&self) -> PathBuf {
+        self.root.join(TENSORBOARD)
     }
 
     /// The target of a model link (relative to the link's directory `models/<arm>/`):

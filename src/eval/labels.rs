@@ -5,7 +5,9 @@
 //! Reads [`responses`](crate::tables::responses) (generate@k) and
 //! [`filter_pairs`](crate::tables::filter_pairs) (consistency-filter@k).
 //!
-//! Writes table `eval_labels` (same long format as `eval`: iteration, metric, value, n):
+//! Writes table `eval_label_pairs` (each pair's `gold_1`, `gold_2` and `gold_label`: `y1`,
+//! `y2` or `tie`; the report's pair browser shows it) and table `eval_labels` (same long
+//! format as `eval`: iteration, metric, value, n):
 //!
 //! ```text
 //! own_gold_tie_rate          pairs whose two responses have the same gold score (left out below)
@@ -34,6 +36,7 @@ use super::metrics::{Mean, credit};
 use crate::loss::{Preferred, select_pair};
 use crate::model::Model;
 use crate::table::Table;
+use crate::tables::eval::EvalLabelPairRow;
 use crate::tables::filter_pairs::FilterPairRow;
 use crate::tables::judge_pairs::JudgePairRow;
 use crate::tables::responses::ResponseRow;
@@ -41,6 +44,7 @@ use crate::tables::responses::ResponseRow;
 /// One generated pair as the filter saw it, with both responses' gold scores.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OwnPair {
+    pub pair_id: i64,
     pub prompt: String,
     pub text_1: String,
     pub text_2: String,
@@ -212,6 +216,7 @@ pub fn own_pairs(
             let ((prompt, text_1, gold_1), (_, text_2, gold_2)) =
                 (get(f.response_id_1)?, get(f.response_id_2)?);
             Ok(OwnPair {
+                pair_id: f.pair_id,
                 prompt: prompt.clone(),
                 text_1: text_1.clone(),
                 text_2: text_2.clone(),
@@ -223,6 +228,24 @@ pub fn own_pairs(
                 label: f.label,
                 selected: f.selected,
             })
+        })
+        .collect()
+}
+
+/// Each pair's gold scores and gold label, in pair order.
+pub fn gold_rows(pairs: &[OwnPair]) -> Vec<EvalLabelPairRow> {
+    pairs
+        .iter()
+        .map(|p| EvalLabelPairRow {
+            pair_id: p.pair_id,
+            gold_1: p.gold_1,
+            gold_2: p.gold_2,
+            gold_label: match p.gold_1.total_cmp(&p.gold_2) {
+                std::cmp::Ordering::Greater => "y1",
+                std::cmp::Ordering::Less => "y2",
+                std::cmp::Ordering::Equal => "tie",
+            }
+            .into(),
         })
         .collect()
 }
@@ -292,6 +315,7 @@ mod tests {
 
     fn pair(g: (f64, f64), p: f64, q: f64, consistent: bool, label: Option<bool>) -> OwnPair {
         OwnPair {
+            pair_id: 0,
             prompt: String::new(),
             text_1: String::new(),
             text_2: String::new(),

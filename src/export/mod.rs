@@ -1,5 +1,6 @@
-//! Model answers for external judges: FastChat's MT-Bench and AlpacaEval; and what the arms
-//! trained on as TRL preference datasets ([`preferences`]).
+//! Model answers for external judges: FastChat's MT-Bench and AlpacaEval; what the arms
+//! trained on as TRL preference datasets ([`preferences`]); and the arms' greedy answers as
+//! TRL conversational SFT datasets ([`sft`]).
 //!
 //! A model (one iteration of one arm, or any Hugging Face directory) answers
 //! a benchmark's questions — greedy by default, so the file is the same
@@ -30,9 +31,13 @@
 //! builds it). Files are written atomically (a temporary file renamed into place).
 
 pub mod preferences;
+pub mod sft;
 
 use std::path::{Path, PathBuf};
 
+use arrow::array::{Int32Array, StringArray};
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Message, Model};
@@ -261,6 +266,72 @@ pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
         user_err!("{}: cannot write ({e})", path.display())
     })?;
     Ok(())
+}
+
+/// `s` as an SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The arms of `table` in the public view of `artifacts` (only `only`, when given: a user
+/// error unless the table has it).
+fn arms(artifacts: &Path, table: &str, only: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let q = format!("SELECT DISTINCT arm FROM \"{table}\" ORDER BY arm");
+    let (batches, _) = crate::sql::query(artifacts, &q).map_err(|e| {
+        user_err!(
+            "{}: no {table} table to export from: {e:#}",
+            artifacts.display()
+        )
+    })?;
+    let mut all = Vec::new();
+    for b in &batches {
+        let col = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
+        let col = col
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| crate::internal_err!("arm cast to Utf8 is no string array"))?;
+        all.extend(col.iter().flatten().map(str::to_string));
+    }
+    match only {
+        Some(a) if all.iter().any(|x| x == a) => Ok(vec![a.to_string()]),
+        Some(a) => Err(user_err!(
+            "--arm {a:?}: {}'s {table} has arms {} only",
+            artifacts.display(),
+            all.join(", ")
+        )
+        .into()),
+        None => Ok(all),
+    }
+}
+
+/// The iterations of `arm` in `table` of the public view, ascending.
+fn iterations(artifacts: &Path, table: &str, arm: &str) -> anyhow::Result<Vec<i32>> {
+    let q = format!(
+        "SELECT DISTINCT iteration FROM \"{table}\" WHERE arm = {} ORDER BY 1",
+        literal(arm)
+    );
+    let mut out = Vec::new();
+    for b in &crate::sql::query(artifacts, &q)?.0 {
+        let ks = crate::table::typed_column::<Int32Array>(b, crate::table::ITERATION_COLUMN)?;
+        out.extend(ks.values().iter().copied());
+    }
+    Ok(out)
+}
+
+/// [`crate::table::write`] into a temporary file renamed to `path` (parent directories
+/// created).
+fn write_parquet_atomic(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| user_err!("{}: cannot create ({e})", dir.display()))?;
+    }
+    let tmp = path.with_extension(format!("parquet.tmp-{}", std::process::id()));
+    let result = crate::table::write(&tmp, std::slice::from_ref(batch))
+        .and_then(|_| Ok(std::fs::rename(&tmp, path)?));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| user_err!("{}: cannot write ({e:#})", path.display()).into())
 }
 
 #[cfg(test)]

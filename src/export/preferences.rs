@@ -17,12 +17,8 @@
 
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Int32Array, StringArray};
-use arrow::datatypes::{DataType, SchemaRef};
-use arrow::record_batch::RecordBatch;
-
+use super::{iterations, literal, write_parquet_atomic};
 use crate::table::Table;
-use crate::user_err;
 
 crate::table! {
     /// One trained pair: TRL's `prompt`, `chosen`, `rejected`, then scir's columns.
@@ -59,77 +55,25 @@ fn query(arm: &str) -> String {
     )
 }
 
-/// `s` as an SQL string literal.
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// The arms with a `filter_pairs` table in the public view of `artifacts`.
-pub fn arms(artifacts: &Path) -> anyhow::Result<Vec<String>> {
-    let (batches, _) = crate::sql::query(
-        artifacts,
-        "SELECT DISTINCT arm FROM filter_pairs ORDER BY arm",
-    )
-    .map_err(|e| {
-        user_err!(
-            "{}: no filter_pairs table to export trained pairs from: {e:#}",
-            artifacts.display()
-        )
-    })?;
-    let mut out = Vec::new();
-    for b in &batches {
-        let col = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
-        let col = col
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| crate::internal_err!("arm cast to Utf8 is no string array"))?;
-        out.extend(col.iter().flatten().map(str::to_string));
-    }
-    Ok(out)
-}
+/// The table whose selected pairs are exported.
+const TABLE: &str = "filter_pairs";
 
 /// Per iteration the filter ran for `arm`, its trained pairs (possibly none).
 pub fn trained_pairs(
     artifacts: &Path,
     arm: &str,
 ) -> anyhow::Result<Vec<(i32, Vec<TrainedPairRow>)>> {
-    let iterations = format!(
-        "SELECT DISTINCT iteration FROM filter_pairs WHERE arm = {} ORDER BY 1",
-        literal(arm)
-    );
-    let mut out: Vec<(i32, Vec<TrainedPairRow>)> = Vec::new();
-    for b in &crate::sql::query(artifacts, &iterations)?.0 {
-        let ks = crate::table::typed_column::<Int32Array>(b, crate::table::ITERATION_COLUMN)?;
-        out.extend(ks.values().iter().map(|&k| (k, Vec::new())));
-    }
-    for b in &crate::sql::query(artifacts, &query(arm))?.0 {
-        // The view's string columns may come back as views or dictionaries: cast each column
-        // to the declared type.
-        let b = &conform(b, &TrainedPairRow::schema())?;
-        let ks = crate::table::typed_column::<Int32Array>(b, crate::table::ITERATION_COLUMN)?;
-        for (k, row) in ks.values().iter().zip(TrainedPairRow::from_batch(b)?) {
-            let Some((_, rows)) = out.iter_mut().find(|(x, _)| x == k) else {
-                anyhow::bail!(crate::internal_err!("iteration {k} of {arm} has no filter"));
-            };
-            rows.push(row);
-        }
+    let mut out: Vec<(i32, Vec<TrainedPairRow>)> = iterations(artifacts, TABLE, arm)?
+        .into_iter()
+        .map(|k| (k, Vec::new()))
+        .collect();
+    for (k, row) in crate::sql::query_rows::<TrainedPairRow>(artifacts, &query(arm))? {
+        let Some((_, rows)) = out.iter_mut().find(|(x, _)| *x == k) else {
+            anyhow::bail!(crate::internal_err!("iteration {k} of {arm} has no filter"));
+        };
+        rows.push(row);
     }
     Ok(out)
-}
-
-/// `batch` with each of `schema`'s columns cast to its declared type.
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> anyhow::Result<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let col = batch
-                .column_by_name(f.name())
-                .ok_or_else(|| crate::internal_err!("the export query lost column {}", f.name()))?;
-            Ok(arrow::compute::cast(col, f.data_type())?)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// The JSON Lines text of `rows` at iteration `k` (the Parquet file's columns).
@@ -157,18 +101,8 @@ pub fn jsonl(k: i32, rows: &[TrainedPairRow]) -> anyhow::Result<String> {
 
 /// Write every arm's (or `only`'s) trained pairs under `out`; the files written.
 pub fn export(artifacts: &Path, only: Option<&str>, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let all = arms(artifacts)?;
-    let arms: Vec<String> = match only {
-        Some(a) if all.iter().any(|x| x == a) => vec![a.to_string()],
-        Some(a) => anyhow::bail!(user_err!(
-            "--arm {a:?}: {} has trained pairs of {} only",
-            artifacts.display(),
-            all.join(", ")
-        )),
-        None => all,
-    };
     let mut written = Vec::new();
-    for arm in &arms {
+    for arm in &super::arms(artifacts, TABLE, only)? {
         for (k, rows) in trained_pairs(artifacts, arm)? {
             if rows.is_empty() {
                 // `datasets` refuses an empty split: say so instead of writing one.
@@ -185,15 +119,4 @@ pub fn export(artifacts: &Path, only: Option<&str>, out: &Path) -> anyhow::Resul
         }
     }
     Ok(written)
-}
-
-/// [`crate::table::write`] into a temporary file renamed to `path`.
-fn write_parquet_atomic(path: &Path, batch: &RecordBatch) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("parquet.tmp-{}", std::process::id()));
-    let result = crate::table::write(&tmp, std::slice::from_ref(batch))
-        .and_then(|_| Ok(std::fs::rename(&tmp, path)?));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(|e| user_err!("{}: cannot write ({e:#})", path.display()).into())
 }

@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! artifacts/report/report.md            summary table, charts, every metric per arm
+//! artifacts/report/index.html           the same summary and charts in one self-contained
+//!                                       page, with a pair browser ([`super::html`])
 //! artifacts/report/gold.png             gold score (sampled and greedy) per iteration
 //! artifacts/report/win_rate.png         gold win rate vs M0
 //! artifacts/report/judge_accuracy.png   IRM and GRM accuracy on gold pairs
@@ -110,6 +112,7 @@ pub fn refresh(artifacts: &Path) -> anyhow::Result<Option<PathBuf>> {
 pub fn write_report(artifacts: &Path, report: &Report) -> anyhow::Result<PathBuf> {
     let dir = Layout::new(artifacts).report_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut charts = Vec::new();
     for (file, title, y_label, y_max, metrics) in CHARTS {
         let series = chart_series(report, metrics);
         if series.is_empty() {
@@ -119,7 +122,11 @@ pub fn write_report(artifacts: &Path, report: &Report) -> anyhow::Result<PathBuf
         }
         let png = line_chart(title, y_label, *y_max, &series)?;
         write_atomic(&dir.join(file), &png)?;
+        charts.push((*title, png));
     }
+    let pairs = super::html::pairs(artifacts)?;
+    let page = super::html::page(report, &charts, &pairs)?;
+    write_atomic(&dir.join(super::html::PAGE_FILE), page.as_bytes())?;
     let path = dir.join(REPORT_FILE);
     write_atomic(&path, markdown(report).as_bytes())?;
     Ok(path)

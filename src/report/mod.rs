@@ -6,6 +6,8 @@
 //! plot      line charts (plotters into an RGB buffer, embedded DejaVu Sans Mono)
 //! png       the minimal PNG writer the charts use
 //! markdown  artifacts/report/: report.md + the PNGs, written atomically per file
+//! html      artifacts/report/index.html: summary, charts and a pair browser in one page
+//! tensorboard  artifacts/tensorboard/<arm>/<task>/: training metrics as TensorBoard scalars
 //! ```
 //!
 //! The metric names are listed in [`crate::eval`].
@@ -16,10 +18,12 @@
 //! `artifacts/report/` from it, byte for byte the same for the same table;
 //! `scir report` calls it, and [`refresh`] is the hook for the end of `scir run`.
 
+pub mod html;
 pub mod markdown;
 pub mod plot;
 pub mod png;
 pub mod seeds;
+pub mod tensorboard;
 pub mod view;
 
 pub use markdown::{refresh, write_report};

@@ -29,7 +29,9 @@
 
 use super::common::slots;
 use crate::table::Table;
-use crate::tables::eval::{EvalLabelRow, EvalMetricRow, EvalPairRow, EvalResponseRow};
+use crate::tables::eval::{
+    EvalLabelPairRow, EvalLabelRow, EvalMetricRow, EvalPairRow, EvalResponseRow,
+};
 use crate::tables::filter_pairs::FilterPairRow;
 use crate::tables::judge_pairs::JudgePairRow;
 use crate::tables::responses::ResponseRow;
@@ -170,7 +172,7 @@ pub struct EvalLabels;
 impl Stage for EvalLabels {
     type Params = EvalParams;
     /// Bump when `eval_labels` changes for the same inputs.
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const INPUTS: &'static [Slot] = &[
         Slot::tables("filter").by_default("consistency-filter@k"),
         Slot::tables("responses").by_default("generate@k"),
@@ -178,7 +180,7 @@ impl Stage for EvalLabels {
         slots::INITIAL,
         Slot::tables("grm").by_default("score-grm@k"),
     ];
-    const TABLES: &'static [DeclaredTable] = &[EvalLabelRow::declared];
+    const TABLES: &'static [DeclaredTable] = &[EvalLabelRow::declared, EvalLabelPairRow::declared];
 
     fn validate(&self, p: &EvalParams) -> Result<(), ParamError> {
         validate(p)
@@ -209,6 +211,7 @@ impl Stage for EvalLabels {
         for (name, mean) in &metrics {
             ctx.log(&format!("{name} = {:.4} (n = {})", mean.value, mean.n));
         }
+        ctx.write_rows(labels::gold_rows(&pairs))?;
         ctx.write_rows(tables::label_rows(&metrics))
     }
 }

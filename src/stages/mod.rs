@@ -46,10 +46,12 @@ pub mod grm_winrate;
 pub mod init;
 pub mod instructions;
 pub mod judge_data;
+pub mod preference_data;
 pub mod prompts;
 pub mod score_grm;
 pub mod score_irm;
 pub mod sft;
+pub mod sft_data;
 pub mod train;
 pub mod train_rm;
 pub mod world;
@@ -57,7 +59,7 @@ pub mod world;
 /// Every built-in stage kind: its name in `pipeline.yaml`, its implementation, and one line
 /// about it (shown by `scir dag`).
 #[rustfmt::skip]
-pub static KINDS: [StageKind; 19] = [
+pub static KINDS: [StageKind; 21] = [
     StageKind::new("world", &world::World,
         "the built-in synthetic world's prompt pool and IFT/EFT seed data"),
     StageKind::new("heldout", &world::Heldout,
@@ -65,7 +67,11 @@ pub static KINDS: [StageKind; 19] = [
     StageKind::new("init", &init::Init,
         "a tiny model from scratch with the built-in world's tokenizer"),
     StageKind::new("sft", &sft::Sft,
-        "supervised fine-tuning on the world's IFT + EFT data (M0)"),
+        "supervised fine-tuning on the world's IFT + EFT data, or a user's SFT data (M0)"),
+    StageKind::new("sft-data", &sft_data::SftData,
+        "a user's SFT file in TRL's formats (messages, prompt/completion) or Self-Instruct's"),
+    StageKind::new("preference-data", &preference_data::PreferenceData,
+        "a user's TRL preference file (prompt, chosen, rejected): judge seed data, RM pairs"),
     StageKind::new("judge-data", &judge_data::JudgeData,
         "judge examples from a model's own samples on the world's judge pool, gold-labelled"),
     StageKind::new("checkpoint", &checkpoint::Checkpoint,

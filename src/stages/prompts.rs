@@ -2,7 +2,7 @@
 //!
 //! The file (relative to the pipeline file; digested into the key) is JSONL
 //! (`.jsonl`/`.ndjson`/`.json`, one object per line), Parquet or CSV (with a
-//! header), read with DataFusion; `column` names the text column. Rows keep
+//! header) ([`records`]); `column` names the text column. Rows keep
 //! file order; `id` is the row number. The rows are split into `iterations`
 //! contiguous slices (`iteration` 1..=N), so `generate@k` takes slice k. The
 //! model's chat template is applied by `generate`, which wraps each prompt
@@ -12,8 +12,10 @@
 
 use std::path::PathBuf;
 
-use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::common::records;
 
 use crate::engine::stage::{DeclaredTable, ParamError, Stage, TaskContext};
 use crate::table::Table;
@@ -88,68 +90,31 @@ impl Stage for Prompts {
 
 /// The non-null strings of `column` of the file at `path`, in file order.
 pub fn read_column(path: &std::path::Path, column: &str) -> anyhow::Result<Vec<String>> {
-    let shown = path.display().to_string();
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let rt = tokio::runtime::Builder::new_current_thread().build()?;
-    let batches = rt.block_on(async {
-        let ctx = SessionContext::new();
-        let df = match ext.as_str() {
-            "jsonl" | "ndjson" | "json" => {
-                let dotted = format!(".{ext}");
-                let o = JsonReadOptions::default().file_extension(&dotted);
-                ctx.read_json(&shown, o).await
-            }
-            "parquet" => {
-                ctx.read_parquet(&shown, ParquetReadOptions::default())
-                    .await
-            }
-            "csv" => ctx.read_csv(&shown, CsvReadOptions::new()).await,
-            _ => {
-                return Err(anyhow::Error::from(user_err!(
-                    "{shown}: unknown prompt file type {ext:?}; use .jsonl, .parquet or .csv"
-                )));
-            }
-        }
-        .map_err(|e| user_err!("{shown}: cannot read ({e})"))?;
-        let names: Vec<String> = df
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        if !names.iter().any(|n| n == column) {
-            return Err(user_err!(
-                "{shown}: no column {column:?} (it has: {}); set `column:` in the prompts stage's \
-                 params",
-                names.join(", ")
-            )
-            .into());
-        }
-        let df = df
-            .select_columns(&[column])
-            .map_err(|e| user_err!("{shown}: {e}"))?;
-        df.collect()
-            .await
-            .map_err(|e| anyhow::Error::from(user_err!("{shown}: {e}")))
-    })?;
+    let shown = path.display();
+    let records = records::read(path)?;
+    if !records.iter().any(|r| r.value.get(column).is_some()) {
+        let names: Vec<String> = records
+            .first()
+            .and_then(|r| r.value.as_object())
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        anyhow::bail!(user_err!(
+            "{shown}: no column {column:?} (it has: {}); set `column:` in the prompts stage's \
+             params",
+            names.join(", ")
+        ));
+    }
     let mut out = Vec::new();
-    for b in &batches {
-        let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
-            .map_err(|e| user_err!("{shown}: column {column:?} is not text ({e})"))?;
-        let s = col
-            .as_any()
-            .downcast_ref::<arrow::array::StringArray>()
-            .ok_or_else(|| user_err!("{shown}: column {column:?} is not text"))?;
-        out.extend(
-            s.iter()
-                .flatten()
-                .filter(|t| !t.trim().is_empty())
-                .map(str::to_string),
-        );
+    for r in &records {
+        let text = match r.value.get(column) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(s)) => s.clone(),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+            Some(_) => anyhow::bail!(user_err!("{}: column {column:?} is not text", r.at)),
+        };
+        if !text.trim().is_empty() {
+            out.push(text);
+        }
     }
     if out.is_empty() {
         anyhow::bail!(user_err!(

@@ -80,7 +80,10 @@ impl Stage for ScoreGrm {
         }
     }
     fn external_files(&self, p: &ScoreGrmParams) -> Vec<PathBuf> {
-        let meta = p.meta.as_ref().and_then(|m| judge::template_file(&m.template));
+        let meta = p
+            .meta
+            .as_ref()
+            .and_then(|m| judge::template_file(&m.template));
         judge::template_file(&p.template)
             .into_iter()
             .chain(meta)

@@ -19,17 +19,31 @@
 //! steps into the task's resume area; a killed task continues from there and
 //! ends bit-identical ([`common::resume`]; not part of the key).
 //!
+//! A user's data (`data` bound to an `sft-data` stage, table `sft_examples`) takes the place
+//! of the world's IFT: a conversational example's prompt goes through the model's chat
+//! template with the generation prompt, and its completion is what the template renders
+//! after that for the assistant's reply (the reply and the template's end of turn, as TRL
+//! tokenizes it); a standard example is plain text, EOS after the completion. The loss is
+//! on the completion only.
+//!
+//! A `judge` input with `preferences` (`preference-data`: a user's TRL preference file)
+//! gives two pairwise judge examples per pair, one in each order, rendered through
+//! `judge_template` (default: the world's pairwise format; `builtin:mt-bench-pair` for a
+//! real instruct model) and answered with the verdict (`A`/`B`) that names `chosen`.
+//!
 //! Inputs: `model` (checkpoint, default `model@initial`), `data` (tables
-//! `ift`, `eft`, default `world`), and `judge` (unbound by default): when bound, its
-//! `judge_examples` (`judge-data`: the model's own samples, gold-labelled) and its
-//! `meta_examples` (meta-judge examples, when it made any) replace the data's `eft`. Outputs: the checkpoint and table
-//! `sft_metrics`:
+//! `ift`, `eft`, default `world`; or `sft_examples`), and `judge` (unbound by default): when
+//! bound, its `judge_examples` (`judge-data`: the model's own samples, gold-labelled) and its
+//! `meta_examples` (meta-judge examples, when it made any) replace the data's `eft`; a
+//! data input without `eft` and no judge give no judge examples. Outputs: the checkpoint and
+//! table `sft_metrics`:
 //!
 //! ```text
 //! sft_metrics  iteration Int32, step Int32, loss Float64, lr Float64,
 //!              grad_norm Float64, tokens Int64 (response tokens in the step)
 //! ```
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
@@ -37,15 +51,18 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::common;
+use super::common::judge::{self, JudgeTemplate, Shape};
 use super::common::resume;
 use super::common::training::{Optimizer, Training};
 use crate::engine::stage::{DeclaredTable, Slot, Stage, TaskContext};
 use crate::model::schedule::ScheduleKind;
 use crate::model::score::{Pair, response_logprobs};
 use crate::model::trainer::{StepOutputs, varmap_vars};
-use crate::model::{Adapters, Decoder, Weights};
+use crate::model::{Adapters, Decoder, Message, Weights};
 use crate::table::Table;
 use crate::tables::judge_examples::{JudgeExampleRow, MetaExampleRow};
+use crate::tables::preferences::PreferenceRow;
+use crate::tables::sft_examples::SftExampleRow;
 use crate::tables::sft_metrics::SftMetricRow;
 use crate::tables::world::{EftRow, IftRow};
 use crate::world::format;
@@ -76,6 +93,10 @@ pub struct SftParams {
     pub shards: usize,
     /// Save resume state every this many steps (0: never; not in the key).
     pub resume_every: u64,
+    /// The pairwise judge template (a file relative to the pipeline, or `builtin:<name>`)
+    /// that renders a `judge` input's `preferences` as judge examples; absent: the world's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge_template: Option<PathBuf>,
 }
 
 impl Default for SftParams {
@@ -92,6 +113,7 @@ impl Default for SftParams {
             eft: true,
             shards: DEFAULT_SHARDS,
             resume_every: resume::DEFAULT_EVERY,
+            judge_template: None,
         }
     }
 }
@@ -117,13 +139,30 @@ impl Stage for Sft {
     const CHECKPOINT: bool = true;
     const UNKEYED_PARAMS: &'static [&'static str] = &[resume::PARAM];
 
+    fn external_files(&self, p: &SftParams) -> Vec<PathBuf> {
+        judge::template_file(&p.judge_template)
+            .into_iter()
+            .collect()
+    }
     fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let model = common::load_model(ctx.input("model")?, Weights::Trainable)?;
+        let default = (judge::DEFAULT_PAIRWISE, "built-in pairwise");
+        let template = judge::load_or(
+            &ctx.pipeline_dir,
+            &p.judge_template,
+            Shape::Pairwise,
+            default,
+        )?;
         let data = ctx.input("data")?;
-        let examples = examples(&model.text, data, ctx.try_input("judge"), p)?;
+        let judge = ctx.try_input("judge");
+        let mut examples = examples(&model.text, data, judge, p)?;
+        if let Some(prefs) = judge.filter(|j| p.eft && j.tables.contains_key(PreferenceRow::NAME)) {
+            examples.extend(preference_examples(&model.text, &template, &prefs.rows()?)?);
+        }
         if examples.is_empty() {
             anyhow::bail!(crate::user_err!(
-                "sft: no training examples (set `ift` or `eft`, or give the world IFT/EFT rows)"
+                "sft: no training examples (set `ift` or `eft`, give the world IFT/EFT rows, or bind \
+                 `data` to an sft-data stage)"
             ));
         }
         ctx.log(&format!("{} examples", examples.len()));
@@ -246,13 +285,20 @@ fn examples(
     p: &SftParams,
 ) -> anyhow::Result<Vec<Pair>> {
     let mut texts: Vec<(String, String)> = Vec::new();
-    if p.ift {
+    let mut pairs = Vec::new();
+    if p.ift && data.tables.contains_key(SftExampleRow::NAME) {
+        for r in data.rows::<SftExampleRow>()? {
+            pairs.push(user_example(text, &r)?);
+        }
+    } else if p.ift {
         for r in data.rows::<IftRow>()? {
             texts.push((r.prompt, r.response));
         }
     }
     if p.eft {
         let judged: Vec<(String, String)> = match judge {
+            // A user's preferences: rendered through the judge template by the caller.
+            Some(judge) if judge.tables.contains_key(PreferenceRow::NAME) => Vec::new(),
             Some(judge) => {
                 let judged = judge
                     .rows::<JudgeExampleRow>()?
@@ -265,6 +311,7 @@ fn examples(
                 });
                 judged.chain(meta).collect()
             }
+            None if !data.tables.contains_key(EftRow::NAME) => Vec::new(),
             None => data
                 .rows::<EftRow>()?
                 .into_iter()
@@ -278,15 +325,77 @@ fn examples(
         };
         texts.extend(judged);
     }
-    texts
-        .iter()
-        .map(|(prompt, response)| {
-            Ok(Pair {
-                prompt: text.encode_prompt(prompt)?,
-                response: text.encode_response(response, true)?,
-            })
-        })
-        .collect()
+    for (prompt, response) in &texts {
+        pairs.push(Pair {
+            prompt: text.encode_prompt(prompt)?,
+            response: text.encode_response(response, true)?,
+        });
+    }
+    Ok(pairs)
+}
+
+/// A user's example (see the module docs).
+fn user_example(text: &crate::model::Text, r: &SftExampleRow) -> anyhow::Result<Pair> {
+    if !r.conversational {
+        return Ok(Pair {
+            prompt: text.encode_prompt(&r.prompt)?,
+            response: text.encode_response(&r.completion, true)?,
+        });
+    }
+    let messages: Vec<Message> = serde_json::from_str(&r.prompt).map_err(|e| {
+        crate::internal_err!("sft_examples row {}: prompt is no message list: {e}", r.id)
+    })?;
+    let prompt = text.render_chat(&messages, true)?;
+    let mut whole = messages.clone();
+    whole.push(Message::assistant(r.completion.clone()));
+    let rendered = text.render_chat(&whole, false)?;
+    let Some(reply) = rendered.strip_prefix(prompt.as_str()) else {
+        anyhow::bail!(crate::user_err!(
+            "sft example {} (record {}): the chat template renders the conversation with its \
+             reply so that it does not start with the conversation and the generation prompt, \
+             so the reply's tokens cannot be told apart; use a standard prompt/completion \
+             record or another chat template",
+            r.id,
+            r.record
+        ));
+    };
+    // Without a chat template nothing ends the reply: EOS does, as for generated answers.
+    let eos = text.chat_template().is_none();
+    Ok(Pair {
+        prompt: text.encode_chat_prompt(&messages)?,
+        response: text.encode_response(reply, eos)?,
+    })
+}
+
+/// The verdict strings of judge examples made from preferences: `A` names the first reply.
+const VERDICTS: [&str; 2] = ["A", "B"];
+
+/// Two pairwise judge examples per preference, one in each order, each answered with the
+/// verdict that names `chosen` (then the template's close and EOS: [`judge::answer_ids`]).
+fn preference_examples(
+    text: &crate::model::Text,
+    template: &JudgeTemplate,
+    rows: &[PreferenceRow],
+) -> anyhow::Result<Vec<Pair>> {
+    let ids = [
+        judge::single_token(text, VERDICTS[0], "verdict")?,
+        judge::single_token(text, VERDICTS[1], "verdict")?,
+    ];
+    let mut out = Vec::with_capacity(2 * rows.len());
+    for r in rows {
+        let orders = [(&r.chosen, &r.rejected, 0), (&r.rejected, &r.chosen, 1)];
+        for (a, b, verdict) in orders {
+            let j = template.pairwise(&r.prompt, a, b)?;
+            if out.is_empty() {
+                judge::check_seam(text, &j, VERDICTS[verdict], ids[verdict])?;
+            }
+            out.push(Pair {
+                prompt: judge::encode(text, &j)?,
+                response: judge::answer_ids(text, &j, ids[verdict])?,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The world's judge prompt for `a` alone (pointwise) or `a` vs `b` (pairwise).

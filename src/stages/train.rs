@@ -228,6 +228,17 @@ impl Stage for Train {
             None => Weights::Trainable,
         };
         let mut model = common::load_model(ctx.input("model")?, weights)?;
+        let mut data = train_data::load(ctx)?;
+        if p.judge_pairs {
+            // Before adapters are attached: the reference log-probs of the (long) judge
+            // prompts then take the fast path, not candle's graph.
+            let keep = p
+                .judge_share
+                .map(|s| train_data::judge_cap(s, data.pairs.len()));
+            let judged = train_data::judge_pairs(ctx, &model, keep)?;
+            ctx.log(&format!("{} judge pairs", judged.len()));
+            data.pairs.extend(judged);
+        }
         let lora = match &p.lora {
             Some(cfg) => Some(LoraSet::attach(
                 cfg.clone(),
@@ -240,15 +251,6 @@ impl Stage for Train {
             Some(set) => set.named_vars(),
             None => varmap_vars(&model.varmap)?,
         };
-        let mut data = train_data::load(ctx)?;
-        if p.judge_pairs {
-            let keep = p
-                .judge_share
-                .map(|s| train_data::judge_cap(s, data.pairs.len()));
-            let judged = train_data::judge_pairs(ctx, &model, keep)?;
-            ctx.log(&format!("{} judge pairs", judged.len()));
-            data.pairs.extend(judged);
-        }
         if p.method == Method::Scir && data.judge.token_ids.is_empty() {
             anyhow::bail!(crate::user_err!(
                 "{}: method scir re-judges every pair with the model being trained, and this \

@@ -22,6 +22,18 @@ crate::table! {
 }
 
 crate::table! {
+    /// One of eval-labels@k's own pairs (generate@k's, as the filter saw them) with its
+    /// responses' gold scores: what the report's pair browser shows beside the label.
+    pub struct EvalLabelPairRow in "eval_label_pairs" {
+        pair_id: i64,
+        gold_1: f64,
+        gold_2: f64,
+        /// `y1` | `y2` | `tie`: the better response by gold.
+        gold_label: String,
+    }
+}
+
+crate::table! {
     /// One response eval generated on a held-out prompt.
     pub struct EvalResponseRow in "eval_responses" {
         prompt_id: i64,

@@ -19,6 +19,7 @@
 //! cream_rewards,     consistency-filter      train (`method: cream`)
 //!   cream_prompts
 //! train_metrics      train                   (SQL, report)
+//! sft_examples       sft-data                sft (its `data` input)
 //! sft_metrics        sft                     (SQL)
 //! rm_metrics,        train-rm                (SQL)
 //!   rm_summary
@@ -29,10 +30,12 @@
 //!   judge_prompts
 //! judge_examples,    judge-data              sft (its `judge` input), train-rm
 //!   meta_examples
-//! preferences        demo-pairs              train-rm (its `judge` input)
+//! preferences        demo-pairs,             train-rm, sft (their `judge` input)
+//!                    preference-data
 //! eval_prompts,      heldout                 eval
 //!   gold_pairs
 //! eval, eval_labels, eval, eval-labels       scir report
+//!   eval_label_pairs,
 //!   eval_responses,
 //!   eval_pairs
 //! ```
@@ -64,6 +67,7 @@ pub mod prompts;
 pub mod response_logps;
 pub mod responses;
 pub mod reward_model;
+pub mod sft_examples;
 pub mod sft_metrics;
 pub mod train_metrics;
 pub mod world;

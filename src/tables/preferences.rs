@@ -1,6 +1,6 @@
 //! `preferences`: preference pairs in TRL's standard form (`prompt`, `chosen`, `rejected`),
-//! written by `demo-pairs` and read by `train-rm` (its `judge` input) in place of judge
-//! examples.
+//! written by `demo-pairs` and `preference-data` (a user's file), read by `train-rm` and
+//! `sft` (their `judge` input) in place of judge examples.
 
 crate::table! {
     /// One preference pair: `chosen` is preferred over `rejected` as a reply to `prompt`.
@@ -16,7 +16,8 @@ crate::table! {
         chosen_finished: bool,
         /// The rejected reply is complete (false: it ran out of tokens).
         rejected_finished: bool,
-        /// Where the pair comes from (`demo-pairs`: the task's id in its file).
+        /// Where the pair comes from (`demo-pairs`: the task's id in its file;
+        /// `preference-data`: `file:line` or `file: row n`).
         source: String,
     }
 }

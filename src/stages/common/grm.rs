@@ -98,10 +98,18 @@ impl Default for ScoreGrmParams {
 /// built-in template of the mode.
 pub fn load_template(ctx: &TaskContext, p: &ScoreGrmParams) -> anyhow::Result<JudgeTemplate> {
     let (shape, default, origin) = match p.mode {
-        GrmMode::Pairwise => (Shape::Pairwise, judge::DEFAULT_PAIRWISE, "built-in pairwise"),
-        GrmMode::Pointwise => (Shape::Pointwise, judge::DEFAULT_POINTWISE, "built-in pointwise"),
+        GrmMode::Pairwise => (
+            Shape::Pairwise,
+            judge::DEFAULT_PAIRWISE,
+            "built-in pairwise",
+        ),
+        GrmMode::Pointwise => (
+            Shape::Pointwise,
+            judge::DEFAULT_POINTWISE,
+            "built-in pointwise",
+        ),
     };
-    load_or(ctx, &p.template, shape, (default, origin))
+    judge::load_or(&ctx.pipeline_dir, &p.template, shape, (default, origin))
 }
 
 /// The meta-judge template of `meta`: a file relative to the pipeline, a `builtin:` name,
@@ -111,26 +119,7 @@ pub fn load_meta_template(
     meta: &MetaJudgeParams,
 ) -> anyhow::Result<JudgeTemplate> {
     let default = (judge::DEFAULT_META, "built-in meta-judge");
-    load_or(ctx, &meta.template, Shape::Meta, default)
-}
-
-/// The template `named` (a file must show every input of `shape`), else `default`'s source.
-fn load_or(
-    ctx: &TaskContext,
-    named: &Option<PathBuf>,
-    shape: Shape,
-    (default, origin): (&str, &str),
-) -> anyhow::Result<JudgeTemplate> {
-    match named {
-        Some(named) => {
-            let (t, from_file) = judge::load_named(&ctx.pipeline_dir, named)?;
-            if from_file {
-                t.check_shows_inputs(shape)?;
-            }
-            Ok(t)
-        }
-        None => JudgeTemplate::new(default, origin),
-    }
+    judge::load_or(&ctx.pipeline_dir, &meta.template, Shape::Meta, default)
 }
 
 /// Responses by `response_id`.

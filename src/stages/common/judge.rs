@@ -150,6 +150,26 @@ pub fn load_named(
     Ok((JudgeTemplate::new(&src, &path.display().to_string())?, true))
 }
 
+/// The template `named` (`builtin:<name>`, or a file relative to `dir` that must show every
+/// input of `shape`), else `default`'s source (and origin, for errors).
+pub fn load_or(
+    dir: &std::path::Path,
+    named: &Option<std::path::PathBuf>,
+    shape: Shape,
+    (default, origin): (&str, &str),
+) -> anyhow::Result<JudgeTemplate> {
+    match named {
+        Some(named) => {
+            let (t, from_file) = load_named(dir, named)?;
+            if from_file {
+                t.check_shows_inputs(shape)?;
+            }
+            Ok(t)
+        }
+        None => JudgeTemplate::new(default, origin),
+    }
+}
+
 /// One rendered judge prompt: the chat messages and the assistant prefill.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JudgeText {
@@ -234,7 +254,13 @@ impl JudgeTemplate {
     }
 
     /// The meta-judge text for two judgments `a` and `b` of `(prompt, response)`.
-    pub fn meta(&self, prompt: &str, response: &str, a: &str, b: &str) -> anyhow::Result<JudgeText> {
+    pub fn meta(
+        &self,
+        prompt: &str,
+        response: &str,
+        a: &str,
+        b: &str,
+    ) -> anyhow::Result<JudgeText> {
         self.render(context! {
             prompt => prompt, response => response, judgment_a => a, judgment_b => b
         })
@@ -434,7 +460,9 @@ mod tests {
         let j = single.pointwise("Q?", "an answer").unwrap();
         assert!(j.user.contains("scale of 1 to 5"), "{}", j.user);
         assert!(
-            j.user.ends_with("[The Start of Assistant's Answer]\nan answer\n[The End of Assistant's Answer]"),
+            j.user.ends_with(
+                "[The Start of Assistant's Answer]\nan answer\n[The End of Assistant's Answer]"
+            ),
             "{:?}",
             j.user
         );
@@ -452,9 +480,13 @@ mod tests {
 
     #[test]
     fn a_meta_template_that_hides_a_judgment_is_a_user_error() {
-        let t = JudgeTemplate::new("{{ prompt }}{{ response }} A={{ judgment_a }}", "m.txt").unwrap();
+        let t =
+            JudgeTemplate::new("{{ prompt }}{{ response }} A={{ judgment_a }}", "m.txt").unwrap();
         let err = t.check_shows_inputs(Shape::Meta).unwrap_err().to_string();
-        assert!(err.contains("m.txt: the judge template never shows judgment_b"), "{err}");
+        assert!(
+            err.contains("m.txt: the judge template never shows judgment_b"),
+            "{err}"
+        );
         // An undefined variable is a render error naming the meta-judge's inputs.
         let t = JudgeTemplate::new("{{ prompt }}{{ judgment }}", "m.txt").unwrap();
         let err = t.check_shows_inputs(Shape::Meta).unwrap_err().to_string();

@@ -30,6 +30,7 @@ pub mod irm;
 pub mod judge;
 pub mod length_control;
 pub mod meta_judge;
+pub mod records;
 pub mod resume;
 pub mod self_instruct;
 pub mod train_data;

@@ -177,7 +177,7 @@ pub fn judge_pairs(
 }
 
 /// Judge pairs scored per forward pass for their reference log-probs (speed only).
-const REFERENCE_BATCH: usize = 64;
+const REFERENCE_BATCH: usize = 8;
 
 /// How many judge pairs keep them at most `share` of a training set with `actor` actor
 /// pairs: the largest `j` with `j / (actor + j) ≤ share`.
