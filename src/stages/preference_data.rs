@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::common::records::{self, Record};
+use super::common::trl::Turns;
 use crate::engine::stage::{DeclaredTable, Stage, TaskContext};
 use crate::table::Table;
 use crate::tables::preferences::PreferenceRow;
@@ -70,54 +71,22 @@ impl Stage for PreferenceData {
 /// A TRL preference record (extra fields ignored).
 #[derive(Deserialize)]
 struct TrlPair {
-    prompt: Turn,
-    chosen: Turn,
-    rejected: Turn,
-}
-
-/// Standard text, or conversational messages.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Turn {
-    Text(String),
-    Messages(Vec<TrlMessage>),
-}
-
-#[derive(Deserialize)]
-struct TrlMessage {
-    role: String,
-    content: String,
+    prompt: Turns,
+    chosen: Turns,
+    rejected: Turns,
 }
 
 const EXPECTED: &str = "{\"prompt\", \"chosen\", \"rejected\"}: three strings, or a user \
                         message and two assistant messages";
-
-impl Turn {
-    /// The text of a standard field, or of a conversational one's single `role` message.
-    fn text(self, at: &str, field: &str, role: &str) -> anyhow::Result<String> {
-        match self {
-            Turn::Text(t) => Ok(t),
-            Turn::Messages(m) => match m.as_slice() {
-                [one] if one.role == role => Ok(one.content.clone()),
-                _ => Err(user_err!(
-                    "{at}: {field:?} must be one {role} message (or a string); it has {} \
-                     message(s)",
-                    m.len()
-                )
-                .into()),
-            },
-        }
-    }
-}
 
 /// The preference row of record `i`.
 fn pair(i: i64, r: &Record) -> anyhow::Result<PreferenceRow> {
     let at = r.at.as_str();
     let rec: TrlPair = serde_json::from_value(r.value.clone())
         .map_err(|e| user_err!("{at}: not a TRL preference record ({e}); expected {EXPECTED}"))?;
-    let prompt = rec.prompt.text(at, "prompt", "user")?;
-    let chosen = rec.chosen.text(at, "chosen", "assistant")?;
-    let rejected = rec.rejected.text(at, "rejected", "assistant")?;
+    let prompt = rec.prompt.single(at, "prompt", "user")?;
+    let chosen = rec.chosen.single(at, "chosen", "assistant")?;
+    let rejected = rec.rejected.single(at, "rejected", "assistant")?;
     if prompt.trim().is_empty() {
         anyhow::bail!(user_err!("{at}: the prompt is empty"));
     }

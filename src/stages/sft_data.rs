@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::records::{self, Record};
 use super::common::self_instruct::read_self_instruct;
+use super::common::trl::{TrlMessage, Turns};
 use crate::engine::stage::{DeclaredTable, Stage, TaskContext};
 use crate::model::Message;
 use crate::table::Table;
@@ -135,20 +136,6 @@ struct TrlRecord {
     messages: Option<Vec<TrlMessage>>,
     prompt: Option<Turns>,
     completion: Option<Turns>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Turns {
-    Text(String),
-    Messages(Vec<TrlMessage>),
-}
-
-/// A message (extra fields such as `name` ignored).
-#[derive(Deserialize)]
-struct TrlMessage {
-    role: String,
-    content: String,
 }
 
 const ROLES: [&str; 3] = ["system", "user", "assistant"];

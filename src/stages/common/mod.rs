@@ -36,6 +36,7 @@ pub mod self_instruct;
 pub mod train_data;
 pub mod trained_consistency;
 pub mod training;
+pub mod trl;
 
 /// Input slots several stages declare alike.
 pub mod slots {

@@ -111,6 +111,26 @@ mod tests {
     }
 
     #[test]
+    fn parquet_rows_read_as_records_with_their_row_numbers() {
+        use arrow::array::{ArrayRef, StringArray};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.parquet");
+        let col = |v: [&str; 2]| -> ArrayRef { std::sync::Arc::new(StringArray::from(v.to_vec())) };
+        let batch = arrow::record_batch::RecordBatch::try_from_iter([
+            ("prompt", col(["1 + 1", "a"])),
+            ("completion", col(["2", "b"])),
+        ])
+        .unwrap();
+        crate::table::write(&path, &[batch]).unwrap();
+        let r = read(&path).unwrap();
+        assert_eq!(
+            r[1].value,
+            serde_json::json!({ "prompt": "a", "completion": "b" })
+        );
+        assert_eq!(r[0].at, format!("{}: row 1", path.display()));
+    }
+
+    #[test]
     fn a_csv_cell_with_a_json_list_is_that_list() {
         let mut row = serde_json::json!({ "messages": "[{\"role\": \"user\", \"content\": \"hi\"}]", "n": "[x" });
         parse_json_cells(&mut row);
