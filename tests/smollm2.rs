@@ -204,19 +204,21 @@ fn chat_judge_lora_and_heldout_winrate_run_end_to_end() {
     }
 }
 
+/// `scir export ARGS --artifacts ART`.
+fn export(art: &Path, args: &[&str]) -> std::process::Output {
+    let at = ["--artifacts", art.to_str().unwrap()];
+    scir(&[&["export"], args, &at].concat())
+}
+
 /// `scir export --preferences`: per arm and iteration, the filter's selected, labelled pairs
 /// with the labelled response as `chosen`, in Parquet and JSONL; an unknown arm is a user
 /// error.
 fn export_preferences_match_the_filter(art: &Path) {
     let out = art.join("prefs");
-    let listed = stdout_ok(&scir(&[
-        "export",
-        "--preferences",
-        "--artifacts",
-        art.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    let listed = stdout_ok(&export(
+        art,
+        &["--preferences", "--out", out.to_str().unwrap()],
+    ));
     let (mut total, mut files) = (0, 0);
     for arm in ["scir", "srlm"] {
         for k in [1, 2] {
@@ -280,14 +282,7 @@ fn export_preferences_match_the_filter(art: &Path) {
     }
     assert!(total > 0, "no trained pair exported at all");
     assert_eq!(listed.lines().count(), files, "{listed}");
-    let bad = scir(&[
-        "export",
-        "--preferences",
-        "--arm",
-        "nope",
-        "--artifacts",
-        art.to_str().unwrap(),
-    ]);
+    let bad = export(art, &["--preferences", "--arm", "nope"]);
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("scir, srlm"), "{err}");
 }
@@ -296,16 +291,10 @@ fn export_preferences_match_the_filter(art: &Path) {
 /// conversational data (the prompt as the user turn, the trimmed answer as the assistant's).
 fn export_sft_matches_the_answers(art: &Path) {
     let out = art.join("sft");
-    let listed = stdout_ok(&scir(&[
-        "export",
-        "--sft",
-        "--arm",
-        "srlm",
-        "--artifacts",
-        art.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    let listed = stdout_ok(&export(
+        art,
+        &["--sft", "--arm", "srlm", "--out", out.to_str().unwrap()],
+    ));
     assert_eq!(
         listed.lines().count(),
         6,
@@ -357,14 +346,7 @@ fn export_sft_matches_the_answers(art: &Path) {
         let names: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
         assert_eq!(names, ["iteration", "messages", "prompt_id", "finished"]);
     }
-    let bad = scir(&[
-        "export",
-        "--sft",
-        "--table",
-        "no_such_table",
-        "--artifacts",
-        art.to_str().unwrap(),
-    ]);
+    let bad = export(art, &["--sft", "--table", "no_such_table"]);
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
         !bad.status.success() && err.contains("no no_such_table table"),

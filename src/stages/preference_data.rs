@@ -59,7 +59,7 @@ impl Stage for PreferenceData {
             .collect::<anyhow::Result<Vec<_>>>()?;
         if rows.is_empty() {
             anyhow::bail!(user_err!(
-                "{}: no preference pair in the file",
+                "{}: no preference pair in the file; add records {{\"prompt\", \"chosen\", \"rejected\"}}",
                 path.display()
             ));
         }

@@ -153,12 +153,8 @@ impl Stage for Sft {
             Shape::Pairwise,
             default,
         )?;
-        let data = ctx.input("data")?;
-        let judge = ctx.try_input("judge");
-        let mut examples = examples(&model.text, data, judge, p)?;
-        if let Some(prefs) = judge.filter(|j| p.eft && j.tables.contains_key(PreferenceRow::NAME)) {
-            examples.extend(preference_examples(&model.text, &template, &prefs.rows()?)?);
-        }
+        let (data, judge) = (ctx.input("data")?, ctx.try_input("judge"));
+        let examples = examples(&model.text, data, judge, &template, p)?;
         if examples.is_empty() {
             anyhow::bail!(crate::user_err!(
                 "sft: no training examples (set `ift` or `eft`, give the world IFT/EFT rows, or bind \
@@ -282,6 +278,7 @@ fn examples(
     text: &crate::model::Text,
     data: &crate::engine::stage::InputArtifact,
     judge: Option<&crate::engine::stage::InputArtifact>,
+    template: &JudgeTemplate,
     p: &SftParams,
 ) -> anyhow::Result<Vec<Pair>> {
     let mut texts: Vec<(String, String)> = Vec::new();
@@ -297,8 +294,10 @@ fn examples(
     }
     if p.eft {
         let judged: Vec<(String, String)> = match judge {
-            // A user's preferences: rendered through the judge template by the caller.
-            Some(judge) if judge.tables.contains_key(PreferenceRow::NAME) => Vec::new(),
+            Some(judge) if judge.tables.contains_key(PreferenceRow::NAME) => {
+                pairs.extend(preference_examples(text, template, &judge.rows()?)?);
+                Vec::new()
+            }
             Some(judge) => {
                 let judged = judge
                     .rows::<JudgeExampleRow>()?

@@ -81,9 +81,10 @@ impl Stage for SftData {
         };
         if examples.is_empty() {
             anyhow::bail!(user_err!(
-                "{}: no SFT example in the file (format {:?})",
-                path.display(),
-                p.format
+                "{}: no SFT example in the file; with `format: trl` each record holds \
+                 `messages` or `prompt` and `completion`, with `format: self-instruct` each \
+                 task an instance with an `output`",
+                path.display()
             ));
         }
         ctx.log(&format!(
