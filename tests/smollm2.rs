@@ -124,12 +124,7 @@ fn tensors(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 fn chat_judge_lora_and_heldout_winrate_run_end_to_end() {
     let (dir, pipeline) = project(PIPELINE);
     let art = dir.path().join("artifacts");
-    stdout_ok(&scir(&[
-        "run",
-        pipeline.to_str().unwrap(),
-        "--artifacts",
-        art.to_str().unwrap(),
-    ]));
+    run_ok(&pipeline, &art);
 
     // Prompts: instruction + blank line + input.
     let p = sql(
@@ -202,6 +197,16 @@ fn chat_judge_lora_and_heldout_winrate_run_end_to_end() {
         let x: f64 = v.parse().unwrap();
         assert!(x.abs() < 1e-4, "reward at step 1 is {x}, not ~0");
     }
+}
+
+/// `scir run PIPELINE --artifacts ART`, which must succeed.
+fn run_ok(pipeline: &Path, art: &Path) {
+    stdout_ok(&scir(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--artifacts",
+        art.to_str().unwrap(),
+    ]));
 }
 
 /// `scir export ARGS --artifacts ART`.
@@ -543,12 +548,7 @@ stages:
 fn meta_rewarding_judges_and_meta_judges_through_chat_templates() {
     let (dir, pipeline) = project(META_PIPELINE);
     let art = dir.path().join("artifacts");
-    stdout_ok(&scir(&[
-        "run",
-        pipeline.to_str().unwrap(),
-        "--artifacts",
-        art.to_str().unwrap(),
-    ]));
+    run_ok(&pipeline, &art);
     let text = fixture_text();
     let rows =
         JudgePairRow::read_path(&art.join("tables/judge_pairs/iter-0001.main.parquet")).unwrap();
@@ -630,12 +630,7 @@ fn a_users_messages_file_trains_m0_on_the_assistant_turns() {
     let lines: Vec<String> = prefs.iter().map(|c| c.to_string()).collect();
     std::fs::write(dir.path().join("prefs.jsonl"), lines.join("\n") + "\n").unwrap();
     let art = dir.path().join("artifacts");
-    stdout_ok(&scir(&[
-        "run",
-        pipeline.to_str().unwrap(),
-        "--artifacts",
-        art.to_str().unwrap(),
-    ]));
+    run_ok(&pipeline, &art);
     let rows = sql(
         &art,
         "SELECT record, turn, completion FROM sft_examples ORDER BY id",
