@@ -590,6 +590,10 @@ stages:
     kind: sft
     inputs: { model: base, data: chats }
     params: { steps: 1, batch_size: 3, lr: 1.0e-3, warmup_steps: 0 }
+  m0-lora:
+    kind: sft
+    inputs: { model: base, data: chats }
+    params: { steps: 1, batch_size: 3, lr: 1.0e-3, warmup_steps: 0, lora: { rank: 2, alpha: 4.0, target_modules: [q_proj] } }
   prefs: { kind: preference-data, params: { path: prefs.jsonl } }
   judge-sft:
     kind: sft
@@ -678,6 +682,16 @@ fn a_users_messages_file_trains_m0_on_the_assistant_turns() {
     assert!(
         base.keys().any(|n| base[n] != m0[n]),
         "SFT changed no weight"
+    );
+    // Under LoRA only the targeted projections change (the adapters merged into them).
+    let lora = tensors(&art.join("models/main/m0-lora@0"));
+    let changed: Vec<&String> = base.keys().filter(|n| base[*n] != lora[*n]).collect();
+    assert!(!changed.is_empty(), "LoRA SFT changed no weight");
+    assert!(
+        changed
+            .iter()
+            .all(|n| n.ends_with("self_attn.q_proj.weight")),
+        "{changed:?}"
     );
 }
 

@@ -14,8 +14,9 @@
 //! unchanged, so the caller can stop without committing anything.
 //!
 //! [`StepOutputs`] is where a training step's model outputs come from: the fast path's
-//! recorded forward and hand-written backward ([`super::fast::train`]) when it applies (full
-//! fine-tuning of f32 weights), candle's autograd otherwise (LoRA adapters). Both give the
+//! recorded forward and hand-written backward ([`super::fast::train`]) when it applies (f32
+//! weights and adapters on the CPU: full fine-tuning or LoRA), candle's autograd otherwise
+//! (other dtypes). Both give the
 //! same gradients within the tolerance the tests state.
 //!
 //! [`verdict_logit_gaps`] is the judge quantity for training: `l_A − l_B` at each judge

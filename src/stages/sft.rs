@@ -15,6 +15,8 @@
 //! forward and backward run concurrently (rayon), each padded to its own
 //! longest example, the step's gradient their sum in shard order. Either way
 //! the result does not depend on the number of threads.
+//! `lora: { rank, alpha, target_modules }` trains LoRA adapters only (the base weights stay
+//! fixed, on the fast path as well) and merges them into the saved model.
 //! `resume_every: N` (default 50; 0: never) saves the training state every N
 //! steps into the task's resume area; a killed task continues from there and
 //! ends bit-identical ([`common::resume`]; not part of the key).
@@ -53,12 +55,13 @@ use serde::{Deserialize, Serialize};
 use super::common;
 use super::common::judge::{self, JudgeTemplate, Shape};
 use super::common::resume;
-use super::common::training::{Optimizer, Training};
+use super::common::training::{self, Optimizer, Training};
 use crate::engine::stage::{DeclaredTable, Slot, Stage, TaskContext};
+use crate::model::lora::LoraConfig;
 use crate::model::schedule::ScheduleKind;
 use crate::model::score::{Pair, response_logprobs};
-use crate::model::trainer::{StepOutputs, varmap_vars};
-use crate::model::{Adapters, Decoder, Message, Weights};
+use crate::model::trainer::StepOutputs;
+use crate::model::{Adapters, Decoder, Message};
 use crate::table::Table;
 use crate::tables::judge_examples::{JudgeExampleRow, MetaExampleRow};
 use crate::tables::preferences::PreferenceRow;
@@ -97,6 +100,9 @@ pub struct SftParams {
     /// that renders a `judge` input's `preferences` as judge examples; absent: the world's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub judge_template: Option<PathBuf>,
+    /// Train LoRA adapters instead of every weight (merged into the saved model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
 }
 
 impl Default for SftParams {
@@ -114,6 +120,7 @@ impl Default for SftParams {
             shards: DEFAULT_SHARDS,
             resume_every: resume::DEFAULT_EVERY,
             judge_template: None,
+            lora: None,
         }
     }
 }
@@ -145,7 +152,7 @@ impl Stage for Sft {
             .collect()
     }
     fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let model = common::load_model(ctx.input("model")?, Weights::Trainable)?;
+        let mut model = common::load_model(ctx.input("model")?, training::base_weights(&p.lora))?;
         let default = (judge::DEFAULT_PAIRWISE, "built-in pairwise");
         let template = judge::load_or(
             &ctx.pipeline_dir,
@@ -169,7 +176,7 @@ impl Stage for Sft {
             weight_decay: p.weight_decay,
             max_grad_norm: p.max_grad_norm,
         };
-        let vars = varmap_vars(&model.varmap)?;
+        let (lora, vars) = training::trainable(&mut model, &p.lora)?;
         let mut training =
             Training::<SftMetricRow>::with_adamw(ctx, p.resume_every, vars, p.steps, "sft", &opt)?;
         let n = examples.len();
@@ -201,6 +208,9 @@ impl Stage for Sft {
         let rows = training.finish();
         if let Some(last) = rows.last() {
             ctx.log(&format!("final loss {:.4}", last.loss));
+        }
+        if let Some(set) = &lora {
+            model.merge_lora(set)?;
         }
         model.save(&ctx.checkpoint_dir()?)?;
         ctx.write_rows(rows)

@@ -55,7 +55,7 @@ use super::common::irm::IrmNorm;
 use super::common::resume;
 use super::common::slots;
 use super::common::train_data::{self, TrainData, TrainPair};
-use super::common::training::{Optimizer, Training};
+use super::common::training::{self, Optimizer, Training};
 use super::common::{self, judge};
 use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::loss::cream::cream_dpo;
@@ -63,12 +63,11 @@ use crate::loss::{
     ConsistencyGrad, ConsistencyKind, DpoMetrics, DpoOutput, Lengths, LogBernoulli, PairLogps,
     Pick, Preferred, ScirLossConfig, dpo_sigmoid_offset, scir_loss_with,
 };
-use crate::model::Weights;
-use crate::model::lora::{LoraConfig, LoraSet};
+use crate::model::lora::LoraConfig;
 use crate::model::schedule::ScheduleKind;
 use crate::model::score::Pair;
 use crate::model::train_state::epoch_batches;
-use crate::model::trainer::{StepOutputs, varmap_vars};
+use crate::model::trainer::StepOutputs;
 use crate::table::Table;
 use crate::tables::grm_scores::GrmMode;
 use crate::tables::train_metrics::TrainMetricRow;
@@ -171,8 +170,9 @@ pub struct Train;
 
 impl Stage for Train {
     type Params = TrainParams;
-    /// Bump when the output changes for the same inputs and params.
-    const VERSION: u32 = 3;
+    /// Bump when the output changes for the same inputs and params (4: LoRA on the fast
+    /// path).
+    const VERSION: u32 = 4;
     const INPUTS: &'static [Slot] = &[
         slots::MT,
         slots::GENERATION,
@@ -221,13 +221,9 @@ impl Stage for Train {
         Ok(())
     }
     fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        // Under LoRA the base weights stay plain tensors: no gradient is computed for them
-        // (see `model::frozen_matmul`), and the merged weights are written at the end.
-        let weights = match p.lora {
-            Some(_) => Weights::Frozen,
-            None => Weights::Trainable,
-        };
-        let mut model = common::load_model(ctx.input("model")?, weights)?;
+        // Under LoRA the base weights stay plain tensors: no gradient is computed for them,
+        // and the merged weights are written at the end.
+        let mut model = common::load_model(ctx.input("model")?, training::base_weights(&p.lora))?;
         let mut data = train_data::load(ctx)?;
         if p.judge_pairs {
             // Before adapters are attached: the reference log-probs of the (long) judge
@@ -239,18 +235,7 @@ impl Stage for Train {
             ctx.log(&format!("{} judge pairs", judged.len()));
             data.pairs.extend(judged);
         }
-        let lora = match &p.lora {
-            Some(cfg) => Some(LoraSet::attach(
-                cfg.clone(),
-                &mut model.decoder,
-                candle_core::DType::F32,
-            )?),
-            None => None,
-        };
-        let vars = match &lora {
-            Some(set) => set.named_vars(),
-            None => varmap_vars(&model.varmap)?,
-        };
+        let (lora, vars) = training::trainable(&mut model, &p.lora)?;
         if p.method == Method::Scir && data.judge.token_ids.is_empty() {
             anyhow::bail!(crate::user_err!(
                 "{}: method scir re-judges every pair with the model being trained, and this \

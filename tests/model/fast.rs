@@ -1,6 +1,6 @@
 //! The fast inference path (`scir::model::fast`) against the candle path it replaces: the
 //! same numbers within a stated tolerance, the same greedy tokens, a row's result the same
-//! bits alone or in a batch, and the candle path taken whenever adapters take part.
+//! bits alone or in a batch, and LoRA adapters (forward and gradients) the same as there.
 
 use scir::model::fast;
 use scir::model::generate::{GenerateParams, Generated, Sampler, generate_reference};
@@ -252,25 +252,116 @@ fn fast_backward_matches_candle_autograd_on_a_reward_model() {
     }
 }
 
-/// With a LoRA adapter attached the fast path declines when adapters take part (callers then
-/// use candle's path, which runs them) and applies when they are off (the base model).
-#[test]
-fn the_fast_path_declines_active_adapters() {
-    use candle_core::{DType, Device, Var};
-    use scir::model::lora::LoraAdapter;
-    let mut m = family(26).remove(0);
-    let it = items(&m);
-    for (_, lin) in m.decoder.linears_mut().into_iter().take(1) {
-        let (inp, out) = lin.dims();
-        lin.set_lora(Some(LoraAdapter {
-            a: Var::zeros((2, inp), DType::F32, &Device::Cpu).unwrap(),
-            b: Var::zeros((out, 2), DType::F32, &Device::Cpu).unwrap(),
-            scale: 1.0,
-        }));
+/// `m` frozen, with rank-2 LoRA adapters on every linear layer whose `B` is random (a fresh
+/// `B` is zero, under which a wrong adapter forward would pass unseen).
+fn with_adapters(m: &Model, seed: u64) -> (Model, scir::model::lora::LoraSet) {
+    use candle_core::{DType, Tensor};
+    use scir::model::lora::{ALL_LINEAR, LoraConfig, LoraSet};
+    let mut frozen = m.frozen_copy().unwrap();
+    let cfg = LoraConfig {
+        rank: 2,
+        alpha: 4.0,
+        target_modules: vec![ALL_LINEAR.to_string()],
+        use_rslora: false,
+        seed,
+    };
+    let set = LoraSet::attach(cfg, &mut frozen.decoder, DType::F32).unwrap();
+    for (name, var) in set.named_vars() {
+        if name.contains("lora_B") {
+            let noise = Tensor::randn(0f32, 0.5, var.shape(), var.device()).unwrap();
+            var.set(&noise).unwrap();
+        }
     }
-    assert!(fast::response_logprobs(&m.decoder, &it, Adapters::On).is_none());
-    assert!(fast::train::Recorder::new(&m.decoder).is_none());
-    let off = fast::response_logprobs(&m.decoder, &it, Adapters::Off).expect("applies");
-    let reference = reference_logprobs(&m.decoder, &it, Adapters::Off);
-    assert!(max_rel(&off.unwrap(), &reference) < TOLERANCE);
+    (frozen, set)
+}
+
+/// With LoRA adapters taking part, the fast path gives candle's numbers (scores, verdicts,
+/// greedy tokens); with adapters off, the base model's.
+#[test]
+fn lora_adapters_on_the_fast_path_match_the_candle_path() {
+    for base in sharp_family(26) {
+        let (m, _set) = with_adapters(&base, 3);
+        let it = items(&m);
+        for adapters in [Adapters::On, Adapters::Off] {
+            let fast = fast::response_logprobs(&m.decoder, &it, adapters)
+                .expect("the fast path applies")
+                .unwrap();
+            let reference = reference_logprobs(&m.decoder, &it, adapters);
+            assert!(max_rel(&fast, &reference) < TOLERANCE, "{adapters:?}");
+        }
+        let on = reference_logprobs(&m.decoder, &it, Adapters::On);
+        let off = reference_logprobs(&m.decoder, &it, Adapters::Off);
+        assert!(max_rel(&on, &off) > 1e-3, "the adapters change the model");
+        let prompts: Vec<Vec<u32>> = it.iter().map(|p| p.prompt.clone()).collect();
+        let p = params(Sampler::Greedy, 12);
+        let seeds = vec![0; prompts.len()];
+        let want = generate_reference(&m.decoder, &prompts, &seeds, &p, Adapters::On).unwrap();
+        assert_eq!(fast_generate(&m, &prompts, &seeds, &p), want);
+    }
+}
+
+/// LoRA training on the fast path: every adapter's gradient equals candle's autograd, the
+/// frozen base weights get none, and recomputing every pass (no activations kept) gives the
+/// same bits as keeping them.
+#[test]
+fn lora_gradients_match_candle_autograd() {
+    use candle_core::{Device, Tensor};
+    use scir::model::fast::train::Recorder;
+    use scir::model::score::{response_logprobs, token_logits_at_last};
+    for base in sharp_family(29) {
+        let (m, set) = with_adapters(&base, 5);
+        let it = items(&m);
+        let prompts: Vec<Vec<u32>> = it.iter().map(|p| p.prompt.clone()).collect();
+        let tokens = [5u32, 9];
+        let dev = Device::Cpu;
+        let c_lp = Tensor::new(&[0.3f32, -1.0, 0.7, 0.2, -0.4], &dev).unwrap();
+        let c_last = Tensor::new(
+            &[1.0f32, -0.5, 0.1, 0.2, -1.0, 2.0, 0.5, -0.5, 1.5, -2.0],
+            &dev,
+        )
+        .unwrap()
+        .reshape((5, 2))
+        .unwrap();
+        let loss = |lp: &Tensor, last: &Tensor| {
+            ((lp * &c_lp).unwrap().sum_all().unwrap()
+                + (last * &c_last).unwrap().sum_all().unwrap())
+            .unwrap()
+        };
+        let lp = response_logprobs(&m.decoder, &it, 0, Adapters::On).unwrap();
+        let last = token_logits_at_last(&m.decoder, &prompts, &tokens, 0, Adapters::On).unwrap();
+        let want = loss(&lp, &last).backward().unwrap();
+        let fast_grads = |budget: usize| {
+            let mut rec = Recorder::new(&m.decoder)
+                .expect("the fast path applies")
+                .keeping_at_most(budget);
+            let lp = rec.response_logprobs(&it).unwrap();
+            let last = rec.last_logits(&prompts, &tokens).unwrap();
+            rec.weight_grads(&loss(&lp, &last).backward().unwrap())
+                .unwrap()
+        };
+        let (kept, recomputed) = (fast_grads(usize::MAX), fast_grads(0));
+        let vars = set.named_vars();
+        assert_eq!(kept.get_ids().count(), vars.len(), "adapters only");
+        for (name, var) in &vars {
+            let a = want.get(var.as_tensor()).expect("candle gradient");
+            let flat = |g: &candle_core::backprop::GradStore| {
+                let t = g
+                    .get(var.as_tensor())
+                    .unwrap_or_else(|| panic!("no gradient for {name}"));
+                t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            };
+            let (b, c) = (flat(&kept), flat(&recomputed));
+            assert_eq!(b, c, "{name}: recomputed passes give other bits");
+            let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let scale = a.iter().fold(0f32, |s, x| s.max(x.abs())).max(1e-3);
+            let worst = a
+                .iter()
+                .zip(&b)
+                .fold(0f32, |s, (x, y)| s.max((x - y).abs()));
+            assert!(
+                worst / scale < 1e-4,
+                "{name}: max diff {worst} vs max |grad| {scale}"
+            );
+        }
+    }
 }

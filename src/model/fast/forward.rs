@@ -14,7 +14,7 @@
 //! summation order and the `exp` polynomial: ~1e-6 relative on logits (tests bound it).
 
 use super::matmul::{Into, Operand, matmul_wt, product};
-use super::weights::{Lin, Weights};
+use super::weights::{Lin, LoraLin, Weights};
 use crate::model::simd;
 
 /// One sequence's rows in a packed group.
@@ -131,24 +131,38 @@ fn sized(buf: &mut Vec<f32>, n: usize) -> &mut [f32] {
 }
 
 /// What the backward pass ([`super::train`]) needs of one layer's forward, `(rows, ·)` each.
-/// Keys and values (after RoPE) stay in the [`KvCache`].
+/// Keys and values (after RoPE) stay in the [`KvCache`]; the normed inputs of the attention
+/// and the MLP are recomputed from `x_in` and `x_mid` ([`rms_normed`]: the same bits).
 #[derive(Default)]
 pub struct LayerTape {
     /// The layer's input (residual stream).
     pub x_in: Vec<f32>,
-    /// `input_layernorm(x_in)`.
-    pub normed_in: Vec<f32>,
     /// Queries after RoPE.
     pub q: Vec<f32>,
     /// Attention output before `o_proj`.
     pub attn: Vec<f32>,
     /// The residual stream after attention.
     pub x_mid: Vec<f32>,
-    /// `post_attention_layernorm(x_mid)`.
-    pub normed_mid: Vec<f32>,
     /// `gate_proj` and `up_proj` outputs (before SiLU).
     pub gate: Vec<f32>,
     pub up: Vec<f32>,
+}
+
+impl LayerTape {
+    /// The floats it holds.
+    pub fn floats(&self) -> usize {
+        [
+            &self.x_in,
+            &self.q,
+            &self.attn,
+            &self.x_mid,
+            &self.gate,
+            &self.up,
+        ]
+        .iter()
+        .map(|v| v.len())
+        .sum()
+    }
 }
 
 /// A recorded forward pass: every layer's [`LayerTape`] and the stream before the final norm.
@@ -196,7 +210,7 @@ pub fn hidden(
 /// `(rows, out, inp)` of a linear layer applied to `rows` inputs.
 type Dims = (usize, usize, usize);
 
-/// `y = x·Wᵀ + b` for `rows` rows.
+/// `y = x·Wᵀ + b (+ scale·(x·Aᵀ)·Bᵀ)` for `rows` rows.
 pub(super) fn linear(lin: Lin, x: &[f32], y: &mut [f32], (rows, out, inp): Dims, into: Into) {
     matmul_wt(x, inp, lin.w, y, out, (rows, out, inp), into);
     if let Some(b) = lin.b {
@@ -206,6 +220,26 @@ pub(super) fn linear(lin: Lin, x: &[f32], y: &mut [f32], (rows, out, inp): Dims,
             }
         }
     }
+    if let Some(lo) = lin.lora {
+        let mut u = lora_down(lo, x, (rows, inp));
+        u.iter_mut().for_each(|v| *v *= lo.scale);
+        matmul_wt(&u, lo.rank, lo.b, y, out, (rows, out, lo.rank), Into::Add);
+    }
+}
+
+/// `x·Aᵀ`, `(rows, rank)`: the input of an adapter's `B`.
+pub(super) fn lora_down(lo: LoraLin, x: &[f32], (rows, inp): (usize, usize)) -> Vec<f32> {
+    let mut u = vec![0f32; rows * lo.rank];
+    matmul_wt(
+        x,
+        inp,
+        lo.a,
+        &mut u,
+        lo.rank,
+        (rows, lo.rank, inp),
+        Into::Overwrite,
+    );
+    u
 }
 
 /// RMSNorm of every `h`-wide row of `x` into `buf` (resized).
@@ -214,6 +248,13 @@ fn normed<'a>(buf: &'a mut Vec<f32>, x: &[f32], weight: &[f32], eps: f64, h: usi
     for (o, xr) in out.chunks_exact_mut(h).zip(x.chunks_exact(h)) {
         simd::rms_norm(xr, weight, eps as f32, o);
     }
+    out
+}
+
+/// RMSNorm of every `h`-wide row of `x`, as the forward pass computes it.
+pub(super) fn rms_normed(x: &[f32], weight: &[f32], eps: f64, h: usize) -> Vec<f32> {
+    let mut out = Vec::new();
+    normed(&mut out, x, weight, eps, h);
     out
 }
 
@@ -269,7 +310,6 @@ fn attention_block(
     }
     if let Some(t) = tape {
         t.x_in = x.to_vec();
-        t.normed_in = normed.to_vec();
         t.q = q.to_vec();
         t.attn = attn.to_vec();
     }
@@ -367,7 +407,6 @@ fn mlp_block(
     let up = projected(&mut s.up, l.up, normed, (n, inter, h));
     if let Some(t) = tape {
         t.x_mid = x.to_vec();
-        t.normed_mid = normed.to_vec();
         t.gate = gate.to_vec();
         t.up = up.to_vec();
     }

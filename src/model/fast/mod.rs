@@ -21,10 +21,10 @@
 //!
 //! Used automatically by [`super::score::response_logprobs_vec`],
 //! [`super::score::verdict_probs_vec`] and [`super::generate::generate`] whenever the
-//! decoder's weights are f32 on the CPU and no LoRA adapter takes part; otherwise those fall
-//! back to the candle path (kept as the reference: `*_reference` functions). Training
-//! (`sft`, `train`, through [`super::trainer::StepOutputs`]) records the same forward pass and
-//! runs a hand-written backward ([`train`]); under LoRA it keeps candle's autograd.
+//! decoder's weights (and the LoRA adapters taking part) are f32 on the CPU; otherwise those
+//! fall back to the candle path (kept as the reference: `*_reference` functions). Training
+//! (`sft`, `train`, `train-rm`, through [`super::trainer::StepOutputs`]), LoRA included,
+//! records the same forward pass and runs a hand-written backward ([`train`]).
 //!
 //! Tolerances versus the candle path (tests in `tests/model/fast.rs`): summed log-probs and
 //! verdict probabilities within 2e-5 (relative, `|a − b| / (1 + |b|)`), the same greedy

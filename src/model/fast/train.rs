@@ -14,14 +14,26 @@
 //! - SwiGLU `a = silu(g)·u`: `du = da·silu(g)`, `dg = da·u·σ(g)(1 + g(1 − σ(g)))`;
 //! - attention per sequence and head (`P = softmax(q·kᵀ·s)` recomputed, causal):
 //!   `dV += Pᵀ·dO`, `dS = P ⊙ (dO·Vᵀ − rowsum(…))`, `dq = s·dS·K`, `dK += s·dSᵀ·q`;
-//! - RoPE: the inverse rotation; embeddings: rows scattered back (tied head: same buffer).
+//! - RoPE: the inverse rotation; embeddings: rows scattered back (tied head: same buffer);
+//! - LoRA `y += s·(x·Aᵀ)·Bᵀ`: `dB += s·dyᵀ·(x·Aᵀ)`, `du = s·dy·B`, `dA += duᵀ·x`,
+//!   `dx += du·A`.
+//!
+//! Only trainable weights (candle `Var`s) get a gradient: under LoRA the base weights are
+//! plain tensors, so a step computes no `(out, in)` weight gradient at all, only `dx`
+//! through each layer and the adapters' small products.
 //!
 //! Sequences are split into groups of at most [`TRAIN_GROUP_TOKENS`] tokens *by position
 //! only*, each group's gradient computed on its own thread, and the groups' gradients summed
-//! in order: results do not depend on the thread count. Tests compare every weight's
-//! gradient with candle's autograd on the differentiable path.
+//! in order: results do not depend on the thread count. Memory is bounded by design: a
+//! group's recorded pass (its activations) is kept for the backward only within
+//! [`KEPT_PASS_BYTES`]; past that the backward recomputes it, so a step holds at most that
+//! plus one pass per thread, however many pairs its batch has — and the gradients are the
+//! same bits either way. Tests compare every trainable weight's gradient with candle's
+//! autograd on the differentiable path.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
@@ -29,7 +41,7 @@ use rayon::prelude::*;
 
 use super::forward::{self, KvCache, RopeTable, Span, Tape};
 use super::matmul::{Into, Operand, product};
-use super::weights::{self, Lin, Weights};
+use super::weights::{self, Lin, LoraLin, Weights};
 use super::{ResponseRows, gather_rows, response_rows, summed_logprobs, vocab_logits};
 use crate::model::batch::Pair;
 use crate::model::decoder::Decoder;
@@ -39,22 +51,25 @@ use crate::model::simd;
 /// Most tokens per group (fixed, so the split does not depend on the machine).
 const TRAIN_GROUP_TOKENS: usize = 1024;
 
+/// Recorded forward passes kept for the backward, in bytes, per [`Recorder`]; a group past
+/// it drops its pass and the backward recomputes it (the same bits: the forward pass is
+/// deterministic). This bounds a step's memory whatever its batch size.
+const KEPT_PASS_BYTES: usize = 3 << 29;
+
+/// Per-group gradients held at once by the backward, in bytes (full fine-tuning of a large
+/// model holds one per thread; LoRA's small ones let every group run at once).
+const GRAD_PARTS_BYTES: usize = 256 << 20;
+
 /// What a recorded group's outputs are.
 enum Head {
     /// Per sequence, the sum of log-probs of its response tokens.
-    LogProbs {
-        rr: ResponseRows,
-        /// The hidden states at `rr.rows` and the logits there, kept for the backward
-        /// (filled by [`head_values`]).
-        picked: Vec<f32>,
-        logits: Vec<f32>,
-    },
+    LogProbs { rr: ResponseRows },
     /// Per sequence, the logits of `tokens` at its last row.
     Last { tokens: Vec<u32> },
 }
 
 /// One group's recorded forward pass.
-struct Group {
+struct Pass {
     spans: Vec<Span>,
     ids: Vec<u32>,
     rope: RopeTable,
@@ -62,40 +77,87 @@ struct Group {
     tape: Tape,
     /// Final normed hidden states `(rows, hidden)`.
     hidden: Vec<f32>,
+    /// For [`Head::LogProbs`], the hidden states at the response rows and the logits there.
+    picked: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+impl Pass {
+    /// Roughly the bytes it holds.
+    fn bytes(&self) -> usize {
+        let tape: usize = self
+            .tape
+            .layers
+            .iter()
+            .map(forward::LayerTape::floats)
+            .sum();
+        let cache: usize = self.cache.k.iter().chain(&self.cache.v).map(Vec::len).sum();
+        let rest = self.tape.x_final.len() + self.hidden.len() + self.picked.len();
+        4 * (tape + cache + rest + self.logits.len())
+    }
+}
+
+/// One group of a recorded output: its items, its head, and its forward pass unless it was
+/// dropped (see [`KEPT_PASS_BYTES`]).
+struct Group {
+    range: Range<usize>,
     head: Head,
+    pass: Option<Pass>,
 }
 
 /// Recorded model outputs of one training step; see the module docs.
 pub struct Recorder<'d> {
     dec: &'d Decoder,
     outputs: Vec<Recorded>,
+    kept: AtomicUsize,
+    budget: usize,
 }
 
-/// One recorded output: its leaf tensor, its groups with their item ranges, and how many
-/// values each sequence contributes to the leaf.
+/// One recorded output: its leaf tensor, its sequences and groups, and how many values each
+/// sequence contributes to the leaf.
 struct Recorded {
     leaf: Tensor,
-    groups: Vec<(std::ops::Range<usize>, Group)>,
+    seqs: Vec<Vec<u32>>,
+    groups: Vec<Group>,
     per_seq: usize,
 }
 
-/// Gradient buffers keyed by the address of the weight slice they belong to.
-#[derive(Default)]
-struct Grads(HashMap<usize, Vec<f32>>);
+/// Gradient buffers keyed by the address of the weight slice they belong to, for the
+/// trainable weights only (see [`weights::Locked::trainable`]).
+struct Grads<'s> {
+    bufs: HashMap<usize, Vec<f32>>,
+    trainable: &'s HashSet<usize>,
+}
 
-impl Grads {
-    fn of(&mut self, w: &[f32]) -> &mut [f32] {
-        self.0
-            .entry(w.as_ptr() as usize)
-            .or_insert_with(|| vec![0.0; w.len()])
+impl<'s> Grads<'s> {
+    fn new(trainable: &'s HashSet<usize>) -> Self {
+        Grads {
+            bufs: HashMap::new(),
+            trainable,
+        }
+    }
+
+    /// Whether the backward of `lin` reads its input (for its weight's gradient or an
+    /// adapter's).
+    fn needs_input(&self, lin: Lin) -> bool {
+        lin.lora.is_some() || self.trainable.contains(&(lin.w.as_ptr() as usize))
+    }
+
+    /// The gradient buffer of `w`, or `None` when `w` is not trainable.
+    fn of(&mut self, w: &[f32]) -> Option<&mut [f32]> {
+        let key = w.as_ptr() as usize;
+        if !self.trainable.contains(&key) {
+            return None;
+        }
+        Some(self.bufs.entry(key).or_insert_with(|| vec![0.0; w.len()]))
     }
 
     fn add(&mut self, other: Grads) {
-        for (key, buf) in other.0 {
-            match self.0.get_mut(&key) {
+        for (key, buf) in other.bufs {
+            match self.bufs.get_mut(&key) {
                 Some(mine) => mine.iter_mut().zip(&buf).for_each(|(a, b)| *a += b),
                 None => {
-                    self.0.insert(key, buf);
+                    self.bufs.insert(key, buf);
                 }
             }
         }
@@ -110,7 +172,16 @@ impl<'d> Recorder<'d> {
         Some(Recorder {
             dec,
             outputs: Vec::new(),
+            kept: AtomicUsize::new(0),
+            budget: KEPT_PASS_BYTES,
         })
+    }
+
+    /// Keep at most `bytes` of recorded passes (default [`KEPT_PASS_BYTES`]); the gradients
+    /// are the same bits whatever the budget (tests use 0: every pass recomputed).
+    pub fn keeping_at_most(mut self, bytes: usize) -> Self {
+        self.budget = bytes;
+        self
     }
 
     /// The decoder it records.
@@ -138,8 +209,6 @@ impl<'d> Recorder<'d> {
         }
         self.record(&seqs, items.len(), |range, seqs| Head::LogProbs {
             rr: response_rows(seqs, prompt_lens[range].iter().copied()),
-            picked: Vec::new(),
-            logits: Vec::new(),
         })
     }
 
@@ -161,73 +230,98 @@ impl<'d> Recorder<'d> {
         &mut self,
         seqs: &[Vec<u32>],
         outputs: usize,
-        head: impl Fn(std::ops::Range<usize>, &[Vec<u32>]) -> Head + Sync,
+        head: impl Fn(Range<usize>, &[Vec<u32>]) -> Head + Sync,
     ) -> anyhow::Result<Tensor> {
-        let locked = weights::lock_any_head(self.dec, Adapters::On)
-            .ok_or_else(|| anyhow::anyhow!("internal error: the fast path stopped applying"))?;
+        let locked = lock(self.dec)?;
         let w = Weights::new(self.dec, &locked);
         super::check_ids(&w, seqs)?;
-        let ranges = split(seqs);
-        let groups: Vec<(std::ops::Range<usize>, Group, Vec<f32>)> = ranges
+        let (kept, budget) = (&self.kept, self.budget);
+        let groups: Vec<(Group, Vec<f32>)> = split(seqs, w.has_adapters())
             .into_par_iter()
-            .map(|r| {
-                let mut g = forward_group(&w, &seqs[r.clone()], head(r.clone(), &seqs[r.clone()]));
-                let values = head_values(&w, &mut g);
-                (r, g, values)
+            .map(|range| {
+                let head = head(range.clone(), &seqs[range.clone()]);
+                let (pass, values) = forward_pass(&w, &seqs[range.clone()], &head);
+                let pass = keep_within(budget, kept, pass);
+                (Group { range, head, pass }, values)
             })
             .collect();
         let mut values = Vec::with_capacity(outputs);
-        let mut kept = Vec::with_capacity(groups.len());
-        for (r, g, v) in groups {
+        let mut kept_groups = Vec::with_capacity(groups.len());
+        for (g, v) in groups {
             values.extend(v);
-            kept.push((r, g));
+            kept_groups.push(g);
         }
         let leaf = Var::from_vec(values, outputs, &Device::Cpu)?
             .as_tensor()
             .clone();
         self.outputs.push(Recorded {
             leaf: leaf.clone(),
-            groups: kept,
+            seqs: seqs.to_vec(),
+            groups: kept_groups,
             per_seq: outputs / seqs.len().max(1),
         });
         Ok(leaf)
     }
 
-    /// The weights' gradients given `grads` (from `loss.backward()`), as a store keyed by
-    /// the decoder's weight tensors.
+    /// The trainable weights' gradients given `grads` (from `loss.backward()`), as a store
+    /// keyed by the decoder's tensors. Groups are pushed back in parallel, as many at a time
+    /// as [`GRAD_PARTS_BYTES`] of per-group gradients allow (at least one per thread), and
+    /// summed in order: memory stays bounded, and the sum does not depend on the machine.
     pub fn weight_grads(self, grads: &GradStore) -> anyhow::Result<GradStore> {
-        let locked = weights::lock_any_head(self.dec, Adapters::On)
-            .ok_or_else(|| anyhow::anyhow!("internal error: the fast path stopped applying"))?;
+        let locked = lock(self.dec)?;
         let w = Weights::new(self.dec, &locked);
+        let trainable = locked.trainable();
         let mut jobs = Vec::new();
         for Recorded {
             leaf,
+            seqs,
             groups,
             per_seq,
         } in &self.outputs
         {
             let Some(g) = grads.get(leaf) else { continue };
             let upstream = g.flatten_all()?.to_vec1::<f32>()?;
-            for (range, group) in groups {
-                let up = upstream[range.start * per_seq..range.end * per_seq].to_vec();
-                jobs.push((group, up));
+            for group in groups {
+                let r = &group.range;
+                let up = upstream[r.start * per_seq..r.end * per_seq].to_vec();
+                jobs.push((&seqs[r.clone()], group, up));
             }
         }
-        let parts: Vec<Grads> = jobs
-            .par_iter()
-            .map(|(group, up)| backward_group(&w, group, up))
-            .collect();
-        let mut total = Grads::default();
-        for p in parts {
-            total.add(p);
+        let mut total = Grads::new(&trainable);
+        let trainable_bytes: usize = locked
+            .entries()
+            .filter(|(_, s)| trainable.contains(&(s.as_ptr() as usize)))
+            .map(|(_, s)| 4 * s.len())
+            .sum();
+        let width = (GRAD_PARTS_BYTES / trainable_bytes.max(1))
+            .max(rayon::current_num_threads())
+            .max(1);
+        for chunk in jobs.chunks(width) {
+            let parts: Vec<Grads> = chunk
+                .par_iter()
+                .map(|(seqs, group, up)| {
+                    let fresh;
+                    let pass = match &group.pass {
+                        Some(p) => p,
+                        None => {
+                            fresh = forward_pass(&w, seqs, &group.head).0;
+                            &fresh
+                        }
+                    };
+                    backward_group(&w, pass, &group.head, up, &trainable)
+                })
+                .collect();
+            for p in parts {
+                total.add(p);
+            }
         }
         let mut store = GradStore::default();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         for (tensor, slice) in locked.entries() {
             if !seen.insert(tensor.id()) {
                 continue;
             }
-            if let Some(buf) = total.0.remove(&(slice.as_ptr() as usize)) {
+            if let Some(buf) = total.bufs.remove(&(slice.as_ptr() as usize)) {
                 store.insert(tensor, Tensor::from_vec(buf, tensor.shape(), &Device::Cpu)?);
             }
         }
@@ -235,9 +329,31 @@ impl<'d> Recorder<'d> {
     }
 }
 
-/// Consecutive runs of about equal token counts, as few as keep each under
-/// [`TRAIN_GROUP_TOKENS`] (at least one sequence each).
-fn split(seqs: &[Vec<u32>]) -> Vec<std::ops::Range<usize>> {
+/// The decoder's weights (and active adapters) for training.
+fn lock(dec: &Decoder) -> anyhow::Result<weights::Locked<'_>> {
+    weights::lock_any_head(dec, Adapters::On)
+        .ok_or_else(|| anyhow::anyhow!("internal error: the fast path stopped applying"))
+}
+
+/// `pass` if it fits in what is left of `budget` bytes (`kept` so far), else `None`.
+fn keep_within(budget: usize, kept: &AtomicUsize, pass: Pass) -> Option<Pass> {
+    let bytes = pass.bytes();
+    let before = kept.fetch_add(bytes, Ordering::Relaxed);
+    if before + bytes <= budget {
+        return Some(pass);
+    }
+    kept.fetch_sub(bytes, Ordering::Relaxed);
+    None
+}
+
+/// The groups: under LoRA one sequence each (their gradients are small, and every sequence
+/// is a parallel task); else consecutive runs of about equal token counts, as few as keep
+/// each under [`TRAIN_GROUP_TOKENS`] (at least one sequence each: each group's gradient is
+/// a copy of the model).
+fn split(seqs: &[Vec<u32>], one_each: bool) -> Vec<Range<usize>> {
+    if one_each {
+        return (0..seqs.len()).map(|i| i..i + 1).collect();
+    }
     let total: usize = seqs.iter().map(Vec::len).sum();
     let budget = total
         .div_ceil(total.div_ceil(TRAIN_GROUP_TOKENS).max(1))
@@ -245,7 +361,8 @@ fn split(seqs: &[Vec<u32>]) -> Vec<std::ops::Range<usize>> {
     super::runs_within(seqs, budget)
 }
 
-fn forward_group(w: &Weights, seqs: &[Vec<u32>], head: Head) -> Group {
+/// Run `seqs` recording the forward pass; the head's outputs.
+fn forward_pass(w: &Weights, seqs: &[Vec<u32>], head: &Head) -> (Pass, Vec<f32>) {
     let mut tape = Tape::default();
     let super::Fresh {
         ids,
@@ -254,32 +371,35 @@ fn forward_group(w: &Weights, seqs: &[Vec<u32>], head: Head) -> Group {
         cache,
         hidden,
     } = super::run_fresh(w, seqs, Some(&mut tape));
-    Group {
+    let mut pass = Pass {
         spans,
         ids,
         rope,
         cache,
         tape,
         hidden,
-        head,
-    }
+        picked: Vec::new(),
+        logits: Vec::new(),
+    };
+    let values = head_values(w, &mut pass, head);
+    (pass, values)
 }
 
 /// The head's outputs (and, for log-probs, the logits kept for the backward).
-fn head_values(w: &Weights, g: &mut Group) -> Vec<f32> {
+fn head_values(w: &Weights, p: &mut Pass, head: &Head) -> Vec<f32> {
     let h = w.cfg.hidden_size;
     let vocab = w.cfg.vocab_size;
-    match &mut g.head {
-        Head::LogProbs { rr, picked, logits } => {
-            *picked = gather_rows(&g.hidden, &rr.rows, h);
-            *logits = vocab_logits(w, picked);
-            summed_logprobs(logits, vocab, rr, g.spans.len())
+    match head {
+        Head::LogProbs { rr } => {
+            p.picked = gather_rows(&p.hidden, &rr.rows, h);
+            p.logits = vocab_logits(w, &p.picked);
+            summed_logprobs(&p.logits, vocab, rr, p.spans.len())
         }
         Head::Last { tokens } => {
-            let mut out = Vec::with_capacity(g.spans.len() * tokens.len());
-            for sp in &g.spans {
+            let mut out = Vec::with_capacity(p.spans.len() * tokens.len());
+            for sp in &p.spans {
                 let row = sp.start + sp.len - 1;
-                let x = &g.hidden[row * h..(row + 1) * h];
+                let x = &p.hidden[row * h..(row + 1) * h];
                 for &t in tokens.iter() {
                     let t = t as usize;
                     out.push(simd::dot(x, &w.lm_head[t * h..(t + 1) * h]));
@@ -291,13 +411,14 @@ fn head_values(w: &Weights, g: &mut Group) -> Vec<f32> {
 }
 
 /// Gradient of the final normed hidden states from the head, and the head's weight gradient.
-fn head_backward(w: &Weights, g: &Group, up: &[f32], grads: &mut Grads) -> Vec<f32> {
+fn head_backward(w: &Weights, g: &Pass, head: &Head, up: &[f32], grads: &mut Grads) -> Vec<f32> {
     let h = w.cfg.hidden_size;
     let vocab = w.cfg.vocab_size;
     let n = g.ids.len();
     let mut dh = vec![0f32; n * h];
-    match &g.head {
-        Head::LogProbs { rr, picked, logits } => {
+    match head {
+        Head::LogProbs { rr } => {
+            let (picked, logits) = (&g.picked, &g.logits);
             // d logp / d logits = onehot(target) − softmax(logits), times the item's upstream.
             let mut dlogits = logits.clone();
             for ((row, &t), &o) in dlogits
@@ -313,15 +434,17 @@ fn head_backward(w: &Weights, g: &Group, up: &[f32], grads: &mut Grads) -> Vec<f
                 row[t as usize] += u;
             }
             let p = rr.rows.len();
-            product(
-                Operand::transposed(&dlogits, vocab),
-                Operand::rows(picked, h),
-                grads.of(w.lm_head),
-                h,
-                (vocab, h, p),
-                1.0,
-                Into::Add,
-            );
+            if let Some(dw) = grads.of(w.lm_head) {
+                product(
+                    Operand::transposed(&dlogits, vocab),
+                    Operand::rows(picked, h),
+                    dw,
+                    h,
+                    (vocab, h, p),
+                    1.0,
+                    Into::Add,
+                );
+            }
             let mut dpicked = vec![0f32; p * h];
             product(
                 Operand::rows(&dlogits, vocab),
@@ -347,7 +470,9 @@ fn head_backward(w: &Weights, g: &Group, up: &[f32], grads: &mut Grads) -> Vec<f
                     let u = up[i * k + j];
                     let t = t as usize;
                     let x = &g.hidden[row * h..(row + 1) * h];
-                    simd::axpy(&mut grads.of(w.lm_head)[t * h..(t + 1) * h], u, x);
+                    if let Some(dw) = grads.of(w.lm_head) {
+                        simd::axpy(&mut dw[t * h..(t + 1) * h], u, x);
+                    }
                     simd::axpy(
                         &mut dh[row * h..(row + 1) * h],
                         u,
@@ -360,12 +485,18 @@ fn head_backward(w: &Weights, g: &Group, up: &[f32], grads: &mut Grads) -> Vec<f
     dh
 }
 
-fn backward_group(w: &Weights, g: &Group, up: &[f32]) -> Grads {
+fn backward_group<'s>(
+    w: &Weights,
+    g: &Pass,
+    head: &Head,
+    up: &[f32],
+    trainable: &'s HashSet<usize>,
+) -> Grads<'s> {
     let cfg = w.cfg;
     let h = cfg.hidden_size;
     let eps = cfg.rms_norm_eps as f32;
-    let mut grads = Grads::default();
-    let dh = head_backward(w, g, up, &mut grads);
+    let mut grads = Grads::new(trainable);
+    let dh = head_backward(w, g, head, up, &mut grads);
     let mut dx = vec![0f32; dh.len()];
     norm_backward(
         &g.tape.x_final,
@@ -380,27 +511,36 @@ fn backward_group(w: &Weights, g: &Group, up: &[f32]) -> Grads {
         mlp_backward(w, layer, &g.tape.layers[layer], &mut dx, &mut grads);
         attention_backward(w, layer, g, &mut dx, &mut grads);
     }
-    let emb = grads.of(w.embed);
-    for (&id, d) in g.ids.iter().zip(dx.chunks_exact(h)) {
-        let id = id as usize;
-        emb[id * h..(id + 1) * h]
-            .iter_mut()
-            .zip(d)
-            .for_each(|(a, b)| *a += b);
+    if let Some(emb) = grads.of(w.embed) {
+        for (&id, d) in g.ids.iter().zip(dx.chunks_exact(h)) {
+            let id = id as usize;
+            emb[id * h..(id + 1) * h]
+                .iter_mut()
+                .zip(d)
+                .for_each(|(a, b)| *a += b);
+        }
     }
     grads
 }
 
-/// `dx += RMSNorm backward(dy)` row by row; `dw` accumulates.
+/// `dx += RMSNorm backward(dy)` row by row; `dw` accumulates (when the weight trains).
 fn norm_backward(
     x: &[f32],
     weight: &[f32],
     eps: f32,
     dy: &[f32],
     dx: &mut [f32],
-    dw: &mut [f32],
+    dw: Option<&mut [f32]>,
     h: usize,
 ) {
+    let mut unused = Vec::new();
+    let dw = match dw {
+        Some(dw) => dw,
+        None => {
+            unused.resize(h, 0.0);
+            &mut unused[..]
+        }
+    };
     for ((xr, dyr), dxr) in x
         .chunks_exact(h)
         .zip(dy.chunks_exact(h))
@@ -410,7 +550,8 @@ fn norm_backward(
     }
 }
 
-/// For `y = x·Wᵀ + b` over `n` rows: `dW += dyᵀ·x`, `db += Σ dy`, and `dx (=|+=) dy·W`.
+/// For `y = x·Wᵀ + b` over `n` rows: `dW += dyᵀ·x`, `db += Σ dy` (for the trainable ones),
+/// and `dx (=|+=) dy·W`; with an adapter, also its part (see [`lora_backward`]).
 #[allow(clippy::too_many_arguments)]
 fn linear_backward(
     lin: Lin,
@@ -421,17 +562,18 @@ fn linear_backward(
     into: Into,
     grads: &mut Grads,
 ) {
-    product(
-        Operand::transposed(dy, out),
-        Operand::rows(x, inp),
-        grads.of(lin.w),
-        inp,
-        (out, inp, n),
-        1.0,
-        Into::Add,
-    );
-    if let Some(b) = lin.b {
-        let db = grads.of(b);
+    if let Some(dw) = grads.of(lin.w) {
+        product(
+            Operand::transposed(dy, out),
+            Operand::rows(x, inp),
+            dw,
+            inp,
+            (out, inp, n),
+            1.0,
+            Into::Add,
+        );
+    }
+    if let Some(db) = lin.b.and_then(|b| grads.of(b)) {
         for row in dy.chunks_exact(out) {
             db.iter_mut().zip(row).for_each(|(a, b)| *a += b);
         }
@@ -444,6 +586,64 @@ fn linear_backward(
         (n, inp, out),
         1.0,
         into,
+    );
+    if let Some(lo) = lin.lora {
+        lora_backward(lo, x, dy, dx, (n, out, inp), grads);
+    }
+}
+
+/// An adapter's part of a linear layer's backward, `y += s·u·Bᵀ` with `u = x·Aᵀ`
+/// (recomputed, `(n, rank)`): `dB += s·dyᵀ·u`, `du = s·dy·B`, `dA += duᵀ·x`, `dx += du·A`.
+fn lora_backward(
+    lo: LoraLin,
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    (n, out, inp): (usize, usize, usize),
+    grads: &mut Grads,
+) {
+    let r = lo.rank;
+    if let Some(db) = grads.of(lo.b) {
+        let u = forward::lora_down(lo, x, (n, inp));
+        product(
+            Operand::transposed(dy, out),
+            Operand::rows(&u, r),
+            db,
+            r,
+            (out, r, n),
+            lo.scale,
+            Into::Add,
+        );
+    }
+    let mut du = vec![0f32; n * r];
+    product(
+        Operand::rows(dy, out),
+        Operand::rows(lo.b, r),
+        &mut du,
+        r,
+        (n, r, out),
+        lo.scale,
+        Into::Overwrite,
+    );
+    if let Some(da) = grads.of(lo.a) {
+        product(
+            Operand::transposed(&du, r),
+            Operand::rows(x, inp),
+            da,
+            inp,
+            (r, inp, n),
+            1.0,
+            Into::Add,
+        );
+    }
+    product(
+        Operand::rows(&du, r),
+        Operand::rows(lo.a, inp),
+        dx,
+        inp,
+        (n, inp, r),
+        1.0,
+        Into::Add,
     );
 }
 
@@ -458,8 +658,11 @@ fn mlp_backward(
     let l = &w.layers[layer];
     let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
     let n = dx.len() / h;
+    // down_proj's input, recomputed only when its weight or an adapter needs it.
     let mut act = vec![0f32; n * inter];
-    simd::silu_mul_into(&t.gate, &t.up, &mut act);
+    if grads.needs_input(l.down) {
+        simd::silu_mul_into(&t.gate, &t.up, &mut act);
+    }
     let mut da = vec![0f32; n * inter];
     linear_backward(
         l.down,
@@ -472,10 +675,11 @@ fn mlp_backward(
     );
     let (mut dgate, mut dup) = (act, vec![0f32; n * inter]);
     simd::silu_mul_backward(&t.gate, &t.up, &da, &mut dgate, &mut dup);
+    let normed = forward::rms_normed(&t.x_mid, l.post_norm, cfg.rms_norm_eps, h);
     let mut dnormed = vec![0f32; n * h];
     linear_backward(
         l.gate,
-        &t.normed_mid,
+        &normed,
         &dgate,
         &mut dnormed,
         (n, inter, h),
@@ -484,7 +688,7 @@ fn mlp_backward(
     );
     linear_backward(
         l.up,
-        &t.normed_mid,
+        &normed,
         &dup,
         &mut dnormed,
         (n, inter, h),
@@ -502,7 +706,7 @@ fn mlp_backward(
     );
 }
 
-fn attention_backward(w: &Weights, layer: usize, g: &Group, dx: &mut [f32], grads: &mut Grads) {
+fn attention_backward(w: &Weights, layer: usize, g: &Pass, dx: &mut [f32], grads: &mut Grads) {
     let cfg = w.cfg;
     let l = &w.layers[layer];
     let t = &g.tape.layers[layer];
@@ -606,10 +810,11 @@ fn attention_backward(w: &Weights, layer: usize, g: &Group, dx: &mut [f32], grad
             g.rope.apply_inverse(&mut dk[row * kw..(row + 1) * kw], i);
         }
     }
+    let normed = forward::rms_normed(&t.x_in, l.input_norm, cfg.rms_norm_eps, h);
     let mut dnormed = vec![0f32; n * h];
     linear_backward(
         l.q,
-        &t.normed_in,
+        &normed,
         &dq,
         &mut dnormed,
         (n, qw, h),
@@ -618,7 +823,7 @@ fn attention_backward(w: &Weights, layer: usize, g: &Group, dx: &mut [f32], grad
     );
     linear_backward(
         l.k,
-        &t.normed_in,
+        &normed,
         &dk,
         &mut dnormed,
         (n, kw, h),
@@ -627,7 +832,7 @@ fn attention_backward(w: &Weights, layer: usize, g: &Group, dx: &mut [f32], grad
     );
     linear_backward(
         l.v,
-        &t.normed_in,
+        &normed,
         &dv,
         &mut dnormed,
         (n, kw, h),

@@ -3,9 +3,13 @@
 //! The weights stay where candle keeps them (no copy: a 1 B model's 4.4 GB are not
 //! duplicated); [`Locked`] holds candle's read guard of every tensor's storage, and
 //! [`Weights`] borrows the slices from it. Tensors updated by an optimiser between calls are
-//! seen by the next call. A decoder the fast path cannot read (weights not f32 on the CPU,
-//! not contiguous, or a LoRA adapter that takes part) gives `None`: callers fall back to the
-//! differentiable path.
+//! seen by the next call. LoRA adapters that take part ([`Adapters::On`]) are locked with
+//! their layer ([`LoraLin`]). A decoder the fast path cannot read (weights or adapters not f32
+//! on the CPU, not contiguous) gives `None`: callers fall back to the differentiable path.
+//!
+//! [`Locked::trainable`] tells which weights are candle `Var`s: the training recorder
+//! computes gradients for those only (under LoRA, the adapters; the base weights are plain
+//! tensors and get none, as under candle's autograd).
 
 use std::ops::Deref;
 
@@ -14,6 +18,7 @@ use candle_core::{CpuStorage, Device, Storage, Tensor};
 use super::super::config::ModelConfig;
 use super::super::decoder::Decoder;
 use super::super::linear::{Adapters, Linear};
+use super::super::lora::LoraAdapter;
 
 /// candle's read guard of one tensor's storage.
 type StorageGuard<'t> = Box<dyn Deref<Target = Storage> + 't>;
@@ -22,6 +27,7 @@ type StorageGuard<'t> = Box<dyn Deref<Target = Storage> + 't>;
 pub struct Locked<'t> {
     guards: Vec<(StorageGuard<'t>, usize, usize)>,
     tensors: Vec<&'t Tensor>,
+    adapters: Adapters,
 }
 
 impl<'t> Locked<'t> {
@@ -48,6 +54,15 @@ impl<'t> Locked<'t> {
             .map(|(i, t)| (*t, self.slice(i)))
     }
 
+    /// The addresses of the slices of trainable tensors (candle `Var`s): the weights that
+    /// get a gradient.
+    pub fn trainable(&self) -> std::collections::HashSet<usize> {
+        self.entries()
+            .filter(|(t, _)| t.is_variable())
+            .map(|(_, s)| s.as_ptr() as usize)
+            .collect()
+    }
+
     fn slice(&self, i: usize) -> &[f32] {
         let (guard, start, end) = &self.guards[i];
         match &***guard {
@@ -57,11 +72,21 @@ impl<'t> Locked<'t> {
     }
 }
 
-/// A linear layer: weight `(out, in)` row-major and optional bias.
+/// A linear layer: weight `(out, in)` row-major, optional bias and LoRA adapter.
 #[derive(Clone, Copy)]
 pub struct Lin<'a> {
     pub w: &'a [f32],
     pub b: Option<&'a [f32]>,
+    pub lora: Option<LoraLin<'a>>,
+}
+
+/// A LoRA adapter taking part: `y += scale·(x·Aᵀ)·Bᵀ`, `A: (rank, in)`, `B: (out, rank)`.
+#[derive(Clone, Copy)]
+pub struct LoraLin<'a> {
+    pub a: &'a [f32],
+    pub b: &'a [f32],
+    pub rank: usize,
+    pub scale: f32,
 }
 
 /// One block's weights.
@@ -101,6 +126,7 @@ pub fn lock_any_head(dec: &Decoder, adapters: Adapters) -> Option<Locked<'_>> {
     let mut locked = Locked {
         guards: Vec::new(),
         tensors: Vec::new(),
+        adapters,
     };
     lock_all(dec, adapters, &mut locked)?;
     Some(locked)
@@ -121,22 +147,41 @@ fn lock_all<'t>(dec: &'t Decoder, adapters: Adapters, l: &mut Locked<'t>) -> Opt
         }
     }
     l.lock(dec.final_norm().weight())?;
-    lock_linear(dec.lm_head(), adapters, l)?;
-    Some(())
-}
-
-fn lock_linear<'t>(lin: &'t Linear, adapters: Adapters, l: &mut Locked<'t>) -> Option<()> {
-    if lin.lora().is_some() && adapters == Adapters::On {
+    if active_lora(dec.lm_head(), adapters).is_some() {
+        // The kernels read vocabulary logits off the plain head.
         return None;
     }
+    lock_linear(dec.lm_head(), adapters, l)
+}
+
+/// The adapter of `lin` when it takes part.
+fn active_lora(lin: &Linear, adapters: Adapters) -> Option<&LoraAdapter> {
+    lin.lora().filter(|_| adapters == Adapters::On)
+}
+
+/// Lock a linear layer's weight, bias, and active adapter's `A` and `B`, in that order.
+fn lock_linear<'t>(lin: &'t Linear, adapters: Adapters, l: &mut Locked<'t>) -> Option<()> {
     l.lock(lin.weight())?;
     if let Some(b) = lin.bias() {
         l.lock(b)?;
+    }
+    if let Some(ad) = active_lora(lin, adapters) {
+        l.lock(&ad.a)?;
+        l.lock(&ad.b)?;
     }
     Some(())
 }
 
 impl<'a> Weights<'a> {
+    /// Whether a LoRA adapter takes part.
+    pub fn has_adapters(&self) -> bool {
+        self.layers.iter().any(|l| {
+            [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]
+                .iter()
+                .any(|lin| lin.lora.is_some())
+        })
+    }
+
     /// Slices of `locked` (which [`lock`] filled in this order).
     pub fn new(dec: &'a Decoder, locked: &'a Locked<'a>) -> Self {
         let mut next = 0usize;
@@ -144,9 +189,16 @@ impl<'a> Weights<'a> {
             next += 1;
             locked.slice(next - 1)
         };
-        let lin = |has_bias: bool, take: &mut dyn FnMut() -> &'a [f32]| Lin {
+        let adapters = locked.adapters;
+        let lin = |l: &'a Linear, take: &mut dyn FnMut() -> &'a [f32]| Lin {
             w: take(),
-            b: has_bias.then(&mut *take),
+            b: l.bias().is_some().then(&mut *take),
+            lora: active_lora(l, adapters).map(|ad| LoraLin {
+                a: take(),
+                b: take(),
+                rank: ad.rank(),
+                scale: ad.scale as f32,
+            }),
         };
         let embed = take();
         let layers = dec
@@ -157,14 +209,14 @@ impl<'a> Weights<'a> {
                 let m = &layer.mlp;
                 Layer {
                     input_norm: take(),
-                    q: lin(a.q_proj.bias().is_some(), &mut take),
-                    k: lin(a.k_proj.bias().is_some(), &mut take),
-                    v: lin(a.v_proj.bias().is_some(), &mut take),
-                    o: lin(a.o_proj.bias().is_some(), &mut take),
+                    q: lin(&a.q_proj, &mut take),
+                    k: lin(&a.k_proj, &mut take),
+                    v: lin(&a.v_proj, &mut take),
+                    o: lin(&a.o_proj, &mut take),
                     post_norm: take(),
-                    gate: lin(m.gate_proj.bias().is_some(), &mut take),
-                    up: lin(m.up_proj.bias().is_some(), &mut take),
-                    down: lin(m.down_proj.bias().is_some(), &mut take),
+                    gate: lin(&m.gate_proj, &mut take),
+                    up: lin(&m.up_proj, &mut take),
+                    down: lin(&m.down_proj, &mut take),
                 }
             })
             .collect();

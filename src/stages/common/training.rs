@@ -19,10 +19,41 @@ use indicatif::ProgressBar;
 use super::check_finite;
 use super::resume::Resume;
 use crate::engine::stage::TaskContext;
+use crate::model::lora::{LoraConfig, LoraSet};
 use crate::model::optim::AdamWParams;
 use crate::model::schedule::{LrSchedule, ScheduleKind};
-use crate::model::trainer::{StepInfo, Stepper};
+use crate::model::trainer::{StepInfo, Stepper, varmap_vars};
+use crate::model::{Model, Weights};
 use crate::table::Table;
+
+/// How a training stage loads its model: frozen under LoRA (only the adapters train, and
+/// the base weights get no gradient), trainable otherwise.
+pub fn base_weights(lora: &Option<LoraConfig>) -> Weights {
+    match lora {
+        Some(_) => Weights::Frozen,
+        None => Weights::Trainable,
+    }
+}
+
+/// Named variables to train.
+pub type Vars = Vec<(String, Var)>;
+
+/// Fresh LoRA adapters attached to `model` when `lora` is set, and the variables to train:
+/// the adapters', or every weight of the model. Merge the adapters before saving
+/// ([`Model::merge_lora`]).
+pub fn trainable(
+    model: &mut Model,
+    lora: &Option<LoraConfig>,
+) -> anyhow::Result<(Option<LoraSet>, Vars)> {
+    match lora {
+        Some(cfg) => {
+            let set = LoraSet::attach(cfg.clone(), &mut model.decoder, candle_core::DType::F32)?;
+            let vars = set.named_vars();
+            Ok((Some(set), vars))
+        }
+        None => Ok((None, varmap_vars(&model.varmap)?)),
+    }
+}
 
 /// The optimizer settings of a training stage (its params' names).
 pub struct Optimizer {
@@ -37,7 +68,7 @@ pub struct Optimizer {
 pub struct Training<M> {
     stepper: Stepper,
     resume: Resume,
-    vars: Vec<(String, Var)>,
+    vars: Vars,
     rows: Vec<M>,
     total: u64,
     bar: ProgressBar,
@@ -52,7 +83,7 @@ impl<M: Table + Clone> Training<M> {
     pub fn start(
         ctx: &mut TaskContext,
         resume_every: u64,
-        vars: Vec<(String, Var)>,
+        vars: Vars,
         total: u64,
         what: &str,
         new: impl Fn() -> anyhow::Result<Stepper>,
@@ -86,7 +117,7 @@ impl<M: Table + Clone> Training<M> {
     pub fn with_adamw(
         ctx: &mut TaskContext,
         resume_every: u64,
-        vars: Vec<(String, Var)>,
+        vars: Vars,
         total: u64,
         what: &str,
         opt: &Optimizer,
