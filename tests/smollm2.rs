@@ -712,12 +712,7 @@ fn mt_bench_template_reads_single_verdict_tokens_on_the_fixture() {
 #[test]
 #[ignore = "needs the SmolLM2 model: run examples/smollm2/setup.sh, then cargo test -- --ignored smollm2"]
 fn smollm2_verdicts_follow_the_mt_bench_prefill() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/smollm2/model");
-    assert!(
-        dir.join("tokenizer.json").is_file(),
-        "{} is not there; run examples/smollm2/setup.sh",
-        dir.display()
-    );
+    let dir = smollm2_dir();
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let text = Text::load(&dir, &ModelConfig::from_json(&cfg).unwrap()).unwrap();
@@ -755,4 +750,104 @@ fn smollm2_verdicts_follow_the_mt_bench_prefill() {
     .unwrap();
     let err = judge::check_seam(&text, &spaced, "A", 49).unwrap_err();
     assert!(err.to_string().contains("BPE merges them"), "{err}");
+}
+
+/// The SmolLM2 checkpoint's directory (asserting `examples/smollm2/setup.sh` has run).
+fn smollm2_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/smollm2/model");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} is not there; run examples/smollm2/setup.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// One LoRA step of SCIR's shape on SmolLM2 — the policy's log-probs of a pair against the
+/// base model's (DPO), and the MT-Bench judge's verdict gaps in both orders — gives the same
+/// loss and the same adapter gradients on the fast path as on candle's autograd.
+#[test]
+#[ignore = "needs the SmolLM2 model: run examples/smollm2/setup.sh, then cargo test -- --ignored smollm2"]
+fn smollm2_lora_step_is_the_same_on_both_paths() {
+    use candle_core::{DType, Device, Tensor};
+    use scir::loss::dpo_sigmoid_offset;
+    use scir::model::lora::{LoraConfig, LoraSet};
+    use scir::model::score::{Pair, response_logprobs};
+    use scir::model::trainer::StepOutputs;
+    use scir::model::{Adapters, Message, Model, Weights};
+    let mut m = Model::load(&smollm2_dir(), Weights::Frozen, &Device::Cpu).unwrap();
+    let cfg = LoraConfig {
+        rank: 8,
+        alpha: 16.0,
+        target_modules: vec!["q_proj".into(), "v_proj".into()],
+        use_rslora: false,
+        seed: 1,
+    };
+    let set = LoraSet::attach(cfg, &mut m.decoder, DType::F32).unwrap();
+    for (name, var) in set.named_vars() {
+        if name.contains("lora_B") {
+            let b = Tensor::randn(0f32, 0.02, var.shape(), var.device()).unwrap();
+            var.set(&b).unwrap();
+        }
+    }
+    let text = &m.text;
+    let q = "Name three primary colors and say why they are called primary.";
+    let (y1, y2) = (
+        "Red, yellow and blue: mixing them gives the other colors.",
+        "Green.",
+    );
+    let prompt = text
+        .encode_chat_prompt(&[Message::user(q.to_string())])
+        .unwrap();
+    let items = [y1, y2].map(|y| Pair {
+        prompt: prompt.clone(),
+        response: text.encode_response(y, true).unwrap(),
+    });
+    let t = JudgeTemplate::new(judge::MT_BENCH_PAIR, "built-in").unwrap();
+    let judged = [(y1, y2), (y2, y1)]
+        .map(|(a, b)| judge::encode(text, &t.pairwise(q, a, b).unwrap()).unwrap());
+    let reference = response_logprobs(&m.decoder, &items, 0, Adapters::Off).unwrap();
+    let step = |mut out: StepOutputs| {
+        let lp = out.response_logprobs(&items).unwrap();
+        let gaps = out.verdict_logit_gaps(&judged, (49, 50)).unwrap();
+        let (pc, pr) = (lp.narrow(0, 0, 1).unwrap(), lp.narrow(0, 1, 1).unwrap());
+        let (rc, rr) = (
+            reference.narrow(0, 0, 1).unwrap(),
+            reference.narrow(0, 1, 1).unwrap(),
+        );
+        let dpo = dpo_sigmoid_offset([&pc, &pr, &rc, &rr], 0.1, 0.0, None).unwrap();
+        let judge = (gaps.sqr().unwrap().mean_all().unwrap() * 0.1).unwrap();
+        let loss = (dpo.losses.mean_all().unwrap() + judge).unwrap();
+        let value = loss.to_scalar::<f32>().unwrap();
+        (value, out.gradients(&loss).unwrap())
+    };
+    let fast = StepOutputs::new(&m.decoder, 0);
+    assert!(
+        matches!(fast, StepOutputs::Fast(_)),
+        "LoRA takes the fast path"
+    );
+    let (want, want_g) = step(StepOutputs::Candle {
+        dec: &m.decoder,
+        pad_id: 0,
+    });
+    let (got, got_g) = step(fast);
+    assert!(
+        (want - got).abs() / (1.0 + want.abs()) < 1e-5,
+        "loss {got} vs candle's {want}"
+    );
+    for (name, var) in set.named_vars() {
+        let a = want_g.get(var.as_tensor()).unwrap();
+        let b = got_g.get(var.as_tensor()).unwrap();
+        let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let scale = a.iter().fold(0f32, |s, x| s.max(x.abs())).max(1e-6);
+        let worst = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |s, (x, y)| s.max((x - y).abs()));
+        assert!(
+            worst / scale < 1e-4,
+            "{name}: max diff {worst} vs max |grad| {scale}"
+        );
+    }
 }
