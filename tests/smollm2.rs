@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::model::common::assert_same_gradients;
 use crate::util::{scir, stdout_ok};
 use scir::model::config::ModelConfig;
 use scir::model::tokenizer::Text;
@@ -835,19 +836,5 @@ fn smollm2_lora_step_is_the_same_on_both_paths() {
         (want - got).abs() / (1.0 + want.abs()) < 1e-5,
         "loss {got} vs candle's {want}"
     );
-    for (name, var) in set.named_vars() {
-        let a = want_g.get(var.as_tensor()).unwrap();
-        let b = got_g.get(var.as_tensor()).unwrap();
-        let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let scale = a.iter().fold(0f32, |s, x| s.max(x.abs())).max(1e-6);
-        let worst = a
-            .iter()
-            .zip(&b)
-            .fold(0f32, |s, (x, y)| s.max((x - y).abs()));
-        assert!(
-            worst / scale < 1e-4,
-            "{name}: max diff {worst} vs max |grad| {scale}"
-        );
-    }
+    assert_same_gradients(&set.named_vars(), &want_g, &got_g, 1e-6);
 }

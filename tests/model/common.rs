@@ -158,3 +158,38 @@ pub fn load_fixture(name: &str) -> (Model, Value) {
     let text = std::fs::read_to_string(dir.join("reference.json")).unwrap();
     (m, serde_json::from_str(&text).unwrap())
 }
+
+/// The gradient of `var` in `g`, flat (panics naming `name` when there is none).
+pub fn grad_of(
+    g: &candle_core::backprop::GradStore,
+    var: &candle_core::Var,
+    name: &str,
+) -> Vec<f32> {
+    let t = g
+        .get(var.as_tensor())
+        .unwrap_or_else(|| panic!("no gradient for {name}"));
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// Every var has the same gradient in `want` (candle) and `got` (the fast path): max
+/// difference below 1e-4 of the largest |gradient| in `want` (at least `floor`, for tensors
+/// whose gradients are all near zero).
+pub fn assert_same_gradients(
+    vars: &[(String, candle_core::Var)],
+    want: &candle_core::backprop::GradStore,
+    got: &candle_core::backprop::GradStore,
+    floor: f32,
+) {
+    for (name, var) in vars {
+        let (a, b) = (grad_of(want, var, name), grad_of(got, var, name));
+        let scale = a.iter().fold(0f32, |s, x| s.max(x.abs())).max(floor);
+        let worst = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |s, (x, y)| s.max((x - y).abs()));
+        assert!(
+            worst / scale < 1e-4,
+            "{name}: max diff {worst} vs max |grad| {scale}"
+        );
+    }
+}

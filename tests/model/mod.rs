@@ -3,7 +3,7 @@
 
 mod bad_input;
 mod checkpoint;
-mod common;
+pub(crate) mod common;
 mod decoder;
 mod fast;
 mod generate;
