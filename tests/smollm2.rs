@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::model::common::assert_same_gradients;
+use crate::model::common::{assert_same_gradients, seeded_lora_b};
 use crate::util::{scir, stdout_ok};
 use scir::model::config::ModelConfig;
 use scir::model::tokenizer::Text;
@@ -770,7 +770,7 @@ fn smollm2_dir() -> PathBuf {
 #[test]
 #[ignore = "needs the SmolLM2 model: run examples/smollm2/setup.sh, then cargo test -- --ignored smollm2"]
 fn smollm2_lora_step_is_the_same_on_both_paths() {
-    use candle_core::{DType, Device, Tensor};
+    use candle_core::{DType, Device};
     use scir::loss::dpo_sigmoid_offset;
     use scir::model::lora::{LoraConfig, LoraSet};
     use scir::model::score::{Pair, response_logprobs};
@@ -785,12 +785,7 @@ fn smollm2_lora_step_is_the_same_on_both_paths() {
         seed: 1,
     };
     let set = LoraSet::attach(cfg, &mut m.decoder, DType::F32).unwrap();
-    for (name, var) in set.named_vars() {
-        if name.contains("lora_B") {
-            let b = Tensor::randn(0f32, 0.02, var.shape(), var.device()).unwrap();
-            var.set(&b).unwrap();
-        }
-    }
+    seeded_lora_b(&set, 1, 0.02);
     let text = &m.text;
     let q = "Name three primary colors and say why they are called primary.";
     let (y1, y2) = (

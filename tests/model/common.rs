@@ -193,3 +193,21 @@ pub fn assert_same_gradients(
         );
     }
 }
+
+/// Sets every `lora_B` of `set` (zero after attaching) to seeded normal noise with standard
+/// deviation `std`, so that every adapter takes part; the same draw on every run.
+pub fn seeded_lora_b(set: &scir::model::lora::LoraSet, seed: u64, std: f32) {
+    use rand_core::SeedableRng;
+    use rand_distr::{Distribution, Normal};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let normal = Normal::new(0f32, std).unwrap();
+    for (name, var) in set.named_vars() {
+        if name.contains("lora_B") {
+            let b: Vec<f32> = (0..var.elem_count())
+                .map(|_| normal.sample(&mut rng))
+                .collect();
+            let b = candle_core::Tensor::from_vec(b, var.shape(), var.device()).unwrap();
+            var.set(&b).unwrap();
+        }
+    }
+}

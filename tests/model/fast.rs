@@ -9,7 +9,9 @@ use scir::model::{Adapters, Model};
 
 use scir::model::trainer::varmap_vars;
 
-use super::common::{assert_same_gradients, enc, family, grad_of, max_rel, reference_logprobs};
+use super::common::{
+    assert_same_gradients, enc, family, grad_of, max_rel, reference_logprobs, seeded_lora_b,
+};
 
 /// Fast vs candle path: `|a − b| / (1 + |b|)` on summed log-probs and on probabilities.
 const TOLERANCE: f32 = 2e-5;
@@ -230,7 +232,7 @@ fn fast_backward_matches_candle_autograd_on_a_reward_model() {
 /// `m` frozen, with rank-2 LoRA adapters on every linear layer whose `B` is random (a fresh
 /// `B` is zero, under which a wrong adapter forward would pass unseen).
 fn with_adapters(m: &Model, seed: u64) -> (Model, scir::model::lora::LoraSet) {
-    use candle_core::{DType, Tensor};
+    use candle_core::DType;
     use scir::model::lora::{ALL_LINEAR, LoraConfig, LoraSet};
     let mut frozen = m.frozen_copy().unwrap();
     let cfg = LoraConfig {
@@ -241,12 +243,7 @@ fn with_adapters(m: &Model, seed: u64) -> (Model, scir::model::lora::LoraSet) {
         seed,
     };
     let set = LoraSet::attach(cfg, &mut frozen.decoder, DType::F32).unwrap();
-    for (name, var) in set.named_vars() {
-        if name.contains("lora_B") {
-            let noise = Tensor::randn(0f32, 0.5, var.shape(), var.device()).unwrap();
-            var.set(&noise).unwrap();
-        }
-    }
+    seeded_lora_b(&set, seed, 0.5);
     (frozen, set)
 }
 
