@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! init    --size tiny|small30m --out DIR      random-weight checkpoint, synthetic vocabulary
-//! run     --model DIR --workload W.json --task generate|score|judge|train
+//! run     --model DIR --workload W.json --task generate|score|judge|train|prefill|decode
 //! matmul  --n 2048                            f32 (n×n)·(n×n) GFLOP/s through candle
 //! mem1b                                       ~1 B-parameter random model: generate + score
 //! ```
@@ -12,10 +12,14 @@
 //! The workload file (written by `torch_side.py workload`) holds the token ids both sides
 //! use: `generate` {prompts, samples, new_tokens, temperature}, `score` {prompts, responses,
 //! chunk}, `judge` {prompts (both orders), tokens [A, B], chunk}, `train` {prompts, chosen,
-//! rejected, ref_chosen, ref_rejected, beta, lr}. `run` does one warm-up on a small slice (for
-//! `train`: one whole step), then one timed pass, and prints one JSON line:
-//! `{task, seconds, count, rate, peak_rss_mib, threads}` (`rate` = count / seconds; `count`
-//! is tokens, sequences, judge prompts (one per pair of orders) or steps). Peak RSS is the
+//! rejected, ref_chosen, ref_rejected, beta, lr}; `bench/llamacpp.sh` writes `generate`,
+//! `prefill` {prompt} (one batch-1 forward over the prompt, like llama-bench's `pp`) and
+//! `decode` {start, new_tokens} (batch-1 greedy tokens after a one-token prompt, no stop,
+//! like llama-bench's `tg`); a task whose section is missing is an error. `run` does one
+//! warm-up on a small slice (for `train`: one whole step), then one timed pass, and prints
+//! one JSON line: `{task, seconds, count, rate, peak_rss_mib, threads}` (`rate` = count /
+//! seconds; `count` is tokens, sequences, judge prompts (one per pair of orders) or steps;
+//! prompt tokens for `prefill`). Peak RSS is the
 //! process's `VmHWM` (warm-up and loading included), the same measure the torch side reads.
 
 use std::path::{Path, PathBuf};
@@ -102,6 +106,8 @@ pub enum Task {
     Score,
     Judge,
     Train,
+    Prefill,
+    Decode,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,11 +144,37 @@ struct TrainSpec {
 }
 
 #[derive(Debug, Deserialize)]
+struct PrefillSpec {
+    prompt: Vec<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DecodeSpec {
+    start: u32,
+    new_tokens: usize,
+}
+
+/// One section per task; a file may hold only the sections its script runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Workload {
-    generate: GenerateSpec,
-    score: ScoreSpec,
-    judge: JudgeSpec,
-    train: TrainSpec,
+    generate: Option<GenerateSpec>,
+    score: Option<ScoreSpec>,
+    judge: Option<JudgeSpec>,
+    train: Option<TrainSpec>,
+    prefill: Option<PrefillSpec>,
+    decode: Option<DecodeSpec>,
+}
+
+/// The workload's section for `task`, or an error naming the file.
+fn section<'a, T>(spec: &'a Option<T>, workload: &Path, task: Task) -> Result<&'a T> {
+    let name = format!("{task:?}").to_lowercase();
+    spec.as_ref().with_context(|| {
+        format!(
+            "{}: no `{name}` section (--task {name} needs one)",
+            workload.display()
+        )
+    })
 }
 
 /// Entry point of `scir model bench-compare`.
@@ -196,39 +228,16 @@ fn run_task(model: &Path, workload: &Path, task: Task) -> Result<()> {
     let m = Model::load(model, weights, &Device::Cpu)?;
     let (seconds, count) = match task {
         Task::Generate => {
-            let g = &w.generate;
+            let g = section(&w.generate, workload, task)?;
             let few = &g.prompts[..WARMUP_ROWS.min(g.prompts.len())];
             time_generate(&m, few, 1, WARMUP_NEW_TOKENS, g.temperature)?;
             time_generate(&m, &g.prompts, g.samples, g.new_tokens, g.temperature)?
         }
-        Task::Score => {
-            let pairs: Vec<Pair> = w
-                .score
-                .prompts
-                .iter()
-                .zip(&w.score.responses)
-                .map(|(p, r)| Pair {
-                    prompt: p.clone(),
-                    response: r.clone(),
-                })
-                .collect();
-            let chunk = w.score.chunk;
-            response_logprobs_vec(&m.decoder, &pairs[..WARMUP_ROWS], 0, Adapters::On, chunk)?;
-            let start = Instant::now();
-            response_logprobs_vec(&m.decoder, &pairs, 0, Adapters::On, chunk)?;
-            (start.elapsed().as_secs_f64(), pairs.len())
-        }
-        Task::Judge => {
-            let j = &w.judge;
-            let toks = (j.tokens[0], j.tokens[1]);
-            let few = &j.prompts[..WARMUP_ROWS];
-            verdict_probs_vec(&m.decoder, few, toks, 0, Adapters::On, j.chunk)?;
-            let start = Instant::now();
-            verdict_probs_vec(&m.decoder, &j.prompts, toks, 0, Adapters::On, j.chunk)?;
-            // Both orders of one judge prompt count as one judged prompt.
-            (start.elapsed().as_secs_f64(), j.prompts.len() / 2)
-        }
-        Task::Train => time_train(&m, &w.train)?,
+        Task::Score => time_score(&m, section(&w.score, workload, task)?)?,
+        Task::Judge => time_judge(&m, section(&w.judge, workload, task)?)?,
+        Task::Train => time_train(&m, section(&w.train, workload, task)?)?,
+        Task::Prefill => time_prefill(&m, section(&w.prefill, workload, task)?)?,
+        Task::Decode => time_decode(&m, section(&w.decode, workload, task)?)?,
     };
     println!(
         "{}",
@@ -242,6 +251,67 @@ fn run_task(model: &Path, workload: &Path, task: Task) -> Result<()> {
         })
     );
     Ok(())
+}
+
+/// Seconds and sequences of scoring every (prompt, response) pair, after a warm-up.
+fn time_score(m: &Model, s: &ScoreSpec) -> Result<(f64, usize)> {
+    let pairs: Vec<Pair> = s
+        .prompts
+        .iter()
+        .zip(&s.responses)
+        .map(|(p, r)| Pair {
+            prompt: p.clone(),
+            response: r.clone(),
+        })
+        .collect();
+    let few = &pairs[..WARMUP_ROWS.min(pairs.len())];
+    response_logprobs_vec(&m.decoder, few, 0, Adapters::On, s.chunk)?;
+    let start = Instant::now();
+    response_logprobs_vec(&m.decoder, &pairs, 0, Adapters::On, s.chunk)?;
+    Ok((start.elapsed().as_secs_f64(), pairs.len()))
+}
+
+/// Seconds and judged prompts (both orders of one count once) of reading every verdict.
+fn time_judge(m: &Model, j: &JudgeSpec) -> Result<(f64, usize)> {
+    let toks = (j.tokens[0], j.tokens[1]);
+    let few = &j.prompts[..WARMUP_ROWS.min(j.prompts.len())];
+    verdict_probs_vec(&m.decoder, few, toks, 0, Adapters::On, j.chunk)?;
+    let start = Instant::now();
+    verdict_probs_vec(&m.decoder, &j.prompts, toks, 0, Adapters::On, j.chunk)?;
+    Ok((start.elapsed().as_secs_f64(), j.prompts.len() / 2))
+}
+
+/// Greedy generation of `new_tokens` from each of `rows`, never stopping early.
+fn greedy(m: &Model, rows: &[Vec<u32>], new_tokens: usize) -> Result<usize> {
+    let params = GenerateParams {
+        max_new_tokens: new_tokens,
+        sampler: Sampler::Greedy,
+        stop_ids: vec![],
+        pad_id: 0,
+    };
+    let seeds = vec![0; rows.len()];
+    let out = generate(&m.decoder, rows, &seeds, &params, Adapters::On)?;
+    Ok(out.iter().map(|g| g.token_ids.len()).sum())
+}
+
+/// Seconds and prompt tokens of one batch-1 forward over the prompt (the prefill of a
+/// one-token greedy generation), after a warm-up on the same prompt.
+fn time_prefill(m: &Model, p: &PrefillSpec) -> Result<(f64, usize)> {
+    let rows = [p.prompt.clone()];
+    greedy(m, &rows, 1)?;
+    let start = Instant::now();
+    greedy(m, &rows, 1)?;
+    Ok((start.elapsed().as_secs_f64(), p.prompt.len()))
+}
+
+/// Seconds and tokens of batch-1 greedy decoding after a one-token prompt, after a short
+/// warm-up.
+fn time_decode(m: &Model, d: &DecodeSpec) -> Result<(f64, usize)> {
+    let rows = [vec![d.start]];
+    greedy(m, &rows, WARMUP_NEW_TOKENS)?;
+    let start = Instant::now();
+    let n = greedy(m, &rows, d.new_tokens)?;
+    Ok((start.elapsed().as_secs_f64(), n))
 }
 
 /// Seconds and generated tokens of one sampled generation (`samples` rows per prompt,

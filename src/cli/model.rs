@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::bench::PresetArg;
+use crate::model::config::ModelConfig;
 use crate::model::generate::{GenerateParams, Sampler, generate};
 use crate::model::score::{Pair, response_logprobs_vec};
 use crate::model::{Adapters, Model, Preset, Weights};
@@ -55,6 +56,10 @@ pub struct InitArgs {
     /// Model size.
     #[arg(long, value_enum, default_value_t = PresetArg::Tiny)]
     pub preset: PresetArg,
+    /// A Hugging Face config.json (Llama, Mistral or Qwen2) giving the size instead of a
+    /// preset, e.g. a real model's config with other widths for a random model of that shape.
+    #[arg(long, conflicts_with = "preset")]
+    pub config: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output directory (Hugging Face layout).
@@ -147,8 +152,28 @@ fn init(a: &InitArgs) -> anyhow::Result<()> {
     } else {
         json!({})
     };
-    let preset = Preset::from(a.preset);
-    let m = Model::from_scratch(tokenizer, tokenizer_config, preset, a.seed, &Device::Cpu)?;
+    let m = match &a.config {
+        Some(path) => {
+            let cfg = ModelConfig::from_file(path)?;
+            let vocab = tokenizer.get_vocab_size(true);
+            if cfg.vocab_size < vocab {
+                return Err(user_err!(
+                    "{}: vocab_size {} is smaller than the tokenizer's {vocab} tokens",
+                    path.display(),
+                    cfg.vocab_size
+                )
+                .into());
+            }
+            Model::from_config(cfg, tokenizer, tokenizer_config, a.seed, &Device::Cpu)?
+        }
+        None => Model::from_scratch(
+            tokenizer,
+            tokenizer_config,
+            Preset::from(a.preset),
+            a.seed,
+            &Device::Cpu,
+        )?,
+    };
     m.save(&a.out)?;
     println!(
         "{} parameters written to {}",

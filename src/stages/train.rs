@@ -171,8 +171,8 @@ pub struct Train;
 impl Stage for Train {
     type Params = TrainParams;
     /// Bump when the output changes for the same inputs and params (4: LoRA on the fast
-    /// path).
-    const VERSION: u32 = 4;
+    /// path; 5: both judge orders in one call, shared prefixes computed once under LoRA).
+    const VERSION: u32 = 5;
     const INPUTS: &'static [Slot] = &[
         slots::MT,
         slots::GENERATION,
@@ -366,19 +366,26 @@ fn grm_preference(
     batch: &[&TrainPair],
 ) -> anyhow::Result<LogBernoulli> {
     let j = &data.judge;
+    let n = batch.len();
     let first: Vec<Vec<u32>> = batch.iter().map(|p| p.judge_1.clone()).collect();
     let second: Option<Vec<Vec<u32>>> = batch.iter().map(|p| p.judge_2.clone()).collect();
+    // Both prompts of a pair in one call: they share their start (the template and the
+    // question), which the fast path then computes once.
+    let both = |second: &[Vec<u32>]| [first.as_slice(), second].concat();
     if j.mode == GrmMode::Pointwise {
         let second = second.ok_or_else(|| anyhow::anyhow!("pointwise judge prompt missing"))?;
-        let s1 = judge::expected_scores_of(&out.last_logits(&first, &j.token_ids)?, &j.values)?;
-        let s2 = judge::expected_scores_of(&out.last_logits(&second, &j.token_ids)?, &j.values)?;
+        let s =
+            judge::expected_scores_of(&out.last_logits(&both(&second), &j.token_ids)?, &j.values)?;
+        let (s1, s2) = (s.narrow(0, 0, n)?, s.narrow(0, n, n)?);
         return Ok(LogBernoulli::grm_pointwise(&s1, &s2, j.tau)?);
     }
     let (a, b) = (j.token_ids[0], j.token_ids[1]);
-    let gap_ab = out.verdict_logit_gaps(&first, (a, b))?;
-    let gap_ba = match second {
-        Some(s) => Some(out.verdict_logit_gaps(&s, (a, b))?),
-        None => None,
+    let (gap_ab, gap_ba) = match second {
+        Some(s) => {
+            let gaps = out.verdict_logit_gaps(&both(&s), (a, b))?;
+            (gaps.narrow(0, 0, n)?, Some(gaps.narrow(0, n, n)?))
+        }
+        None => (out.verdict_logit_gaps(&first, (a, b))?, None),
     };
     Ok(LogBernoulli::grm_pairwise(&gap_ab, gap_ba.as_ref())?)
 }

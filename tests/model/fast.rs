@@ -277,51 +277,95 @@ fn lora_adapters_on_the_fast_path_match_the_candle_path() {
 /// same bits as keeping them.
 #[test]
 fn lora_gradients_match_candle_autograd() {
+    for base in sharp_family(29) {
+        let it = items(&base);
+        let prompts: Vec<Vec<u32>> = it.iter().map(|p| p.prompt.clone()).collect();
+        check_lora_gradients(&base, &it, &prompts);
+    }
+}
+
+/// The same with sequences that share their first tokens, which the fast path computes once
+/// per pair: both responses of one prompt (one pair's responses also share their start), and
+/// judge-like prompts that differ only at the end.
+#[test]
+fn lora_gradients_with_shared_prefixes_match_candle_autograd() {
+    let long = "the quick brown fox jumps over the lazy dog. ".repeat(3);
+    let story = "Tell me a story about a fox and a dog, please.";
+    for base in sharp_family(31) {
+        let pair = |p: &str, r: &str| Pair {
+            prompt: enc(&base.text, p),
+            response: base.text.encode_response(r, true).unwrap(),
+        };
+        let it = vec![
+            pair(&long, "and then it slept."),
+            pair(story, "once upon a time"),
+            pair(&long, "and then it ran away."),
+            pair(story, "there was a dog"),
+            pair("x", "yz"),
+        ];
+        let prompts: Vec<Vec<u32>> = [
+            format!("{long}[A] yes [B] no [["),
+            format!("{story}?"),
+            format!("{long}[A] no [B] yes [["),
+            long.clone(),
+        ]
+        .iter()
+        .map(|p| enc(&base.text, p))
+        .collect();
+        check_lora_gradients(&base, &it, &prompts);
+    }
+}
+
+/// Adapters on `base`; response log-probs of `it` and two logits at the end of each of
+/// `prompts`, through a fixed linear loss: the fast path's adapter gradients (kept and
+/// recomputed passes) against candle's autograd.
+fn check_lora_gradients(base: &Model, it: &[Pair], prompts: &[Vec<u32>]) {
     use candle_core::{Device, Tensor};
     use scir::model::fast::train::Recorder;
     use scir::model::score::{response_logprobs, token_logits_at_last};
-    for base in sharp_family(29) {
-        let (m, set) = with_adapters(&base, 5);
-        let it = items(&m);
-        let prompts: Vec<Vec<u32>> = it.iter().map(|p| p.prompt.clone()).collect();
-        let tokens = [5u32, 9];
-        let dev = Device::Cpu;
-        let c_lp = Tensor::new(&[0.3f32, -1.0, 0.7, 0.2, -0.4], &dev).unwrap();
-        let c_last = Tensor::new(
-            &[1.0f32, -0.5, 0.1, 0.2, -1.0, 2.0, 0.5, -0.5, 1.5, -2.0],
-            &dev,
-        )
-        .unwrap()
-        .reshape((5, 2))
+    let (m, set) = with_adapters(base, 5);
+    let tokens = [5u32, 9];
+    let dev = Device::Cpu;
+    let weights = |n: usize, seed: f32| -> Tensor {
+        let v: Vec<f32> = (0..n).map(|i| ((i as f32 + seed) * 1.7).sin()).collect();
+        Tensor::from_vec(v, n, &dev).unwrap()
+    };
+    let c_lp = weights(it.len(), 0.3);
+    let c_last = weights(2 * prompts.len(), 0.9)
+        .reshape((prompts.len(), 2))
         .unwrap();
-        let loss = |lp: &Tensor, last: &Tensor| {
-            ((lp * &c_lp).unwrap().sum_all().unwrap()
-                + (last * &c_last).unwrap().sum_all().unwrap())
+    let loss = |lp: &Tensor, last: &Tensor| {
+        ((lp * &c_lp).unwrap().sum_all().unwrap() + (last * &c_last).unwrap().sum_all().unwrap())
             .unwrap()
-        };
-        let lp = response_logprobs(&m.decoder, &it, 0, Adapters::On).unwrap();
-        let last = token_logits_at_last(&m.decoder, &prompts, &tokens, 0, Adapters::On).unwrap();
-        let want = loss(&lp, &last).backward().unwrap();
-        let fast_grads = |budget: usize| {
-            let mut rec = Recorder::new(&m.decoder)
-                .expect("the fast path applies")
-                .keeping_at_most(budget);
-            let lp = rec.response_logprobs(&it).unwrap();
-            let last = rec.last_logits(&prompts, &tokens).unwrap();
-            rec.weight_grads(&loss(&lp, &last).backward().unwrap())
-                .unwrap()
-        };
-        let (kept, recomputed) = (fast_grads(usize::MAX), fast_grads(0));
-        let vars = set.named_vars();
-        assert_eq!(kept.get_ids().count(), vars.len(), "adapters only");
-        for (name, var) in &vars {
-            let b = grad_of(&kept, var, name);
-            assert_eq!(
-                b,
-                grad_of(&recomputed, var, name),
-                "{name}: recomputed passes differ"
-            );
-        }
-        assert_same_gradients(&vars, &want, &kept, 1e-3);
+    };
+    let lp = response_logprobs(&m.decoder, it, 0, Adapters::On).unwrap();
+    let last = token_logits_at_last(&m.decoder, prompts, &tokens, 0, Adapters::On).unwrap();
+    let want = loss(&lp, &last).backward().unwrap();
+    let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let fast_grads = |budget: usize| {
+        let mut rec = Recorder::new(&m.decoder)
+            .expect("the fast path applies")
+            .keeping_at_most(budget);
+        let fast_lp = rec.response_logprobs(it).unwrap();
+        let fast_last = rec.last_logits(prompts, &tokens).unwrap();
+        assert!(max_rel(&values(&fast_lp), &values(&lp)) < 2e-5, "log-probs");
+        assert!(
+            max_rel(&values(&fast_last), &values(&last)) < 2e-5,
+            "logits"
+        );
+        rec.weight_grads(&loss(&fast_lp, &fast_last).backward().unwrap())
+            .unwrap()
+    };
+    let (kept, recomputed) = (fast_grads(usize::MAX), fast_grads(0));
+    let vars = set.named_vars();
+    assert_eq!(kept.get_ids().count(), vars.len(), "adapters only");
+    for (name, var) in &vars {
+        let b = grad_of(&kept, var, name);
+        assert_eq!(
+            b,
+            grad_of(&recomputed, var, name),
+            "{name}: recomputed passes differ"
+        );
     }
+    assert_same_gradients(&vars, &want, &kept, 1e-3);
 }

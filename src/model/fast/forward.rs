@@ -28,6 +28,9 @@ pub struct Span {
     pub past: usize,
     /// Its cache slot.
     pub slot: usize,
+    /// A slot whose first `past` positions this sequence shares (a common prefix computed
+    /// once in the same pass): copied into its own slot, layer by layer, before attending.
+    pub copies: Option<usize>,
 }
 
 /// Keys and values per layer: `slots × capacity × (kv_heads·head_dim)` each.
@@ -52,6 +55,13 @@ impl KvCache {
 
     pub(super) fn offset(&self, slot: usize, pos: usize) -> usize {
         (slot * self.capacity + pos) * self.width
+    }
+
+    /// Copy the first `n` positions of slot `from` into slot `to`, at `layer`.
+    fn copy_prefix(&mut self, layer: usize, from: usize, to: usize, n: usize) {
+        let (src, dst, len) = (self.offset(from, 0), self.offset(to, 0), n * self.width);
+        self.k[layer].copy_within(src..src + len, dst);
+        self.v[layer].copy_within(src..src + len, dst);
     }
 }
 
@@ -293,6 +303,11 @@ fn attention_block(
             let at = cache.offset(sp.slot, pos);
             cache.k[layer][at..at + kw].copy_from_slice(&k[row * kw..(row + 1) * kw]);
             cache.v[layer][at..at + kw].copy_from_slice(&v[row * kw..(row + 1) * kw]);
+        }
+    }
+    for sp in spans {
+        if let Some(from) = sp.copies {
+            cache.copy_prefix(layer, from, sp.slot, sp.past);
         }
     }
     let attn = sized(&mut s.attn, n * qw);

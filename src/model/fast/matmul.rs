@@ -1,5 +1,8 @@
 //! Matrix products on row-major slices through the `gemm` crate (the kernels candle uses),
 //! on the calling thread: the fast path parallelises over independent groups of sequences.
+//! When a call has fewer groups than threads (one long prompt, one row decoding), a group
+//! lends its products the spare threads ([`with_threads`]); gemm then splits the output into
+//! tiles across threads but never the sum over `k`, so the bits are the same (unit-tested).
 //!
 //! - [`matmul_wt`]: `y = x·Wᵀ` for a layer: `x: (m, k)` with row stride `ldx`, `W: (n, k)`
 //!   row-major (a checkpoint's `(out, in)` layout, read in place), `y: (m, n)`, stride `ldy`.
@@ -12,7 +15,36 @@
 //! and `k > 512`. Products that small are computed with zero rows appended (see
 //! [`min_rows`]), so a row's result is the same alone or in a batch (unit-tested below).
 
+use std::cell::Cell;
+
 use gemm::Parallelism;
+
+thread_local! {
+    /// Threads gemm may use for products on this thread (see [`with_threads`]).
+    static THREADS: Cell<usize> = const { Cell::new(1) };
+}
+
+/// Runs `f` with up to `threads` rayon threads for each product it computes on this thread
+/// (1: on this thread only). Results do not depend on `threads`.
+pub fn with_threads<T>(threads: usize, f: impl FnOnce() -> T) -> T {
+    /// Restores the previous value, also when `f` panics (rayon reuses the thread).
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THREADS.set(self.0);
+        }
+    }
+    let _restore = Restore(THREADS.replace(threads.max(1)));
+    f()
+}
+
+/// gemm's parallelism for this thread's products.
+fn parallelism() -> Parallelism {
+    match THREADS.get() {
+        1 => Parallelism::None,
+        n => Parallelism::Rayon(n),
+    }
+}
 
 /// Whether the product overwrites `y` or is added to it (the residual stream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,7 +256,7 @@ unsafe fn gemm_into(
             false,
             false,
             false,
-            Parallelism::None,
+            parallelism(),
         );
     }
 }
@@ -262,5 +294,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn lending_threads_to_gemm_gives_the_same_bits() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        let shapes = [
+            (1, 1536, 576),
+            (3, 576, 1536),
+            (130, 1536, 576),
+            (700, 600, 48),
+        ];
+        for (m, n, k) in shapes {
+            let (w, x) = (values(n * k, 3), values(m * k, 5));
+            let run = |threads: usize| {
+                let mut y = values(m * n, 9);
+                pool.install(|| {
+                    with_threads(threads, || {
+                        matmul_wt(&x, k, &w, &mut y, n, (m, n, k), Into::Add)
+                    })
+                });
+                y.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+            };
+            assert_eq!(run(1), run(4), "{m}×{k}·{k}×{n}");
+        }
+        assert_eq!(THREADS.get(), 1, "restored after the call");
     }
 }

@@ -39,7 +39,7 @@ pub mod weights;
 use rayon::prelude::*;
 
 use self::forward::{KvCache, RopeTable, Scratch, Span};
-use self::matmul::{Into, matmul_wt};
+use self::matmul::{Into, matmul_wt, with_threads};
 use self::weights::Weights;
 use super::batch::{Batch, Pair};
 use super::decoder::Decoder;
@@ -92,6 +92,12 @@ fn groups(seqs: &[Vec<u32>]) -> Vec<std::ops::Range<usize>> {
     runs_within(seqs, budget)
 }
 
+/// Threads each of `groups` groups running at once lends its matrix products: the pool's
+/// spare threads when there are fewer groups than threads (see [`matmul::with_threads`]).
+fn threads_per_group(groups: usize) -> usize {
+    (rayon::current_num_threads() / groups.max(1)).max(1)
+}
+
 /// Consecutive runs of `seqs` of at most `budget` tokens (at least one sequence each).
 fn runs_within(seqs: &[Vec<u32>], budget: usize) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
@@ -119,6 +125,7 @@ fn pack(seqs: &[Vec<u32>]) -> (Vec<u32>, Vec<Span>) {
             len: s.len(),
             past: 0,
             slot,
+            copies: None,
         });
         ids.extend_from_slice(s);
     }
@@ -128,7 +135,6 @@ fn pack(seqs: &[Vec<u32>]) -> (Vec<u32>, Vec<Span>) {
 /// A forward pass of `seqs` from scratch: what it packed and built, and the final hidden
 /// states `(tokens, hidden)`.
 pub(super) struct Fresh {
-    pub ids: Vec<u32>,
     pub spans: Vec<Span>,
     pub rope: RopeTable,
     pub cache: KvCache,
@@ -139,12 +145,23 @@ pub(super) struct Fresh {
 pub(super) fn run_fresh(w: &Weights, seqs: &[Vec<u32>], tape: Option<&mut forward::Tape>) -> Fresh {
     let (ids, spans) = pack(seqs);
     let longest = seqs.iter().map(Vec::len).max().unwrap_or(0);
-    let rope = RopeTable::new(w, longest);
-    let mut cache = KvCache::new(w, seqs.len(), longest);
+    run_packed(w, &ids, spans, longest, tape)
+}
+
+/// A forward pass of packed rows from scratch (one cache slot per span, `positions` per
+/// slot).
+pub(super) fn run_packed(
+    w: &Weights,
+    ids: &[u32],
+    spans: Vec<Span>,
+    positions: usize,
+    tape: Option<&mut forward::Tape>,
+) -> Fresh {
+    let rope = RopeTable::new(w, positions);
+    let mut cache = KvCache::new(w, spans.len(), positions);
     let mut scratch = Scratch::default();
-    let hidden = forward::hidden(w, &ids, &spans, &rope, &mut cache, &mut scratch, tape);
+    let hidden = forward::hidden(w, ids, &spans, &rope, &mut cache, &mut scratch, tape);
     Fresh {
-        ids,
         spans,
         rope,
         cache,
@@ -227,9 +244,11 @@ pub fn response_logprobs(
             .map(|p| [p.prompt.as_slice(), &p.response].concat())
             .collect();
         check_ids(w, &seqs)?;
-        let parts: Vec<Vec<f32>> = groups(&seqs)
+        let groups = groups(&seqs);
+        let lent = threads_per_group(groups.len());
+        let parts: Vec<Vec<f32>> = groups
             .into_par_iter()
-            .map(|r| score_group(w, &items[r.clone()], &seqs[r]))
+            .map(|r| with_threads(lent, || score_group(w, &items[r.clone()], &seqs[r])))
             .collect();
         Ok(parts.concat())
     })
@@ -254,10 +273,13 @@ pub fn verdict_probs(
         check_ids(w, prompts)?;
         let h = w.cfg.hidden_size;
         let head = |t: u32| &w.lm_head[t as usize * h..(t as usize + 1) * h];
-        let parts: Vec<Vec<[f32; 2]>> = groups(prompts)
+        let groups = groups(prompts);
+        let lent = threads_per_group(groups.len());
+        let parts: Vec<Vec<[f32; 2]>> = groups
             .into_par_iter()
             .map(|r| {
-                let Fresh { hidden, spans, .. } = run_fresh(w, &prompts[r], None);
+                let Fresh { hidden, spans, .. } =
+                    with_threads(lent, || run_fresh(w, &prompts[r], None));
                 spans
                     .iter()
                     .map(|sp| {
@@ -294,10 +316,11 @@ pub fn generate(
         check_ids(w, prompts)?;
         let threads = rayon::current_num_threads().max(1);
         let per_group = prompts.len().div_ceil(threads).clamp(1, GEN_GROUP_ROWS);
+        let lent = threads_per_group(prompts.len().div_ceil(per_group));
         let parts: Vec<Vec<Generated>> = prompts
             .par_chunks(per_group)
             .zip(seeds.par_chunks(per_group))
-            .map(|(p, s)| generate_group(w, p, s, params))
+            .map(|(p, s)| with_threads(lent, || generate_group(w, p, s, params)))
             .collect();
         Ok(parts.concat())
     })
@@ -367,6 +390,7 @@ fn generate_group(
                 len: 1,
                 past: lengths[r],
                 slot: r,
+                copies: None,
             })
             .collect();
         for &r in &active {

@@ -22,9 +22,14 @@
 //! plain tensors, so a step computes no `(out, in)` weight gradient at all, only `dx`
 //! through each layer and the adapters' small products.
 //!
-//! Sequences are split into groups *by position only* (under LoRA one sequence each, else
-//! at most [`TRAIN_GROUP_TOKENS`] tokens), each group's gradient computed on its own thread, and the groups' gradients summed
-//! in order: results do not depend on the thread count. Memory is bounded by design: a
+//! Sequences are split into groups by their tokens only ([`plan`]: under LoRA one sequence
+//! each, or two that share at least [`MIN_SHARED_TOKENS`] leading tokens, whose prefix is
+//! then computed once — a prompt's two responses, a judge prompt's two orders; else runs of
+//! at most [`TRAIN_GROUP_TOKENS`] tokens), each group's gradient computed on its own thread,
+//! and the groups' gradients summed in order: results do not depend on the thread count.
+//! A shared prefix is a span of its own; each sequence continues it in its own cache slot
+//! from a copy of its keys and values, and the backward routes the keys' and values'
+//! gradients of those positions back to the prefix rows. Memory is bounded by design: a
 //! group's recorded pass (its activations) is kept for the backward only within
 //! [`KEPT_PASS_BYTES`]; past that the backward recomputes it, so a step holds at most that
 //! plus one pass per thread, however many pairs its batch has — and the gradients are the
@@ -35,7 +40,6 @@
 //! path.
 
 use std::collections::{HashMap, HashSet};
-use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::backprop::GradStore;
@@ -45,7 +49,7 @@ use rayon::prelude::*;
 use super::forward::{self, KvCache, RopeTable, Span, Tape};
 use super::matmul::{Into, Operand, product};
 use super::weights::{self, Lin, LoraLin, Weights};
-use super::{ResponseRows, gather_rows, response_rows, summed_logprobs, vocab_logits};
+use super::{ResponseRows, gather_rows, summed_logprobs, vocab_logits};
 use crate::model::batch::Pair;
 use crate::model::decoder::Decoder;
 use crate::model::linear::Adapters;
@@ -53,6 +57,10 @@ use crate::model::simd;
 
 /// Most tokens per group (fixed, so the split does not depend on the machine).
 const TRAIN_GROUP_TOKENS: usize = 1024;
+
+/// Fewest leading tokens two sequences must share for a group to compute them once (see
+/// [`plan`]).
+const MIN_SHARED_TOKENS: usize = 16;
 
 /// Recorded forward passes kept for the backward, in bytes, per [`Recorder`]; a group past
 /// it drops its pass and the backward recomputes it (the same bits: the forward pass is
@@ -74,8 +82,7 @@ enum Head {
 
 /// One group's recorded forward pass.
 struct Pass {
-    spans: Vec<Span>,
-    ids: Vec<u32>,
+    layout: Layout,
     rope: RopeTable,
     cache: KvCache,
     tape: Tape,
@@ -101,12 +108,90 @@ impl Pass {
     }
 }
 
-/// One group of a recorded output: its items, its head, and its forward pass unless it was
-/// dropped (see [`KEPT_PASS_BYTES`]).
+/// One group of a recorded output: which of its sequences, sharing how many leading tokens,
+/// its head, and its forward pass unless it was dropped (see [`KEPT_PASS_BYTES`]).
 struct Group {
-    range: Range<usize>,
+    plan: Plan,
     head: Head,
     pass: Option<Pass>,
+}
+
+/// A group's sequences (indices into its output's sequences, in order) and how many leading
+/// tokens they share and compute once (0: none; less than each one's length, so every
+/// sequence keeps a row of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    members: Vec<usize>,
+    shared: usize,
+}
+
+/// A group's rows: its sequences back to back, or the shared prefix once (slot 0) followed
+/// by each sequence's remaining tokens, continuing it in a slot of its own (a copy of the
+/// prefix's keys and values, see [`Span::copies`]).
+struct Layout {
+    ids: Vec<u32>,
+    spans: Vec<Span>,
+    shared: usize,
+    /// Positions per cache slot: the longest sequence.
+    positions: usize,
+}
+
+impl Layout {
+    fn new(seqs: &[&[u32]], shared: usize) -> Self {
+        let positions = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let (mut ids, mut spans) = (Vec::new(), Vec::new());
+        if shared > 0 {
+            ids.extend_from_slice(&seqs[0][..shared]);
+            spans.push(Span {
+                start: 0,
+                len: shared,
+                past: 0,
+                slot: 0,
+                copies: None,
+            });
+        }
+        for s in seqs {
+            spans.push(Span {
+                start: ids.len(),
+                len: s.len() - shared,
+                past: shared,
+                slot: spans.len(),
+                copies: (shared > 0).then_some(0),
+            });
+            ids.extend_from_slice(&s[shared..]);
+        }
+        Layout {
+            ids,
+            spans,
+            shared,
+            positions,
+        }
+    }
+
+    /// The span of sequence `m`'s own rows.
+    fn span_of(&self, m: usize) -> &Span {
+        &self.spans[m + usize::from(self.shared > 0)]
+    }
+
+    /// How many sequences it holds.
+    fn members(&self) -> usize {
+        self.spans.len() - usize::from(self.shared > 0)
+    }
+
+    /// The row holding token `pos` of sequence `m`.
+    fn row(&self, m: usize, pos: usize) -> usize {
+        if pos < self.shared {
+            return self.spans[0].start + pos;
+        }
+        let sp = self.span_of(m);
+        sp.start + pos - sp.past
+    }
+
+    /// The row of sequence `m`'s last token.
+    fn last_row(&self, m: usize) -> usize {
+        let sp = self.span_of(m);
+        sp.start + sp.len - 1
+    }
 }
 
 /// Recorded model outputs of one training step; see the module docs.
@@ -211,8 +296,8 @@ impl<'d> Recorder<'d> {
                 "item {i}: the prompt has no tokens, so the first response token cannot be scored"
             ));
         }
-        self.record(&seqs, items.len(), |range, seqs| Head::LogProbs {
-            rr: response_rows(seqs, prompt_lens[range].iter().copied()),
+        self.record(&seqs, items.len(), |plan, layout| Head::LogProbs {
+            rr: response_rows_in(layout, &seqs, &prompt_lens, &plan.members),
         })
     }
 
@@ -234,25 +319,29 @@ impl<'d> Recorder<'d> {
         &mut self,
         seqs: &[Vec<u32>],
         outputs: usize,
-        head: impl Fn(Range<usize>, &[Vec<u32>]) -> Head + Sync,
+        head: impl Fn(&Plan, &Layout) -> Head + Sync,
     ) -> anyhow::Result<Tensor> {
         let locked = lock(self.dec)?;
         let w = Weights::new(self.dec, &locked);
         super::check_ids(&w, seqs)?;
         let (kept, budget) = (&self.kept, self.budget);
-        let groups: Vec<(Group, Vec<f32>)> = split(seqs, w.has_adapters())
+        let per_seq = outputs / seqs.len().max(1);
+        let groups: Vec<(Group, Vec<f32>)> = plan(seqs, w.has_adapters())
             .into_par_iter()
-            .map(|range| {
-                let head = head(range.clone(), &seqs[range.clone()]);
-                let (pass, values) = forward_pass(&w, &seqs[range.clone()], &head);
+            .map(|plan| {
+                let layout = layout_of(seqs, &plan);
+                let head = head(&plan, &layout);
+                let (pass, values) = forward_pass(&w, layout, &head);
                 let pass = keep_within(budget, kept, pass);
-                (Group { range, head, pass }, values)
+                (Group { plan, head, pass }, values)
             })
             .collect();
-        let mut values = Vec::with_capacity(outputs);
+        let mut values = vec![0f32; outputs];
         let mut kept_groups = Vec::with_capacity(groups.len());
         for (g, v) in groups {
-            values.extend(v);
+            for (&m, chunk) in g.plan.members.iter().zip(v.chunks_exact(per_seq.max(1))) {
+                values[m * per_seq..(m + 1) * per_seq].copy_from_slice(chunk);
+            }
             kept_groups.push(g);
         }
         let leaf = Var::from_vec(values, outputs, &Device::Cpu)?
@@ -262,7 +351,7 @@ impl<'d> Recorder<'d> {
             leaf: leaf.clone(),
             seqs: seqs.to_vec(),
             groups: kept_groups,
-            per_seq: outputs / seqs.len().max(1),
+            per_seq,
         });
         Ok(leaf)
     }
@@ -286,9 +375,13 @@ impl<'d> Recorder<'d> {
             let Some(g) = grads.get(leaf) else { continue };
             let upstream = g.flatten_all()?.to_vec1::<f32>()?;
             for group in groups {
-                let r = &group.range;
-                let up = upstream[r.start * per_seq..r.end * per_seq].to_vec();
-                jobs.push((&seqs[r.clone()], group, up));
+                let up: Vec<f32> = group
+                    .plan
+                    .members
+                    .iter()
+                    .flat_map(|&m| upstream[m * per_seq..(m + 1) * per_seq].iter().copied())
+                    .collect();
+                jobs.push((seqs, group, up));
             }
         }
         let mut total = Grads::new(&trainable);
@@ -308,7 +401,7 @@ impl<'d> Recorder<'d> {
                     let pass = match &group.pass {
                         Some(p) => p,
                         None => {
-                            fresh = forward_pass(&w, seqs, &group.head).0;
+                            fresh = forward_pass(&w, layout_of(seqs, &group.plan), &group.head).0;
                             &fresh
                         }
                     };
@@ -350,34 +443,108 @@ fn keep_within(budget: usize, kept: &AtomicUsize, pass: Pass) -> Option<Pass> {
     None
 }
 
-/// The groups: under LoRA one sequence each (their gradients are small, and every sequence
-/// is a parallel task); else consecutive runs of about equal token counts, as few as keep
-/// each under [`TRAIN_GROUP_TOKENS`] (at least one sequence each: each group's gradient is
-/// a copy of the model).
-fn split(seqs: &[Vec<u32>], one_each: bool) -> Vec<Range<usize>> {
-    if one_each {
-        return (0..seqs.len()).map(|i| i..i + 1).collect();
+/// The groups. Under LoRA (`pairs`) each sequence is a parallel task of its own, except
+/// that sequences sharing at least [`MIN_SHARED_TOKENS`] leading tokens are paired (longest
+/// shared prefix first), and a pair computes its prefix once: both responses of one prompt,
+/// both orders of one judge prompt. Else consecutive runs of about equal token counts, as
+/// few as keep each under [`TRAIN_GROUP_TOKENS`] (at least one sequence each: each group's
+/// gradient is a copy of the model). Depends on the sequences only, never on the machine.
+fn plan(seqs: &[Vec<u32>], pairs: bool) -> Vec<Plan> {
+    if !pairs {
+        let total: usize = seqs.iter().map(Vec::len).sum();
+        let budget = total
+            .div_ceil(total.div_ceil(TRAIN_GROUP_TOKENS).max(1))
+            .max(1);
+        return super::runs_within(seqs, budget)
+            .into_iter()
+            .map(|r| Plan {
+                members: r.collect(),
+                shared: 0,
+            })
+            .collect();
     }
-    let total: usize = seqs.iter().map(Vec::len).sum();
-    let budget = total
-        .div_ceil(total.div_ceil(TRAIN_GROUP_TOKENS).max(1))
-        .max(1);
-    super::runs_within(seqs, budget)
+    let n = seqs.len();
+    let mut candidates = Vec::new();
+    for i in 0..n {
+        for j in i + 1..n {
+            let (a, b) = (&seqs[i], &seqs[j]);
+            let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+            let shared = common.min(a.len() - 1).min(b.len() - 1);
+            if shared >= MIN_SHARED_TOKENS {
+                candidates.push((shared, i, j));
+            }
+        }
+    }
+    candidates.sort_by_key(|&(shared, i, j)| (std::cmp::Reverse(shared), i, j));
+    let mut partner: Vec<Option<(usize, usize)>> = vec![None; n];
+    for (shared, i, j) in candidates {
+        if partner[i].is_none() && partner[j].is_none() {
+            partner[i] = Some((j, shared));
+            partner[j] = Some((i, shared));
+        }
+    }
+    (0..n)
+        .filter_map(|i| match partner[i] {
+            Some((j, _)) if j < i => None,
+            Some((j, shared)) => Some(Plan {
+                members: vec![i, j],
+                shared,
+            }),
+            None => Some(Plan {
+                members: vec![i],
+                shared: 0,
+            }),
+        })
+        .collect()
 }
 
-/// Run `seqs` recording the forward pass; the head's outputs.
-fn forward_pass(w: &Weights, seqs: &[Vec<u32>], head: &Head) -> (Pass, Vec<f32>) {
+/// The rows of `plan`'s sequences.
+fn layout_of(seqs: &[Vec<u32>], plan: &Plan) -> Layout {
+    let members: Vec<&[u32]> = plan.members.iter().map(|&m| seqs[m].as_slice()).collect();
+    Layout::new(&members, plan.shared)
+}
+
+/// [`super::response_rows`] for a group's layout: the rows predicting each member's response
+/// tokens (a shared prefix's row serves every member), those tokens, and the member.
+fn response_rows_in(
+    layout: &Layout,
+    seqs: &[Vec<u32>],
+    prompt_lens: &[usize],
+    members: &[usize],
+) -> ResponseRows {
+    let mut out = ResponseRows {
+        rows: Vec::new(),
+        targets: Vec::new(),
+        owner: Vec::new(),
+    };
+    for (k, &m) in members.iter().enumerate() {
+        let seq = &seqs[m];
+        for i in prompt_lens[m] - 1..seq.len() - 1 {
+            out.rows.push(layout.row(k, i));
+            out.targets.push(seq[i + 1]);
+            out.owner.push(k);
+        }
+    }
+    out
+}
+
+/// Run a group's rows recording the forward pass; the head's outputs.
+fn forward_pass(w: &Weights, layout: Layout, head: &Head) -> (Pass, Vec<f32>) {
     let mut tape = Tape::default();
     let super::Fresh {
-        ids,
-        spans,
         rope,
         cache,
         hidden,
-    } = super::run_fresh(w, seqs, Some(&mut tape));
+        ..
+    } = super::run_packed(
+        w,
+        &layout.ids,
+        layout.spans.clone(),
+        layout.positions,
+        Some(&mut tape),
+    );
     let mut pass = Pass {
-        spans,
-        ids,
+        layout,
         rope,
         cache,
         tape,
@@ -397,12 +564,13 @@ fn head_values(w: &Weights, p: &mut Pass, head: &Head) -> Vec<f32> {
         Head::LogProbs { rr } => {
             p.picked = gather_rows(&p.hidden, &rr.rows, h);
             p.logits = vocab_logits(w, &p.picked);
-            summed_logprobs(&p.logits, vocab, rr, p.spans.len())
+            summed_logprobs(&p.logits, vocab, rr, p.layout.members())
         }
         Head::Last { tokens } => {
-            let mut out = Vec::with_capacity(p.spans.len() * tokens.len());
-            for sp in &p.spans {
-                let row = sp.start + sp.len - 1;
+            let members = p.layout.members();
+            let mut out = Vec::with_capacity(members * tokens.len());
+            for m in 0..members {
+                let row = p.layout.last_row(m);
                 let x = &p.hidden[row * h..(row + 1) * h];
                 for &t in tokens.iter() {
                     let t = t as usize;
@@ -418,7 +586,7 @@ fn head_values(w: &Weights, p: &mut Pass, head: &Head) -> Vec<f32> {
 fn head_backward(w: &Weights, g: &Pass, head: &Head, up: &[f32], grads: &mut Grads) -> Vec<f32> {
     let h = w.cfg.hidden_size;
     let vocab = w.cfg.vocab_size;
-    let n = g.ids.len();
+    let n = g.layout.ids.len();
     let mut dh = vec![0f32; n * h];
     match head {
         Head::LogProbs { rr } => {
@@ -468,8 +636,8 @@ fn head_backward(w: &Weights, g: &Pass, head: &Head, up: &[f32], grads: &mut Gra
         }
         Head::Last { tokens } => {
             let k = tokens.len();
-            for (i, sp) in g.spans.iter().enumerate() {
-                let row = sp.start + sp.len - 1;
+            for i in 0..g.layout.members() {
+                let row = g.layout.last_row(i);
                 for (j, &t) in tokens.iter().enumerate() {
                     let u = up[i * k + j];
                     let t = t as usize;
@@ -516,7 +684,7 @@ fn backward_group<'s>(
         attention_backward(w, layer, g, &mut dx, &mut grads);
     }
     if let Some(emb) = grads.of(w.embed) {
-        for (&id, d) in g.ids.iter().zip(dx.chunks_exact(h)) {
+        for (&id, d) in g.layout.ids.iter().zip(dx.chunks_exact(h)) {
             let id = id as usize;
             emb[id * h..(id + 1) * h]
                 .iter_mut()
@@ -728,90 +896,16 @@ fn attention_backward(w: &Weights, layer: usize, g: &Pass, dx: &mut [f32], grads
         grads,
     );
     let (mut dq, mut dk, mut dv) = (vec![0f32; n * qw], vec![0f32; n * kw], vec![0f32; n * kw]);
-    let (kc, vc) = (&g.cache.k[layer], &g.cache.v[layer]);
-    let n_rep = cfg.num_heads / cfg.num_kv_heads;
-    let scale = 1.0 / (d as f32).sqrt();
-    for sp in &g.spans {
-        let len = sp.len;
-        let base = g.cache.offset(sp.slot, 0);
-        let mut p = vec![0f32; len * len];
-        let mut dp = vec![0f32; len * len];
-        for head in 0..cfg.num_heads {
-            let gi = head / n_rep;
-            let q0 = sp.start * qw + head * d;
-            let k0 = sp.start * kw + gi * d;
-            let keys = &kc[base + gi * d..base + len * kw];
-            let vals = &vc[base + gi * d..base + len * kw];
-            // P = causal softmax(q·kᵀ·s), recomputed.
-            product(
-                Operand::rows(&t.q[q0..], qw),
-                Operand::transposed(keys, kw),
-                &mut p,
-                len,
-                (len, len, d),
-                1.0,
-                Into::Overwrite,
-            );
-            for i in 0..len {
-                let row = &mut p[i * len..(i + 1) * len];
-                forward::scaled_softmax(&mut row[..=i], scale);
-                row[i + 1..].fill(0.0);
-            }
-            let d_out = Operand::rows(&dattn[q0..], qw);
-            // dV += Pᵀ·dO
-            product(
-                Operand::transposed(&p, len),
-                d_out,
-                &mut dv[k0..],
-                kw,
-                (len, d, len),
-                1.0,
-                Into::Add,
-            );
-            // dP = dO·Vᵀ, then dS = P ⊙ (dP − Σ P·dP) over the visible keys.
-            product(
-                d_out,
-                Operand::transposed(vals, kw),
-                &mut dp,
-                len,
-                (len, len, d),
-                1.0,
-                Into::Overwrite,
-            );
-            for i in 0..len {
-                let (pr, dr) = (
-                    &p[i * len..i * len + i + 1],
-                    &mut dp[i * len..(i + 1) * len],
-                );
-                simd::softmax_backward(pr, &mut dr[..=i]);
-                dr[i + 1..].fill(0.0);
-            }
-            // dq = s·dS·K, dK += s·dSᵀ·q
-            product(
-                Operand::rows(&dp, len),
-                Operand::rows(keys, kw),
-                &mut dq[q0..],
-                qw,
-                (len, d, len),
-                scale,
-                Into::Overwrite,
-            );
-            product(
-                Operand::transposed(&dp, len),
-                Operand::rows(&t.q[q0..], qw),
-                &mut dk[k0..],
-                kw,
-                (len, d, len),
-                scale,
-                Into::Add,
-            );
-        }
+    for sp in &g.layout.spans {
+        span_attention_backward(cfg, layer, g, sp, t, &dattn, (&mut dq, &mut dk, &mut dv));
     }
-    for sp in &g.spans {
+    for sp in &g.layout.spans {
         for i in 0..sp.len {
             let row = sp.start + i;
-            g.rope.apply_inverse(&mut dq[row * qw..(row + 1) * qw], i);
-            g.rope.apply_inverse(&mut dk[row * kw..(row + 1) * kw], i);
+            g.rope
+                .apply_inverse(&mut dq[row * qw..(row + 1) * qw], sp.past + i);
+            g.rope
+                .apply_inverse(&mut dk[row * kw..(row + 1) * kw], sp.past + i);
         }
     }
     let normed = forward::rms_normed(&t.x_in, l.input_norm, cfg.rms_norm_eps, h);
@@ -852,4 +946,172 @@ fn attention_backward(w: &Weights, layer: usize, g: &Pass, dx: &mut [f32], grads
         grads.of(l.input_norm),
         h,
     );
+}
+
+/// One sequence's attention backward, all heads (`P = softmax(q·kᵀ·s)` recomputed, causal
+/// over its `past + len` visible keys): `dq` of its rows, and `dK`, `dV` of every key it
+/// saw — its own rows', and for a shared prefix ([`Span::copies`]) the prefix rows'.
+fn span_attention_backward(
+    cfg: &crate::model::config::ModelConfig,
+    layer: usize,
+    g: &Pass,
+    sp: &Span,
+    t: &forward::LayerTape,
+    dattn: &[f32],
+    (dq, dk, dv): (&mut [f32], &mut [f32], &mut [f32]),
+) {
+    let d = cfg.head_dim;
+    let (qw, kw) = (cfg.num_heads * d, cfg.num_kv_heads * d);
+    let (kc, vc) = (&g.cache.k[layer], &g.cache.v[layer]);
+    let n_rep = cfg.num_heads / cfg.num_kv_heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    let (len, total) = (sp.len, sp.past + sp.len);
+    let base = g.cache.offset(sp.slot, 0);
+    let mut p = vec![0f32; len * total];
+    let mut dp = vec![0f32; len * total];
+    // dK and dV of the visible keys (positions 0..total), added to their rows at the end.
+    let (mut dks, mut dvs) = (vec![0f32; total * kw], vec![0f32; total * kw]);
+    for head in 0..cfg.num_heads {
+        let gi = head / n_rep;
+        let q0 = sp.start * qw + head * d;
+        let keys = &kc[base + gi * d..base + total * kw];
+        let vals = &vc[base + gi * d..base + total * kw];
+        // P = causal softmax(q·kᵀ·s), recomputed.
+        product(
+            Operand::rows(&t.q[q0..], qw),
+            Operand::transposed(keys, kw),
+            &mut p,
+            total,
+            (len, total, d),
+            1.0,
+            Into::Overwrite,
+        );
+        for i in 0..len {
+            let row = &mut p[i * total..(i + 1) * total];
+            let visible = sp.past + i + 1;
+            forward::scaled_softmax(&mut row[..visible], scale);
+            row[visible..].fill(0.0);
+        }
+        let d_out = Operand::rows(&dattn[q0..], qw);
+        // dV += Pᵀ·dO
+        product(
+            Operand::transposed(&p, total),
+            d_out,
+            &mut dvs[gi * d..],
+            kw,
+            (total, d, len),
+            1.0,
+            Into::Add,
+        );
+        // dP = dO·Vᵀ, then dS = P ⊙ (dP − Σ P·dP) over the visible keys.
+        product(
+            d_out,
+            Operand::transposed(vals, kw),
+            &mut dp,
+            total,
+            (len, total, d),
+            1.0,
+            Into::Overwrite,
+        );
+        for i in 0..len {
+            let visible = sp.past + i + 1;
+            let (pr, dr) = (
+                &p[i * total..i * total + visible],
+                &mut dp[i * total..(i + 1) * total],
+            );
+            simd::softmax_backward(pr, &mut dr[..visible]);
+            dr[visible..].fill(0.0);
+        }
+        // dq = s·dS·K, dK += s·dSᵀ·q
+        product(
+            Operand::rows(&dp, total),
+            Operand::rows(keys, kw),
+            &mut dq[q0..],
+            qw,
+            (len, d, total),
+            scale,
+            Into::Overwrite,
+        );
+        product(
+            Operand::transposed(&dp, total),
+            Operand::rows(&t.q[q0..], qw),
+            &mut dks[gi * d..],
+            kw,
+            (total, d, len),
+            scale,
+            Into::Add,
+        );
+    }
+    let prefix_start = sp.copies.map(|slot| {
+        let owner = g.layout.spans.iter().find(|s| s.slot == slot);
+        owner.expect("a shared prefix has its own span").start
+    });
+    for pos in 0..total {
+        let row = match prefix_start {
+            Some(start) if pos < sp.past => start + pos,
+            _ => sp.start + pos - sp.past,
+        };
+        let (src, dst) = (pos * kw..(pos + 1) * kw, row * kw..(row + 1) * kw);
+        dk[dst.clone()]
+            .iter_mut()
+            .zip(&dks[src.clone()])
+            .for_each(|(a, b)| *a += b);
+        dv[dst].iter_mut().zip(&dvs[src]).for_each(|(a, b)| *a += b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences_pair_by_their_longest_shared_prefix() {
+        let seq = |prefix: u32, n: usize, tail: &[u32]| -> Vec<u32> {
+            let mut s: Vec<u32> = (0..n as u32).map(|i| prefix * 100 + i).collect();
+            s.extend_from_slice(tail);
+            s
+        };
+        // 0 and 2 share 20 tokens; 1 and 3 share 30 (and 3 with 0 nothing); 4 is alone;
+        // 5 is 6 plus one token: they share all of 5 but its last token.
+        let seqs = vec![
+            seq(1, 20, &[7, 8]),
+            seq(2, 30, &[1]),
+            seq(1, 20, &[9]),
+            seq(2, 30, &[2, 3]),
+            seq(3, 40, &[]),
+            seq(4, 18, &[]),
+            seq(4, 18, &[5]),
+        ];
+        let plans = plan(&seqs, true);
+        let got: Vec<(Vec<usize>, usize)> =
+            plans.into_iter().map(|p| (p.members, p.shared)).collect();
+        let want = vec![
+            (vec![0, 2], 20),
+            (vec![1, 3], 30),
+            (vec![4], 0),
+            (vec![5, 6], 17),
+        ];
+        assert_eq!(got, want);
+        let few = plan(&seqs[..2], true);
+        assert!(few.iter().all(|p| p.shared == 0), "nothing shared");
+        let full = plan(&seqs, false);
+        assert!(
+            full.iter().all(|p| p.shared == 0),
+            "no sharing without LoRA"
+        );
+    }
+
+    #[test]
+    fn a_shared_layout_maps_each_token_to_its_row() {
+        let (a, b) = ([1u32, 2, 3, 4], [1u32, 2, 5]);
+        let l = Layout::new(&[&a, &b], 2);
+        assert_eq!(l.ids, vec![1, 2, 3, 4, 5]);
+        assert_eq!(l.members(), 2);
+        let rows: Vec<usize> = (0..4).map(|p| l.row(0, p)).collect();
+        assert_eq!(rows, vec![0, 1, 2, 3]);
+        let rows: Vec<usize> = (0..3).map(|p| l.row(1, p)).collect();
+        assert_eq!(rows, vec![0, 1, 4]);
+        assert_eq!((l.last_row(0), l.last_row(1)), (3, 4));
+        assert_eq!(l.spans[2].copies, Some(0));
+    }
 }
