@@ -22,22 +22,23 @@
 //! plain tensors, so a step computes no `(out, in)` weight gradient at all, only `dx`
 //! through each layer and the adapters' small products.
 //!
-//! Sequences are split into groups by their tokens only ([`plan`]: under LoRA one sequence
-//! each, or two that share at least [`MIN_SHARED_TOKENS`] leading tokens, whose prefix is
-//! then computed once — a prompt's two responses, a judge prompt's two orders; else runs of
-//! at most [`TRAIN_GROUP_TOKENS`] tokens), each group's gradient computed on its own thread,
-//! and the groups' gradients summed in order: results do not depend on the thread count.
-//! A shared prefix is a span of its own; each sequence continues it in its own cache slot
-//! from a copy of its keys and values, and the backward routes the keys' and values'
-//! gradients of those positions back to the prefix rows. Memory is bounded by design: a
-//! group's recorded pass (its activations) is kept for the backward only within
-//! [`KEPT_PASS_BYTES`]; past that the backward recomputes it, so a step holds at most that
-//! plus one pass per thread, however many pairs its batch has — and the gradients are the
-//! same bits either way. (Micro-batches of a pair each with gradient accumulation would
-//! not do: SCIR's loss is a mean over the pairs its per-step selection keeps, so a pair's
-//! weight depends on the whole batch; recomputing keeps the batch's loss exact.) Tests
-//! compare every trainable weight's gradient with candle's autograd on the differentiable
-//! path.
+//! Sequences are split into groups by their tokens only ([`groups`]: under LoRA one sequence
+//! each, or two sharing their start, whose prefix is then computed once — a prompt's two
+//! responses, a judge prompt's two orders; else runs of a bounded token count), each group's
+//! gradient computed on its own thread, and the groups' gradients summed in order: results
+//! do not depend on the thread count. For a shared prefix the backward routes the gradients
+//! of the keys and values each sequence copied back to the prefix rows.
+//!
+//! Memory is bounded by design: a group's recorded pass (its activations) is kept for the
+//! backward only within [`KEPT_PASS_BYTES`]; past that the backward recomputes it, so a step
+//! holds at most that plus one pass per thread, however many pairs its batch has — and the
+//! gradients are the same bits either way. (Micro-batches of a pair each with gradient
+//! accumulation would not do: SCIR's loss is a mean over the pairs its per-step selection
+//! keeps, so a pair's weight depends on the whole batch; recomputing keeps the batch's loss
+//! exact.) Tests compare every trainable weight's gradient with candle's autograd on the
+//! differentiable path.
+
+mod groups;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,6 +47,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor, Var};
 use rayon::prelude::*;
 
+use self::groups::{Layout, Plan, layout_of, plan, response_rows_in};
 use super::forward::{self, KvCache, RopeTable, Span, Tape};
 use super::matmul::{Into, Operand, product};
 use super::weights::{self, Lin, LoraLin, Weights};
@@ -54,13 +56,6 @@ use crate::model::batch::Pair;
 use crate::model::decoder::Decoder;
 use crate::model::linear::Adapters;
 use crate::model::simd;
-
-/// Most tokens per group (fixed, so the split does not depend on the machine).
-const TRAIN_GROUP_TOKENS: usize = 1024;
-
-/// Fewest leading tokens two sequences must share for a group to compute them once (see
-/// [`plan`]).
-const MIN_SHARED_TOKENS: usize = 16;
 
 /// Recorded forward passes kept for the backward, in bytes, per [`Recorder`]; a group past
 /// it drops its pass and the backward recomputes it (the same bits: the forward pass is
@@ -114,84 +109,6 @@ struct Group {
     plan: Plan,
     head: Head,
     pass: Option<Pass>,
-}
-
-/// A group's sequences (indices into its output's sequences, in order) and how many leading
-/// tokens they share and compute once (0: none; less than each one's length, so every
-/// sequence keeps a row of its own).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Plan {
-    members: Vec<usize>,
-    shared: usize,
-}
-
-/// A group's rows: its sequences back to back, or the shared prefix once (slot 0) followed
-/// by each sequence's remaining tokens, continuing it in a slot of its own (a copy of the
-/// prefix's keys and values, see [`Span::copies`]).
-struct Layout {
-    ids: Vec<u32>,
-    spans: Vec<Span>,
-    shared: usize,
-    /// Positions per cache slot: the longest sequence.
-    positions: usize,
-}
-
-impl Layout {
-    fn new(seqs: &[&[u32]], shared: usize) -> Self {
-        let positions = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
-        let (mut ids, mut spans) = (Vec::new(), Vec::new());
-        if shared > 0 {
-            ids.extend_from_slice(&seqs[0][..shared]);
-            spans.push(Span {
-                start: 0,
-                len: shared,
-                past: 0,
-                slot: 0,
-                copies: None,
-            });
-        }
-        for s in seqs {
-            spans.push(Span {
-                start: ids.len(),
-                len: s.len() - shared,
-                past: shared,
-                slot: spans.len(),
-                copies: (shared > 0).then_some(0),
-            });
-            ids.extend_from_slice(&s[shared..]);
-        }
-        Layout {
-            ids,
-            spans,
-            shared,
-            positions,
-        }
-    }
-
-    /// The span of sequence `m`'s own rows.
-    fn span_of(&self, m: usize) -> &Span {
-        &self.spans[m + usize::from(self.shared > 0)]
-    }
-
-    /// How many sequences it holds.
-    fn members(&self) -> usize {
-        self.spans.len() - usize::from(self.shared > 0)
-    }
-
-    /// The row holding token `pos` of sequence `m`.
-    fn row(&self, m: usize, pos: usize) -> usize {
-        if pos < self.shared {
-            return self.spans[0].start + pos;
-        }
-        let sp = self.span_of(m);
-        sp.start + pos - sp.past
-    }
-
-    /// The row of sequence `m`'s last token.
-    fn last_row(&self, m: usize) -> usize {
-        let sp = self.span_of(m);
-        sp.start + sp.len - 1
-    }
 }
 
 /// Recorded model outputs of one training step; see the module docs.
@@ -441,91 +358,6 @@ fn keep_within(budget: usize, kept: &AtomicUsize, pass: Pass) -> Option<Pass> {
     }
     kept.fetch_sub(bytes, Ordering::Relaxed);
     None
-}
-
-/// The groups. Under LoRA (`pairs`) each sequence is a parallel task of its own, except
-/// that sequences sharing at least [`MIN_SHARED_TOKENS`] leading tokens are paired (longest
-/// shared prefix first), and a pair computes its prefix once: both responses of one prompt,
-/// both orders of one judge prompt. Else consecutive runs of about equal token counts, as
-/// few as keep each under [`TRAIN_GROUP_TOKENS`] (at least one sequence each: each group's
-/// gradient is a copy of the model). Depends on the sequences only, never on the machine.
-fn plan(seqs: &[Vec<u32>], pairs: bool) -> Vec<Plan> {
-    if !pairs {
-        let total: usize = seqs.iter().map(Vec::len).sum();
-        let budget = total
-            .div_ceil(total.div_ceil(TRAIN_GROUP_TOKENS).max(1))
-            .max(1);
-        return super::runs_within(seqs, budget)
-            .into_iter()
-            .map(|r| Plan {
-                members: r.collect(),
-                shared: 0,
-            })
-            .collect();
-    }
-    let n = seqs.len();
-    let mut candidates = Vec::new();
-    for i in 0..n {
-        for j in i + 1..n {
-            let (a, b) = (&seqs[i], &seqs[j]);
-            let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-            let shared = common.min(a.len() - 1).min(b.len() - 1);
-            if shared >= MIN_SHARED_TOKENS {
-                candidates.push((shared, i, j));
-            }
-        }
-    }
-    candidates.sort_by_key(|&(shared, i, j)| (std::cmp::Reverse(shared), i, j));
-    let mut partner: Vec<Option<(usize, usize)>> = vec![None; n];
-    for (shared, i, j) in candidates {
-        if partner[i].is_none() && partner[j].is_none() {
-            partner[i] = Some((j, shared));
-            partner[j] = Some((i, shared));
-        }
-    }
-    (0..n)
-        .filter_map(|i| match partner[i] {
-            Some((j, _)) if j < i => None,
-            Some((j, shared)) => Some(Plan {
-                members: vec![i, j],
-                shared,
-            }),
-            None => Some(Plan {
-                members: vec![i],
-                shared: 0,
-            }),
-        })
-        .collect()
-}
-
-/// The rows of `plan`'s sequences.
-fn layout_of(seqs: &[Vec<u32>], plan: &Plan) -> Layout {
-    let members: Vec<&[u32]> = plan.members.iter().map(|&m| seqs[m].as_slice()).collect();
-    Layout::new(&members, plan.shared)
-}
-
-/// [`super::response_rows`] for a group's layout: the rows predicting each member's response
-/// tokens (a shared prefix's row serves every member), those tokens, and the member.
-fn response_rows_in(
-    layout: &Layout,
-    seqs: &[Vec<u32>],
-    prompt_lens: &[usize],
-    members: &[usize],
-) -> ResponseRows {
-    let mut out = ResponseRows {
-        rows: Vec::new(),
-        targets: Vec::new(),
-        owner: Vec::new(),
-    };
-    for (k, &m) in members.iter().enumerate() {
-        let seq = &seqs[m];
-        for i in prompt_lens[m] - 1..seq.len() - 1 {
-            out.rows.push(layout.row(k, i));
-            out.targets.push(seq[i + 1]);
-            out.owner.push(k);
-        }
-    }
-    out
 }
 
 /// Run a group's rows recording the forward pass; the head's outputs.
@@ -1057,61 +889,5 @@ fn span_attention_backward(
             .zip(&dks[src.clone()])
             .for_each(|(a, b)| *a += b);
         dv[dst].iter_mut().zip(&dvs[src]).for_each(|(a, b)| *a += b);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sequences_pair_by_their_longest_shared_prefix() {
-        let seq = |prefix: u32, n: usize, tail: &[u32]| -> Vec<u32> {
-            let mut s: Vec<u32> = (0..n as u32).map(|i| prefix * 100 + i).collect();
-            s.extend_from_slice(tail);
-            s
-        };
-        // 0 and 2 share 20 tokens; 1 and 3 share 30 (and 3 with 0 nothing); 4 is alone;
-        // 5 is 6 plus one token: they share all of 5 but its last token.
-        let seqs = vec![
-            seq(1, 20, &[7, 8]),
-            seq(2, 30, &[1]),
-            seq(1, 20, &[9]),
-            seq(2, 30, &[2, 3]),
-            seq(3, 40, &[]),
-            seq(4, 18, &[]),
-            seq(4, 18, &[5]),
-        ];
-        let plans = plan(&seqs, true);
-        let got: Vec<(Vec<usize>, usize)> =
-            plans.into_iter().map(|p| (p.members, p.shared)).collect();
-        let want = vec![
-            (vec![0, 2], 20),
-            (vec![1, 3], 30),
-            (vec![4], 0),
-            (vec![5, 6], 17),
-        ];
-        assert_eq!(got, want);
-        let few = plan(&seqs[..2], true);
-        assert!(few.iter().all(|p| p.shared == 0), "nothing shared");
-        let full = plan(&seqs, false);
-        assert!(
-            full.iter().all(|p| p.shared == 0),
-            "no sharing without LoRA"
-        );
-    }
-
-    #[test]
-    fn a_shared_layout_maps_each_token_to_its_row() {
-        let (a, b) = ([1u32, 2, 3, 4], [1u32, 2, 5]);
-        let l = Layout::new(&[&a, &b], 2);
-        assert_eq!(l.ids, vec![1, 2, 3, 4, 5]);
-        assert_eq!(l.members(), 2);
-        let rows: Vec<usize> = (0..4).map(|p| l.row(0, p)).collect();
-        assert_eq!(rows, vec![0, 1, 2, 3]);
-        let rows: Vec<usize> = (0..3).map(|p| l.row(1, p)).collect();
-        assert_eq!(rows, vec![0, 1, 4]);
-        assert_eq!((l.last_row(0), l.last_row(1)), (3, 4));
-        assert_eq!(l.spans[2].copies, Some(0));
     }
 }
