@@ -61,8 +61,19 @@ if [[ ! -x "$BIN/llama-bench" || ! -x "$BIN/llama-batched-bench" || ! -x "$BIN/l
   tools="$LLAMACPP_DIR.tools"
   python3 -m venv "$tools"
   "$tools/bin/pip" install --quiet cmake ninja
-  "$tools/bin/pip" download --quiet --no-deps --no-binary :all: --dest "$tools" \
-    "llama-cpp-python==$LLAMA_CPP_PYTHON"
+  # The sdist itself (not `pip download`, which would prepare its metadata with a build).
+  python3 - "$LLAMA_CPP_PYTHON" "$tools" <<'EOF'
+import hashlib, json, sys, urllib.request
+version, dest = sys.argv[1], sys.argv[2]
+name = f"llama_cpp_python-{version}.tar.gz"
+index = urllib.request.Request("https://pypi.org/simple/llama-cpp-python/",
+                               headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+(sdist,) = [f for f in json.load(urllib.request.urlopen(index))["files"] if f["filename"] == name]
+data = urllib.request.urlopen(sdist["url"]).read()
+if hashlib.sha256(data).hexdigest() != sdist["hashes"]["sha256"]:
+    sys.exit(f"{name}: SHA-256 differs from PyPI's")
+open(f"{dest}/{name}", "wb").write(data)
+EOF
   src="$tools/src"
   rm -rf "$src" && mkdir -p "$src"
   tar -xzf "$tools/llama_cpp_python-$LLAMA_CPP_PYTHON.tar.gz" -C "$src"
