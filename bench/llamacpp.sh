@@ -42,16 +42,12 @@ THREADS="${BENCH_THREADS:-2}"
 export RAYON_NUM_THREADS="$THREADS"
 LLAMA_CPP_PYTHON=0.3.36
 LLAMACPP_DIR="${LLAMACPP_DIR:-$ROOT/bench/.llama.cpp}"
-PROFILE="${SCIR_BENCH_PROFILE:-dev}"
 CACHE="${SCIR_CACHE:-$HOME/.cache/scir}/smollm2"
 Q4_1="$CACHE/SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL="$ROOT/examples/smollm2/model"
 
 # --- scir and the model ----------------------------------------------------------------
-(cd "$ROOT" && cargo build --profile "$PROFILE" --bin scir >&2)
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-[[ "$PROFILE" == dev ]] && PROFILE_DIR=debug || PROFILE_DIR="$PROFILE"
-SCIR="$TARGET/$PROFILE_DIR/scir"
+source "$ROOT/bench/scir_bin.sh"
 SCIR="$SCIR" "$ROOT/examples/smollm2/setup.sh" >&2
 
 # --- llama.cpp -------------------------------------------------------------------------

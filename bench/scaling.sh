@@ -29,13 +29,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 export RAYON_NUM_THREADS="${BENCH_THREADS:-2}"
-if [[ -z "${SCIR:-}" ]]; then
-  PROFILE="${SCIR_BENCH_PROFILE:-dev}"
-  (cd "$ROOT" && cargo build --profile "$PROFILE" --bin scir >&2)
-  TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-  [[ "$PROFILE" == dev ]] && PROFILE_DIR=debug || PROFILE_DIR="$PROFILE"
-  SCIR="$TARGET/$PROFILE_DIR/scir"
-fi
+source "$ROOT/bench/scir_bin.sh"
 SCIR="$SCIR" "$ROOT/examples/smollm2/setup.sh" >&2
 SMOLLM2="$ROOT/examples/smollm2/model"
 SEEDS="$(cd "$ROOT/.." && pwd)/shared/data/self-instruct/seed_tasks.jsonl"
