@@ -4,7 +4,8 @@
 //! key = blake3("scir.key\0" || canonical_json(KeyMaterial))
 //! KeyMaterial = { scheme, kind, version, iteration, seed, params,
 //!                 inputs:    slot -> output digest of the upstream object,
-//!                 externals: path -> BLAKE3 of the file's bytes }
+//!                 externals: path -> BLAKE3 of the file's bytes,
+//!                 shard:     {index, count}, only in a shard task's key }
 //! ```
 //!
 //! Everything that may change a task's output, and nothing else: never mtimes,
@@ -47,6 +48,9 @@ pub struct KeyMaterial {
     pub inputs: BTreeMap<String, String>,
     /// External file (as named in params) → BLAKE3 of its bytes.
     pub externals: BTreeMap<String, String>,
+    /// A shard task's shard (absent for every other task, so their keys are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::engine::shard::Shard>,
 }
 
 impl KeyMaterial {
@@ -233,6 +237,7 @@ mod tests {
             params: json!({"lr": 0.1, "n": 2}),
             inputs: BTreeMap::new(),
             externals: BTreeMap::new(),
+            shard: None,
         };
         let mut n = m.clone();
         n.params = json!({"lr": 0.2, "n": 2});

@@ -26,6 +26,8 @@
 //!   generate:
 //!     each_iteration: true
 //!     inputs: { model: model@k-1, prompts: world }
+//!     shards: 4                                # optional: 4 shard tasks and a merge
+//!     resources: { cpus: 8, mem: 32G }         # optional: a Slurm job's sbatch options
 //! arms:                  # optional; default one arm named `main`
 //!   scir: {}
 //!   srlm: { train: { method: srlm } }          # per-stage param overrides
@@ -44,8 +46,10 @@ use serde_saphyr::Spanned;
 use crate::engine::stage::{Outputs, Registry, ResolvedParams, StageKind};
 use crate::user_err;
 
+mod placement;
 mod refs;
 mod resolve;
+pub use placement::Resources;
 pub use refs::{At, Reference};
 pub use resolve::deep_merge;
 use resolve::resolve_stage;
@@ -165,6 +169,12 @@ pub struct StageFile {
     pub inputs: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     pub params: Option<Spanned<Value>>,
+    /// Split each task into this many shard tasks and a merge (shardable kinds only).
+    #[serde(default)]
+    pub shards: Option<Spanned<i64>>,
+    /// What a Slurm job of this stage asks for.
+    #[serde(default)]
+    pub resources: Option<Spanned<placement::ResourcesFile>>,
 }
 
 /// One arm: stage name → params overrides, and `models: { irm_reference, judge }`.
@@ -240,6 +250,10 @@ pub struct ResolvedStage {
     pub outputs: Outputs,
     /// External files as named in params → absolute-or-relative path to read.
     pub externals: BTreeMap<String, PathBuf>,
+    /// Shard tasks per task (1: unsharded); not part of any key.
+    pub shards: u32,
+    /// What a Slurm job of this stage asks for; not part of any key.
+    pub resources: Resources,
 }
 
 /// An input reference as written (or defaulted) and parsed.

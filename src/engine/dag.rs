@@ -6,7 +6,9 @@
 //! = `train@k-1`) are resolved per task, and cycles are reported with their
 //! path. Tasks of different arms with the same static *identity* (kind,
 //! version, iteration, seed, resolved params, identities of their inputs) are
-//! one [`Node`], computed once and listed under every arm that has it.
+//! one [`Node`], computed once and listed under every arm that has it. A task of a
+//! sharded stage (`shards: N`) comes right after its N shard nodes (`generate@1#2of4`,
+//! [`crate::engine::shard`]), which it lists in `parts`.
 //!
 //! Invariant: `Dag::nodes` is in topological order (inputs before users),
 //! deterministic (iteration, then stage name, depth first), and every node's
@@ -16,6 +18,7 @@ use std::collections::BTreeMap;
 
 use crate::engine::cache;
 use crate::engine::config::{ArmPlan, At, Binding, Pipeline, Reference, ResolvedStage};
+use crate::engine::shard::Shard;
 use crate::engine::stage::SlotKind;
 use crate::user_err;
 
@@ -34,6 +37,11 @@ pub struct Node {
     pub arms: Vec<String>,
     /// Static identity (see the module docs).
     pub identity: String,
+    /// The shard this node computes (a shard task of a sharded stage), else `None`.
+    pub shard: Option<Shard>,
+    /// A sharded task's shard nodes, in shard order: it merges their objects (empty for
+    /// every other node). Not inputs: its key is the unsharded task's.
+    pub parts: Vec<usize>,
 }
 
 /// The unrolled pipeline.
@@ -78,7 +86,7 @@ pub fn build(pipeline: &Pipeline) -> anyhow::Result<Dag> {
             let kind = format!("{}/v{}", spec.stage.kind(), spec.stage.version());
             let identity = cache::identity(&kind, id.1, seed, &spec.params.json, &input_ids);
             let index = *by_identity.entry(identity.clone()).or_insert_with(|| {
-                dag.nodes.push(Node {
+                let node = Node {
                     task: task_name(&id.0, id.1),
                     stage: id.0.clone(),
                     iteration: id.1,
@@ -87,16 +95,39 @@ pub fn build(pipeline: &Pipeline) -> anyhow::Result<Dag> {
                     inputs,
                     arms: Vec::new(),
                     identity,
-                });
-                dag.nodes.len() - 1
+                    shard: None,
+                    parts: Vec::new(),
+                };
+                push_sharded(&mut dag.nodes, node)
             });
-            dag.nodes[index].arms.push(arm.name.clone());
-            dag.by_arm
-                .insert((arm.name.clone(), task_name(&id.0, id.1)), index);
+            let parts = dag.nodes[index].parts.clone();
+            for i in std::iter::once(index).chain(parts) {
+                dag.nodes[i].arms.push(arm.name.clone());
+                let task = dag.nodes[i].task.clone();
+                dag.by_arm.insert((arm.name.clone(), task), i);
+            }
             index_of.insert(id, index);
         }
     }
     Ok(dag)
+}
+
+/// Push `node` (after its shard nodes when its stage is sharded); its index.
+fn push_sharded(nodes: &mut Vec<Node>, mut node: Node) -> usize {
+    if node.spec.shards > 1 {
+        for shard in Shard::all(node.spec.shards) {
+            nodes.push(Node {
+                task: shard.task_name(&node.task),
+                identity: format!("{}{}", node.identity, shard.task_name("")),
+                shard: Some(shard),
+                parts: Vec::new(),
+                ..node.clone()
+            });
+            node.parts.push(nodes.len() - 1);
+        }
+    }
+    nodes.push(node);
+    nodes.len() - 1
 }
 
 type Edges = BTreeMap<TaskId, Vec<(String, TaskId)>>;

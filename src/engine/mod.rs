@@ -11,6 +11,7 @@
 //! store    the object store, atomic commit, the public view, verify, gc
 //! layout   where everything lives under an artifacts directory
 //! lock     kernel-released file locks
+//! shard    sharded tasks: N shard tasks and a merge with the unsharded key
 //! sched    the executor: hit, run or skip each task; run records
 //! runlog   run records (`scir runs`, `scir_runs`/`scir_tasks` in SQL)
 //! ```
@@ -23,5 +24,6 @@ pub mod layout;
 pub mod lock;
 pub mod runlog;
 pub mod sched;
+pub mod shard;
 pub mod stage;
 pub mod store;

@@ -57,6 +57,8 @@ enum State {
     Done(Box<Manifest>),
     Failed,
     Skipped,
+    /// A shard whose merged object exists: not computed.
+    NotNeeded,
 }
 
 /// The key material of `node` given its inputs' manifests.
@@ -81,6 +83,7 @@ pub fn material(
             .map(|(s, m)| (s.clone(), m.output_digest.clone()))
             .collect(),
         externals,
+        shard: node.shard,
     })
 }
 
@@ -231,6 +234,15 @@ impl Outcome {
             ..Outcome::failed(format!("{e:#}"), key)
         }
     }
+    fn not_needed(key: String) -> Outcome {
+        Outcome {
+            state: State::NotNeeded,
+            status: TaskStatus::Hit,
+            reason: "not needed: the merged object exists".to_string(),
+            key,
+            user_error: false,
+        }
+    }
     fn skipped(reason: String) -> Outcome {
         Outcome {
             state: State::Skipped,
@@ -256,7 +268,7 @@ impl Run<'_> {
         for (slot, up) in &node.inputs {
             let m = match &states[*up] {
                 State::Done(m) => (**m).clone(),
-                State::Failed | State::Skipped => {
+                State::Failed | State::Skipped | State::NotNeeded => {
                     let why = format!("upstream {} did not complete", dag.nodes[*up].task);
                     return Ok(Outcome::skipped(why));
                 }
@@ -276,6 +288,15 @@ impl Run<'_> {
         let material = material(self.store, node, &inputs)?;
         let key = material.key();
         let forced = self.opts.force && self.sel.named[i];
+        if node.shard.is_some() && !forced {
+            let merged = KeyMaterial {
+                shard: None,
+                ..material.clone()
+            };
+            if self.store.manifest(&merged.key()).is_some() {
+                return Ok(Outcome::not_needed(key));
+            }
+        }
         let (manifest, status, reason) = match self.store.manifest(&key).filter(|_| !forced) {
             Some(m) => (m, TaskStatus::Hit, "object exists".to_string()),
             None => {
@@ -289,14 +310,16 @@ impl Run<'_> {
                         TaskStatus::Hit,
                         "computed by a concurrent run".to_string(),
                     ),
-                    None => match self.execute(node, &material, &key, inputs, forced) {
+                    None => match self.execute(node, &material, &key, inputs, states, forced) {
                         Ok(done) => done,
                         Err(e) => return Ok(Outcome::failed_by(&e, key)),
                     },
                 }
             }
         };
-        publish(self.store, &self.run_id, node, &key)?;
+        if node.shard.is_none() {
+            publish(self.store, &self.run_id, node, &key)?;
+        }
         Ok(Outcome {
             state: State::Done(Box::new(manifest)),
             status,
@@ -313,8 +336,21 @@ impl Run<'_> {
         material: &KeyMaterial,
         key: &str,
         inputs: BTreeMap<String, &Manifest>,
+        states: &[State],
         forced: bool,
     ) -> anyhow::Result<(Manifest, TaskStatus, String)> {
+        let parts = node
+            .parts
+            .iter()
+            .map(|p| match &states[*p] {
+                State::Done(m) => Ok(&**m),
+                _ => Err(anyhow::anyhow!(
+                    "{}: its shard {} has no object; run again",
+                    node.task,
+                    self.dag.nodes[*p].task
+                )),
+            })
+            .collect::<anyhow::Result<Vec<&Manifest>>>()?;
         let reason = if forced {
             "forced".to_string()
         } else {
@@ -330,6 +366,7 @@ impl Run<'_> {
             material,
             key,
             inputs,
+            parts,
             pipeline_dir: &self.pipeline.dir,
             log: self.run_dir.join(log_name(node)),
             show_progress: self.opts.show_progress,

@@ -36,6 +36,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::engine::shard::Shard;
 use crate::table::{self, Table};
 
 /// Name of the checkpoint directory inside an object.
@@ -202,6 +203,11 @@ pub trait Stage: Send + Sync + 'static {
     /// Top-level params that do not change the outputs (e.g. how often a training stage
     /// saves resume state): they are left out of the key.
     const UNKEYED_PARAMS: &'static [&'static str] = &[];
+    /// Whether `shards: N` may split a task of this stage into N shard tasks (see
+    /// [`crate::engine::shard`]): `run` then computes only [`TaskContext::shard_range`] of
+    /// its rows, and [`Stage::merge`] combines the shards' tables into exactly the tables
+    /// an unsharded `run` writes.
+    const SHARDABLE: bool = false;
 
     /// Checks beyond the types (ranges, combinations); the error names the field.
     fn validate(&self, _params: &Self::Params) -> Result<(), ParamError> {
@@ -231,6 +237,11 @@ pub trait Stage: Send + Sync + 'static {
     }
     /// Compute the outputs into `ctx`'s staging directory.
     fn run(&self, params: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()>;
+    /// Write the outputs from the shards' tables ([`TaskContext::parts`], in shard order),
+    /// byte-identical to what `run` writes unsharded. Only called when [`Stage::SHARDABLE`].
+    fn merge(&self, _params: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        Err(crate::internal_err!("{}: the stage cannot merge shards", ctx.task).into())
+    }
 }
 
 /// A stage's resolved params: the canonical JSON that enters the key, and the typed value
@@ -264,12 +275,14 @@ pub trait DynStage: Send + Sync {
     fn version(&self) -> u32;
     fn inputs(&self) -> &'static [Slot];
     fn unkeyed_params(&self) -> &'static [&'static str];
+    fn shardable(&self) -> bool;
     /// Typed params from the raw YAML value (`null` for none), validated.
     fn resolve(&self, raw: serde_json::Value) -> Result<ResolvedParams, ParamError>;
     fn default_bindings(&self, params: &ResolvedParams) -> Vec<(&'static str, String)>;
     fn outputs(&self, params: &ResolvedParams) -> Outputs;
     fn external_files(&self, params: &ResolvedParams) -> Vec<PathBuf>;
     fn run(&self, params: &ResolvedParams, ctx: &mut TaskContext) -> anyhow::Result<()>;
+    fn merge(&self, params: &ResolvedParams, ctx: &mut TaskContext) -> anyhow::Result<()>;
 }
 
 impl<S: Stage> DynStage for S {
@@ -281,6 +294,9 @@ impl<S: Stage> DynStage for S {
     }
     fn unkeyed_params(&self) -> &'static [&'static str] {
         S::UNKEYED_PARAMS
+    }
+    fn shardable(&self) -> bool {
+        S::SHARDABLE
     }
     fn resolve(&self, raw: serde_json::Value) -> Result<ResolvedParams, ParamError> {
         let typed: S::Params = parse_params(raw)?;
@@ -311,6 +327,9 @@ impl<S: Stage> DynStage for S {
     }
     fn run(&self, params: &ResolvedParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
         Stage::run(self, params.get::<S>()?, ctx)
+    }
+    fn merge(&self, params: &ResolvedParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        Stage::merge(self, params.get::<S>()?, ctx)
     }
 }
 
@@ -407,6 +426,10 @@ pub struct TaskContext {
     pub seed: u64,
     /// Upstream artifacts by input slot.
     pub inputs: BTreeMap<String, InputArtifact>,
+    /// The shard this task computes (`None`: all rows, or a merge).
+    pub shard: Option<Shard>,
+    /// A merge's shards' outputs, in shard order (empty for every other task).
+    pub parts: Vec<InputArtifact>,
     /// Directory of the pipeline file (external files are relative to it).
     pub pipeline_dir: PathBuf,
     pub(crate) staging: PathBuf,
@@ -418,6 +441,20 @@ pub struct TaskContext {
 }
 
 impl TaskContext {
+    /// The rows of `n` this task computes: its shard's slice, or all of them.
+    pub fn shard_range(&self, n: usize) -> std::ops::Range<usize> {
+        self.shard.map_or(0..n, |s| s.range(n))
+    }
+
+    /// The rows of table `T` of every shard, concatenated in shard order (for a merge).
+    pub fn part_rows<T: Table>(&self) -> anyhow::Result<Vec<T>> {
+        let mut rows = Vec::new();
+        for part in &self.parts {
+            rows.extend(part.rows::<T>()?);
+        }
+        Ok(rows)
+    }
+
     /// The input bound to `slot`.
     pub fn input(&self, slot: &str) -> anyhow::Result<&InputArtifact> {
         self.inputs

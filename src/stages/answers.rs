@@ -64,6 +64,8 @@ impl Stage for Answers {
     const VERSION: u32 = 4;
     const INPUTS: &'static [Slot] = &[slots::MK, Slot::tables("prompts").by_default("prompts")];
     const TABLES: &'static [DeclaredTable] = &[AnswerRow::declared];
+    /// A shard answers a contiguous slice of the prompts (in id order).
+    const SHARDABLE: bool = true;
 
     fn validate(&self, p: &AnswersParams) -> Result<(), ParamError> {
         let bad = |path: &str, message: &str| Err(ParamError::at(path, message));
@@ -81,6 +83,7 @@ impl Stage for Answers {
     fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let model = common::load_model(ctx.input("model")?, Weights::Frozen)?;
         let prompts = read_prompts(ctx.input("prompts")?, &p.table, p.limit)?;
+        let prompts = prompts[ctx.shard_range(prompts.len())].to_vec();
         let settings = AnswerSettings {
             max_new_tokens: p.max_new_tokens,
             sampler: Sampler::at(p.temperature, p.top_p),
@@ -110,6 +113,11 @@ impl Stage for Answers {
                 finished: a.finished,
             })
             .collect();
+        ctx.write_rows(rows)
+    }
+    /// The shards' answers in shard order (id order).
+    fn merge(&self, _p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        let rows: Vec<AnswerRow> = ctx.part_rows()?;
         ctx.write_rows(rows)
     }
 }

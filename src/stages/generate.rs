@@ -85,6 +85,8 @@ impl Stage for Generate {
         PairRow::declared,
         GenerateStatsRow::declared,
     ];
+    /// A shard takes a contiguous slice of the prompts; every row has its own seed.
+    const SHARDABLE: bool = true;
 
     fn validate(&self, p: &GenerateStageParams) -> Result<(), ParamError> {
         if p.samples < 2 {
@@ -101,6 +103,7 @@ impl Stage for Generate {
     fn run(&self, p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let model = common::load_model(ctx.input("model")?, Weights::Frozen)?;
         let prompts = prompt_slice(ctx, &p.table)?;
+        let prompts = prompts[ctx.shard_range(prompts.len())].to_vec();
         let n = p.samples;
         let mut rows = Vec::with_capacity(prompts.len() * n);
         let context = model.config().max_position_embeddings;
@@ -151,7 +154,21 @@ impl Stage for Generate {
             outs.len(),
             pairs.len()
         ));
-        let stats = stats_row(&prompts, &outs, &pairs, degenerate);
+        let ends = outs.iter().map(|g| (g.stopped, g.token_ids.len()));
+        let stats = stats_row(prompts.len(), ends, pairs.len(), degenerate);
+        ctx.write_rows(responses)?;
+        ctx.write_rows(pairs)?;
+        ctx.write_rows(vec![stats])
+    }
+    /// Responses and pairs in shard order (the prompts' order); the stats recounted.
+    fn merge(&self, _p: &Self::Params, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        let responses: Vec<ResponseRow> = ctx.part_rows()?;
+        let pairs: Vec<PairRow> = ctx.part_rows()?;
+        let parts: Vec<GenerateStatsRow> = ctx.part_rows()?;
+        let prompts = parts.iter().map(|s| s.prompts as usize).sum();
+        let degenerate = parts.iter().map(|s| s.degenerate_pairs as usize).sum();
+        let ends = responses.iter().map(|r| (r.finished, r.token_ids.len()));
+        let stats = stats_row(prompts, ends, pairs.len(), degenerate);
         ctx.write_rows(responses)?;
         ctx.write_rows(pairs)?;
         ctx.write_rows(vec![stats])
@@ -240,19 +257,26 @@ fn form_pairs(
     (pairs, degenerate)
 }
 
+/// The stats of `prompts` prompts whose responses ended as `ends` (finished, tokens).
 fn stats_row(
-    prompts: &[(i64, String)],
-    outs: &[Generated],
-    pairs: &[PairRow],
+    prompts: usize,
+    ends: impl Iterator<Item = (bool, usize)>,
+    pairs: usize,
     degenerate: usize,
 ) -> GenerateStatsRow {
-    let n = outs.len().max(1) as f64;
+    let (mut responses, mut finished, mut tokens) = (0usize, 0usize, 0usize);
+    for (stopped, length) in ends {
+        responses += 1;
+        finished += usize::from(stopped);
+        tokens += length;
+    }
+    let n = responses.max(1) as f64;
     GenerateStatsRow {
-        prompts: prompts.len() as i64,
-        responses: outs.len() as i64,
-        pairs: pairs.len() as i64,
+        prompts: prompts as i64,
+        responses: responses as i64,
+        pairs: pairs as i64,
         degenerate_pairs: degenerate as i64,
-        finished_rate: outs.iter().filter(|g| g.stopped).count() as f64 / n,
-        mean_length: outs.iter().map(|g| g.token_ids.len()).sum::<usize>() as f64 / n,
+        finished_rate: finished as f64 / n,
+        mean_length: tokens as f64 / n,
     }
 }

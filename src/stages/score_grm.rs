@@ -28,8 +28,8 @@
 use std::path::PathBuf;
 
 use super::common::grm::{self, ScoreGrmParams};
-use super::common::slots;
 use super::common::{self, judge, meta_judge};
+use super::common::{sharding, slots};
 use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::model::Weights;
 use crate::model::config::Head;
@@ -54,6 +54,9 @@ impl Stage for ScoreGrm {
         JudgeTokenRow::declared,
         JudgePairRow::declared,
     ];
+    /// A shard judges a slice of the prompts' pairs (each judge prompt scored on its own);
+    /// not with `meta`, whose sampled judgments are drawn across responses.
+    const SHARDABLE: bool = true;
 
     fn validate(&self, p: &ScoreGrmParams) -> Result<(), ParamError> {
         if !(p.tau.is_finite() && p.tau > 0.0) {
@@ -104,9 +107,16 @@ impl Stage for ScoreGrm {
                 ctx.task
             ));
         }
+        if ctx.shard.is_some() && p.meta.is_some() {
+            anyhow::bail!(crate::user_err!(
+                "{}: `meta` (Meta-Rewarding) cannot be sharded; remove `shards:` from this stage",
+                ctx.task
+            ));
+        }
         let generation = ctx.input("generation")?;
-        let responses = responses::by_id(generation)?;
-        let pairs: Vec<PairRow> = generation.rows()?;
+        let mut responses = responses::by_id(generation)?;
+        let mut pairs: Vec<PairRow> = generation.rows()?;
+        sharding::keep_shard(ctx, &mut responses, &mut pairs);
         let judged = grm::judge_pairs(&model, &template, p, &responses, &pairs)?;
         let flips = judged
             .scores
@@ -134,5 +144,30 @@ impl Stage for ScoreGrm {
         ctx.write_rows(judged.scores)?;
         ctx.write_rows(judged.tokens)?;
         ctx.write_rows(judge_pairs)
+    }
+    /// Scores in the generation's pair order; the judge tokens, which every shard reads
+    /// alike, once; no judge pairs (a sharded task has no `meta`).
+    fn merge(&self, _p: &ScoreGrmParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        let generation = ctx.input("generation")?;
+        let pair_ids: Vec<i64> = generation
+            .rows::<PairRow>()?
+            .iter()
+            .map(|p| p.pair_id)
+            .collect();
+        let scores = sharding::merged(ctx, |r: &GrmScoreRow| r.pair_id, &pair_ids)?;
+        let mut tokens: Vec<Vec<JudgeTokenRow>> = Vec::new();
+        for part in &ctx.parts {
+            tokens.push(part.rows()?);
+        }
+        let first = tokens.first().cloned().unwrap_or_default();
+        if tokens.iter().any(|t| *t != first) {
+            anyhow::bail!(crate::internal_err!(
+                "{}: shards read different judge tokens",
+                ctx.task
+            ));
+        }
+        ctx.write_rows(scores)?;
+        ctx.write_rows(first)?;
+        ctx.write_rows(Vec::<JudgePairRow>::new())
     }
 }

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use super::common::irm::{self, ScoreIrmParams};
-use super::common::slots;
+use super::common::{sharding, slots};
 use crate::engine::stage::{DeclaredTable, ParamError, Slot, Stage, TaskContext};
 use crate::table::Table;
 use crate::tables::irm_pairs::IrmPairRow;
@@ -33,6 +33,8 @@ impl Stage for ScoreIrm {
     const VERSION: u32 = 3;
     const INPUTS: &'static [Slot] = &[slots::MT, slots::IRM_REF, slots::GENERATION];
     const TABLES: &'static [DeclaredTable] = &[ResponseLogpRow::declared, IrmPairRow::declared];
+    /// A shard scores a slice of the prompts' responses and pairs (per-sequence log-probs).
+    const SHARDABLE: bool = true;
 
     fn validate(&self, p: &ScoreIrmParams) -> Result<(), ParamError> {
         if !(p.beta.is_finite() && p.beta > 0.0) {
@@ -45,8 +47,9 @@ impl Stage for ScoreIrm {
     }
     fn run(&self, p: &ScoreIrmParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let generation = ctx.input("generation")?;
-        let responses = responses::by_id(generation)?;
-        let pairs: Vec<PairRow> = generation.rows()?;
+        let mut responses = responses::by_id(generation)?;
+        let mut pairs: Vec<PairRow> = generation.rows()?;
+        sharding::keep_shard(ctx, &mut responses, &mut pairs);
         let items = irm::items(&responses);
         let (model, irm_ref) = (ctx.input("model")?, ctx.input("irm_ref")?);
         let policy = irm::score(model, &items, p.batch_size)?;
@@ -63,6 +66,20 @@ impl Stage for ScoreIrm {
             .collect();
         let margins = irm::margins(p.norm, &responses, &policy, &reference);
         let irm_pairs = pair_rows(&pairs, &margins, p.beta)?;
+        ctx.write_rows(logps)?;
+        ctx.write_rows(irm_pairs)
+    }
+    /// Log-probs in response id order, pairs in the generation's order.
+    fn merge(&self, _p: &ScoreIrmParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
+        let generation = ctx.input("generation")?;
+        let response_ids: Vec<i64> = responses::by_id(generation)?.into_keys().collect();
+        let pair_ids: Vec<i64> = generation
+            .rows::<PairRow>()?
+            .iter()
+            .map(|p| p.pair_id)
+            .collect();
+        let logps = sharding::merged(ctx, |r: &ResponseLogpRow| r.response_id, &response_ids)?;
+        let irm_pairs = sharding::merged(ctx, |r: &IrmPairRow| r.pair_id, &pair_ids)?;
         ctx.write_rows(logps)?;
         ctx.write_rows(irm_pairs)
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
-use super::{Binding, Loc, Reference, ResolvedStage, StageFile};
+use super::{Binding, Loc, Reference, ResolvedStage, StageFile, placement};
 use crate::engine::stage::{Outputs, Registry, ResolvedParams, StageKind};
 use crate::table::ITERATION_COLUMN;
 use crate::user_err;
@@ -93,6 +93,8 @@ pub(super) fn resolve_stage(
     }
     let outputs = stage.outputs(&params);
     check_outputs(&stage, &outputs)?;
+    let shards = placement::shards(&at, name, stage.shardable(), s.shards.as_ref())?;
+    let resources = placement::resources(&at, name, s.resources.as_ref())?;
     Ok(ResolvedStage {
         name: name.to_string(),
         stage,
@@ -102,6 +104,8 @@ pub(super) fn resolve_stage(
         bindings,
         outputs,
         externals,
+        shards,
+        resources,
     })
 }
 

@@ -23,6 +23,8 @@ pub struct TaskRun<'a> {
     pub key: &'a str,
     /// Slot → upstream manifest.
     pub inputs: BTreeMap<String, &'a Manifest>,
+    /// A merge's shard objects, in shard order (empty for every other task).
+    pub parts: Vec<&'a Manifest>,
     pub pipeline_dir: &'a Path,
     pub log: PathBuf,
     pub show_progress: bool,
@@ -49,7 +51,13 @@ pub fn execute(t: &TaskRun) -> anyhow::Result<Manifest> {
         task: t.node.task.clone(),
         iteration: t.node.iteration,
         seed: t.node.seed,
-        inputs: input_artifacts(t),
+        inputs: t
+            .inputs
+            .iter()
+            .map(|(slot, m)| (slot.clone(), artifact(t.store, m)))
+            .collect(),
+        shard: t.node.shard,
+        parts: t.parts.iter().map(|m| artifact(t.store, m)).collect(),
         pipeline_dir: t.pipeline_dir.to_path_buf(),
         staging: staging.clone(),
         resume: t.store.layout.resume_dir(t.key),
@@ -59,8 +67,13 @@ pub fn execute(t: &TaskRun) -> anyhow::Result<Manifest> {
         show_progress: t.show_progress,
     };
     let started = Instant::now();
+    let (stage, params) = (&t.node.spec.stage, &t.node.spec.params);
     let result = catch_unwind(AssertUnwindSafe(|| {
-        t.node.spec.stage.run(&t.node.spec.params, &mut ctx)
+        if t.parts.is_empty() {
+            stage.run(params, &mut ctx)
+        } else {
+            stage.merge(params, &mut ctx)
+        }
     }))
     .unwrap_or_else(|panic| {
         Err(anyhow::anyhow!(
@@ -116,7 +129,10 @@ pub fn execute(t: &TaskRun) -> anyhow::Result<Manifest> {
 
 /// Re-hash the input objects: a damaged object is never fed downstream.
 fn verify_inputs(t: &TaskRun) -> anyhow::Result<()> {
-    for (slot, m) in &t.inputs {
+    let parts = t.parts.iter().enumerate();
+    let all = (t.inputs.iter().map(|(s, m)| (s.clone(), *m)))
+        .chain(parts.map(|(i, m)| (format!("shard {}", i + 1), *m)));
+    for (slot, m) in all {
         if let Some(p) = crate::engine::store::maintain::verify_object(t.store, &m.key)?.first() {
             anyhow::bail!(
                 "{}: input {slot} ({}, object {}) is damaged: {}; it was not used. Run `scir \
@@ -131,28 +147,19 @@ fn verify_inputs(t: &TaskRun) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn input_artifacts(t: &TaskRun) -> BTreeMap<String, InputArtifact> {
-    t.inputs
-        .iter()
-        .map(|(slot, m)| {
-            let dir = t.store.layout.object_dir(&m.key);
-            let tables = m
-                .tables
-                .iter()
-                .map(|(n, e)| (n.clone(), dir.join(&e.file)))
-                .collect();
-            let checkpoint = m.checkpoint.as_ref().map(|c| dir.join(c));
-            (
-                slot.clone(),
-                InputArtifact {
-                    task: m.task.clone(),
-                    tables,
-                    checkpoint,
-                    params: m.material.params.clone(),
-                },
-            )
-        })
-        .collect()
+/// How a running task sees object `m`.
+fn artifact(store: &Store, m: &Manifest) -> InputArtifact {
+    let dir = store.layout.object_dir(&m.key);
+    InputArtifact {
+        task: m.task.clone(),
+        tables: m
+            .tables
+            .iter()
+            .map(|(n, e)| (n.clone(), dir.join(&e.file)))
+            .collect(),
+        checkpoint: m.checkpoint.as_ref().map(|c| dir.join(c)),
+        params: m.material.params.clone(),
+    }
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -43,7 +43,9 @@ pub(super) fn finish_full_run(
     let _g = lock::acquire(&store.layout.global_lock(), &me, Wait::Block, &|_| {})?;
     let mut refs = crate::engine::store::Refs::new();
     for (node, state) in dag.nodes.iter().zip(states) {
-        if let State::Done(m) = state {
+        if let State::Done(m) = state
+            && node.shard.is_none()
+        {
             for arm in &node.arms {
                 refs.entry(arm.clone())
                     .or_default()

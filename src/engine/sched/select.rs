@@ -73,7 +73,8 @@ pub fn select(dag: &Dag, opts: &RunOptions) -> anyhow::Result<Selection> {
     if !opts.single {
         for i in (0..n).rev() {
             if in_plan[i] {
-                for up in dag.nodes[i].inputs.values() {
+                let node = &dag.nodes[i];
+                for up in node.inputs.values().chain(&node.parts) {
                     in_plan[*up] = true;
                 }
             }

@@ -12,6 +12,7 @@
 //! trained_consistency  the IRM/GRM agreement on the previous iteration's trained pairs
 //! resume               resumable training (sft, train)
 //! self_instruct        Self-Instruct-style JSONL tasks: prompts and demonstrations
+//! sharding             a generation's prompts split into shards, and merged back (scorers)
 //! training             the training-loop skeleton sft and train share
 //! ```
 //!
@@ -33,6 +34,7 @@ pub mod meta_judge;
 pub mod records;
 pub mod resume;
 pub mod self_instruct;
+pub mod sharding;
 pub mod train_data;
 pub mod trained_consistency;
 pub mod training;
