@@ -53,6 +53,9 @@ AuthType=auth/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SchedulerType=sched/backfill
+# Start a job within ~0.1 s of a submission or a finished job (the defaults wait 2-3 s,
+# which dominates a pipeline of many short tasks).
+SchedulerParameters=sched_min_interval=100000,batch_sched_delay=0,bf_interval=1
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 StateSaveLocation=$STATE

@@ -30,6 +30,7 @@ pub mod run;
 pub mod runs;
 pub mod sql;
 pub mod status;
+pub mod task;
 pub mod verify;
 
 /// scir: align a language model with Self-Consistent Internal Rewards.
@@ -109,6 +110,9 @@ pub enum Command {
     Model(model::ModelCmd),
     /// Answer a benchmark (MT-Bench, AlpacaEval) with one model, for an external judge.
     Export(export::ExportArgs),
+    /// Compute one task for the run that submitted it (what a Slurm job runs).
+    #[command(hide = true)]
+    Task(task::TaskArgs),
 }
 
 /// Where the artifacts live (every command takes it).
@@ -180,6 +184,7 @@ pub fn run_with_registry(cli: Cli, registry: &Registry) -> anyhow::Result<ExitCo
         Command::Report(args) => report::run(&args),
         Command::Model(cmd) => model::run(&cmd),
         Command::Export(args) => export::run(&args, registry),
+        Command::Task(args) => task::run(&args, registry),
     }
 }
 

@@ -13,7 +13,8 @@ use crate::engine::dag::Dag;
 use crate::engine::layout::Layout;
 use crate::engine::lock::Wait;
 use crate::engine::runlog::{RunRecord, RunStatus, TaskStatus};
-use crate::engine::sched::{self, RunOptions};
+use crate::engine::sched::slurm::SlurmConfig;
+use crate::engine::sched::{self, Executor, RunOptions};
 use crate::engine::stage::Registry;
 use crate::engine::store::Store;
 use crate::report;
@@ -80,6 +81,59 @@ pub struct RunArgs {
         conflicts_with_all = ["seed", "dry_run"]
     )]
     pub seeds: Vec<u64>,
+    #[command(flatten)]
+    pub executor: ExecutorArgs,
+}
+
+/// Where tasks are computed.
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// `local`: in this process, one task at a time. `slurm`: each task that must be
+    /// computed as an sbatch job running `scir task` (shards of a stage run concurrently);
+    /// the artifacts directory must be on a filesystem every node mounts (README, "Running
+    /// on a cluster"). A stage's `resources:` become the job's sbatch options.
+    #[arg(long, value_enum, default_value = "local")]
+    pub executor: ExecutorKind,
+    /// With --executor slurm: an sbatch option for every job (repeatable), e.g.
+    /// --sbatch-arg=--account=lab
+    #[arg(long, value_name = "OPTION", allow_hyphen_values = true)]
+    pub sbatch_arg: Vec<String>,
+    /// With --executor slurm: seconds between two `squeue` polls.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    pub poll: f64,
+}
+
+/// `--executor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    Local,
+    Slurm,
+}
+
+impl ExecutorArgs {
+    /// The validated executor.
+    pub fn executor(&self) -> anyhow::Result<Executor> {
+        if self.executor == ExecutorKind::Local {
+            if !self.sbatch_arg.is_empty() {
+                return Err(crate::user_err!("--sbatch-arg needs --executor slurm").into());
+            }
+            return Ok(Executor::Local);
+        }
+        if !(self.poll.is_finite() && self.poll > 0.0) {
+            return Err(crate::user_err!("--poll must be a positive number of seconds").into());
+        }
+        if let Some(bad) = self.sbatch_arg.iter().find(|a| !a.starts_with("--")) {
+            return Err(crate::user_err!(
+                "--sbatch-arg {bad:?}: give sbatch long options as --sbatch-arg=--name=value"
+            )
+            .into());
+        }
+        Ok(Executor::Slurm(SlurmConfig {
+            scir: std::env::current_exe()?,
+            poll: std::time::Duration::from_secs_f64(self.poll),
+            sbatch_args: self.sbatch_arg.clone(),
+        }))
+    }
 }
 
 /// The artifacts directory of one seed of a sweep.
@@ -151,6 +205,7 @@ fn run_in(
         },
         show_progress: !args.json && std::io::stderr().is_terminal(),
         argv: std::env::args().collect(),
+        executor: args.executor.executor()?,
     };
     if args.dry_run {
         dry_run(&store, &dag, &opts)?;

@@ -72,8 +72,9 @@ impl Drop for Held {
 }
 
 /// Whether to wait for a held lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Wait {
+    #[default]
     Block,
     NoWait,
 }

@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use crate::engine::cache::{KEY_SCHEME, KeyMaterial};
 use crate::engine::config::Pipeline;
@@ -26,16 +25,19 @@ use crate::engine::store::maintain::RUN_LOCK;
 use crate::engine::store::{Manifest, Store};
 use crate::user_err;
 
+mod drive;
 mod exec;
 mod publish;
+pub mod remote;
 mod select;
+pub mod slurm;
 
 use publish::{finish_full_run, publish};
 
 pub use select::{Selection, select};
 
 /// How to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Only this arm's tasks (`None`: every arm).
     pub arm: Option<String>,
@@ -48,6 +50,18 @@ pub struct RunOptions {
     pub wait: Wait,
     pub show_progress: bool,
     pub argv: Vec<String>,
+    /// Where tasks are computed.
+    pub executor: Executor,
+}
+
+/// Where a run computes its tasks.
+#[derive(Debug, Clone, Default)]
+pub enum Executor {
+    /// In this process, one task at a time (a stage may use every core inside).
+    #[default]
+    Local,
+    /// Each task as a Slurm batch job, as many at a time as the cluster runs.
+    Slurm(slurm::SlurmConfig),
 }
 
 /// Per-node state during a run.
@@ -137,27 +151,9 @@ pub fn run(
         sel,
         run_id,
         run_dir,
+        remote: false,
     };
-    let mut states = vec![State::Pending; dag.nodes.len()];
-    let mut memo = BTreeMap::new();
-    let mut tasks = Vec::new();
-    let mut stopped_by: Option<String> = None;
-    for i in (0..dag.nodes.len()).filter(|i| run.sel.in_plan[*i]) {
-        let started = Instant::now();
-        let outcome = match run.step(i, &states, &mut memo, stopped_by.as_deref()) {
-            Ok(o) => o,
-            Err(e) if is_user_error(&e) => return Err(e),
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                Outcome::failed(format!("{e:#}"), String::new())
-            }
-        };
-        if matches!(outcome.state, State::Failed) && !opts.keep_going && stopped_by.is_none() {
-            stopped_by = Some(dag.nodes[i].task.clone());
-        }
-        tasks.extend(run.records(i, &outcome, started.elapsed().as_secs_f64()));
-        states[i] = outcome.state;
-    }
+    let (states, tasks) = drive::drive(&run)?;
     let failed = states
         .iter()
         .any(|s| matches!(s, State::Failed | State::Skipped));
@@ -206,6 +202,33 @@ struct Run<'a> {
     sel: Selection,
     run_id: String,
     run_dir: PathBuf,
+    /// A task computed for another run (`scir task`): that run publishes it.
+    remote: bool,
+}
+
+/// What [`Run::prepare`] found.
+enum Prepared {
+    /// Nothing to compute: how the node ended.
+    Finished(Outcome),
+    /// Its object must be computed (here or by a Slurm job).
+    Compute(Compute),
+}
+
+/// A node to compute: its key material, key and input objects.
+struct Compute {
+    material: KeyMaterial,
+    key: String,
+    inputs: BTreeMap<String, Manifest>,
+    forced: bool,
+}
+
+/// Whether the merged object of a shard task (its key material without the shard) exists.
+fn merged_exists(store: &Store, shard: &KeyMaterial) -> bool {
+    let merged = KeyMaterial {
+        shard: None,
+        ..shard.clone()
+    };
+    store.manifest(&merged.key()).is_some()
 }
 
 /// How one node ended.
@@ -255,14 +278,15 @@ impl Outcome {
 }
 
 impl Run<'_> {
-    /// Bring node `i` up to date (hit, run, or skip).
-    fn step(
+    /// Node `i`'s inputs and key, and whether it needs computing (else how it ended: a
+    /// hit, not needed, or skipped).
+    fn prepare(
         &self,
         i: usize,
         states: &[State],
         memo: &mut BTreeMap<usize, Option<Manifest>>,
         stopped_by: Option<&str>,
-    ) -> anyhow::Result<Outcome> {
+    ) -> anyhow::Result<Prepared> {
         let (node, dag) = (&self.dag.nodes[i], self.dag);
         let mut inputs: BTreeMap<String, Manifest> = BTreeMap::new();
         for (slot, up) in &node.inputs {
@@ -270,7 +294,7 @@ impl Run<'_> {
                 State::Done(m) => (**m).clone(),
                 State::Failed | State::Skipped | State::NotNeeded => {
                     let why = format!("upstream {} did not complete", dag.nodes[*up].task);
-                    return Ok(Outcome::skipped(why));
+                    return Ok(Prepared::Finished(Outcome::skipped(why)));
                 }
                 State::Pending => probe(self.store, dag, *up, memo)
                     .ok_or_else(|| missing_upstream(self.pipeline, self.store, &dag.nodes[*up]))?,
@@ -278,46 +302,61 @@ impl Run<'_> {
             inputs.insert(slot.clone(), m);
         }
         if let Some(first) = stopped_by {
-            return Ok(Outcome::skipped(format!(
+            return Ok(Prepared::Finished(Outcome::skipped(format!(
                 "not run: the run stopped after {first} failed (--keep-going runs independent \
                  tasks)"
-            )));
+            ))));
         }
-        let inputs: BTreeMap<String, &Manifest> =
+        let refs: BTreeMap<String, &Manifest> =
             inputs.iter().map(|(s, m)| (s.clone(), m)).collect();
-        let material = material(self.store, node, &inputs)?;
+        let material = material(self.store, node, &refs)?;
         let key = material.key();
         let forced = self.opts.force && self.sel.named[i];
-        if node.shard.is_some() && !forced {
-            let merged = KeyMaterial {
-                shard: None,
-                ..material.clone()
-            };
-            if self.store.manifest(&merged.key()).is_some() {
-                return Ok(Outcome::not_needed(key));
-            }
+        if node.shard.is_some() && !forced && merged_exists(self.store, &material) {
+            return Ok(Prepared::Finished(Outcome::not_needed(key)));
         }
-        let (manifest, status, reason) = match self.store.manifest(&key).filter(|_| !forced) {
-            Some(m) => (m, TaskStatus::Hit, "object exists".to_string()),
-            None => {
-                let me = Holder::me(&self.run_id, format!("computing {}", node.task));
-                let note = |msg: &str| eprintln!("{}: {msg}", node.task);
-                let lock_path = self.store.layout.key_lock(&key);
-                let _held = lock::acquire(&lock_path, &me, self.opts.wait, &note)?;
-                match self.store.manifest(&key).filter(|_| !forced) {
-                    Some(m) => (
-                        m,
-                        TaskStatus::Hit,
-                        "computed by a concurrent run".to_string(),
-                    ),
-                    None => match self.execute(node, &material, &key, inputs, states, forced) {
-                        Ok(done) => done,
-                        Err(e) => return Ok(Outcome::failed_by(&e, key)),
-                    },
-                }
-            }
-        };
-        if node.shard.is_none() {
+        if let Some(m) = self.store.manifest(&key).filter(|_| !forced) {
+            let done = self.finish(i, key, m, TaskStatus::Hit, "object exists".into())?;
+            return Ok(Prepared::Finished(done));
+        }
+        Ok(Prepared::Compute(Compute {
+            material,
+            key,
+            inputs,
+            forced,
+        }))
+    }
+
+    /// Compute node `i` in this process: its key's lock, a re-check, the stage, the commit.
+    fn compute_here(&self, i: usize, c: Compute, states: &[State]) -> anyhow::Result<Outcome> {
+        let node = &self.dag.nodes[i];
+        let me = Holder::me(&self.run_id, format!("computing {}", node.task));
+        let note = |msg: &str| eprintln!("{}: {msg}", node.task);
+        let lock_path = self.store.layout.key_lock(&c.key);
+        let _held = lock::acquire(&lock_path, &me, self.opts.wait, &note)?;
+        if let Some(m) = self.store.manifest(&c.key).filter(|_| !c.forced) {
+            let why = "computed by a concurrent run".to_string();
+            return self.finish(i, c.key, m, TaskStatus::Hit, why);
+        }
+        let inputs: BTreeMap<String, &Manifest> =
+            c.inputs.iter().map(|(s, m)| (s.clone(), m)).collect();
+        match self.execute(node, &c.material, &c.key, inputs, states, c.forced) {
+            Ok((m, status, reason)) => self.finish(i, c.key, m, status, reason),
+            Err(e) => Ok(Outcome::failed_by(&e, c.key)),
+        }
+    }
+
+    /// Node `i` done with object `manifest`: publish it (unless a shard).
+    fn finish(
+        &self,
+        i: usize,
+        key: String,
+        manifest: Manifest,
+        status: TaskStatus,
+        reason: String,
+    ) -> anyhow::Result<Outcome> {
+        let node = &self.dag.nodes[i];
+        if node.shard.is_none() && !self.remote {
             publish(self.store, &self.run_id, node, &key)?;
         }
         Ok(Outcome {
@@ -339,18 +378,26 @@ impl Run<'_> {
         states: &[State],
         forced: bool,
     ) -> anyhow::Result<(Manifest, TaskStatus, String)> {
-        let parts = node
-            .parts
-            .iter()
-            .map(|p| match &states[*p] {
-                State::Done(m) => Ok(&**m),
-                _ => Err(anyhow::anyhow!(
-                    "{}: its shard {} has no object; run again",
-                    node.task,
-                    self.dag.nodes[*p].task
-                )),
-            })
-            .collect::<anyhow::Result<Vec<&Manifest>>>()?;
+        let parts =
+            node.parts
+                .iter()
+                .map(|p| match &states[*p] {
+                    State::Done(m) => Ok((**m).clone()),
+                    State::Pending => probe(self.store, self.dag, *p, &mut BTreeMap::new())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "{}: shard {} has no object",
+                                node.task,
+                                self.dag.nodes[*p].task
+                            )
+                        }),
+                    _ => Err(anyhow::anyhow!(
+                        "{}: its shard {} has no object; run again",
+                        node.task,
+                        self.dag.nodes[*p].task
+                    )),
+                })
+                .collect::<anyhow::Result<Vec<Manifest>>>()?;
         let reason = if forced {
             "forced".to_string()
         } else {
@@ -366,7 +413,7 @@ impl Run<'_> {
             material,
             key,
             inputs,
-            parts,
+            parts: parts.iter().collect(),
             pipeline_dir: &self.pipeline.dir,
             log: self.run_dir.join(log_name(node)),
             show_progress: self.opts.show_progress,
