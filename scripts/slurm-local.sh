@@ -57,7 +57,7 @@ SchedulerType=sched/backfill
 # which dominates a pipeline of many short tasks).
 SchedulerParameters=sched_min_interval=100000,batch_sched_delay=0,bf_interval=1
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
+SelectTypeParameters=CR_Core
 StateSaveLocation=$STATE
 SlurmdSpoolDir=/var/spool/slurmd
 SlurmctldLogFile=$LOGS/slurmctld.log
