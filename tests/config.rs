@@ -216,3 +216,28 @@ fn the_shipped_pipelines_load() {
         scir::engine::dag::build(&pipeline).unwrap();
     }
 }
+
+#[test]
+fn shards_on_a_stage_that_cannot_be_sharded() {
+    bad(
+        "stages:\n  src:\n    shards: 2\n",
+        3,
+        &["\"src\"", "cannot be sharded"],
+    );
+    bad("stages:\n  src:\n    shards: 0\n", 3, &["shards", "1 to"]);
+}
+
+#[test]
+fn bad_resources_name_the_field() {
+    bad(
+        "stages:\n  src:\n    resources: { mem: 3.5G }\n",
+        3,
+        &["resources.mem", "32G"],
+    );
+    bad(
+        "stages:\n  src:\n    resources: { time: 2h }\n",
+        3,
+        &["resources.time"],
+    );
+    bad("stages:\n  src:\n    resources: { cpu: 2 }\n", 3, &["cpu"]);
+}

@@ -94,6 +94,11 @@ pub struct ExecutorArgs {
     /// on a cluster"). A stage's `resources:` become the job's sbatch options.
     #[arg(long, value_enum, default_value = "local")]
     pub executor: ExecutorKind,
+    /// With --executor local: compute up to N tasks at once, each as a `scir task` child
+    /// process with 1/N of the cores (shards of a stage, and the arms' independent tasks,
+    /// overlap). Same bytes as one at a time.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
     /// With --executor slurm: an sbatch option for every job (repeatable), e.g.
     /// --sbatch-arg=--account=lab
     #[arg(long, value_name = "OPTION", allow_hyphen_values = true)]
@@ -113,11 +118,24 @@ pub enum ExecutorKind {
 impl ExecutorArgs {
     /// The validated executor.
     pub fn executor(&self) -> anyhow::Result<Executor> {
+        if self.jobs == 0 {
+            return Err(crate::user_err!("--jobs must be at least 1").into());
+        }
         if self.executor == ExecutorKind::Local {
             if !self.sbatch_arg.is_empty() {
                 return Err(crate::user_err!("--sbatch-arg needs --executor slurm").into());
             }
-            return Ok(Executor::Local);
+            return Ok(match self.jobs {
+                1 => Executor::Local,
+                n => Executor::Processes(n),
+            });
+        }
+        if self.jobs != 1 {
+            return Err(crate::user_err!(
+                "--jobs is for --executor local; under Slurm every ready task is submitted and \
+                 the cluster decides how many run"
+            )
+            .into());
         }
         if !(self.poll.is_finite() && self.poll > 0.0) {
             return Err(crate::user_err!("--poll must be a positive number of seconds").into());

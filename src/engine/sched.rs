@@ -31,6 +31,7 @@ mod publish;
 pub mod remote;
 mod select;
 pub mod slurm;
+pub mod workers;
 
 use publish::{finish_full_run, publish};
 
@@ -60,6 +61,9 @@ pub enum Executor {
     /// In this process, one task at a time (a stage may use every core inside).
     #[default]
     Local,
+    /// On this machine, each task as a `scir task` child process, this many at a time
+    /// (shards and independent tasks overlap; the cores are shared out).
+    Processes(usize),
     /// Each task as a Slurm batch job, as many at a time as the cluster runs.
     Slurm(slurm::SlurmConfig),
 }

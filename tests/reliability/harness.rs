@@ -240,3 +240,14 @@ pub fn assert_public_tables_read(artifacts: &Path, killed: bool) {
         scir::table::read(&file).unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
     }
 }
+
+/// `yaml` with `shards: 4` on generate, score-irm and score-grm.
+pub fn sharded(yaml: &str) -> String {
+    let mut out = yaml.to_string();
+    for stage in ["generate", "score-irm", "score-grm"] {
+        let at = format!("  {stage}:\n    each_iteration: true\n");
+        assert!(out.contains(&at), "{stage} not found in the pipeline");
+        out = out.replace(&at, &format!("{at}    shards: 4\n"));
+    }
+    out
+}

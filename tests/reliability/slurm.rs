@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use scir::engine::runlog::{RunRecord, RunStatus, TaskStatus};
 use scir::failpoint::{FAILPOINT_ENV, PARK_ENV};
 
-use super::harness::{TOY, Toy, assert_public_tables_read, assert_same, digests, stderr};
+use super::harness::{TOY, Toy, assert_public_tables_read, assert_same, digests, sharded, stderr};
 
 const SMOKE_DEFAULT: &str = include_str!("../smoke/default.yaml");
 const SLURM: &[&str] = &["--json", "--executor", "slurm", "--poll", "0.2"];
@@ -31,17 +31,6 @@ fn slurm_up() {
             String::from_utf8_lossy(&out.stderr)
         );
     });
-}
-
-/// `yaml` with `shards: 4` on generate, score-irm and score-grm.
-fn sharded(yaml: &str) -> String {
-    let mut out = yaml.to_string();
-    for stage in ["generate", "score-irm", "score-grm"] {
-        let at = format!("  {stage}:\n    each_iteration: true\n");
-        assert!(out.contains(&at), "{stage} not found in the pipeline");
-        out = out.replace(&at, &format!("{at}    shards: 4\n"));
-    }
-    out
 }
 
 fn record(out: &Output) -> RunRecord {
@@ -79,6 +68,13 @@ fn a_sharded_slurm_run_has_the_bytes_of_a_local_unsharded_run() {
         &digests(&local.artifacts()),
         &digests(&cluster.artifacts()),
     );
+    // The merged tasks have the unsharded tasks' keys.
+    let refs = |t: &Toy| {
+        scir::engine::store::Store::new(&t.artifacts())
+            .read_refs()
+            .unwrap()
+    };
+    assert_eq!(refs(&local), refs(&cluster));
     let again = slurm_run_ok(&cluster, &[]);
     assert!(again.tasks.iter().all(|t| t.status == TaskStatus::Hit));
 }

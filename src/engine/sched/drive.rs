@@ -1,17 +1,18 @@
 //! The run loop: which planned node next, and where it is computed.
 //!
 //! Local: every planned node in topological order, each computed in this process before
-//! the next (its inputs are always done). Slurm: every node whose planned inputs (and
-//! shards) are done is prepared at once; a hit is settled here, a node to compute is
-//! submitted as a job; the loop then polls `squeue` and settles finished jobs, until
-//! nothing is pending. Ctrl-C (or SIGTERM) cancels the submitted jobs and ends the run;
-//! what finished is committed, so a rerun picks it up.
+//! the next (its inputs are always done). With workers (Slurm jobs, or `--jobs N` child
+//! processes, [`super::workers`]): every node whose planned inputs (and shards) are done is
+//! prepared at once; a hit is settled here, a node to compute is started as a job while
+//! the workers have room; the loop then polls and settles ended jobs, until nothing is
+//! pending. Ctrl-C (or SIGTERM) cancels the started jobs and ends the run; what finished is
+//! committed, so a rerun picks it up.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::slurm::{self, Job, SlurmConfig};
+use super::workers::{Job, ProcessWorkers, SlurmWorkers, Workers};
 use super::{Compute, Executor, Outcome, Prepared, Run, State, is_user_error};
 use crate::engine::runlog::TaskRecord;
 use crate::engine::store::Manifest;
@@ -31,7 +32,8 @@ pub(super) fn drive(run: &Run) -> anyhow::Result<(Vec<State>, Vec<TaskRecord>)> 
     };
     match &run.opts.executor {
         Executor::Local => d.local()?,
-        Executor::Slurm(cfg) => d.slurm(cfg)?,
+        Executor::Processes(jobs) => d.with_workers(&mut ProcessWorkers::new(*jobs))?,
+        Executor::Slurm(cfg) => d.with_workers(&mut SlurmWorkers(cfg))?,
     }
     Ok((d.states, d.tasks))
 }
@@ -71,11 +73,20 @@ impl Driver<'_, '_> {
         Ok(())
     }
 
-    fn slurm(&mut self, cfg: &SlurmConfig) -> anyhow::Result<()> {
+    fn with_workers(&mut self, workers: &mut dyn Workers) -> anyhow::Result<()> {
         install_interrupt_handler();
         let mut flying: Vec<Flying> = Vec::new();
+        let result = self.work(workers, &mut flying);
+        if result.is_err() {
+            // A user error ends the run: its jobs must not outlive it.
+            workers.cancel(&flying.iter().map(|f| &f.job).collect::<Vec<_>>());
+        }
+        result
+    }
+
+    fn work(&mut self, workers: &mut dyn Workers, flying: &mut Vec<Flying>) -> anyhow::Result<()> {
         loop {
-            let progressed = self.submit_ready(cfg, &mut flying)?;
+            let progressed = self.start_ready(workers, flying)?;
             if flying.is_empty() {
                 if progressed {
                     continue;
@@ -83,32 +94,38 @@ impl Driver<'_, '_> {
                 return Ok(());
             }
             if INTERRUPTED.load(Ordering::SeqCst) {
-                return self.interrupted(flying);
+                return self.interrupted(workers, std::mem::take(flying));
             }
-            std::thread::sleep(cfg.poll);
-            let ids: Vec<&str> = flying.iter().map(|f| f.job.id.as_str()).collect();
-            let listed = slurm::listed(&ids)?;
-            let (done, still): (Vec<Flying>, Vec<Flying>) = flying
+            std::thread::sleep(workers.poll());
+            let jobs: Vec<&Job> = flying.iter().map(|f| &f.job).collect();
+            let ended = workers.ended(&jobs)?;
+            let (done, still): (Vec<Flying>, Vec<Flying>) = std::mem::take(flying)
                 .into_iter()
-                .partition(|f| !listed.contains(&f.job.id));
-            flying = still;
+                .partition(|f| ended.contains(&f.job.id));
+            *flying = still;
             for f in done {
-                let outcome = self.run.collect(f.i, &f.job, f.compute, REPORT_GRACE);
+                let outcome = self
+                    .run
+                    .collect(f.i, &f.job, f.compute, workers, REPORT_GRACE);
                 self.settle(f.i, outcome, f.started)?;
             }
         }
     }
 
-    /// Prepare every ready pending node: settle hits and skips, submit the rest.
-    fn submit_ready(
+    /// Prepare every ready pending node: settle hits and skips, start the rest while the
+    /// workers have room.
+    fn start_ready(
         &mut self,
-        cfg: &SlurmConfig,
+        workers: &mut dyn Workers,
         flying: &mut Vec<Flying>,
     ) -> anyhow::Result<bool> {
         let mut progressed = false;
         for i in 0..self.states.len() {
             if !self.ready(i) || flying.iter().any(|f| f.i == i) {
                 continue;
+            }
+            if !workers.has_room(flying.len()) {
+                break;
             }
             progressed = true;
             let started = Instant::now();
@@ -117,7 +134,7 @@ impl Driver<'_, '_> {
                 .run
                 .prepare(i, &self.states, &mut self.memo, stopped.as_deref())
             {
-                Ok(Prepared::Compute(compute)) => match self.run.submit(i, &compute, cfg) {
+                Ok(Prepared::Compute(compute)) => match self.run.start(i, &compute, workers) {
                     Ok(job) => flying.push(Flying {
                         i,
                         job,
@@ -126,14 +143,8 @@ impl Driver<'_, '_> {
                     }),
                     Err(e) => self.settle(i, Err(e), started)?,
                 },
-                other => self.settle(
-                    i,
-                    other.map(|p| match p {
-                        Prepared::Finished(o) => o,
-                        Prepared::Compute(_) => unreachable!("matched above"),
-                    }),
-                    started,
-                )?,
+                Ok(Prepared::Finished(o)) => self.settle(i, Ok(o), started)?,
+                Err(e) => self.settle(i, Err(e), started)?,
             }
         }
         Ok(progressed)
@@ -152,14 +163,18 @@ impl Driver<'_, '_> {
     }
 
     /// Ctrl-C: cancel the jobs, record them failed and everything else not run.
-    fn interrupted(&mut self, flying: Vec<Flying>) -> anyhow::Result<()> {
-        let ids: Vec<&str> = flying.iter().map(|f| f.job.id.as_str()).collect();
-        eprintln!("interrupted: cancelling Slurm jobs {}", ids.join(" "));
-        slurm::cancel(&ids);
+    fn interrupted(
+        &mut self,
+        workers: &mut dyn Workers,
+        flying: Vec<Flying>,
+    ) -> anyhow::Result<()> {
+        let what: Vec<&str> = flying.iter().map(|f| f.job.what.as_str()).collect();
+        eprintln!("interrupted: cancelling {}", what.join(", "));
+        workers.cancel(&flying.iter().map(|f| &f.job).collect::<Vec<_>>());
         for f in flying {
             let why = format!(
-                "interrupted: Slurm job {} cancelled; nothing was committed; log: {}",
-                f.job.id,
+                "interrupted: {} cancelled; nothing was committed; log: {}",
+                f.job.what,
                 f.job.log.display()
             );
             self.settle(f.i, Ok(Outcome::failed(why, f.compute.key)), f.started)?;
@@ -210,6 +225,6 @@ fn install_interrupt_handler() {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("stopping: cancelling the submitted Slurm jobs (Ctrl-C again to exit now)");
+        eprintln!("stopping: cancelling the started jobs (Ctrl-C again to exit now)");
     });
 }

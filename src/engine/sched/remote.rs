@@ -14,8 +14,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::slurm::{self, Job, SlurmConfig, Submission};
-use super::{Compute, Outcome, Prepared, Run, RunOptions, Selection, State, is_user_error};
+use super::slurm;
+use super::workers::{Job, Start, Workers};
+use super::{
+    Compute, Executor, Outcome, Prepared, Run, RunOptions, Selection, State, is_user_error,
+};
 use crate::engine::config::Pipeline;
 use crate::engine::dag::Dag;
 use crate::engine::lock::Wait;
@@ -135,12 +138,20 @@ fn compute_one(
 }
 
 impl Run<'_> {
-    /// Submit node `i` as a Slurm job running `scir task`.
-    pub(super) fn submit(&self, i: usize, c: &Compute, cfg: &SlurmConfig) -> anyhow::Result<Job> {
+    /// Start node `i` as a job running `scir task`.
+    pub(super) fn start(
+        &self,
+        i: usize,
+        c: &Compute,
+        workers: &mut dyn Workers,
+    ) -> anyhow::Result<Job> {
         let node = &self.dag.nodes[i];
-        let stem = slurm::stem(&self.run_dir, &node.task, &node.arms[0]);
+        let stem = self
+            .run_dir
+            .join(workers.dir())
+            .join(format!("{}.{}", node.task, node.arms[0]));
         let mut command: Vec<String> = vec![
-            cfg.scir.display().to_string(),
+            self.scir_exe()?,
             "task".into(),
             absolute(&self.pipeline.path)?,
             "--artifacts".into(),
@@ -167,39 +178,40 @@ impl Run<'_> {
             command.push("--no-wait".into());
         }
         let name = format!("scir:{}", node.task);
-        let resources = &node.spec.resources;
-        let job = slurm::submit(
-            cfg,
-            &Submission {
-                name: &name,
-                stem,
-                command,
-                resources,
-            },
-        )?;
-        eprintln!(
-            "{}: Slurm job {} (log {})",
-            node.task,
-            job.id,
-            job.log.display()
-        );
+        let job = workers.start(&Start {
+            name: &name,
+            stem,
+            command,
+            resources: &node.spec.resources,
+        })?;
+        eprintln!("{}: {} (log {})", node.task, job.what, job.log.display());
         Ok(job)
     }
 
-    /// How node `i`'s job ended: its report, or Slurm's word when it left none.
+    /// The `scir` binary jobs run: the Slurm config's, or this one.
+    fn scir_exe(&self) -> anyhow::Result<String> {
+        let exe = match &self.opts.executor {
+            Executor::Slurm(cfg) => cfg.scir.clone(),
+            _ => std::env::current_exe()?,
+        };
+        Ok(exe.display().to_string())
+    }
+
+    /// How node `i`'s job ended: its report, or the workers' word when it left none.
     pub(super) fn collect(
         &self,
         i: usize,
         job: &Job,
         c: Compute,
+        workers: &mut dyn Workers,
         grace: Duration,
     ) -> anyhow::Result<Outcome> {
         let node = &self.dag.nodes[i];
-        let Some(text) = slurm::read_report(job, grace) else {
+        let Some(text) = slurm::read_report(&job.report, grace) else {
             let why = format!(
-                "Slurm job {} ended ({}) without finishing {}; nothing was committed; log: {}",
-                job.id,
-                slurm::end_state(&job.id),
+                "{} ended ({}) without finishing {}; nothing was committed; log: {}",
+                job.what,
+                workers.end_state(job),
                 node.task,
                 job.log.display()
             );
@@ -207,14 +219,10 @@ impl Run<'_> {
             return Ok(Outcome::failed(why, c.key));
         };
         let report: TaskReport = serde_json::from_str(&text).map_err(|e| {
-            crate::internal_err!(
-                "{}: unreadable report of Slurm job {}: {e}",
-                node.task,
-                job.id
-            )
+            crate::internal_err!("{}: unreadable report of {}: {e}", node.task, job.what)
         })?;
         if let Some(error) = report.error {
-            let why = format!("{error} (Slurm job {}, log: {})", job.id, job.log.display());
+            let why = format!("{error} ({}, log: {})", job.what, job.log.display());
             eprintln!("error: {why}");
             return Ok(Outcome {
                 user_error: report.user_error,
@@ -223,10 +231,10 @@ impl Run<'_> {
         }
         let manifest = self.store.manifest(&c.key).ok_or_else(|| {
             anyhow::anyhow!(
-                "{}: Slurm job {} reported {} but object {} is not in the store (is the \
-                 artifacts directory on a filesystem every node mounts?)",
+                "{}: {} reported {} but object {} is not in the store (is the artifacts \
+                 directory on a filesystem every node mounts?)",
                 node.task,
-                job.id,
+                job.what,
                 report.status,
                 crate::engine::cache::short_key(&c.key)
             )

@@ -37,16 +37,6 @@ pub struct SlurmConfig {
 /// The default interval between two `squeue` calls.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
 
-/// One submitted job.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: String,
-    /// Its stdout/stderr.
-    pub log: PathBuf,
-    /// Where `scir task` writes its report.
-    pub report: PathBuf,
-}
-
 /// What to submit: the job's name, its command, and where its files go.
 pub struct Submission<'a> {
     pub name: &'a str,
@@ -56,8 +46,8 @@ pub struct Submission<'a> {
     pub resources: &'a Resources,
 }
 
-/// Write the job script and submit it; the job id.
-pub fn submit(cfg: &SlurmConfig, s: &Submission) -> anyhow::Result<Job> {
+/// Write the job script and submit it; the job id and its log's path.
+pub fn submit(cfg: &SlurmConfig, s: &Submission) -> anyhow::Result<(String, PathBuf)> {
     if let Some(dir) = s.stem.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -106,7 +96,7 @@ pub fn submit(cfg: &SlurmConfig, s: &Submission) -> anyhow::Result<Job> {
         );
     }
     let log = PathBuf::from(out.display().to_string().replace("%j", &id));
-    Ok(Job { id, log, report })
+    Ok((id, log))
 }
 
 /// Which of `ids` Slurm still lists (pending, running or completing).
@@ -180,11 +170,11 @@ pub fn cancel(ids: &[&str]) {
     }
 }
 
-/// The job's report, waiting `grace` for it to appear (a shared filesystem may show it late).
-pub fn read_report(job: &Job, grace: Duration) -> Option<String> {
+/// A job's report, waiting `grace` for it to appear (a shared filesystem may show it late).
+pub fn read_report(report: &Path, grace: Duration) -> Option<String> {
     let deadline = std::time::Instant::now() + grace;
     loop {
-        if let Ok(text) = std::fs::read_to_string(&job.report) {
+        if let Ok(text) = std::fs::read_to_string(report) {
             return Some(text);
         }
         if std::time::Instant::now() >= deadline {
@@ -200,7 +190,7 @@ pub fn report_path(stem: &Path) -> PathBuf {
 }
 
 /// `stem` with `.ext` appended (a task name may contain dots).
-fn suffixed(stem: &Path, ext: &str) -> PathBuf {
+pub fn suffixed(stem: &Path, ext: &str) -> PathBuf {
     PathBuf::from(format!("{}.{ext}", stem.display()))
 }
 
@@ -215,11 +205,6 @@ fn not_found(tool: &str, e: std::io::Error) -> anyhow::Error {
          scancel, scontrol) on PATH; scripts/slurm-local.sh starts a one-node cluster here."
     )
     .into()
-}
-
-/// The stem of a task's files in `run_dir`.
-pub fn stem(run_dir: &Path, task: &str, arm: &str) -> PathBuf {
-    run_dir.join("slurm").join(format!("{task}.{arm}"))
 }
 
 #[cfg(test)]
