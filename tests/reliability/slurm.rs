@@ -83,25 +83,9 @@ fn a_sharded_slurm_run_has_the_bytes_of_a_local_unsharded_run() {
 fn a_job_cancelled_mid_task_leaves_nothing_and_a_rerun_completes() {
     slurm_up();
     let toy = Toy::new(TOY);
-    let parked = toy.path("parked");
-    let parked_s = parked.display().to_string();
     // Every job parks after writing its first table into its staging dir; the first job
     // (world@0) is cancelled there.
-    let env = [
-        (FAILPOINT_ENV, "table-written:1"),
-        (PARK_ENV, parked_s.as_str()),
-    ];
-    let args: Vec<&str> = SLURM
-        .iter()
-        .chain(&["--stage", "generate", "--iter", "1"])
-        .copied()
-        .collect();
-    let child = toy.command("run", &args, &env).spawn().unwrap();
-    let start = Instant::now();
-    while !parked.exists() {
-        assert!(start.elapsed() < PARK_LIMIT, "no job reached the failpoint");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = spawn_parked(&toy, &["--stage", "generate", "--iter", "1"]);
     let job = job_id("scir:world@0");
     assert!(
         Command::new("scancel")
@@ -138,6 +122,25 @@ fn a_job_cancelled_mid_task_leaves_nothing_and_a_rerun_completes() {
         &digests(&local.artifacts()),
         &digests(&toy.artifacts()),
     );
+}
+
+/// `scir run --executor slurm EXTRA…` whose jobs park after writing their first table;
+/// returns once one has.
+fn spawn_parked(toy: &Toy, extra: &[&str]) -> std::process::Child {
+    let parked = toy.path("parked");
+    let parked_s = parked.display().to_string();
+    let env = [
+        (FAILPOINT_ENV, "table-written:1"),
+        (PARK_ENV, parked_s.as_str()),
+    ];
+    let args: Vec<&str> = SLURM.iter().chain(extra).copied().collect();
+    let child = toy.command("run", &args, &env).spawn().unwrap();
+    let start = Instant::now();
+    while !parked.exists() {
+        assert!(start.elapsed() < PARK_LIMIT, "no job reached the failpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 /// The id of the one queued job named `name`.
@@ -197,19 +200,7 @@ fn two_slurm_runs_at_once_compute_each_task_once() {
 fn ctrl_c_cancels_the_submitted_jobs() {
     slurm_up();
     let toy = Toy::new(TOY);
-    let parked = toy.path("parked");
-    let parked_s = parked.display().to_string();
-    let env = [
-        (FAILPOINT_ENV, "table-written:1"),
-        (PARK_ENV, parked_s.as_str()),
-    ];
-    let args: Vec<&str> = SLURM.iter().chain(&["--stage", "world"]).copied().collect();
-    let child = toy.command("run", &args, &env).spawn().unwrap();
-    let start = Instant::now();
-    while !parked.exists() {
-        assert!(start.elapsed() < PARK_LIMIT, "no job reached the failpoint");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = spawn_parked(&toy, &["--stage", "world"]);
     let job = job_id("scir:world@0");
     let int = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
