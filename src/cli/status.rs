@@ -91,6 +91,13 @@ fn status_of(
             diff: Vec::new(),
         };
     }
+    if let Some(merged) = merged_object(store, node, memo) {
+        return Line {
+            fresh: true,
+            reason: format!("not needed: merged object {} exists", short_key(&merged)),
+            diff: Vec::new(),
+        };
+    }
     if let Some(up) = node
         .inputs
         .values()
@@ -129,6 +136,17 @@ fn status_of(
             diff: Vec::new(),
         },
     }
+}
+
+/// For a shard task: the key of its merged object, when that exists.
+fn merged_object(
+    store: &Store,
+    node: &crate::engine::dag::Node,
+    memo: &BTreeMap<usize, Option<Manifest>>,
+) -> Option<String> {
+    node.shard?;
+    let key = sched::material_from_memo(store, node, memo).ok()?.merged().key();
+    store.manifest(&key).map(|_| key)
 }
 
 fn explain(dag: &Dag, lines: &[Line], task: &str, arm: Option<&str>) -> anyhow::Result<ExitCode> {

@@ -54,6 +54,14 @@ pub struct KeyMaterial {
 }
 
 impl KeyMaterial {
+    /// The key material of a shard's merged task (the unsharded task): without the shard.
+    pub fn merged(&self) -> KeyMaterial {
+        KeyMaterial {
+            shard: None,
+            ..self.clone()
+        }
+    }
+
     /// The task key (hex).
     pub fn key(&self) -> String {
         let value = serde_json::to_value(self).expect("key material serializes");

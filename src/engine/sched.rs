@@ -228,11 +228,7 @@ struct Compute {
 
 /// Whether the merged object of a shard task (its key material without the shard) exists.
 fn merged_exists(store: &Store, shard: &KeyMaterial) -> bool {
-    let merged = KeyMaterial {
-        shard: None,
-        ..shard.clone()
-    };
-    store.manifest(&merged.key()).is_some()
+    store.manifest(&shard.merged().key()).is_some()
 }
 
 /// How one node ended.
