@@ -145,7 +145,10 @@ fn merged_object(
     memo: &BTreeMap<usize, Option<Manifest>>,
 ) -> Option<String> {
     node.shard?;
-    let key = sched::material_from_memo(store, node, memo).ok()?.merged().key();
+    let key = sched::material_from_memo(store, node, memo)
+        .ok()?
+        .merged()
+        .key();
     store.manifest(&key).map(|_| key)
 }
 
