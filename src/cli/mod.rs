@@ -59,6 +59,7 @@ pub enum Command {
     ///   scir run --stage train --iter 2          train@2 and what it needs
     ///   scir run --stage generate --downstream   generate and everything after it
     ///   scir run --dry-run                       what would run, and why
+    ///   scir run --executor slurm                each task as a Slurm job (README: Running on a cluster)
     ///   scir run --json | jq '.tasks[].status'   the run record as JSON
     ///
     /// Exit status: 0 ok, 1 a task failed, 2 bad input (pipeline file, flags).

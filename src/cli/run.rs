@@ -30,6 +30,8 @@ use crate::report;
 ///   scir run --stage train --iter 2          train@2 and what it needs
 ///   scir run --stage generate --downstream   generate and everything after it
 ///   scir run --dry-run                       what would run, and why
+///   scir run --executor slurm                each task as a Slurm job (README: Running on a
+///                                            cluster); --jobs N: N local processes
 ///   scir run --seeds 1,2,3                   one run per seed into artifacts/seed-N/,
 ///                                            then artifacts/seeds.md (mean ± sd, paired
 ///                                            differences; as `scir report --seeds`)
