@@ -65,8 +65,8 @@ pub fn ascii(dag: &Dag) -> String {
             n.spec.stage.kind(),
             n.spec.stage.about()
         ));
-        for (slot, up) in &n.inputs {
-            out.push_str(&format!("    {slot} ← {}\n", label(dag, *up)));
+        for (slot, up) in edges(n) {
+            out.push_str(&format!("    {slot} ← {}\n", label(dag, up)));
         }
     }
     out
@@ -107,9 +107,17 @@ fn graph(
         out.push_str(&node(i, &label(dag, i)));
     }
     for (i, n) in dag.nodes.iter().enumerate() {
-        for (slot, up) in &n.inputs {
-            out.push_str(&edge(*up, i, slot));
+        for (slot, up) in edges(n) {
+            out.push_str(&edge(up, i, slot));
         }
     }
     out
+}
+
+/// A node's incoming edges: its inputs by slot, then a sharded task's shards (`shard`).
+fn edges(n: &crate::engine::dag::Node) -> Vec<(&str, usize)> {
+    let inputs = n.inputs.iter().map(|(s, u)| (s.as_str(), *u));
+    inputs
+        .chain(n.parts.iter().map(|u| ("shard", *u)))
+        .collect()
 }
