@@ -174,7 +174,7 @@ pub struct StageFile {
     pub shards: Option<Spanned<i64>>,
     /// What a Slurm job of this stage asks for.
     #[serde(default)]
-    pub resources: Option<Spanned<placement::ResourcesFile>>,
+    pub resources: Option<Spanned<Resources>>,
 }
 
 /// One arm: stage name → params overrides, and `models: { irm_reference, judge }`.

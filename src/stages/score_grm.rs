@@ -148,12 +148,7 @@ impl Stage for ScoreGrm {
     /// Scores in the generation's pair order; the judge tokens, which every shard reads
     /// alike, once; no judge pairs (a sharded task has no `meta`).
     fn merge(&self, _p: &ScoreGrmParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
-        let generation = ctx.input("generation")?;
-        let pair_ids: Vec<i64> = generation
-            .rows::<PairRow>()?
-            .iter()
-            .map(|p| p.pair_id)
-            .collect();
+        let pair_ids = sharding::pair_order(ctx)?;
         let scores = sharding::merged(ctx, |r: &GrmScoreRow| r.pair_id, &pair_ids)?;
         let mut tokens: Vec<Vec<JudgeTokenRow>> = Vec::new();
         for part in &ctx.parts {

@@ -73,11 +73,7 @@ impl Stage for ScoreIrm {
     fn merge(&self, _p: &ScoreIrmParams, ctx: &mut TaskContext) -> anyhow::Result<()> {
         let generation = ctx.input("generation")?;
         let response_ids: Vec<i64> = responses::by_id(generation)?.into_keys().collect();
-        let pair_ids: Vec<i64> = generation
-            .rows::<PairRow>()?
-            .iter()
-            .map(|p| p.pair_id)
-            .collect();
+        let pair_ids = sharding::pair_order(ctx)?;
         let logps = sharding::merged(ctx, |r: &ResponseLogpRow| r.response_id, &response_ids)?;
         let irm_pairs = sharding::merged(ctx, |r: &IrmPairRow| r.pair_id, &pair_ids)?;
         ctx.write_rows(logps)?;

@@ -26,26 +26,10 @@ use crate::user_err;
 /// The most shards a stage may be split into.
 pub const MAX_SHARDS: i64 = 1024;
 
-/// `resources:` as written.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ResourcesFile {
-    #[serde(default)]
-    pub cpus: Option<u32>,
-    #[serde(default)]
-    pub mem: Option<String>,
-    #[serde(default)]
-    pub gpus: Option<u32>,
-    #[serde(default)]
-    pub time: Option<String>,
-    #[serde(default)]
-    pub partition: Option<String>,
-    #[serde(default)]
-    pub extra: Vec<String>,
-}
-
-/// Validated resources of one stage's tasks (all optional: the cluster's defaults apply).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// `resources:` of a stage: what its Slurm jobs ask for (all optional: the cluster's
+/// defaults apply). Parsed as written, then checked by [`resources`].
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Resources {
     pub cpus: Option<u32>,
     pub mem: Option<String>,
@@ -111,7 +95,7 @@ pub fn shards(
 pub fn resources(
     at: &dyn Fn(Loc) -> String,
     name: &str,
-    value: Option<&Spanned<ResourcesFile>>,
+    value: Option<&Spanned<Resources>>,
 ) -> anyhow::Result<Resources> {
     let Some(v) = value else {
         return Ok(Resources::default());
@@ -146,14 +130,7 @@ pub fn resources(
     if r.cpus == Some(0) {
         return Err(bad("cpus", "0", "a positive count"));
     }
-    Ok(Resources {
-        cpus: r.cpus,
-        mem: r.mem,
-        gpus: r.gpus,
-        time: r.time,
-        partition: r.partition,
-        extra: r.extra,
-    })
+    Ok(r)
 }
 
 fn is_mem(s: &str) -> bool {

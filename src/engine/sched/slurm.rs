@@ -37,37 +37,35 @@ pub struct SlurmConfig {
 /// The default interval between two `squeue` calls.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
 
-/// What to submit: the job's name, its command, and where its files go.
-pub struct Submission<'a> {
-    pub name: &'a str,
-    /// `<run dir>/slurm/<task>.<arm>` (the script, log and report extend it).
-    pub stem: PathBuf,
-    pub command: Vec<String>,
-    pub resources: &'a Resources,
-}
-
-/// Write the job script and submit it; the job id and its log's path.
-pub fn submit(cfg: &SlurmConfig, s: &Submission) -> anyhow::Result<(String, PathBuf)> {
-    if let Some(dir) = s.stem.parent() {
+/// Write the job script `<stem>.sh` (job `name` running `command`, with `resources`) and
+/// submit it; the job id and its log's path.
+pub fn submit(
+    cfg: &SlurmConfig,
+    name: &str,
+    stem: &Path,
+    command: &[String],
+    resources: &Resources,
+) -> anyhow::Result<(String, PathBuf)> {
+    if let Some(dir) = stem.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let script = suffixed(&s.stem, "sh");
-    let report = report_path(&s.stem);
+    let script = suffixed(stem, "sh");
+    let report = report_path(stem);
     let _ = std::fs::remove_file(&report);
-    let out = PathBuf::from(format!("{}.%j.out", s.stem.display()));
+    let out = PathBuf::from(format!("{}.%j.out", stem.display()));
     let mut text = String::from("#!/bin/sh\n# Written by scir run --executor slurm.\n");
     let options = [
-        format!("--job-name={}", s.name),
+        format!("--job-name={}", name),
         format!("--output={}", out.display()),
     ];
     for opt in options
         .iter()
         .chain(&cfg.sbatch_args)
-        .chain(&s.resources.sbatch_args())
+        .chain(&resources.sbatch_args())
     {
         text.push_str(&format!("#SBATCH {opt}\n"));
     }
-    let words: Vec<String> = s.command.iter().map(|w| quote(w)).collect();
+    let words: Vec<String> = command.iter().map(|w| quote(w)).collect();
     text.push_str(&format!("exec {}\n", words.join(" ")));
     std::fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
     let output = Command::new("sbatch")

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::slurm::{self, SlurmConfig, Submission};
+use super::slurm::{self, SlurmConfig};
 use crate::engine::config::Resources;
 
 /// One started task.
@@ -61,13 +61,7 @@ impl Workers for SlurmWorkers<'_> {
         true
     }
     fn start(&mut self, s: &Start) -> anyhow::Result<Job> {
-        let sub = Submission {
-            name: s.name,
-            stem: s.stem.clone(),
-            command: s.command.clone(),
-            resources: s.resources,
-        };
-        let (id, log) = slurm::submit(self.0, &sub)?;
+        let (id, log) = slurm::submit(self.0, s.name, &s.stem, &s.command, s.resources)?;
         Ok(Job {
             what: format!("Slurm job {id}"),
             id,

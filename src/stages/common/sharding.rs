@@ -31,6 +31,12 @@ pub fn keep_shard(
     pairs.retain(|p| mine.contains(&p.prompt_id));
 }
 
+/// The pair ids of the `generation` input in its order (the unsharded order of per-pair rows).
+pub fn pair_order(ctx: &TaskContext) -> anyhow::Result<Vec<i64>> {
+    let pairs: Vec<PairRow> = ctx.input("generation")?.rows()?;
+    Ok(pairs.iter().map(|p| p.pair_id).collect())
+}
+
 /// The shards' rows of table `T`, in the order `order` gives their `key`.
 pub fn merged<T: Table>(
     ctx: &TaskContext,
